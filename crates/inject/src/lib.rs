@@ -1,0 +1,1 @@
+//! Mesh sidecar injection: pod + mesh config to injected pod and JSONPatch.

@@ -1,0 +1,1 @@
+//! Pod, Job and Deployment manifests: parsing, API-server defaulting and validation.

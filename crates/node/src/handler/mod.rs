@@ -1,0 +1,1 @@
+//! Probe and lifecycle-hook handlers: exec, httpGet, tcpSocket, grpc, sleep.

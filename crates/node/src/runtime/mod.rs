@@ -1,0 +1,1 @@
+//! Container processes: namespaces, mounts, logs and exit events.

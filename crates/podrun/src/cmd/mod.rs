@@ -1,0 +1,11 @@
+//! One module per subcommand. Each has `Args` (clap) and
+//! `run(args, global) -> anyhow::Result<u8>` returning the process exit code.
+
+pub mod delete;
+pub mod get;
+pub mod inject;
+pub mod logs;
+pub mod proxy;
+pub mod proxy_init;
+pub mod run;
+pub mod webhook;

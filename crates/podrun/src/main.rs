@@ -1,0 +1,92 @@
+//! `podrun`: Kubernetes pods with native sidecars, on one machine, as real Linux processes.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Run Kubernetes pods with native sidecars on this machine, with no cluster.
+#[derive(Debug, Parser)]
+#[command(name = "podrun", version, about)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// State directory (store, pod sandboxes, logs). Default: /var/lib/podrun as root,
+    /// $XDG_STATE_HOME/podrun otherwise.
+    #[arg(long, global = true, env = "PODRUN_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Global {
+    /// The state directory in effect.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        if nix::unistd::geteuid().is_root() {
+            return PathBuf::from("/var/lib/podrun");
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(|| PathBuf::from("/tmp"));
+        base.join("podrun")
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run Pods and Jobs in the foreground, printing `kubectl get pods -w` rows.
+    Run(cmd::run::Args),
+    /// Show pods or jobs, as `kubectl get` would.
+    Get(cmd::get::Args),
+    /// Print a container's logs.
+    Logs(cmd::logs::Args),
+    /// Delete a pod gracefully.
+    Delete(cmd::delete::Args),
+    /// Print manifests with the mesh sidecar injected.
+    Inject(cmd::inject::Args),
+    /// Serve the mutating admission webhook that injects the mesh sidecar.
+    Webhook(cmd::webhook::Args),
+    /// Install the traffic-capture rules in the current network namespace.
+    ProxyInit(cmd::proxy_init::Args),
+    /// Run the mesh sidecar proxy.
+    Proxy(cmd::proxy::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PODRUN_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args, &cli.global),
+        Command::Get(args) => cmd::get::run(args, &cli.global),
+        Command::Logs(args) => cmd::logs::run(args, &cli.global),
+        Command::Delete(args) => cmd::delete::run(args, &cli.global),
+        Command::Inject(args) => cmd::inject::run(args, &cli.global),
+        Command::Webhook(args) => cmd::webhook::run(args, &cli.global),
+        Command::ProxyInit(args) => cmd::proxy_init::run(args, &cli.global),
+        Command::Proxy(args) => cmd::proxy::run(args, &cli.global),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The mesh sidecar proxy: transparent HTTP/TCP capture listeners, access log, admin, drain.

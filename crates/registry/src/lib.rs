@@ -1,0 +1,1 @@
+//! Object storage with API-server semantics, shared by podrun run, get and server.

@@ -1,0 +1,1 @@
+//! Test support: simulated clock and scenario drivers for podrun's cores.

@@ -1,0 +1,1 @@
+//! Mutating admission webhook (AdmissionReview v1 over HTTPS) for the injector.
