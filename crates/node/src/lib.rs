@@ -5,4 +5,6 @@
 //! Decisions are never made here: they come from `podrun_lifecycle::PodMachine`.
 
 pub mod handler;
+pub mod instance;
+pub mod layout;
 pub mod runtime;
