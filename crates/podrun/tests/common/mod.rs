@@ -1,0 +1,106 @@
+//! Shared harness for tests that run the real `podrun` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temporary state directory and the podrun binary to run against it.
+pub struct Podrun {
+    pub state: tempfile::TempDir,
+}
+
+impl Podrun {
+    pub fn new() -> Self {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test runs pods in their own PID and mount namespaces and needs root"
+        );
+        Self {
+            state: tempfile::tempdir().expect("temp state dir"),
+        }
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_podrun"));
+        cmd.arg("--state-dir").arg(self.state.path());
+        cmd
+    }
+
+    /// Runs `podrun ARGS…` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("podrun runs")
+    }
+
+    /// Runs `podrun run -f -` with the manifest on stdin.
+    pub fn run_manifest(&self, manifest: &str, extra: &[&str]) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(["run", "-f", "-"])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("podrun runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(manifest.as_bytes())
+            .expect("write manifest");
+        child.wait_with_output().expect("podrun finishes")
+    }
+
+    /// The directory of the only pod named `name` (`<ns>_<name>_<uid>`).
+    pub fn pod_dir(&self, name: &str) -> PathBuf {
+        let prefix = format!("default_{name}_");
+        std::fs::read_dir(self.state.path().join("pods"))
+            .expect("pods dir")
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no pod dir for {name}"))
+            .path()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The STATUS column of each watch row, with READY: `"2/2 Running"`.
+pub fn ready_status(rows: &str) -> Vec<String> {
+    rows.lines()
+        .skip(1)
+        .map(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            format!("{} {}", cells[1], cells[2])
+        })
+        .collect()
+}
+
+/// Whether any process on the machine has `marker` in its command line.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(marker))
+                .unwrap_or(false)
+        })
+        .collect()
+}
