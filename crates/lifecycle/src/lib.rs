@@ -18,11 +18,17 @@
 //!    [`PodMachine::handle_timeout`] when it fires.
 //! 4. Read [`PodMachine::status`] whenever you want to publish the pod's status.
 
+pub mod backoff;
+pub mod init;
 pub mod print;
+pub mod probes;
+pub mod slot;
+pub mod status;
+pub mod termination;
 
 mod machine;
 
-pub use machine::PodMachine;
+pub use machine::{PodMachine, TerminationCause};
 
 use std::time::Duration;
 
@@ -142,6 +148,21 @@ pub enum Action {
         /// Which signal.
         signal: StopSignal,
     },
+}
+
+/// `t + d`, saturating at the end of representable time instead of panicking (a huge
+/// grace period or deadline from a manifest must not crash the engine).
+pub(crate) fn add(t: Time, d: k8s_openapi::jiff::SignedDuration) -> Time {
+    t.checked_add(d).unwrap_or(if d.is_negative() {
+        Time::MIN
+    } else {
+        Time::MAX
+    })
+}
+
+/// `t + secs` seconds, saturating.
+pub(crate) fn add_secs(t: Time, secs: i64) -> Time {
+    add(t, k8s_openapi::jiff::SignedDuration::from_secs(secs))
 }
 
 /// Converts whole seconds from the spec into a [`Duration`], clamping negatives to 0.

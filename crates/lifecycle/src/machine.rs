@@ -1,20 +1,140 @@
 //! [`PodMachine`]: one pod's lifecycle.
+//!
+//! Every input updates the containers' recorded state and then runs one *sync*: fire
+//! due timers, advance kill procedures, take the init/regular start decision (or the
+//! termination ordering once the pod is terminating), issue due probes, and recompute the
+//! published status. Effects are queued as [`Action`]s for the driver.
 
-use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use std::collections::VecDeque;
 
-use crate::{Action, ContainerId, ExitStatus, HookKind, ProbeKind, ProbeResult, Time};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
+
+use crate::backoff::{Backoff, go_duration};
+use crate::init::{InitState, InitView, decide_init};
+use crate::probes::{Probes, Verdict};
+use crate::slot::{Instance, Kind, LastEvent, PostStart, Slot, SlotSpec, Terminated, Waiting};
+use crate::status::{self, Condition, PodIdentity, phase};
+use crate::termination::{Kill, KillCause, KillEffect};
+use crate::{
+    Action, ContainerId, ExitStatus, HookKind, ProbeKind, ProbeResult, StopSignal, Time, add_secs,
+};
+
+/// The pod's `restartPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Policy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// Why the pod is being terminated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminationCause {
+    /// The pod was deleted.
+    Deleted,
+    /// No regular container is running and none will be started again.
+    Completed,
+    /// A regular init container failed under pod policy `Never`.
+    InitFailed,
+    /// `activeDeadlineSeconds` ran out.
+    DeadlineExceeded,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Termination {
+    cause: TerminationCause,
+    t0: Time,
+    /// Grace seconds every container's kill starts with.
+    grace: i64,
+    /// A deletion was requested (possibly after another cause started termination).
+    deleted: bool,
+}
 
 /// One pod's lifecycle, as the kubelet drives it. See the crate docs for the protocol.
 #[derive(Debug)]
 pub struct PodMachine {
     pod: Pod,
     now: Time,
+    start_time: Time,
+    pod_name: String,
+    namespace: String,
+    uid: String,
+    policy: Policy,
+    tgps: i64,
+    active_deadline: Option<Time>,
+    has_sidecars: bool,
+    n_init: usize,
+    slots: Vec<Slot>,
+    backoff: Backoff,
+    actions: VecDeque<Action>,
+    /// The container whose start operation (create, start, postStart) is in progress.
+    /// The kubelet starts containers one after another inside a sync, so at most one
+    /// start operation is in flight per pod.
+    start_lock: Option<ContainerId>,
+    termination: Option<Termination>,
+    deadline_exceeded: bool,
+    /// The phase last published; Succeeded/Failed are never left.
+    phase: &'static str,
+    conditions: Vec<(Condition, Time)>,
+    status: PodStatus,
 }
 
 impl PodMachine {
     /// A machine for a validated, defaulted pod, created (admitted) at `now`.
     pub fn new(pod: Pod, now: Time) -> Self {
-        Self { pod, now }
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = match status::restart_policy(&spec) {
+            "Never" => Policy::Never,
+            "OnFailure" => Policy::OnFailure,
+            _ => Policy::Always,
+        };
+        let mut slots = Vec::new();
+        for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+            let kind = if status::is_sidecar(c) {
+                Kind::Sidecar
+            } else {
+                Kind::RegularInit
+            };
+            slots.push(Slot::new(ContainerId::Init(i), SlotSpec::new(c, kind)));
+        }
+        let n_init = slots.len();
+        for (i, c) in spec.containers.iter().enumerate() {
+            slots.push(Slot::new(
+                ContainerId::Regular(i),
+                SlotSpec::new(c, Kind::Regular),
+            ));
+        }
+        let meta = &pod.metadata;
+        let mut machine = PodMachine {
+            now,
+            start_time: now,
+            pod_name: meta.name.clone().unwrap_or_default(),
+            namespace: meta
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+            uid: meta.uid.clone().unwrap_or_default(),
+            policy,
+            // The API defaults TGPS to 30; a pod without one falls back to the kubelet's
+            // last resort (2s via the floor).
+            tgps: spec.termination_grace_period_seconds.unwrap_or(0).max(0),
+            active_deadline: spec.active_deadline_seconds.map(|s| add_secs(now, s)),
+            has_sidecars: slots.iter().any(Slot::is_sidecar),
+            n_init,
+            slots,
+            backoff: Backoff::default(),
+            actions: VecDeque::new(),
+            start_lock: None,
+            termination: None,
+            deadline_exceeded: false,
+            phase: phase::PENDING,
+            conditions: Vec::new(),
+            status: PodStatus::default(),
+            pod,
+        };
+        machine.sync();
+        machine
     }
 
     /// The pod this machine runs (spec as admitted).
@@ -22,10 +142,65 @@ impl PodMachine {
         &self.pod
     }
 
+    /// The container's name, if `id` exists in the spec.
+    pub fn container_name(&self, id: ContainerId) -> Option<&str> {
+        self.slot_index(id)
+            .map(|i| self.slots[i].spec.name.as_str())
+    }
+
+    /// Every container of the pod, init containers first, in spec order.
+    pub fn containers(&self) -> impl Iterator<Item = ContainerId> + '_ {
+        self.slots.iter().map(|s| s.id)
+    }
+
+    /// When the pod's termination began and why, once it did.
+    pub fn termination(&self) -> Option<(Time, TerminationCause)> {
+        self.termination.map(|t| (t.t0, t.cause))
+    }
+
     /// The container process of instance `restart_count` is running.
     pub fn handle_container_started(&mut self, id: ContainerId, restart_count: i32, now: Time) {
-        let _ = (id, restart_count);
-        self.now = now;
+        self.advance(now);
+        let Some(ix) = self.slot_index(id) else {
+            return;
+        };
+        let slot = &mut self.slots[ix];
+        if slot.starting != Some(restart_count) {
+            return;
+        }
+        slot.starting = None;
+        slot.waiting = None;
+        slot.retry_at = None;
+        slot.next_restart_count = restart_count.saturating_add(1);
+        let post_start = if slot.spec.post_start {
+            PostStart::Running
+        } else {
+            PostStart::Done
+        };
+        slot.current = Some(Instance {
+            restart_count,
+            started_at: now,
+            post_start,
+            probes: Probes::new(slot.spec.startup, slot.spec.readiness, slot.spec.liveness),
+            kill: None,
+        });
+        if post_start == PostStart::Running {
+            // postStart runs inside the start operation; the start lock stays held.
+            self.actions.push_back(Action::RunHook {
+                id,
+                restart_count,
+                hook: HookKind::PostStart,
+            });
+        } else {
+            self.release_start_lock(id);
+        }
+        if let Some(t) = self.termination {
+            // It came up after termination began: nobody waits for it and it gets
+            // whatever is left of the grace period.
+            let left = t.grace - now.duration_since(t.t0).as_secs();
+            self.kill_instance(ix, KillCause::PodTermination, left, false, false);
+        }
+        self.sync();
     }
 
     /// Creating or starting the container failed (`reason` as the kubelet words it, e.g.
@@ -38,8 +213,22 @@ impl PodMachine {
         message: &str,
         now: Time,
     ) {
-        let _ = (id, restart_count, reason, message);
-        self.now = now;
+        self.advance(now);
+        let Some(ix) = self.slot_index(id) else {
+            return;
+        };
+        let slot = &mut self.slots[ix];
+        if slot.starting != Some(restart_count) {
+            return;
+        }
+        slot.starting = None;
+        slot.waiting = Some(Waiting {
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        });
+        slot.last_event = Some(LastEvent::StartFailed(now));
+        self.release_start_lock(id);
+        self.sync();
     }
 
     /// The container instance's process exited.
@@ -50,8 +239,39 @@ impl PodMachine {
         exit: ExitStatus,
         now: Time,
     ) {
-        let _ = (id, restart_count, exit);
-        self.now = now;
+        self.advance(now);
+        let Some(ix) = self.slot_index(id) else {
+            return;
+        };
+        let slot = &mut self.slots[ix];
+        let Some(instance) = slot.current.take_if(|i| i.restart_count == restart_count) else {
+            return;
+        };
+        if instance.post_start == PostStart::Running {
+            self.actions.push_back(Action::CancelHook {
+                id,
+                restart_count,
+                hook: HookKind::PostStart,
+            });
+            self.release_start_lock(id);
+        }
+        if instance.kill.as_ref().is_some_and(Kill::in_pre_stop) {
+            self.actions.push_back(Action::CancelHook {
+                id,
+                restart_count,
+                hook: HookKind::PreStop,
+            });
+        }
+        let slot = &mut self.slots[ix];
+        slot.previous = slot.last.take();
+        slot.last = Some(Terminated {
+            restart_count,
+            started_at: instance.started_at,
+            finished_at: now,
+            exit,
+        });
+        slot.last_event = Some(LastEvent::Exited(now));
+        self.sync();
     }
 
     /// A hook finished; `Err` carries the failure message.
@@ -63,8 +283,45 @@ impl PodMachine {
         result: Result<(), String>,
         now: Time,
     ) {
-        let _ = (id, restart_count, hook, result);
-        self.now = now;
+        self.advance(now);
+        let Some(ix) = self.slot_index(id) else {
+            return;
+        };
+        let Some(instance) = self.slots[ix].instance_mut(restart_count) else {
+            return;
+        };
+        match hook {
+            HookKind::PostStart => {
+                if instance.post_start != PostStart::Running {
+                    return;
+                }
+                match result {
+                    Ok(()) => {
+                        instance.post_start = PostStart::Done;
+                        self.release_start_lock(id);
+                    }
+                    Err(message) => {
+                        instance.post_start = PostStart::Failed;
+                        self.slots[ix].waiting = Some(Waiting {
+                            reason: "PostStartHookError".to_owned(),
+                            message,
+                        });
+                        self.release_start_lock(id);
+                        let grace = self.tgps;
+                        self.kill_instance(ix, KillCause::FailedPostStartHook, grace, true, false);
+                    }
+                }
+            }
+            HookKind::PreStop => {
+                // A failing preStop only produces an event; the kill goes on either way.
+                let mut effects = Vec::new();
+                if let Some(kill) = instance.kill.as_mut() {
+                    kill.handle_pre_stop_done(now, &mut effects);
+                }
+                self.apply_effects(ix, restart_count, effects);
+            }
+        }
+        self.sync();
     }
 
     /// A probe run finished.
@@ -76,40 +333,506 @@ impl PodMachine {
         result: ProbeResult,
         now: Time,
     ) {
-        let _ = (id, restart_count, probe, result);
-        self.now = now;
+        self.advance(now);
+        let Some(ix) = self.slot_index(id) else {
+            return;
+        };
+        let Some(instance) = self.slots[ix].instance_mut(restart_count) else {
+            return;
+        };
+        let verdict = instance.probes.record(probe, result);
+        if let Verdict::Kill(kind) = verdict
+            && instance.kill.is_none()
+            && self.termination.is_none()
+        {
+            let cause = match kind {
+                ProbeKind::Startup => KillCause::StartupProbe,
+                _ => KillCause::LivenessProbe,
+            };
+            let probe_grace = self.slots[ix]
+                .spec
+                .probe(kind)
+                .and_then(|p| p.termination_grace);
+            let grace = probe_grace.unwrap_or(self.tgps);
+            self.kill_instance(ix, cause, grace, true, false);
+        }
+        self.sync();
     }
 
     /// The pod was deleted with this grace period (`None`: the pod's
     /// `terminationGracePeriodSeconds`).
     pub fn handle_delete(&mut self, grace_period_seconds: Option<i64>, now: Time) {
-        let _ = grace_period_seconds;
-        self.now = now;
+        self.advance(now);
+        let grace = grace_period_seconds.unwrap_or(self.tgps).max(0);
+        match self.termination.as_mut() {
+            None => self.begin_termination(TerminationCause::Deleted, grace),
+            Some(t) => {
+                t.deleted = true;
+                // A shorter grace caps everything still in progress.
+                let deadline = add_secs(now, grace);
+                if deadline < add_secs(t.t0, t.grace) {
+                    t.grace = now.duration_since(t.t0).as_secs().saturating_add(grace);
+                    for slot in &mut self.slots {
+                        if let Some(kill) = slot.current.as_mut().and_then(|i| i.kill.as_mut()) {
+                            kill.cap(deadline, now);
+                        }
+                    }
+                }
+            }
+        }
+        self.sync();
     }
 
     /// Time has passed; fire every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.now = now;
+        self.advance(now);
+        self.sync();
     }
 
     /// The next thing the driver must do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        None
+        self.actions.pop_front()
     }
 
     /// When [`PodMachine::handle_timeout`] must be called next, if ever.
     pub fn poll_timeout(&self) -> Option<Time> {
-        None
+        let mut next: Option<Time> = None;
+        let mut consider = |t: Option<Time>| {
+            if let Some(t) = t.filter(|t| *t > self.now) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        for slot in &self.slots {
+            if let Some(i) = &slot.current {
+                consider(i.probes.next_due());
+                consider(i.kill.as_ref().and_then(Kill::next_timeout));
+            }
+            if self.termination.is_none() {
+                consider(slot.retry_at);
+            }
+        }
+        if !self.deadline_exceeded && !status::is_terminal(self.phase) {
+            consider(self.active_deadline);
+        }
+        next
     }
 
     /// The pod's status as the kubelet would report it at the last `now` seen.
     pub fn status(&self) -> PodStatus {
-        PodStatus::default()
+        self.status.clone()
     }
 
-    /// True once the pod reached a terminal phase and no container process is left
-    /// running: the driver may tear the sandbox down.
+    /// True once the pod reached a terminal phase (or was deleted) and no container
+    /// process is left running: the driver may tear the sandbox down.
     pub fn is_finished(&self) -> bool {
-        false
+        self.finished_with(self.phase)
+    }
+
+    // === internals ===
+
+    fn finished_with(&self, phase: &str) -> bool {
+        let deleted = self.termination.is_some_and(|t| t.deleted);
+        (status::is_terminal(phase) || deleted) && !self.slots.iter().any(Slot::is_active)
+    }
+
+    fn advance(&mut self, now: Time) {
+        // Time never runs backwards for the engine; a late report is taken as "now".
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    fn slot_index(&self, id: ContainerId) -> Option<usize> {
+        let ix = match id {
+            ContainerId::Init(i) if i < self.n_init => i,
+            ContainerId::Regular(i) => self.n_init.checked_add(i)?,
+            ContainerId::Init(_) => return None,
+        };
+        (ix < self.slots.len()).then_some(ix)
+    }
+
+    fn release_start_lock(&mut self, id: ContainerId) {
+        if self.start_lock == Some(id) {
+            self.start_lock = None;
+        }
+    }
+
+    /// Begins the kill procedure of slot `ix`'s running instance.
+    fn kill_instance(
+        &mut self,
+        ix: usize,
+        cause: KillCause,
+        grace: i64,
+        pre_stop: bool,
+        ordered: bool,
+    ) {
+        let has_pre_stop = pre_stop && self.slots[ix].spec.pre_stop;
+        let now = self.now;
+        let Some(instance) = self.slots[ix].current.as_mut() else {
+            return;
+        };
+        if instance.kill.is_some() {
+            return;
+        }
+        instance.probes.stop_liveness_and_startup();
+        let mut effects = Vec::new();
+        instance.kill = Some(Kill::begin(
+            cause,
+            grace,
+            has_pre_stop,
+            ordered,
+            now,
+            &mut effects,
+        ));
+        let rc = instance.restart_count;
+        self.apply_effects(ix, rc, effects);
+    }
+
+    fn apply_effects(&mut self, ix: usize, restart_count: i32, effects: Vec<KillEffect>) {
+        let id = self.slots[ix].id;
+        for e in effects {
+            self.actions.push_back(match e {
+                KillEffect::RunPreStop => Action::RunHook {
+                    id,
+                    restart_count,
+                    hook: HookKind::PreStop,
+                },
+                KillEffect::CancelPreStop => Action::CancelHook {
+                    id,
+                    restart_count,
+                    hook: HookKind::PreStop,
+                },
+                KillEffect::Term => Action::Signal {
+                    id,
+                    restart_count,
+                    signal: StopSignal::Term,
+                },
+                KillEffect::Kill => Action::Signal {
+                    id,
+                    restart_count,
+                    signal: StopSignal::Kill,
+                },
+            });
+        }
+    }
+
+    /// Starts terminating the pod: every running container begins its kill procedure at
+    /// this instant; nothing is started or restarted any more.
+    fn begin_termination(&mut self, cause: TerminationCause, grace: i64) {
+        if self.termination.is_some() {
+            return;
+        }
+        let now = self.now;
+        self.termination = Some(Termination {
+            cause,
+            t0: now,
+            grace,
+            deleted: cause == TerminationCause::Deleted,
+        });
+        let deadline = add_secs(now, grace);
+        for ix in 0..self.slots.len() {
+            let slot = &mut self.slots[ix];
+            slot.retry_at = None;
+            let id = slot.id;
+            let is_sidecar = slot.is_sidecar();
+            let Some(instance) = slot.current.as_mut() else {
+                continue;
+            };
+            instance.probes.stop_liveness_and_startup();
+            let rc = instance.restart_count;
+            if instance.post_start == PostStart::Running {
+                // The start operation is abandoned; the container is stopped like the rest.
+                instance.post_start = PostStart::Failed;
+                self.actions.push_back(Action::CancelHook {
+                    id,
+                    restart_count: rc,
+                    hook: HookKind::PostStart,
+                });
+                self.release_start_lock(id);
+            }
+            let slot = &mut self.slots[ix];
+            let Some(instance) = slot.current.as_mut() else {
+                continue;
+            };
+            if let Some(kill) = instance.kill.as_mut() {
+                // Already being stopped for a restart: it will not be restarted now, and
+                // the pod's grace bounds it.
+                kill.cause = KillCause::PodTermination;
+                kill.cap(deadline, now);
+                continue;
+            }
+            let ordered = is_sidecar && self.has_sidecars;
+            self.kill_instance(ix, KillCause::PodTermination, grace, true, ordered);
+        }
+    }
+
+    fn policy_restarts(&self, exit_code: i32) -> bool {
+        match self.policy {
+            Policy::Always => true,
+            Policy::OnFailure => exit_code != 0,
+            Policy::Never => false,
+        }
+    }
+
+    /// Would the kubelet start this (not running) container again?
+    fn should_start(&self, slot: &Slot) -> bool {
+        if self.termination.is_some() || slot.is_active() {
+            return false;
+        }
+        match (&slot.last_event, &slot.last) {
+            (None, _) | (Some(LastEvent::StartFailed(_)), _) => match slot.spec.kind {
+                // Whether a regular init container is due is the init decision's call.
+                Kind::RegularInit => slot.last.as_ref().is_none_or(|t| t.exit.exit_code != 0),
+                _ => true,
+            },
+            (Some(LastEvent::Exited(_)), Some(t)) => match slot.spec.kind {
+                Kind::Sidecar => true,
+                Kind::RegularInit => t.exit.exit_code != 0 && self.policy != Policy::Never,
+                Kind::Regular => self.policy_restarts(t.exit.exit_code),
+            },
+            (Some(LastEvent::Exited(_)), None) => false,
+        }
+    }
+
+    fn init_view(&self, slot: &Slot) -> InitView {
+        let state = if let Some(i) = &slot.current {
+            InitState::Running {
+                started: i.started() && i.kill.is_none(),
+            }
+        } else if slot.starting.is_some() {
+            InitState::Creating
+        } else if let Some(t) = &slot.last {
+            InitState::Exited {
+                exit_code: t.exit.exit_code,
+            }
+        } else {
+            InitState::Absent
+        };
+        InitView {
+            sidecar: slot.is_sidecar(),
+            state,
+        }
+    }
+
+    fn sync(&mut self) {
+        let now = self.now;
+        // 1. Kill procedures whose timers are due.
+        for ix in 0..self.slots.len() {
+            let Some(instance) = self.slots[ix].current.as_mut() else {
+                continue;
+            };
+            let mut effects = Vec::new();
+            if let Some(kill) = instance.kill.as_mut() {
+                kill.handle_timeout(now, &mut effects);
+            }
+            let rc = instance.restart_count;
+            self.apply_effects(ix, rc, effects);
+        }
+        // 2. activeDeadlineSeconds.
+        if !self.deadline_exceeded
+            && !status::is_terminal(self.phase)
+            && self.active_deadline.is_some_and(|d| d <= now)
+        {
+            self.deadline_exceeded = true;
+            self.begin_termination(TerminationCause::DeadlineExceeded, self.tgps);
+        }
+        // 3. Start decisions, or the termination order.
+        if self.termination.is_some() {
+            self.advance_termination_order();
+        } else {
+            self.decide_starts();
+        }
+        // 4. Probes.
+        for ix in 0..self.slots.len() {
+            let id = self.slots[ix].id;
+            let Some(instance) = self.slots[ix].current.as_mut() else {
+                continue;
+            };
+            if instance.post_start != PostStart::Done {
+                continue;
+            }
+            let started = instance.started();
+            instance.probes.arm(instance.started_at, started, now);
+            let restart_count = instance.restart_count;
+            for probe in instance.probes.issue_due(now) {
+                self.actions.push_back(Action::RunProbe {
+                    id,
+                    restart_count,
+                    probe,
+                });
+            }
+        }
+        self.refresh_status();
+    }
+
+    /// Sends the stop signal to every sidecar whose turn came: all regular containers
+    /// and the next sidecar in spec order have terminated.
+    fn advance_termination_order(&mut self) {
+        let now = self.now;
+        let regular_running = self.slots[self.n_init..]
+            .iter()
+            .any(|s| s.current.is_some());
+        let sidecars: Vec<usize> = (0..self.n_init)
+            .filter(|&i| self.slots[i].is_sidecar())
+            .collect();
+        for (k, &ix) in sidecars.iter().enumerate() {
+            let next_running = sidecars
+                .get(k + 1)
+                .is_some_and(|&n| self.slots[n].current.is_some());
+            if regular_running || next_running {
+                continue;
+            }
+            let Some(instance) = self.slots[ix].current.as_mut() else {
+                continue;
+            };
+            let mut effects = Vec::new();
+            if let Some(kill) = instance.kill.as_mut().filter(|k| k.awaiting_turn()) {
+                kill.handle_turn(now, &mut effects);
+            }
+            let rc = instance.restart_count;
+            self.apply_effects(ix, rc, effects);
+        }
+    }
+
+    fn decide_starts(&mut self) {
+        let views: Vec<InitView> = self.slots[..self.n_init]
+            .iter()
+            .map(|s| self.init_view(s))
+            .collect();
+        let regular_exists = self.slots[self.n_init..].iter().any(Slot::is_active);
+        let decision = decide_init(&views, regular_exists, self.policy == Policy::Never);
+        if decision.kill_pod {
+            self.begin_termination(TerminationCause::InitFailed, self.tgps);
+            return;
+        }
+        let mut candidates: Vec<usize> = decision.to_start.clone();
+        if decision.initialized {
+            let regular: Vec<usize> = (self.n_init..self.slots.len())
+                .filter(|&ix| self.should_start(&self.slots[ix]))
+                .collect();
+            if regular.is_empty() && !regular_exists {
+                // No regular container runs and none will be started: the pod is done
+                // (how Job pods with sidecars complete).
+                self.begin_termination(TerminationCause::Completed, self.tgps);
+                return;
+            }
+            candidates.extend(regular);
+        }
+        for ix in candidates {
+            if self.start_lock.is_some() {
+                break;
+            }
+            if !self.should_start(&self.slots[ix]) {
+                continue;
+            }
+            if !self.try_start(ix) && self.slots[ix].spec.kind == Kind::RegularInit {
+                // A regular init container that cannot start ends the sync.
+                break;
+            }
+        }
+    }
+
+    /// Starts slot `ix` unless it is inside its backoff window. Returns whether it started.
+    fn try_start(&mut self, ix: usize) -> bool {
+        let now = self.now;
+        let id = self.slots[ix].id;
+        if let Some(event) = self.slots[ix].last_event {
+            if let Some((delay, until)) = self.backoff.window(id, event.at(), now) {
+                let slot = &mut self.slots[ix];
+                slot.retry_at = Some(until);
+                if let LastEvent::Exited(_) = event {
+                    slot.waiting = Some(Waiting {
+                        reason: "CrashLoopBackOff".to_owned(),
+                        message: format!(
+                            "back-off {} restarting failed container={} pod={}_{}({})",
+                            go_duration(delay),
+                            slot.spec.name,
+                            self.pod_name,
+                            self.namespace,
+                            self.uid
+                        ),
+                    });
+                }
+                return false;
+            }
+            self.backoff.step(id, event.at(), now);
+        }
+        let slot = &mut self.slots[ix];
+        slot.retry_at = None;
+        let restart_count = slot.next_restart_count;
+        slot.starting = Some(restart_count);
+        self.start_lock = Some(id);
+        self.actions
+            .push_back(Action::StartContainer { id, restart_count });
+        true
+    }
+
+    fn will_restart(&self, slot: &Slot) -> bool {
+        slot.starting.is_some() || self.should_start(slot)
+    }
+
+    fn refresh_status(&mut self) {
+        let identity = PodIdentity {
+            uid: &self.uid,
+            has_init_containers: self.n_init > 0,
+        };
+        let statuses: Vec<ContainerStatus> = self
+            .slots
+            .iter()
+            .map(|s| status::container_status(s, &identity, self.will_restart(s)))
+            .collect();
+        let (init_statuses, regular_statuses) = statuses.split_at(self.n_init);
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let any_active = self.slots.iter().any(Slot::is_active);
+        let pod_is_terminal = self
+            .termination
+            .is_some_and(|t| t.deleted || t.cause == TerminationCause::DeadlineExceeded)
+            && !any_active;
+        let mut phase = if status::is_terminal(self.phase) {
+            self.phase
+        } else {
+            status::pod_phase(&spec, init_statuses, regular_statuses, pod_is_terminal)
+        };
+        if self.deadline_exceeded {
+            phase = phase::FAILED;
+        }
+        self.phase = phase;
+        let conditions = status::conditions(
+            &spec,
+            init_statuses,
+            regular_statuses,
+            phase,
+            !self.finished_with(phase),
+        );
+        let now = self.now;
+        let previous = std::mem::take(&mut self.conditions);
+        self.conditions = conditions
+            .into_iter()
+            .map(|c| {
+                let since = previous
+                    .iter()
+                    .find(|(p, _)| p.type_ == c.type_ && p.status == c.status)
+                    .map_or(now, |(_, t)| *t);
+                (c, since)
+            })
+            .collect();
+        let (reason, message) = if self.deadline_exceeded {
+            (
+                Some("DeadlineExceeded".to_owned()),
+                Some("Pod was active on the node longer than the specified deadline".to_owned()),
+            )
+        } else {
+            (None, None)
+        };
+        self.status = PodStatus {
+            phase: Some(phase.to_owned()),
+            conditions: Some(self.conditions.iter().map(|(c, t)| c.to_api(*t)).collect()),
+            init_container_statuses: (self.n_init > 0).then(|| init_statuses.to_vec()),
+            container_statuses: Some(regular_statuses.to_vec()),
+            start_time: Some(ApiTime(self.start_time)),
+            reason,
+            message,
+            ..PodStatus::default()
+        };
     }
 }

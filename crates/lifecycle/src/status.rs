@@ -1,0 +1,464 @@
+//! Pod status as the kubelet reports it: container statuses, the pod phase
+//! (`getPhase`) and the kubelet-owned conditions.
+//!
+//! The phase and condition functions work on API statuses only, exactly like the
+//! kubelet's, so they can be checked against the spec's tables without a machine.
+
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStateRunning, ContainerStateTerminated,
+    ContainerStateWaiting, ContainerStatus, PodCondition, PodSpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
+
+use crate::Time;
+use crate::slot::{Instance, Kind, Slot, Terminated, Waiting};
+
+/// `status.phase` values.
+pub mod phase {
+    /// `Pending`.
+    pub const PENDING: &str = "Pending";
+    /// `Running`.
+    pub const RUNNING: &str = "Running";
+    /// `Succeeded`.
+    pub const SUCCEEDED: &str = "Succeeded";
+    /// `Failed`.
+    pub const FAILED: &str = "Failed";
+}
+
+/// Is this phase terminal (`Succeeded` or `Failed`)?
+pub fn is_terminal(phase: &str) -> bool {
+    phase == phase::SUCCEEDED || phase == phase::FAILED
+}
+
+/// Identity of the pod for container IDs.
+pub(crate) struct PodIdentity<'a> {
+    pub uid: &'a str,
+    pub has_init_containers: bool,
+}
+
+fn api_time(t: Time) -> ApiTime {
+    ApiTime(t)
+}
+
+/// The `terminated` state of a finished instance.
+fn terminated_state(t: &Terminated, pod: &PodIdentity<'_>, name: &str) -> ContainerState {
+    let reason = if t.exit.oom_killed {
+        "OOMKilled"
+    } else if t.exit.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    ContainerState {
+        terminated: Some(ContainerStateTerminated {
+            container_id: Some(container_id(pod.uid, name, t.restart_count)),
+            exit_code: t.exit.exit_code,
+            finished_at: Some(api_time(t.finished_at)),
+            message: t.exit.message.clone().filter(|m| !m.is_empty()),
+            reason: Some(reason.to_owned()),
+            signal: t.exit.signal,
+            started_at: Some(api_time(t.started_at)),
+        }),
+        ..ContainerState::default()
+    }
+}
+
+fn waiting_state(reason: &str, message: &str) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(reason.to_owned()).filter(|r| !r.is_empty()),
+            message: Some(message.to_owned()).filter(|m| !m.is_empty()),
+        }),
+        ..ContainerState::default()
+    }
+}
+
+fn running_state(i: &Instance) -> ContainerState {
+    ContainerState {
+        running: Some(ContainerStateRunning {
+            started_at: Some(api_time(i.started_at)),
+        }),
+        ..ContainerState::default()
+    }
+}
+
+/// `podrun://<podUID>-<name>-<restartCount>`: stable per instance, so logs and
+/// `--previous` can find an instance by its ID.
+pub fn container_id(uid: &str, name: &str, restart_count: i32) -> String {
+    format!("podrun://{uid}-{name}-{restart_count}")
+}
+
+/// The container status of one slot. `will_restart`: the container is not running and
+/// will be started again (only then does the reason-cache overlay replace its
+/// terminated state, as `convertToAPIContainerStatuses` does).
+pub(crate) fn container_status(
+    slot: &Slot,
+    pod: &PodIdentity<'_>,
+    will_restart: bool,
+) -> ContainerStatus {
+    let name = slot.spec.name.as_str();
+    let default_reason = if pod.has_init_containers {
+        "PodInitializing"
+    } else {
+        "ContainerCreating"
+    };
+    let mut st = ContainerStatus {
+        name: name.to_owned(),
+        image: slot.spec.image.clone(),
+        image_id: String::new(),
+        started: Some(false),
+        ready: false,
+        ..ContainerStatus::default()
+    };
+    let terminated = |t: &Option<Terminated>| t.as_ref().map(|t| terminated_state(t, pod, name));
+    if let Some(i) = &slot.current {
+        st.state = Some(running_state(i));
+        st.last_state = terminated(&slot.last);
+        st.restart_count = i.restart_count;
+        st.container_id = Some(container_id(pod.uid, name, i.restart_count));
+        st.started = Some(i.started());
+        st.ready = i.started() && i.probes.ready();
+    } else if let Some(last) = &slot.last {
+        st.restart_count = last.restart_count;
+        st.container_id = Some(container_id(pod.uid, name, last.restart_count));
+        match (&slot.waiting, will_restart) {
+            (Some(Waiting { reason, message }), true) => {
+                st.state = Some(waiting_state(reason, message));
+                st.last_state = terminated(&slot.last);
+            }
+            _ => {
+                st.state = terminated(&slot.last);
+                st.last_state = terminated(&slot.previous);
+            }
+        }
+        // A regular init container is ready once it completed.
+        st.ready = slot.spec.kind == Kind::RegularInit && last.exit.exit_code == 0;
+    } else {
+        let (reason, message) = match &slot.waiting {
+            Some(w) => (w.reason.as_str(), w.message.as_str()),
+            None => (default_reason, ""),
+        };
+        st.state = Some(waiting_state(reason, message));
+    }
+    st
+}
+
+// === phase ===
+
+fn state_of(st: Option<&ContainerStatus>) -> Option<&ContainerState> {
+    st.and_then(|s| s.state.as_ref())
+}
+
+fn last_terminated(st: &ContainerStatus) -> Option<&ContainerStateTerminated> {
+    st.last_state.as_ref().and_then(|s| s.terminated.as_ref())
+}
+
+fn find<'a>(statuses: &'a [ContainerStatus], name: &str) -> Option<&'a ContainerStatus> {
+    statuses.iter().find(|s| s.name == name)
+}
+
+/// Is this init container a sidecar (`restartPolicy: Always`)?
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+/// The pod's `restartPolicy`, `Always` when unset.
+pub fn restart_policy(spec: &PodSpec) -> &str {
+    spec.restart_policy.as_deref().unwrap_or("Always")
+}
+
+/// The kubelet's `getPhase`: the phase from the spec and the API container statuses.
+/// `pod_is_terminal` is true once the kubelet decided the pod is finished (deleted,
+/// deadline exceeded) and no container runs any more.
+pub fn pod_phase(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    pod_is_terminal: bool,
+) -> &'static str {
+    let policy = restart_policy(spec);
+    let (mut pending_ric, mut failed_init) = (0, 0);
+    let (mut running, mut waiting, mut stopped, mut succeeded, mut unknown, mut pending_sc) =
+        (0, 0, 0, 0, 0, 0);
+    for c in spec.init_containers.iter().flatten() {
+        let st = find(init_statuses, &c.name);
+        let state = state_of(st);
+        if is_sidecar(c) {
+            match state {
+                None => unknown += 1,
+                Some(s) if s.running.is_some() => {
+                    running += 1;
+                    if !st.and_then(|s| s.started).unwrap_or(false) {
+                        pending_sc += 1;
+                    }
+                }
+                Some(s) if s.terminated.is_some() => {}
+                Some(_) if st.and_then(last_terminated).is_some() => {}
+                Some(_) => {
+                    pending_sc += 1;
+                    waiting += 1;
+                }
+            }
+            continue;
+        }
+        match state {
+            None => pending_ric += 1,
+            Some(s) if s.running.is_some() => pending_ric += 1,
+            Some(s) => {
+                if let Some(t) = &s.terminated {
+                    if t.exit_code != 0 {
+                        failed_init += 1;
+                    }
+                } else if let Some(t) = st.and_then(last_terminated) {
+                    if t.exit_code != 0 {
+                        failed_init += 1;
+                    }
+                } else {
+                    pending_ric += 1;
+                }
+            }
+        }
+    }
+    let mut initialised_before = false;
+    for c in &spec.containers {
+        let st = find(statuses, &c.name);
+        match state_of(st) {
+            None => unknown += 1,
+            Some(s) if s.running.is_some() => {
+                running += 1;
+                initialised_before = true;
+            }
+            Some(s) if s.terminated.is_some() => {
+                stopped += 1;
+                initialised_before = true;
+                if s.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
+                    succeeded += 1;
+                }
+            }
+            Some(_) if st.and_then(last_terminated).is_some() => stopped += 1,
+            Some(_) => waiting += 1,
+        }
+    }
+    if failed_init > 0 && policy == "Never" {
+        return phase::FAILED;
+    }
+    if pending_ric > 0 || (pending_sc > 0 && !initialised_before) || waiting > 0 {
+        return phase::PENDING;
+    }
+    if running > 0 && unknown == 0 {
+        return phase::RUNNING;
+    }
+    if running == 0 && stopped > 0 && unknown == 0 {
+        if pod_is_terminal {
+            return if stopped == succeeded {
+                phase::SUCCEEDED
+            } else {
+                phase::FAILED
+            };
+        }
+        if policy == "Always" {
+            return phase::RUNNING;
+        }
+        if stopped == succeeded {
+            return phase::SUCCEEDED;
+        }
+        if policy == "Never" {
+            return phase::FAILED;
+        }
+        return phase::RUNNING;
+    }
+    phase::PENDING
+}
+
+// === conditions ===
+
+/// `PodScheduled`.
+pub const POD_SCHEDULED: &str = "PodScheduled";
+/// `PodReadyToStartContainers`.
+pub const POD_READY_TO_START_CONTAINERS: &str = "PodReadyToStartContainers";
+/// `Initialized`.
+pub const INITIALIZED: &str = "Initialized";
+/// `ContainersReady`.
+pub const CONTAINERS_READY: &str = "ContainersReady";
+/// `Ready`.
+pub const READY: &str = "Ready";
+
+/// A condition without times (the machine adds transition times).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    /// Condition type.
+    pub type_: &'static str,
+    /// `True` / `False`.
+    pub status: bool,
+    /// Reason, if any.
+    pub reason: Option<&'static str>,
+    /// Message, if any.
+    pub message: Option<String>,
+}
+
+impl Condition {
+    fn new(type_: &'static str, status: bool) -> Self {
+        Condition {
+            type_,
+            status,
+            reason: None,
+            message: None,
+        }
+    }
+
+    fn because(mut self, reason: &'static str, message: Option<String>) -> Self {
+        self.reason = Some(reason);
+        self.message = message;
+        self
+    }
+
+    /// The API condition with the given transition time.
+    pub fn to_api(&self, last_transition: Time) -> PodCondition {
+        PodCondition {
+            type_: self.type_.to_owned(),
+            status: if self.status { "True" } else { "False" }.to_owned(),
+            reason: self.reason.map(str::to_owned),
+            message: self.message.clone(),
+            last_transition_time: Some(api_time(last_transition)),
+            ..PodCondition::default()
+        }
+    }
+}
+
+/// Go's `%s` of a `[]string`: `[a b]`.
+fn go_list(names: &[&str]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+/// `Initialized` as `GeneratePodInitializedCondition` computes it.
+pub fn initialized_condition(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> Condition {
+    let mut unknown = Vec::new();
+    let mut incomplete = Vec::new();
+    for c in spec.init_containers.iter().flatten() {
+        let Some(st) = find(init_statuses, &c.name) else {
+            unknown.push(c.name.as_str());
+            continue;
+        };
+        let done = if is_sidecar(c) {
+            st.started.unwrap_or(false)
+        } else {
+            st.ready
+        };
+        if !done {
+            incomplete.push(c.name.as_str());
+        }
+    }
+    if phase == phase::SUCCEEDED && unknown.is_empty() {
+        return Condition::new(INITIALIZED, true).because("PodCompleted", None);
+    }
+    let regular_started = statuses.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+    });
+    if regular_started {
+        return Condition::new(INITIALIZED, true);
+    }
+    let mut messages = Vec::new();
+    if !unknown.is_empty() {
+        messages.push(format!(
+            "containers with unknown status: {}",
+            go_list(&unknown)
+        ));
+    }
+    if !incomplete.is_empty() {
+        messages.push(format!(
+            "containers with incomplete status: {}",
+            go_list(&incomplete)
+        ));
+    }
+    if messages.is_empty() {
+        Condition::new(INITIALIZED, true)
+    } else {
+        Condition::new(INITIALIZED, false)
+            .because("ContainersNotInitialized", Some(messages.join(", ")))
+    }
+}
+
+/// `ContainersReady` as `GenerateContainersReadyCondition` computes it: every sidecar
+/// and every regular container ready.
+pub fn containers_ready_condition(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+) -> Condition {
+    let mut unknown = Vec::new();
+    let mut unready = Vec::new();
+    let sidecars = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| is_sidecar(c));
+    for (c, list) in sidecars
+        .map(|c| (c, init_statuses))
+        .chain(spec.containers.iter().map(|c| (c, statuses)))
+    {
+        match find(list, &c.name) {
+            Some(st) if !st.ready => unready.push(c.name.as_str()),
+            Some(_) => {}
+            None => unknown.push(c.name.as_str()),
+        }
+    }
+    if phase == phase::SUCCEEDED && unknown.is_empty() {
+        return Condition::new(CONTAINERS_READY, false).because("PodCompleted", None);
+    }
+    if phase == phase::FAILED {
+        return Condition::new(CONTAINERS_READY, false).because("PodFailed", None);
+    }
+    let mut messages = Vec::new();
+    if !unknown.is_empty() {
+        messages.push(format!(
+            "containers with unknown status: {}",
+            go_list(&unknown)
+        ));
+    }
+    if !unready.is_empty() {
+        messages.push(format!(
+            "containers with unready status: {}",
+            go_list(&unready)
+        ));
+    }
+    if messages.is_empty() {
+        Condition::new(CONTAINERS_READY, true)
+    } else {
+        Condition::new(CONTAINERS_READY, false)
+            .because("ContainersNotReady", Some(messages.join(", ")))
+    }
+}
+
+/// `Ready`: `ContainersReady` (podrun pods have no readiness gates).
+pub fn ready_condition(containers_ready: &Condition) -> Condition {
+    Condition {
+        type_: READY,
+        ..containers_ready.clone()
+    }
+}
+
+/// All kubelet-owned conditions in the order the kubelet lists them.
+pub fn conditions(
+    spec: &PodSpec,
+    init_statuses: &[ContainerStatus],
+    statuses: &[ContainerStatus],
+    phase: &str,
+    sandbox_ready: bool,
+) -> Vec<Condition> {
+    let containers_ready = containers_ready_condition(spec, init_statuses, statuses, phase);
+    vec![
+        Condition::new(POD_READY_TO_START_CONTAINERS, sandbox_ready),
+        initialized_condition(spec, init_statuses, statuses, phase),
+        ready_condition(&containers_ready),
+        containers_ready,
+        Condition::new(POD_SCHEDULED, true),
+    ]
+}
