@@ -47,6 +47,16 @@ fn rewrite_handler(
     path: &str,
     status_port: u16,
 ) -> Option<Value> {
+    let already = handler
+        .get("httpGet")
+        .and_then(|h| h.get("path"))
+        .and_then(Value::as_str)
+        .is_some_and(|p| p == path);
+    if already {
+        // Re-injection: the original handler is already recorded in the old proxy's
+        // ISTIO_KUBE_APP_PROBERS, which the caller carries over.
+        return None;
+    }
     let mut record = Map::new();
     let mut https = false;
     if let Some(mut http) = handler.remove("httpGet") {
