@@ -1,0 +1,424 @@
+//! What happens between `clone` and `exec`.
+//!
+//! Everything the child needs is prepared by the parent ([`ChildPlan`]: C strings, pointer
+//! arrays, file descriptors, mount operations). The child runs with `CLONE_VM | CLONE_VFORK`
+//! on a stack of its own, like `posix_spawn`: it shares the parent's memory while the parent
+//! thread is suspended, so it may only make raw system calls — no allocation, no locks, no
+//! panics. It reports a failure by writing a [`ChildReport`] into memory the parent reads
+//! once `clone` returns (by then the child has either exec'd or exited).
+//!
+//! All clones happen on one long-lived thread ([`run_on_spawner`]): `PR_SET_PDEATHSIG` fires
+//! when the *thread* that created the child exits, so cloning from a short-lived thread
+//! (tokio's blocking pool) would kill containers at random.
+
+use std::ffi::{CString, c_int, c_void};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+
+/// Size of each child stack. The child code is small and non-recursive; this is generous.
+const CHILD_STACK: usize = 256 * 1024;
+
+/// One prepared mount-namespace operation (see `rootfs::MountOp`).
+#[derive(Debug)]
+pub(crate) enum RawOp {
+    MakeRootPrivate,
+    Tmpfs { target: CString, data: CString },
+    MakeUnbindable { target: CString },
+    Mkdir { path: CString },
+    Touch { path: CString },
+    Symlink { target: CString, link: CString },
+    CharDevice { path: CString, dev: libc::dev_t },
+    Bind { source: CString, target: CString, read_only: bool },
+    Special { fstype: CString, target: CString, flags: libc::c_ulong, data: CString },
+    PivotRoot { new_root: CString },
+}
+
+/// Everything the child needs, built before cloning.
+#[derive(Debug)]
+pub(crate) struct ChildPlan {
+    /// Mount operations (empty without isolation).
+    pub ops: Vec<RawOp>,
+    /// Hostname to set (only with a new UTS namespace).
+    pub hostname: Option<CString>,
+    /// Directory to change to after the root is in place.
+    pub cwd: Option<CString>,
+    /// Paths to try for `execve`, in order (one unless `$PATH` was searched).
+    pub candidates: Vec<CString>,
+    /// Keeps the argv strings alive for `argv_ptrs`.
+    pub _argv: Vec<CString>,
+    /// Null-terminated argv.
+    pub argv_ptrs: Vec<*const libc::c_char>,
+    /// Keeps the env strings alive for `envp_ptrs`.
+    pub _envp: Vec<CString>,
+    /// Null-terminated envp.
+    pub envp_ptrs: Vec<*const libc::c_char>,
+    /// The child's fd 0, 1 and 2 (all ≥ 3 and close-on-exec in the parent).
+    pub stdio: [RawFd; 3],
+    /// A pidfd of this process: the child checks it is still alive after arming PDEATHSIG.
+    pub parent_pidfd: RawFd,
+    /// For exec in a running container: its pidfd and the namespaces to join.
+    pub setns: Option<(RawFd, c_int)>,
+}
+
+// SAFETY: the raw pointers point into the CStrings owned by the same plan; the plan is moved
+// to the spawner thread as a whole and only read there.
+unsafe impl Send for ChildPlan {}
+
+/// Where the child failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Nothing failed.
+    None,
+    /// `PR_SET_PDEATHSIG`.
+    DeathSignal,
+    /// The parent died before the child armed PDEATHSIG.
+    ParentGone,
+    /// `setsid`.
+    Setsid,
+    /// Joining the container's namespaces.
+    Setns,
+    /// Cloning the process that runs inside the container.
+    CloneInner,
+    /// Mount operation number `n`.
+    Op(usize),
+    /// `sethostname`.
+    Hostname,
+    /// Wiring fd 0–2.
+    Stdio,
+    /// `chdir` to the working directory.
+    Chdir,
+    /// `execve`; `searched` tells whether `$PATH` was searched.
+    Exec,
+}
+
+/// Written by the child, read by the parent after `clone` returns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildReport {
+    pub stage: Stage,
+    pub errno: i32,
+    /// For exec in a container: host pid of the process started inside it.
+    pub inner_pid: libc::pid_t,
+}
+
+struct ChildArgs {
+    plan: *const ChildPlan,
+    report: *mut ChildReport,
+    inner_stack: *mut u8,
+}
+
+/// The result of a clone: the child's pidfd and pid plus its report.
+#[derive(Debug)]
+pub(crate) struct Cloned {
+    pub pidfd: OwnedFd,
+    pub pid: libc::pid_t,
+    pub report: ChildReport,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `f` on the spawner thread and returns its result.
+pub(crate) fn run_on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+    static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> = OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let started = std::thread::Builder::new().name("podrun-spawner".into()).spawn(move || {
+            // Block every signal on this thread: clone children start with this mask, so no
+            // handler of ours can run inside a child that shares our memory. The child
+            // restores default dispositions and an empty mask just before exec.
+            // SAFETY: plain libc calls on a local sigset.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            }
+            while let Ok(job) = rx.recv() {
+                job();
+            }
+        });
+        if let Err(e) = started {
+            tracing::error!(error = %e, "cannot start the spawner thread");
+        }
+        std::sync::Mutex::new(tx)
+    });
+    let (rtx, rrx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move || {
+        let _ = rtx.send(f());
+    });
+    tx.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
+    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))
+}
+
+/// A pidfd of this process, opened once.
+pub(crate) fn self_pidfd() -> std::io::Result<RawFd> {
+    static FD: OnceLock<Result<OwnedFd, i32>> = OnceLock::new();
+    let fd = FD.get_or_init(|| {
+        rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty())
+            .map(|fd| fd.into())
+            .map_err(|e| e.raw_os_error())
+    });
+    match fd {
+        Ok(fd) => Ok(fd.as_raw_fd()),
+        Err(e) => Err(std::io::Error::from_raw_os_error(*e)),
+    }
+}
+
+/// Clones a child that executes `plan` (call on the spawner thread). `flags` are namespace
+/// flags (`CLONE_NEWPID | CLONE_NEWNS | …`) or 0.
+pub(crate) fn clone_child(plan: &ChildPlan, ns_flags: c_int) -> std::io::Result<Cloned> {
+    let mut stack = vec![0u8; CHILD_STACK];
+    let mut inner_stack = if plan.setns.is_some() { vec![0u8; CHILD_STACK] } else { Vec::new() };
+    let mut report = ChildReport { stage: Stage::None, errno: 0, inner_pid: 0 };
+    let args = ChildArgs {
+        plan,
+        report: &mut report,
+        inner_stack: if inner_stack.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            // Stacks grow down on every architecture we build for.
+            inner_stack.as_mut_ptr().wrapping_add(CHILD_STACK)
+        },
+    };
+    let entry: extern "C" fn(*mut c_void) -> c_int =
+        if plan.setns.is_some() { enter_then_spawn } else { child_main };
+    let mut pidfd: c_int = -1;
+    let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | ns_flags | libc::SIGCHLD;
+    // SAFETY: the child runs `entry` on its own stack with `args`, which live until clone
+    // returns (CLONE_VFORK suspends this thread until the child has exec'd or exited). The
+    // child only performs async-signal-safe system calls on memory prepared here.
+    let pid = unsafe {
+        libc::clone(
+            entry,
+            stack.as_mut_ptr().wrapping_add(CHILD_STACK) as *mut c_void,
+            flags,
+            &args as *const ChildArgs as *mut c_void,
+            &mut pidfd as *mut c_int,
+        )
+    };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The child wrote `report` before exec/exit; vfork completion orders it before this read.
+    // SAFETY: reading our own stack variable; the child no longer runs on our memory.
+    let report = unsafe { std::ptr::read_volatile(&report) };
+    drop(inner_stack);
+    drop(stack);
+    // SAFETY: CLONE_PIDFD stored a fresh pidfd owned by nobody else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok(Cloned { pidfd, pid, report })
+}
+
+fn fail(args: &ChildArgs, stage: Stage) -> ! {
+    // SAFETY: async-signal-safe: read errno, write the report slot, exit without atexit.
+    unsafe {
+        let errno = *libc::__errno_location();
+        std::ptr::write_volatile(args.report, ChildReport { stage, errno, inner_pid: 0 });
+        libc::_exit(127)
+    }
+}
+
+/// Intermediate for exec in a container: joins its namespaces, then clones the process that
+/// runs the command as a sibling (`CLONE_PARENT`), so podrun reaps it directly, and exits.
+extern "C" fn enter_then_spawn(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `ChildArgs` of `clone_child`, alive while we run.
+    let args = unsafe { &*(arg as *const ChildArgs) };
+    // SAFETY: the plan outlives the child (see clone_child).
+    let plan = unsafe { &*args.plan };
+    let Some((pidfd, nsflags)) = plan.setns else { fail(args, Stage::Setns) };
+    // SAFETY: raw system calls only.
+    unsafe {
+        if libc::setns(pidfd, nsflags) != 0 {
+            fail(args, Stage::Setns);
+        }
+        let pid = libc::clone(
+            child_main,
+            args.inner_stack as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
+            arg,
+        );
+        if pid < 0 {
+            fail(args, Stage::CloneInner);
+        }
+        // Keep a failure the inner child reported; add its pid either way.
+        let mut r = std::ptr::read_volatile(args.report);
+        r.inner_pid = pid;
+        std::ptr::write_volatile(args.report, r);
+        libc::_exit(0)
+    }
+}
+
+/// The container process (or exec'd command) between clone and exec.
+extern "C" fn child_main(arg: *mut c_void) -> c_int {
+    // SAFETY: `arg` is the `ChildArgs` of `clone_child`, alive while we run.
+    let args = unsafe { &*(arg as *const ChildArgs) };
+    // SAFETY: the plan outlives the child (see clone_child).
+    let plan = unsafe { &*args.plan };
+    // SAFETY: everything below is a raw system call on memory prepared by the parent.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            fail(args, Stage::DeathSignal);
+        }
+        // If podrun died before PDEATHSIG was armed, nobody would ever kill us.
+        if libc::syscall(libc::SYS_pidfd_send_signal, plan.parent_pidfd, 0, std::ptr::null::<c_void>(), 0) != 0 {
+            fail(args, Stage::ParentGone);
+        }
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        for sig in 1..=64 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                // Fails harmlessly for the libc-internal real-time signals.
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        if libc::setsid() < 0 {
+            fail(args, Stage::Setsid);
+        }
+        for (i, op) in plan.ops.iter().enumerate() {
+            if run_op(op) != 0 {
+                fail(args, Stage::Op(i));
+            }
+        }
+        if let Some(h) = &plan.hostname
+            && libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0
+        {
+            fail(args, Stage::Hostname);
+        }
+        for (target, &fd) in plan.stdio.iter().enumerate() {
+            if libc::dup2(fd, target as c_int) < 0 {
+                fail(args, Stage::Stdio);
+            }
+        }
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            fail(args, Stage::Stdio);
+        }
+        if let Some(cwd) = &plan.cwd
+            && libc::chdir(cwd.as_ptr()) != 0
+        {
+            fail(args, Stage::Chdir);
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+
+        // execvp's rules: keep searching on "not there", remember "permission denied",
+        // stop on anything else.
+        let mut saw_eacces = false;
+        let mut last = libc::ENOENT;
+        for cand in &plan.candidates {
+            libc::execve(cand.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
+            let e = *libc::__errno_location();
+            match e {
+                libc::EACCES => saw_eacces = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                _ => {
+                    last = e;
+                    break;
+                }
+            }
+            last = e;
+        }
+        if saw_eacces && matches!(last, libc::ENOENT | libc::ENOTDIR) {
+            last = libc::EACCES;
+        }
+        *libc::__errno_location() = last;
+        fail(args, Stage::Exec)
+    }
+}
+
+/// Runs one mount-namespace operation; returns 0 or -1 with errno set.
+///
+/// # Safety
+/// Only raw system calls; safe to call between clone and exec.
+unsafe fn run_op(op: &RawOp) -> c_int {
+    let null = std::ptr::null::<libc::c_char>();
+    // SAFETY: all pointers come from live CStrings in the plan.
+    unsafe {
+        match op {
+            RawOp::MakeRootPrivate => {
+                libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
+            }
+            RawOp::Tmpfs { target, data } => libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                data.as_ptr() as *const c_void,
+            ),
+            RawOp::MakeUnbindable { target } => {
+                libc::mount(null, target.as_ptr(), null, libc::MS_UNBINDABLE, std::ptr::null())
+            }
+            RawOp::Mkdir { path } => {
+                if libc::mkdir(path.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
+                    -1
+                } else {
+                    0
+                }
+            }
+            RawOp::Touch { path } => {
+                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                if fd < 0 {
+                    -1
+                } else {
+                    libc::close(fd);
+                    0
+                }
+            }
+            RawOp::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
+            RawOp::CharDevice { path, dev } => libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev),
+            RawOp::Bind { source, target, read_only } => {
+                let r = libc::mount(
+                    source.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                );
+                if r != 0 || !*read_only {
+                    return r;
+                }
+                // Read-only for the whole bound tree, submounts included.
+                let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    libc::AT_RECURSIVE as libc::c_uint,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                ) as c_int
+            }
+            RawOp::Special { fstype, target, flags, data } => libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                *flags,
+                data.as_ptr() as *const c_void,
+            ),
+            RawOp::PivotRoot { new_root } => {
+                // runc's trick: pivot onto "." and lazily detach the old root stacked under it,
+                // so no put_old directory is needed.
+                if libc::chdir(new_root.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+                    || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+                {
+                    return -1;
+                }
+                libc::chdir(c"/".as_ptr())
+            }
+        }
+    }
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
