@@ -1,1 +1,43 @@
 //! Pod, Job and Deployment manifests: parsing, API-server defaulting and validation.
+//!
+//! This crate owns the boundary between manifest text and typed Kubernetes
+//! objects (k8s-openapi types), and reproduces what the API server does to an
+//! object before storing it: defaulting ([`default_pod`], [`default_job`]),
+//! validation with the API server's exact messages and field paths
+//! ([`validate_pod`], [`Invalid`]), and what the kubelet derives from a
+//! container spec ([`container_env`], [`container_argv`]).
+//!
+//! It must never do I/O, read a clock, or spawn anything: every input is an
+//! argument, so other crates can call it from pure code.
+
+mod defaults;
+mod env;
+mod field;
+pub mod names;
+mod object;
+mod parse;
+mod validation;
+
+pub use defaults::{
+    DEFAULT_SCHEDULER_NAME, DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS,
+    DEFAULT_TERMINATION_MESSAGE_PATH, default_container, default_image_pull_policy, default_job,
+    default_pod, default_pod_spec, default_probe, default_service, default_volume,
+    generate_job_selector,
+};
+pub use env::{ALL_KEYS, EnvSource, container_argv, container_env, container_env_from, expand};
+pub use field::{ErrorKind, FieldError, Invalid};
+pub use object::{Object, SUPPORTED_KINDS};
+pub use parse::{ParseError, ParseErrorKind, decode_object, parse_manifests};
+pub use validation::{
+    admit_job, admit_pod, admit_service, validate_job, validate_pod, validate_pod_spec_at,
+    validate_service,
+};
+
+pub use k8s_openapi;
+
+use k8s_openapi::api::core::v1::Container;
+
+/// Is this init container a sidecar (`restartPolicy: Always`)?
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}

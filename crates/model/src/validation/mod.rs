@@ -1,0 +1,16 @@
+//! API-server validation for the kinds podrun admits (Pod, Job, Service),
+//! following upstream `pkg/apis/core/validation` and
+//! `pkg/apis/batch/validation`: same rules, same messages, same order.
+//!
+//! Validation runs after defaulting ([`crate::defaults`]), as in the API
+//! server; several rules (probe timings, pull policy, termination message
+//! policy) only make sense on defaulted objects.
+
+mod job;
+mod meta;
+mod pod;
+mod service;
+
+pub use job::{admit_job, validate_job};
+pub use pod::{admit_pod, validate_pod, validate_pod_spec_at};
+pub use service::{admit_service, validate_service};
