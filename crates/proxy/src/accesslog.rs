@@ -1,0 +1,490 @@
+//! Access log: one line per HTTP request or per TCP connection, in Istio's default
+//! `TEXT` format field by field (spec §3.5), or as JSON lines.
+//!
+//! [`AccessLogEntry`] is plain data and its rendering is pure (the start time is a
+//! field, never read from a clock here). [`AccessLog`] is the sink: lines collect in
+//! a buffer that is written out every flush interval, like Envoy's
+//! `--file-flush-interval-msec`, or at once when the interval is zero.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::AccessLogFormat;
+use crate::route::ResponseFlags;
+
+/// Request-line fields, present only for HTTP entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpFields {
+    /// `%REQ(:METHOD)%`.
+    pub method: String,
+    /// `%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`, including the query.
+    pub path: String,
+    /// `%PROTOCOL%`: `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// `%REQ(X-FORWARDED-FOR)%`.
+    pub x_forwarded_for: Option<String>,
+    /// `%REQ(USER-AGENT)%`.
+    pub user_agent: Option<String>,
+    /// `%REQ(X-REQUEST-ID)%`.
+    pub request_id: Option<String>,
+    /// `%REQ(:AUTHORITY)%`.
+    pub authority: Option<String>,
+    /// `%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%` in ms.
+    pub upstream_service_time_ms: Option<u64>,
+}
+
+/// One access-log record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLogEntry {
+    /// `%START_TIME%`: request start (HTTP) or connection start (TCP).
+    pub start_time: SystemTime,
+    /// HTTP fields; `None` renders a TCP line.
+    pub http: Option<HttpFields>,
+    /// `%RESPONSE_CODE%`; 0 when no response was sent (and always for TCP).
+    pub response_code: u16,
+    /// `%RESPONSE_FLAGS%`.
+    pub flags: ResponseFlags,
+    /// `%RESPONSE_CODE_DETAILS%`.
+    pub details: Option<String>,
+    /// `%CONNECTION_TERMINATION_DETAILS%`.
+    pub termination_details: Option<String>,
+    /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
+    pub transport_failure: Option<String>,
+    /// `%BYTES_RECEIVED%`.
+    pub bytes_received: u64,
+    /// `%BYTES_SENT%`.
+    pub bytes_sent: u64,
+    /// `%DURATION%` in ms.
+    pub duration_ms: u64,
+    /// `%UPSTREAM_HOST%`.
+    pub upstream_host: Option<SocketAddr>,
+    /// `%UPSTREAM_CLUSTER_RAW%`.
+    pub upstream_cluster: Option<String>,
+    /// `%UPSTREAM_LOCAL_ADDRESS%`.
+    pub upstream_local: Option<SocketAddr>,
+    /// `%DOWNSTREAM_LOCAL_ADDRESS%`: the original destination.
+    pub downstream_local: SocketAddr,
+    /// `%DOWNSTREAM_REMOTE_ADDRESS%`.
+    pub downstream_remote: SocketAddr,
+    /// `%REQUESTED_SERVER_NAME%`.
+    pub sni: Option<String>,
+    /// `%ROUTE_NAME%`.
+    pub route_name: Option<&'static str>,
+}
+
+/// `-` for an unset or empty value, as Envoy prints it.
+fn dash(v: Option<&str>) -> &str {
+    match v {
+        Some(s) if !s.is_empty() => s,
+        _ => "-",
+    }
+}
+
+fn dash_addr(v: Option<SocketAddr>) -> String {
+    v.map_or_else(|| "-".to_string(), |a| a.to_string())
+}
+
+/// Formats a time as UTC ISO-8601 with milliseconds and `Z`, e.g. `2025-03-04T10:15:22.481Z`.
+pub fn format_start_time(t: SystemTime) -> String {
+    // Times before 1970 cannot occur for a live connection; clamp rather than fail.
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs();
+    let millis = since.subsec_millis();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+impl AccessLogEntry {
+    /// Renders Istio's default TEXT format (`EnvoyTextLogFormat`), with the trailing newline.
+    pub fn render_text(&self) -> String {
+        let h = self.http.as_ref();
+        let (method, path, protocol) = match h {
+            Some(h) => (h.method.as_str(), h.path.as_str(), h.protocol),
+            None => ("-", "-", "-"),
+        };
+        let ust = h
+            .and_then(|h| h.upstream_service_time_ms)
+            .map_or_else(|| "-".to_string(), |v| v.to_string());
+        format!(
+            "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}\n",
+            format_start_time(self.start_time),
+            dash(Some(method)),
+            dash(Some(path)),
+            dash(Some(protocol)),
+            self.response_code,
+            self.flags,
+            dash(self.details.as_deref()),
+            dash(self.termination_details.as_deref()),
+            dash(self.transport_failure.as_deref()),
+            self.bytes_received,
+            self.bytes_sent,
+            self.duration_ms,
+            ust,
+            dash(h.and_then(|h| h.x_forwarded_for.as_deref())),
+            dash(h.and_then(|h| h.user_agent.as_deref())),
+            dash(h.and_then(|h| h.request_id.as_deref())),
+            dash(h.and_then(|h| h.authority.as_deref())),
+            dash_addr(self.upstream_host),
+            dash(self.upstream_cluster.as_deref()),
+            dash_addr(self.upstream_local),
+            self.downstream_local,
+            self.downstream_remote,
+            dash(self.sni.as_deref()),
+            dash(self.route_name),
+        )
+    }
+
+    /// Renders one JSON object (Istio's JSON access-log field names) plus newline.
+    /// Unset values are `null`, as Envoy prints them.
+    pub fn render_json(&self) -> String {
+        use serde_json::{Map, Value};
+        let h = self.http.as_ref();
+        let s = |v: Option<&str>| match v {
+            Some(v) if !v.is_empty() => Value::String(v.to_string()),
+            _ => Value::Null,
+        };
+        let a = |v: Option<SocketAddr>| v.map_or(Value::Null, |a| Value::String(a.to_string()));
+        let mut m = Map::new();
+        m.insert(
+            "start_time".into(),
+            format_start_time(self.start_time).into(),
+        );
+        m.insert("method".into(), s(h.map(|h| h.method.as_str())));
+        m.insert("path".into(), s(h.map(|h| h.path.as_str())));
+        m.insert("protocol".into(), s(h.map(|h| h.protocol)));
+        m.insert("response_code".into(), self.response_code.into());
+        m.insert(
+            "response_flags".into(),
+            if self.flags.is_empty() {
+                Value::Null
+            } else {
+                self.flags.to_string().into()
+            },
+        );
+        m.insert("response_code_details".into(), s(self.details.as_deref()));
+        m.insert(
+            "connection_termination_details".into(),
+            s(self.termination_details.as_deref()),
+        );
+        m.insert(
+            "upstream_transport_failure_reason".into(),
+            s(self.transport_failure.as_deref()),
+        );
+        m.insert("bytes_received".into(), self.bytes_received.into());
+        m.insert("bytes_sent".into(), self.bytes_sent.into());
+        m.insert("duration".into(), self.duration_ms.into());
+        m.insert(
+            "upstream_service_time".into(),
+            h.and_then(|h| h.upstream_service_time_ms)
+                .map_or(Value::Null, |v| v.to_string().into()),
+        );
+        m.insert(
+            "x_forwarded_for".into(),
+            s(h.and_then(|h| h.x_forwarded_for.as_deref())),
+        );
+        m.insert(
+            "user_agent".into(),
+            s(h.and_then(|h| h.user_agent.as_deref())),
+        );
+        m.insert(
+            "request_id".into(),
+            s(h.and_then(|h| h.request_id.as_deref())),
+        );
+        m.insert(
+            "authority".into(),
+            s(h.and_then(|h| h.authority.as_deref())),
+        );
+        m.insert("upstream_host".into(), a(self.upstream_host));
+        m.insert(
+            "upstream_cluster".into(),
+            s(self.upstream_cluster.as_deref()),
+        );
+        m.insert("upstream_local_address".into(), a(self.upstream_local));
+        m.insert(
+            "downstream_local_address".into(),
+            self.downstream_local.to_string().into(),
+        );
+        m.insert(
+            "downstream_remote_address".into(),
+            self.downstream_remote.to_string().into(),
+        );
+        m.insert("requested_server_name".into(), s(self.sni.as_deref()));
+        m.insert("route_name".into(), s(self.route_name));
+        let mut line = Value::Object(m).to_string();
+        line.push('\n');
+        line
+    }
+}
+
+struct Inner {
+    buf: Vec<u8>,
+    out: Box<dyn Write + Send>,
+}
+
+/// The access-log sink shared by all connections.
+#[derive(Clone)]
+pub struct AccessLog {
+    format: AccessLogFormat,
+    flush_each_line: bool,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lines captured by an in-memory access log (see [`AccessLog::memory`]).
+#[derive(Clone, Debug, Default)]
+pub struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// All lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        let buf = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&buf)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AccessLog {
+    /// A log writing to `out`, buffered for `flush_interval` (zero: write every line).
+    pub fn new(
+        format: AccessLogFormat,
+        flush_interval: Duration,
+        out: Box<dyn Write + Send>,
+    ) -> Self {
+        AccessLog {
+            format,
+            flush_each_line: flush_interval.is_zero(),
+            inner: Arc::new(Mutex::new(Inner {
+                buf: Vec::with_capacity(1024),
+                out,
+            })),
+        }
+    }
+
+    /// A log writing to the process's stdout.
+    pub fn stdout(format: AccessLogFormat, flush_interval: Duration) -> Self {
+        Self::new(format, flush_interval, Box::new(std::io::stdout()))
+    }
+
+    /// A log kept in memory, for tests; every line is written at once.
+    pub fn memory(format: AccessLogFormat) -> (Self, CapturedLog) {
+        let captured = CapturedLog::default();
+        let log = Self::new(
+            format,
+            Duration::ZERO,
+            Box::new(CaptureWriter(captured.0.clone())),
+        );
+        (log, captured)
+    }
+
+    /// Records one entry.
+    pub fn record(&self, entry: &AccessLogEntry) {
+        let line = match self.format {
+            AccessLogFormat::Off => return,
+            AccessLogFormat::Text => entry.render_text(),
+            AccessLogFormat::Json => entry.render_json(),
+        };
+        // A poisoned lock only means another thread panicked mid-write; the buffer is
+        // still a valid byte vector, so keep logging.
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.buf.extend_from_slice(line.as_bytes());
+        if self.flush_each_line {
+            Self::write_out(&mut inner);
+        }
+    }
+
+    /// Writes buffered lines out now.
+    pub fn flush(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Self::write_out(&mut inner);
+    }
+
+    fn write_out(inner: &mut Inner) {
+        if inner.buf.is_empty() {
+            return;
+        }
+        let Inner { buf, out } = inner;
+        // A closed stdout must not take the proxy down: drop the lines and go on.
+        if let Err(err) = out.write_all(buf).and_then(|()| out.flush()) {
+            tracing::debug!(%err, "access log write failed");
+        }
+        buf.clear();
+        if buf.capacity() > 64 * 1024 {
+            buf.shrink_to(1024);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn start_time_format() {
+        assert_eq!(format_start_time(t(0)), "1970-01-01T00:00:00.000Z");
+        // 2025-03-04T10:15:22.481Z
+        assert_eq!(
+            format_start_time(t(1_741_083_322_481)),
+            "2025-03-04T10:15:22.481Z"
+        );
+        // Leap day.
+        assert_eq!(
+            format_start_time(t(1_709_164_800_000)),
+            "2024-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_start_time(t(4_102_444_799_999)),
+            "2099-12-31T23:59:59.999Z"
+        );
+    }
+
+    pub(crate) fn http_entry() -> AccessLogEntry {
+        AccessLogEntry {
+            start_time: t(1_741_083_322_481),
+            http: Some(HttpFields {
+                method: "GET".into(),
+                path: "/headers".into(),
+                protocol: "HTTP/1.1",
+                x_forwarded_for: None,
+                user_agent: Some("curl/8.16.0".into()),
+                request_id: Some("0f6b1c2e-8d7a-4a51-9d0e-3c1f2b7a9e10".into()),
+                authority: Some("httpbin:8000".into()),
+                upstream_service_time_ms: Some(5),
+            }),
+            response_code: 200,
+            flags: ResponseFlags::empty(),
+            details: Some("via_upstream".into()),
+            termination_details: None,
+            transport_failure: None,
+            bytes_received: 0,
+            bytes_sent: 512,
+            duration_ms: 6,
+            upstream_host: Some("10.244.1.7:8080".parse().unwrap()),
+            upstream_cluster: Some("outbound|8000||httpbin.default.svc.cluster.local".into()),
+            upstream_local: Some("10.244.2.5:40412".parse().unwrap()),
+            downstream_local: "10.96.12.34:8000".parse().unwrap(),
+            downstream_remote: "10.244.2.5:53318".parse().unwrap(),
+            sni: None,
+            route_name: Some("default"),
+        }
+    }
+
+    #[test]
+    fn http_line_matches_istio_example_exactly() {
+        assert_eq!(
+            http_entry().render_text(),
+            "[2025-03-04T10:15:22.481Z] \"GET /headers HTTP/1.1\" 200 - via_upstream - \"-\" 0 512 6 5 \"-\" \"curl/8.16.0\" \"0f6b1c2e-8d7a-4a51-9d0e-3c1f2b7a9e10\" \"httpbin:8000\" \"10.244.1.7:8080\" outbound|8000||httpbin.default.svc.cluster.local 10.244.2.5:40412 10.96.12.34:8000 10.244.2.5:53318 - default\n"
+        );
+    }
+
+    #[test]
+    fn tcp_line_matches_istio_example_exactly() {
+        let e = AccessLogEntry {
+            start_time: t(1_741_083_601_007),
+            http: None,
+            response_code: 0,
+            flags: ResponseFlags::empty(),
+            details: None,
+            termination_details: None,
+            transport_failure: None,
+            bytes_received: 921,
+            bytes_sent: 5410,
+            duration_ms: 141,
+            upstream_host: Some("93.184.215.14:443".parse().unwrap()),
+            upstream_cluster: Some("PassthroughCluster".into()),
+            upstream_local: Some("10.244.2.5:38810".parse().unwrap()),
+            downstream_local: "93.184.215.14:443".parse().unwrap(),
+            downstream_remote: "10.244.2.5:38802".parse().unwrap(),
+            sni: Some("example.com".into()),
+            route_name: None,
+        };
+        assert_eq!(
+            e.render_text(),
+            "[2025-03-04T10:20:01.007Z] \"- - -\" 0 - - - \"-\" 921 5410 141 - \"-\" \"-\" \"-\" \"-\" \"93.184.215.14:443\" PassthroughCluster 10.244.2.5:38810 93.184.215.14:443 10.244.2.5:38802 example.com -\n"
+        );
+    }
+
+    #[test]
+    fn json_line_has_istio_keys_and_nulls() {
+        let v: serde_json::Value = serde_json::from_str(&http_entry().render_json()).unwrap();
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["response_code"], 200);
+        assert_eq!(v["response_flags"], serde_json::Value::Null);
+        assert_eq!(
+            v["upstream_cluster"],
+            "outbound|8000||httpbin.default.svc.cluster.local"
+        );
+        assert_eq!(v["upstream_service_time"], "5");
+        assert_eq!(v["x_forwarded_for"], serde_json::Value::Null);
+        assert_eq!(v["start_time"], "2025-03-04T10:15:22.481Z");
+        assert_eq!(v.as_object().unwrap().len(), 24);
+    }
+
+    #[test]
+    fn buffered_log_writes_on_flush_only() {
+        let captured = CapturedLog::default();
+        let log = AccessLog::new(
+            AccessLogFormat::Text,
+            Duration::from_secs(1),
+            Box::new(CaptureWriter(captured.0.clone())),
+        );
+        log.record(&http_entry());
+        assert!(captured.lines().is_empty());
+        log.flush();
+        assert_eq!(captured.lines().len(), 1);
+        let (off, cap) = AccessLog::memory(AccessLogFormat::Off);
+        off.record(&http_entry());
+        assert!(cap.lines().is_empty());
+    }
+}

@@ -1,0 +1,636 @@
+//! HTTP/1.1 and HTTP/2 (h2c) proxying of a sniffed connection: each request goes to
+//! the original destination over a pooled upstream connection, with `x-request-id`,
+//! `x-envoy-upstream-service-time`, local replies for upstream failures, and one
+//! access-log line per request.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::accesslog::{AccessLogEntry, HttpFields};
+use crate::body::{Counted, Ending, Finish, ResponseBody};
+use crate::config::Direction;
+use crate::drain::Phase;
+use crate::io::SharedStream;
+use crate::metrics::RequestLabels;
+use crate::proxy::Shared;
+use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
+use crate::upstream::{Checkout, Sender, UpstreamProtocol};
+
+/// The downstream HTTP version, as detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamHttp {
+    /// HTTP/1.x.
+    Http1,
+    /// HTTP/2 prior knowledge.
+    Http2,
+}
+
+/// Per-connection facts every request on it shares.
+#[derive(Debug)]
+pub struct HttpConn {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) direction: Direction,
+    pub(crate) cluster: Cluster,
+    pub(crate) orig_dst: SocketAddr,
+    pub(crate) peer: SocketAddr,
+    pub(crate) source: Option<IpAddr>,
+    pub(crate) version: DownstreamHttp,
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// A random UUID v4, as Envoy generates for `x-request-id`.
+fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h(0..4),
+        h(4..6),
+        h(6..8),
+        h(8..10),
+        h(10..16)
+    )
+}
+
+fn header_str(h: &HeaderMap, name: &HeaderName) -> Option<String> {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn protocol_str(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping the upgrade pair when the
+/// exchange is an upgrade.
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    if !keep_upgrade {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+    h.remove(&KEEP_ALIVE);
+    h.remove(&PROXY_CONNECTION);
+    h.remove(header::PROXY_AUTHORIZATION);
+    h.remove(header::TE);
+    h.remove(header::TRAILER);
+}
+
+/// Everything needed to write one request's access-log line; writes a "client went
+/// away" line if dropped before [`RequestLog::emit`].
+struct RequestLog {
+    conn: Arc<HttpConn>,
+    start_time: SystemTime,
+    start: Instant,
+    fields: HttpFields,
+    grpc: bool,
+    req_bytes: Arc<AtomicU64>,
+    status: u16,
+    flags: ResponseFlags,
+    details: Option<String>,
+    transport_failure: Option<String>,
+    upstream_host: Option<SocketAddr>,
+    upstream_local: Option<SocketAddr>,
+    armed: bool,
+}
+
+impl RequestLog {
+    fn emit(&mut self, bytes_sent: u64, ending: Ending) {
+        if !self.armed {
+            return;
+        }
+        self.armed = false;
+        match ending {
+            Ending::Complete => {}
+            Ending::UpstreamError => self
+                .flags
+                .insert(ResponseFlags::UPSTREAM_CONNECTION_TERMINATION),
+            Ending::DownstreamGone => self
+                .flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION),
+        }
+        let shared = &self.conn.shared;
+        let duration_ms = self.start.elapsed().as_millis() as u64;
+        let bytes_received = self.req_bytes.load(Ordering::Relaxed);
+        let cluster = self.conn.cluster.to_string();
+        shared.metrics.record_request(
+            &RequestLabels {
+                reporter: self.conn.direction.reporter(),
+                source_workload: shared.config.workload.clone(),
+                destination_service: self.conn.cluster.destination_service(self.conn.orig_dst),
+                destination_cluster: cluster.clone(),
+                request_protocol: if self.grpc { "grpc" } else { "http" },
+                response_code: self.status,
+                response_flags: self.flags.to_string(),
+            },
+            duration_ms,
+            bytes_received,
+            bytes_sent,
+        );
+        shared.log.record(&AccessLogEntry {
+            start_time: self.start_time,
+            http: Some(self.fields.clone()),
+            response_code: self.status,
+            flags: self.flags,
+            details: self.details.take(),
+            termination_details: None,
+            transport_failure: self.transport_failure.take(),
+            bytes_received,
+            bytes_sent,
+            duration_ms,
+            upstream_host: self.upstream_host,
+            upstream_cluster: Some(cluster),
+            upstream_local: self.upstream_local,
+            downstream_local: self.conn.orig_dst,
+            downstream_remote: self.conn.peer,
+            sni: None,
+            route_name: Some(self.conn.cluster.route_name()),
+        });
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        if self.armed {
+            // The request future was dropped before a response started: the client
+            // closed or reset the connection.
+            self.status = 0;
+            self.details = Some("downstream_remote_disconnect".into());
+            self.emit(0, Ending::DownstreamGone);
+        }
+    }
+}
+
+impl Finish for RequestLog {
+    fn finish(mut self: Box<Self>, bytes_sent: u64, ending: Ending) {
+        self.emit(bytes_sent, ending);
+    }
+}
+
+/// Serves one sniffed HTTP connection until it closes or the proxy exits.
+pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
+    let shared = conn.shared.clone();
+    let stream = Arc::new(stream);
+    let io = TokioIo::new(SharedStream(stream.clone()));
+    let inbound = conn.direction == Direction::Inbound;
+    let mut phase = shared.control.subscribe();
+    let limits = &shared.config.limits;
+    let svc_conn = conn.clone();
+    let svc = service_fn(move |req| {
+        let c = svc_conn.clone();
+        async move { Ok::<_, Infallible>(handle(c, req).await) }
+    });
+    let drain_wait = async move {
+        // Only the inbound side drains (spec §5.5): outbound keeps keep-alive and
+        // never sees GOAWAY until the process exits.
+        if !inbound {
+            return std::future::pending::<()>().await;
+        }
+        let _ = phase.wait_for(|p| *p >= Phase::Draining).await;
+    };
+    tokio::pin!(drain_wait);
+    let exited = shared.control.exited();
+    tokio::pin!(exited);
+    let result = match conn.version {
+        DownstreamHttp::Http1 => {
+            let mut b = hyper::server::conn::http1::Builder::new();
+            b.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_headers(limits.max_request_headers)
+                .max_header_size(limits.max_request_header_bytes)
+                .max_buf_size(limits.max_request_header_bytes.max(8192) + 8192)
+                .keep_alive(!(inbound && shared.control.phase() >= Phase::Draining));
+            let c = b.serve_connection(io, svc).with_upgrades();
+            tokio::pin!(c);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    r = c.as_mut() => break r,
+                    () = &mut drain_wait, if !draining => {
+                        draining = true;
+                        c.as_mut().graceful_shutdown();
+                    }
+                    () = &mut exited => return,
+                }
+            }
+        }
+        DownstreamHttp::Http2 => {
+            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            b.timer(TokioTimer::new()).max_header_list_size(
+                u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX),
+            );
+            let c = b.serve_connection(io, svc);
+            tokio::pin!(c);
+            let mut draining = false;
+            loop {
+                tokio::select! {
+                    r = c.as_mut() => break r,
+                    () = &mut drain_wait, if !draining => {
+                        draining = true;
+                        c.as_mut().graceful_shutdown();
+                    }
+                    () = &mut exited => return,
+                }
+            }
+        }
+    };
+    if let Err(err) = result {
+        connection_error(&conn, &stream, &err);
+    }
+}
+
+/// Logs a connection-level failure; hyper already answered 400/431 for parse errors,
+/// and we answer 408 to a client too slow to send its request head.
+fn connection_error(conn: &Arc<HttpConn>, stream: &TcpStream, err: &hyper::Error) {
+    let (status, details) = if err.is_parse_too_large() {
+        (431, "http1.headers_too_large")
+    } else if err.is_parse() || err.is_parse_status() {
+        (400, "http1.codec_error")
+    } else if err.is_timeout() {
+        let reply =
+            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let status = match stream.try_write(reply) {
+            Ok(n) if n == reply.len() => 408,
+            _ => 0,
+        };
+        (status, "request_header_timeout")
+    } else {
+        tracing::debug!(%err, "downstream http connection ended with an error");
+        return;
+    };
+    let flags = if status == 408 || status == 0 {
+        ResponseFlags::empty()
+    } else {
+        ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
+    };
+    let shared = &conn.shared;
+    shared.metrics.record_request(
+        &RequestLabels {
+            reporter: conn.direction.reporter(),
+            source_workload: shared.config.workload.clone(),
+            destination_service: conn.cluster.destination_service(conn.orig_dst),
+            destination_cluster: conn.cluster.to_string(),
+            request_protocol: "http",
+            response_code: status,
+            response_flags: flags.to_string(),
+        },
+        0,
+        0,
+        0,
+    );
+    shared.log.record(&AccessLogEntry {
+        start_time: SystemTime::now(),
+        http: Some(HttpFields {
+            method: "-".into(),
+            path: "-".into(),
+            protocol: "HTTP/1.1",
+            x_forwarded_for: None,
+            user_agent: None,
+            request_id: None,
+            authority: None,
+            upstream_service_time_ms: None,
+        }),
+        response_code: status,
+        flags,
+        details: Some(details.into()),
+        termination_details: None,
+        transport_failure: None,
+        bytes_received: 0,
+        bytes_sent: 0,
+        duration_ms: 0,
+        upstream_host: None,
+        upstream_cluster: Some(conn.cluster.to_string()),
+        upstream_local: None,
+        downstream_local: conn.orig_dst,
+        downstream_remote: conn.peer,
+        sni: None,
+        route_name: None,
+    });
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() != Version::HTTP_2
+        && (req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE))
+}
+
+async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<ResponseBody> {
+    let start_time = SystemTime::now();
+    let start = Instant::now();
+    let shared = conn.shared.clone();
+    let request_id = match header_str(req.headers(), &X_REQUEST_ID) {
+        Some(id) if !id.is_empty() => id,
+        _ => {
+            let id = uuid_v4();
+            // A UUID is always a valid header value.
+            if let Ok(v) = HeaderValue::from_str(&id) {
+                req.headers_mut().insert(X_REQUEST_ID.clone(), v);
+            }
+            id
+        }
+    };
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .or_else(|| header_str(req.headers(), &header::HOST));
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.to_string());
+    let path = if req.method() == Method::CONNECT {
+        authority.clone().unwrap_or_default()
+    } else {
+        path
+    };
+    let grpc = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    let req_bytes = Arc::new(AtomicU64::new(0));
+    let mut log = RequestLog {
+        conn: conn.clone(),
+        start_time,
+        start,
+        fields: HttpFields {
+            method: req.method().to_string(),
+            path,
+            protocol: protocol_str(req.version()),
+            x_forwarded_for: header_str(req.headers(), &X_FORWARDED_FOR),
+            user_agent: header_str(req.headers(), &header::USER_AGENT),
+            request_id: Some(request_id),
+            authority: authority.clone(),
+            upstream_service_time_ms: None,
+        },
+        grpc,
+        req_bytes: req_bytes.clone(),
+        status: 0,
+        flags: ResponseFlags::empty(),
+        details: None,
+        transport_failure: None,
+        upstream_host: None,
+        upstream_local: None,
+        armed: true,
+    };
+
+    if conn.cluster == Cluster::BlackHole {
+        return local_response(&conn, log, local_reply(&UpstreamFailure::NoRoute));
+    }
+    log.upstream_host = Some(conn.orig_dst);
+
+    let upgrade = is_upgrade(&req);
+    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    let protocol = match conn.version {
+        DownstreamHttp::Http1 => UpstreamProtocol::Http1,
+        DownstreamHttp::Http2 => UpstreamProtocol::Http2,
+    };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.to_string());
+    parts.uri = match protocol {
+        // HTTP/1 upstreams get origin-form; CONNECT keeps its authority-form.
+        UpstreamProtocol::Http1 if parts.method == Method::CONNECT => parts.uri.clone(),
+        UpstreamProtocol::Http1 => pq.parse().unwrap_or_else(|_| Uri::from_static("/")),
+        UpstreamProtocol::Http2 => {
+            let auth = authority
+                .clone()
+                .unwrap_or_else(|| conn.orig_dst.to_string());
+            format!("http://{auth}{pq}")
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/"))
+        }
+    };
+    let mut upstream_req = Request::from_parts(parts, Counted::new(body, req_bytes));
+
+    // One retry, and only when a pooled connection turned out to be stale before the
+    // request was written (hyper hands the request back in that case).
+    let mut fresh_only = false;
+    let (response, sent_at) = loop {
+        let now = Instant::now();
+        let checkout = if fresh_only {
+            shared
+                .pool
+                .checkout_fresh(conn.orig_dst, conn.source, protocol)
+                .await
+        } else {
+            shared
+                .pool
+                .checkout(conn.orig_dst, conn.source, protocol, now)
+                .await
+        };
+        let Checkout {
+            sender,
+            local,
+            reused,
+        } = match checkout {
+            Ok(c) => c,
+            Err(failure) => return local_response(&conn, log, local_reply(&failure)),
+        };
+        log.upstream_local = Some(local);
+        let sent_at = Instant::now();
+        let fut = match sender {
+            Sender::Http1(mut s) => {
+                let fut = s.try_send_request(upstream_req);
+                if !upgrade {
+                    shared
+                        .pool
+                        .release_http1(conn.orig_dst, conn.source, local, s);
+                }
+                futures::future::Either::Left(fut)
+            }
+            Sender::Http2(mut s) => {
+                futures::future::Either::Right(s.try_send_request(upstream_req))
+            }
+        };
+        let result = match shared.config.limits.request_timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return local_response(
+                        &conn,
+                        log,
+                        local_reply(&UpstreamFailure::ResponseTimeout),
+                    );
+                }
+            },
+            None => fut.await,
+        };
+        match result {
+            Ok(resp) => break (resp, sent_at),
+            Err(mut e) => {
+                if reused
+                    && !fresh_only
+                    && let Some(back) = e.take_message()
+                {
+                    upstream_req = back;
+                    fresh_only = true;
+                    continue;
+                }
+                let err = e.into_error();
+                let failure = if err.is_parse() || err.is_parse_status() {
+                    UpstreamFailure::ProtocolError
+                } else {
+                    UpstreamFailure::ResetBeforeHeaders
+                };
+                return local_response(&conn, log, local_reply(&failure));
+            }
+        }
+    };
+    let service_ms = sent_at.elapsed().as_millis() as u64;
+    log.fields.upstream_service_time_ms = Some(service_ms);
+    log.status = response.status().as_u16();
+    log.details = Some("via_upstream".into());
+    let (mut parts, body) = response.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
+        || (upgrade && log.fields.method == "CONNECT" && parts.status.is_success());
+    strip_hop_by_hop(&mut parts.headers, switching);
+    if let Ok(v) = HeaderValue::from_str(&service_ms.to_string()) {
+        parts.headers.insert(X_UPSTREAM_TIME.clone(), v);
+    }
+    mark_close_if_draining(&conn, &mut parts.headers);
+    if switching && let Some(down) = downstream_upgrade {
+        let mut up_resp = Response::from_parts(parts.clone(), ());
+        let up = hyper::upgrade::on(&mut up_resp);
+        tokio::spawn(tunnel(down, up, log));
+        return Response::from_parts(parts, ResponseBody::local(Bytes::new(), None));
+    }
+    Response::from_parts(parts, ResponseBody::upstream(body, Some(Box::new(log))))
+}
+
+fn mark_close_if_draining(conn: &HttpConn, headers: &mut HeaderMap) {
+    if conn.direction == Direction::Inbound
+        && conn.version == DownstreamHttp::Http1
+        && conn.shared.control.phase() >= Phase::Draining
+    {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+}
+
+fn local_response(
+    conn: &HttpConn,
+    mut log: RequestLog,
+    reply: LocalReply,
+) -> Response<ResponseBody> {
+    log.status = reply.status;
+    log.flags.insert(reply.flags);
+    log.details = Some(reply.details);
+    log.transport_failure = reply.transport_failure;
+    let body = Bytes::from(reply.body);
+    let mut resp = Response::new(ResponseBody::local(body.clone(), None));
+    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if !body.is_empty() {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    mark_close_if_draining(conn, h);
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, ResponseBody::local(body, Some(Box::new(log))))
+}
+
+/// Relays an upgraded (WebSocket / CONNECT) exchange as bytes, then logs it.
+async fn tunnel(
+    down: hyper::upgrade::OnUpgrade,
+    up: hyper::upgrade::OnUpgrade,
+    mut log: RequestLog,
+) {
+    let (down, up) = match tokio::try_join!(down, up) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(%err, "upgrade failed");
+            log.emit(0, Ending::UpstreamError);
+            return;
+        }
+    };
+    let mut down = TokioIo::new(down);
+    let mut up = TokioIo::new(up);
+    let exited = log.conn.shared.control.exited();
+    let result = tokio::select! {
+        r = tokio::io::copy_bidirectional(&mut down, &mut up) => r,
+        () = exited => Err(std::io::Error::other("proxy exiting")),
+    };
+    match result {
+        Ok((from_down, from_up)) => {
+            log.req_bytes.fetch_add(from_down, Ordering::Relaxed);
+            log.emit(from_up, Ending::Complete);
+        }
+        Err(_) => log.emit(0, Ending::DownstreamGone),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = uuid_v4();
+        assert_eq!(id.len(), 36);
+        let parts: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            vec![8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'));
+        assert_ne!(uuid_v4(), id);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        strip_hop_by_hop(&mut h, true);
+        assert!(h.contains_key(header::UPGRADE) && h.contains_key(header::CONNECTION));
+    }
+}
