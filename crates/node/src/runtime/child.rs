@@ -23,7 +23,7 @@ const CHILD_STACK: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) enum RawOp {
     MakeRootPrivate,
-    Tmpfs { target: CString, data: CString },
+    Tmpfs { target: CString, devices: bool, data: CString },
     MakeUnbindable { target: CString },
     Mkdir { path: CString },
     Touch { path: CString },
@@ -262,7 +262,10 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             fail(args, Stage::DeathSignal);
         }
         // If podrun died before PDEATHSIG was armed, nobody would ever kill us.
-        if libc::syscall(libc::SYS_pidfd_send_signal, plan.parent_pidfd, 0, std::ptr::null::<c_void>(), 0) != 0 {
+        // (A pidfd turns readable when its process has exited; unlike pidfd_send_signal this
+        // works from inside the new PID namespace.)
+        let mut pfd = libc::pollfd { fd: plan.parent_pidfd, events: libc::POLLIN, revents: 0 };
+        if libc::poll(&mut pfd, 1, 0) != 0 {
             fail(args, Stage::ParentGone);
         }
         let mut dfl: libc::sigaction = std::mem::zeroed();
@@ -340,11 +343,11 @@ unsafe fn run_op(op: &RawOp) -> c_int {
             RawOp::MakeRootPrivate => {
                 libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
             }
-            RawOp::Tmpfs { target, data } => libc::mount(
+            RawOp::Tmpfs { target, devices, data } => libc::mount(
                 c"tmpfs".as_ptr(),
                 target.as_ptr(),
                 c"tmpfs".as_ptr(),
-                libc::MS_NOSUID | libc::MS_NODEV,
+                if *devices { libc::MS_NOSUID } else { libc::MS_NOSUID | libc::MS_NODEV },
                 data.as_ptr() as *const c_void,
             ),
             RawOp::MakeUnbindable { target } => {

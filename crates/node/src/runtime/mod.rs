@@ -362,7 +362,21 @@ impl Drop for ContainerProcess {
     fn drop(&mut self) {
         if self.proc.try_status().is_none() {
             let _ = self.proc.signal(libc::SIGKILL, !self.isolated);
+            kill_and_reap_detached(self.proc.clone(), !self.isolated);
         }
+    }
+}
+
+/// SIGKILLs `proc` and reaps it on a short-lived thread: the tokio watcher may not get to
+/// run any more (its runtime may be shutting down), and a dead child left unreaped would
+/// stay a zombie for podrun's whole life.
+fn kill_and_reap_detached(proc: ProcessHandle, group: bool) {
+    let _ = proc.signal(libc::SIGKILL, group);
+    let spawned = std::thread::Builder::new().name("podrun-reap".into()).spawn(move || {
+        proc.reap_blocking();
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a reaper thread; the child is reaped when its watcher runs");
     }
 }
 
@@ -479,18 +493,7 @@ impl Drop for KillOnDrop {
         if proc.try_status().is_some() {
             return;
         }
-        let _ = proc.signal(libc::SIGKILL, true);
-        // SIGKILL takes effect promptly; reap off the async threads when we can.
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => {
-                h.spawn(async move {
-                    proc.wait().await;
-                });
-            }
-            Err(_) => {
-                proc.reap_blocking();
-            }
-        }
+        kill_and_reap_detached(proc, true);
     }
 }
 
@@ -646,8 +649,8 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
     for op in plan {
         let (raw, name) = match op {
             MountOp::MakeRootPrivate => (RawOp::MakeRootPrivate, "making mounts private".to_string()),
-            MountOp::Tmpfs { target, options } => (
-                RawOp::Tmpfs { target: c(target)?, data: cstring(options, "mount options")? },
+            MountOp::Tmpfs { target, devices, options } => (
+                RawOp::Tmpfs { target: c(target)?, devices: *devices, data: cstring(options, "mount options")? },
                 format!("mounting tmpfs to rootfs at {:?}", inside(target)),
             ),
             MountOp::MakeUnbindable { target } => {

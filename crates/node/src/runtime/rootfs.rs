@@ -78,10 +78,12 @@ impl HostView for RealHost {
 pub enum MountOp {
     /// Make every mount of the new namespace private so nothing propagates to the host.
     MakeRootPrivate,
-    /// Mount a tmpfs at `target`.
+    /// Mount a tmpfs at `target` (`nodev` unless it is the container's `/dev`).
     Tmpfs {
         /// Where.
         target: PathBuf,
+        /// Device nodes work on it (only `/dev`).
+        devices: bool,
         /// Mount options (`mode=…`).
         options: String,
     },
@@ -231,7 +233,7 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
     // Pass 2: emit. Base root, then shadows (parents first), then binds in order.
     let mut ops = vec![
         MountOp::MakeRootPrivate,
-        MountOp::Tmpfs { target: root.clone(), options: "mode=0755".into() },
+        MountOp::Tmpfs { target: root.clone(), devices: false, options: "mode=0755".into() },
         MountOp::MakeUnbindable { target: root.clone() },
     ];
     mirror_entries(host, Path::new("/"), &root, &SYNTHETIC_TOP, &mut ops)?;
@@ -247,7 +249,7 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
     shadows.sort_by_key(|p| p.components().count());
     for dir in &shadows {
         let target = under(&root, dir);
-        ops.push(MountOp::Tmpfs { target: target.clone(), options: "mode=0755".into() });
+        ops.push(MountOp::Tmpfs { target: target.clone(), devices: false, options: "mode=0755".into() });
         mirror_entries(host, dir, &target, &[], &mut ops)?;
     }
     for (b, resolved, creates) in per_bind {
@@ -270,7 +272,7 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
 fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
     let dev = root.join("dev");
     ops.push(MountOp::Mkdir { path: dev.clone() });
-    ops.push(MountOp::Tmpfs { target: dev.clone(), options: "mode=0755".into() });
+    ops.push(MountOp::Tmpfs { target: dev.clone(), devices: true, options: "mode=0755".into() });
     for (name, major, minor) in
         [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
     {
@@ -293,7 +295,7 @@ fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
         options: "newinstance,ptmxmode=0666,mode=0620".into(),
     });
     ops.push(MountOp::Mkdir { path: dev.join("shm") });
-    ops.push(MountOp::Tmpfs { target: dev.join("shm"), options: "mode=1777".into() });
+    ops.push(MountOp::Tmpfs { target: dev.join("shm"), devices: false, options: "mode=1777".into() });
 }
 
 /// Recreates the entries of host directory `host_dir` inside `target` (a fresh tmpfs).
