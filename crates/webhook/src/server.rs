@@ -22,6 +22,17 @@ use crate::review::{FailurePolicy, Verdict, handle_inject};
 /// Default request body limit: the API server caps objects near 3 MiB, so anything larger is
 /// not a real admission request.
 pub const DEFAULT_MAX_BODY: usize = 3 * 1024 * 1024;
+/// Oversized bodies up to this size are read and discarded before answering 413.
+const DRAIN_CAP: usize = 16 * 1024 * 1024;
+/// Bound on the time spent discarding an oversized body.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads and discards a body, bounded in bytes and time.
+async fn drain(body: Incoming) {
+    let limited = Limited::new(body, DRAIN_CAP);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, limited.collect()).await;
+}
+
 /// A client that has not finished the TLS handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -107,6 +118,11 @@ impl Webhook {
             && len > self.max_body
         {
             self.stats.failure.fetch_add(1, Ordering::Relaxed);
+            // Read (and discard) a moderately oversized body so the client sees the 413
+            // instead of a reset while it is still writing; huge ones are cut off at once.
+            if len <= DRAIN_CAP {
+                drain(req.into_body()).await;
+            }
             return reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 text,
