@@ -57,6 +57,14 @@ pub enum IptablesBinary {
 #[derive(Debug, clap::Args)]
 #[command(args_override_self = true)]
 pub struct Args {
+    /// The flags, boxed: there are many, and the subcommand enum should stay small.
+    #[command(flatten)]
+    pub flags: Box<Flags>,
+}
+
+/// The `istio-iptables` flags and podrun's additions.
+#[derive(Debug, clap::Args)]
+pub struct Flags {
     /// `istio-iptables` (install; what the injector writes) or `clean` (remove).
     #[arg(value_enum)]
     pub mode: Option<Mode>,
@@ -170,6 +178,7 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<u8> {
+    let args = *args.flags;
     let log = Log::new(args.log_output_level.as_deref(), args.log_as_json)?;
     if args.native_nftables {
         bail!(
@@ -236,9 +245,9 @@ pub fn run(args: Args, _global: &Global) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-// === impl Args ===
+// === impl Flags ===
 
-impl Args {
+impl Flags {
     fn capture_input(&self) -> anyhow::Result<CaptureInput> {
         let flag = |name: &'static str, v: &Option<String>| -> anyhow::Result<Option<bool>> {
             v.as_deref()
