@@ -224,7 +224,9 @@ pub fn parse_proxy_config(text: &str) -> Result<serde_json::Map<String, Value>, 
             _ => true,
         };
         if !ok {
-            return Err(format!("ProxyConfig field {key:?} has an invalid value {v}"));
+            return Err(format!(
+                "ProxyConfig field {key:?} has an invalid value {v}"
+            ));
         }
     }
     Ok(map)
@@ -282,11 +284,15 @@ pub fn validate(annotations: &BTreeMap<String, String>) -> Result<(), (String, S
                 .ok_or_else(|| "must be a boolean".to_owned()),
             PROXY_CONFIG => parse_proxy_config(value).map(|_| ()),
             PROXY_CPU | PROXY_MEMORY | PROXY_CPU_LIMIT | PROXY_MEMORY_LIMIT => {
-                Quantity::parse(value).map(|_| ()).map_err(|e| e.to_string())
+                Quantity::parse(value)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
             }
-            USER_VOLUME | USER_VOLUME_MOUNT => serde_json::from_str::<serde_json::Map<String, Value>>(value)
-                .map(|_| ())
-                .map_err(|e| format!("must be a JSON object: {e}")),
+            USER_VOLUME | USER_VOLUME_MOUNT => {
+                serde_json::from_str::<serde_json::Map<String, Value>>(value)
+                    .map(|_| ())
+                    .map_err(|e| format!("must be a JSON object: {e}"))
+            }
             _ => Ok(()),
         };
         result.map_err(|msg| (key.clone(), msg))?;

@@ -70,11 +70,12 @@ fn split_documents(input: &str) -> Vec<String> {
             docs.push(String::new());
             // Content after the marker on the same line belongs to the new document.
             let rest = bare[3..].trim();
-            if !rest.is_empty() && !rest.starts_with('#') {
-                if let Some(d) = docs.last_mut() {
-                    d.push_str(rest);
-                    d.push('\n');
-                }
+            if !rest.is_empty()
+                && !rest.starts_with('#')
+                && let Some(d) = docs.last_mut()
+            {
+                d.push_str(rest);
+                d.push('\n');
             }
         } else if bare == "..." {
             docs.push(String::new());
@@ -108,8 +109,13 @@ fn meta_str<'a>(obj: &'a Value, key: &str) -> &'a str {
 /// Template location of a workload kind (JSON pointer), or `None` for other kinds.
 fn template_path(kind: &str) -> Option<&'static str> {
     match kind {
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job"
-        | "ReplicationController" | "DeploymentConfig" => Some("/spec/template"),
+        "Deployment"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "Job"
+        | "ReplicationController"
+        | "DeploymentConfig" => Some("/spec/template"),
         "CronJob" => Some("/spec/jobTemplate/spec/template"),
         _ => None,
     }
@@ -126,7 +132,16 @@ pub fn inject_object(
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let name = meta_str(obj, "name");
     let namespace = meta_str(obj, "namespace");
-    let display = || format!("{kind} \"{}/{name}\"", if namespace.is_empty() { "default" } else { namespace });
+    let display = || {
+        format!(
+            "{kind} \"{}/{name}\"",
+            if namespace.is_empty() {
+                "default"
+            } else {
+                namespace
+            }
+        )
+    };
     let inject_err = |source| ManifestError::Inject {
         index,
         kind: kind.to_owned(),
@@ -268,7 +283,8 @@ mod tests {
 
     #[test]
     fn documents_split_on_markers_only() {
-        let docs = split_documents("a: 1\n---\n# only a comment\n---\nb: |\n  ---x\n...\n--- c: 3\n");
+        let docs =
+            split_documents("a: 1\n---\n# only a comment\n---\nb: |\n  ---x\n...\n--- c: 3\n");
         assert_eq!(docs, vec!["a: 1\n", "b: |\n  ---x\n", "c: 3\n"]);
     }
 
@@ -278,7 +294,10 @@ mod tests {
         let out = inject_manifests(input, &MeshConfig::default()).unwrap();
         let docs: Vec<&str> = out.yaml.split("---\n").collect();
         assert_eq!(docs.len(), 3);
-        assert_eq!(docs[0], "# svc\napiVersion: v1\nkind: Service\nmetadata: {name: s}  # keep me\n");
+        assert_eq!(
+            docs[0],
+            "# svc\napiVersion: v1\nkind: Service\nmetadata: {name: s}  # keep me\n"
+        );
         assert!(docs[1].contains("istio-proxy"));
         assert_eq!(docs[2], "kind: ConfigMap\ndata: {k: v}\n");
         assert_eq!(out.injected, 1);
@@ -286,7 +305,11 @@ mod tests {
 
     #[test]
     fn bad_yaml_names_the_document() {
-        let err = inject_manifests("a: 1\n---\nkind: Pod\nspec: [\n", &MeshConfig::default()).unwrap_err();
-        assert!(err.to_string().starts_with("document 2: invalid YAML"), "{err}");
+        let err = inject_manifests("a: 1\n---\nkind: Pod\nspec: [\n", &MeshConfig::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("document 2: invalid YAML"),
+            "{err}"
+        );
     }
 }

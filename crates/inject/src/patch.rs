@@ -172,10 +172,7 @@ mod tests {
             json!({"c": [{"name": "x"}, {"name": "a"}, {"name": "b"}]}),
         );
         let text = serde_json::to_string(&p).unwrap();
-        assert_eq!(
-            text,
-            r#"[{"op":"add","path":"/c/0","value":{"name":"x"}}]"#
-        );
+        assert_eq!(text, r#"[{"op":"add","path":"/c/0","value":{"name":"x"}}]"#);
     }
 
     #[test]

@@ -81,7 +81,10 @@ fn rewrite_handler(
     } else {
         return None;
     }
-    if let Some(t) = handler.get("timeoutSeconds").filter(|t| t.as_u64() != Some(0)) {
+    if let Some(t) = handler
+        .get("timeoutSeconds")
+        .filter(|t| t.as_u64() != Some(0))
+    {
         record.insert("timeoutSeconds".into(), t.clone());
     }
     let mut new_get = Map::new();
@@ -96,7 +99,11 @@ fn rewrite_handler(
 
 /// Rewrites the probes and hooks of one container, adding records to `probers`.
 pub fn rewrite_container(container: &mut Value, status_port: u16, probers: &mut Probers) {
-    let Some(name) = container.get("name").and_then(Value::as_str).map(str::to_owned) else {
+    let Some(name) = container
+        .get("name")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    else {
         return;
     };
     let snapshot = container.clone();

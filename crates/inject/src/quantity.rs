@@ -23,7 +23,9 @@ pub struct Quantity {
 
 /// The text is not a Kubernetes quantity.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("quantity {0:?} must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")]
+#[error(
+    "quantity {0:?} must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)]
 pub struct QuantityError(pub String);
 
 const NANO: i128 = 1_000_000_000;
@@ -126,7 +128,14 @@ impl fmt::Display for Quantity {
         let whole = v % NANO == 0;
         if self.format == Format::BinarySi && whole && v.abs() >= 1024 * NANO {
             let units = v / NANO;
-            for (k, suffix) in [(6, "Ei"), (5, "Pi"), (4, "Ti"), (3, "Gi"), (2, "Mi"), (1, "Ki")] {
+            for (k, suffix) in [
+                (6, "Ei"),
+                (5, "Pi"),
+                (4, "Ti"),
+                (3, "Gi"),
+                (2, "Mi"),
+                (1, "Ki"),
+            ] {
                 let div = 1i128 << (10 * k);
                 if units % div == 0 {
                     return write!(f, "{}{suffix}", units / div);

@@ -141,9 +141,17 @@ fn decide(
         None => None,
     };
     if explicit.is_none() {
-        if config.never_inject_selector.iter().any(|s| s.matches(labels)) {
+        if config
+            .never_inject_selector
+            .iter()
+            .any(|s| s.matches(labels))
+        {
             explicit = Some(false);
-        } else if config.always_inject_selector.iter().any(|s| s.matches(labels)) {
+        } else if config
+            .always_inject_selector
+            .iter()
+            .any(|s| s.matches(labels))
+        {
             explicit = Some(true);
         }
     }
@@ -233,7 +241,11 @@ fn workload_from_pod(pod: &Value, labels: &BTreeMap<String, String>) -> Workload
         "ReplicaSet" => {
             for (label, kind, api) in [
                 ("pod-template-hash", "Deployment", "apps/v1"),
-                ("rollouts-pod-template-hash", "Rollout", "argoproj.io/v1alpha1"),
+                (
+                    "rollouts-pod-template-hash",
+                    "Rollout",
+                    "argoproj.io/v1alpha1",
+                ),
             ] {
                 if let Some(hash) = labels.get(label)
                     && let Some(base) = oname.strip_suffix(&format!("-{hash}"))
@@ -374,7 +386,10 @@ fn resources(inputs: &Inputs<'_>) -> Result<Value, InjectError> {
 /// `-d`: `15090,15021`, the user's excludes, then the status port if not listed.
 fn exclude_inbound_ports(inputs: &Inputs<'_>) -> String {
     let mut ports = vec!["15090".to_owned(), "15021".to_owned()];
-    let user = inputs.ann_or(ann::EXCLUDE_INBOUND_PORTS, &inputs.config.exclude_inbound_ports);
+    let user = inputs.ann_or(
+        ann::EXCLUDE_INBOUND_PORTS,
+        &inputs.config.exclude_inbound_ports,
+    );
     ports.extend(
         user.split(',')
             .map(str::trim)
@@ -493,12 +508,21 @@ fn render_init(inputs: &Inputs<'_>, resources: &Value) -> Value {
 fn pod_ports_json(app_containers: &[&Value]) -> String {
     let mut entries = Vec::new();
     for c in app_containers {
-        for p in c.get("ports").and_then(Value::as_array).into_iter().flatten() {
+        for p in c
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             // Go's struct field order for ContainerPort.
             let mut parts = Vec::new();
             for key in ["name", "hostPort", "containerPort", "protocol", "hostIP"] {
                 if let Some(v) = p.get(key) {
-                    parts.push(format!("{}:{}", Value::String(key.into()), canonical_json(v)));
+                    parts.push(format!(
+                        "{}:{}",
+                        Value::String(key.into()),
+                        canonical_json(v)
+                    ));
                 }
             }
             entries.push(format!("{{{}}}", parts.join(",")));
@@ -628,12 +652,18 @@ fn render_proxy(
     }
     let mut lifecycle = Map::new();
     if inputs.hold_application && !inputs.native {
-        lifecycle.insert("postStart".into(), json!({"exec": {"command": inputs.agent(&["wait"])}}));
+        lifecycle.insert(
+            "postStart".into(),
+            json!({"exec": {"command": inputs.agent(&["wait"])}}),
+        );
     } else if inputs.native {
         // Beyond Istio: with podrun the postStart hook blocks the kubelet until the proxy is
         // ready, so the next container starts within milliseconds instead of the next probe.
         if inputs.podrun() {
-            lifecycle.insert("postStart".into(), json!({"exec": {"command": inputs.agent(&["wait"])}}));
+            lifecycle.insert(
+                "postStart".into(),
+                json!({"exec": {"command": inputs.agent(&["wait"])}}),
+            );
         }
         // Istio emits the drain hook even for status port 0, where it can only fail (§5.15).
         if inputs.status_port != 0 {
@@ -863,7 +893,7 @@ fn wrap_for_job(container: &mut Value, script: &str) -> bool {
 
 // === main entry ===
 
-fn array<'a>(pod: &'a Value, ptr: &str) -> Result<Vec<Value>, InjectError> {
+fn array(pod: &Value, ptr: &str) -> Result<Vec<Value>, InjectError> {
     match pod.pointer(ptr) {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => {
@@ -920,7 +950,13 @@ fn parse_status(text: &str) -> Result<OldStatus, InjectError> {
     })
 }
 
-fn status_json(init: &[&str], containers: &[&str], volumes: &[String], secrets: &[String], rev: &str) -> String {
+fn status_json(
+    init: &[&str],
+    containers: &[&str],
+    volumes: &[String],
+    secrets: &[String],
+    rev: &str,
+) -> String {
     let list = |items: Vec<String>| -> String {
         if items.is_empty() {
             "null".into()
@@ -960,7 +996,8 @@ fn canonical_name(labels: &BTreeMap<String, String>, workload: &str) -> String {
     .map(String::as_str)
     .unwrap_or(workload);
     let cut: String = raw.chars().take(63).collect();
-    cut.trim_matches(|c| c == '-' || c == '_' || c == '.').to_owned()
+    cut.trim_matches(|c| c == '-' || c == '_' || c == '.')
+        .to_owned()
 }
 
 /// Injects the sidecar into `pod` (a Pod or a pod template: an object with `metadata` and
@@ -969,7 +1006,10 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     if !pod.is_object() {
         return Err(InjectError::invalid("the pod must be an object"));
     }
-    if !matches!(pod.get("metadata"), None | Some(Value::Null) | Some(Value::Object(_))) {
+    if !matches!(
+        pod.get("metadata"),
+        None | Some(Value::Null) | Some(Value::Object(_))
+    ) {
         return Err(InjectError::invalid("metadata must be an object"));
     }
     if !pod.get("spec").is_some_and(Value::is_object) {
@@ -985,7 +1025,14 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
         .unwrap_or_else(|| "default".to_owned());
     let mut warnings = Vec::new();
 
-    if let Some(skip) = decide(pod, &labels, &annotations, &namespace, config, &mut warnings) {
+    if let Some(skip) = decide(
+        pod,
+        &labels,
+        &annotations,
+        &namespace,
+        config,
+        &mut warnings,
+    ) {
         return Ok(Outcome::Skipped(skip));
     }
     ann::validate(&annotations).map_err(|(k, m)| InjectError::annotation(&k, m))?;
@@ -1021,16 +1068,22 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
                 old_prom = read_env(c, "ISTIO_PROMETHEUS_ANNOTATIONS").map(str::to_owned);
             }
         }
-        containers.retain(|c| !container_name(c).is_some_and(|n| old.containers.iter().any(|o| o == n)));
-        init_containers
-            .retain(|c| !container_name(c).is_some_and(|n| old.init_containers.iter().any(|o| o == n)));
+        containers
+            .retain(|c| !container_name(c).is_some_and(|n| old.containers.iter().any(|o| o == n)));
+        init_containers.retain(|c| {
+            !container_name(c).is_some_and(|n| old.init_containers.iter().any(|o| o == n))
+        });
         volumes.retain(|v| !container_name(v).is_some_and(|n| old.volumes.iter().any(|o| o == n)));
-        pull_secrets
-            .retain(|v| !container_name(v).is_some_and(|n| old.image_pull_secrets.iter().any(|o| o == n)));
+        pull_secrets.retain(|v| {
+            !container_name(v).is_some_and(|n| old.image_pull_secrets.iter().any(|o| o == n))
+        });
         if let Some(saved) = annotations.get(ann::OVERRIDES) {
             let saved: Value = serde_json::from_str(saved)
                 .map_err(|e| InjectError::annotation(ann::OVERRIDES, format!("not JSON: {e}")))?;
-            for (key, target) in [("containers", &mut containers), ("initContainers", &mut init_containers)] {
+            for (key, target) in [
+                ("containers", &mut containers),
+                ("initContainers", &mut init_containers),
+            ] {
                 if let Some(Value::Array(list)) = saved.get(key) {
                     for c in list {
                         let name = container_name(c);
@@ -1058,7 +1111,12 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     containers.retain(|c| !is_injected(c));
     init_containers.retain(|c| !is_injected(c));
 
-    let native = decide_native(&annotations, config, ctx.kubelet_versions.as_deref(), &mut warnings);
+    let native = decide_native(
+        &annotations,
+        config,
+        ctx.kubelet_versions.as_deref(),
+        &mut warnings,
+    );
     if containers.is_empty() {
         return Err(InjectError::invalid(if native {
             "the pod has no application containers besides istio-proxy; native injection would leave spec.containers empty"
@@ -1077,8 +1135,8 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
         .unwrap_or(config.status_port);
     let mut proxy_config = config.default_proxy_config.clone();
     if let Some(text) = annotations.get(ann::PROXY_CONFIG) {
-        let per_pod =
-            ann::parse_proxy_config(text).map_err(|m| InjectError::annotation(ann::PROXY_CONFIG, m))?;
+        let per_pod = ann::parse_proxy_config(text)
+            .map_err(|m| InjectError::annotation(ann::PROXY_CONFIG, m))?;
         proxy_config.extend(per_pod);
     }
     let hold_application = proxy_config
@@ -1126,7 +1184,11 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
 
     // --- overrides ---
     let mut saved = Map::new();
-    let find = |list: &[Value], name: &str| list.iter().find(|c| container_name(c) == Some(name)).cloned();
+    let find = |list: &[Value], name: &str| {
+        list.iter()
+            .find(|c| container_name(c) == Some(name))
+            .cloned()
+    };
     let user_proxy = find(&overrides_c, PROXY_NAME).or_else(|| find(&overrides_i, PROXY_NAME));
     let user_init = find(&overrides_i, INIT_NAME).or_else(|| find(&overrides_c, INIT_NAME));
     if let Some(u) = &user_proxy {
@@ -1141,7 +1203,10 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     if !overrides_i.is_empty() {
         saved.insert("initContainers".into(), Value::Array(overrides_i.clone()));
     }
-    if let Some(uid) = proxy.pointer("/securityContext/runAsUser").and_then(Value::as_u64) {
+    if let Some(uid) = proxy
+        .pointer("/securityContext/runAsUser")
+        .and_then(Value::as_u64)
+    {
         if mode == InterceptionMode::Tproxy {
             proxy["securityContext"]["runAsUser"] = json!(0);
         } else if uid != 0
@@ -1182,7 +1247,11 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
         let target = config.status_port.to_string();
         if annotations.get("prometheus.io/port") != Some(&target) {
             let mut scrape = Map::new();
-            for (k, field) in [("prometheus.io/scrape", "scrape"), ("prometheus.io/path", "path"), ("prometheus.io/port", "port")] {
+            for (k, field) in [
+                ("prometheus.io/scrape", "scrape"),
+                ("prometheus.io/path", "path"),
+                ("prometheus.io/port", "port"),
+            ] {
                 if let Some(v) = annotations.get(k) {
                     scrape.insert(field.into(), json!(v));
                 }
@@ -1259,7 +1328,11 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
         .iter()
         .filter_map(|v| container_name(v).map(str::to_owned))
         .collect();
-    debug_assert!(VOLUME_NAMES.iter().all(|n| volume_names.iter().any(|v| v == n)));
+    debug_assert!(
+        VOLUME_NAMES
+            .iter()
+            .all(|n| volume_names.iter().any(|v| v == n))
+    );
     volumes.retain(|v| !container_name(v).is_some_and(|n| volume_names.iter().any(|o| o == n)));
     volumes.extend(new_volumes);
     let mut injected_secrets = Vec::new();
@@ -1296,7 +1369,12 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
             .entry("topology.istio.io/network".into())
             .or_insert_with(|| inputs.network.clone());
     }
-    if inputs.proxy_metadata().get("ISTIO_META_ENABLE_HBONE").map(String::as_str) == Some("true") {
+    if inputs
+        .proxy_metadata()
+        .get("ISTIO_META_ENABLE_HBONE")
+        .map(String::as_str)
+        == Some("true")
+    {
         labels.insert("networking.istio.io/tunnel".into(), "http".into());
     }
     annotations.insert(ann::REVISION.into(), config.revision.clone());
@@ -1310,7 +1388,13 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     }
     annotations.insert(
         ann::STATUS.into(),
-        status_json(&status_init, &status_containers, &volume_names, &injected_secrets, &config.revision),
+        status_json(
+            &status_init,
+            &status_containers,
+            &volume_names,
+            &injected_secrets,
+            &config.revision,
+        ),
     );
     if saved.is_empty() {
         annotations.remove(ann::OVERRIDES);
@@ -1362,7 +1446,9 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
 
 /// Replaces the string entries of `meta[field]`, keeping any non-string entries as they were.
 fn merge_string_map(meta: &mut Value, field: &str, strings: Value) {
-    let Value::Object(strings) = strings else { return };
+    let Value::Object(strings) = strings else {
+        return;
+    };
     let mut merged = meta
         .get(field)
         .and_then(Value::as_object)
@@ -1396,7 +1482,10 @@ mod tests {
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-6d8f7c9b54", "controller": true}]}});
         let labels = string_map(pod.get("metadata"), "labels");
         let w = workload_from_pod(&pod, &labels);
-        assert_eq!((w.name.as_str(), w.kind.as_str(), w.api_version.as_str()), ("web", "Deployment", "apps/v1"));
+        assert_eq!(
+            (w.name.as_str(), w.kind.as_str(), w.api_version.as_str()),
+            ("web", "Deployment", "apps/v1")
+        );
         let pod = json!({"metadata": {"generateName": "backup-29001234-",
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "backup-29001234", "controller": true}]}});
         let w = workload_from_pod(&pod, &BTreeMap::new());

@@ -28,7 +28,10 @@ fn run_case(obj: &Value, config: &MeshConfig) -> (Value, Value) {
     let kind = obj["kind"].as_str().expect("input has a kind");
     let ptr = template_ptr(kind).unwrap_or_else(|| panic!("unsupported kind {kind}"));
     let pod = obj.pointer(ptr).expect("pod template present").clone();
-    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let ctx = PodContext {
         namespace: ns,
         workload: (kind != "Pod").then(|| Workload {
@@ -67,7 +70,11 @@ fn cases() -> Vec<PathBuf> {
 fn golden_cases() {
     let update = std::env::var_os("PODRUN_UPDATE_GOLDEN").is_some_and(|v| v == "1");
     let dirs = cases();
-    assert!(dirs.len() >= 15, "expected the golden case folders, found {}", dirs.len());
+    assert!(
+        dirs.len() >= 15,
+        "expected the golden case folders, found {}",
+        dirs.len()
+    );
     let mut failures = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -85,12 +92,20 @@ fn golden_cases() {
         let mut patched = input.pointer(ptr).unwrap().clone();
         let p: json_patch::Patch = serde_json::from_value(patch.clone()).unwrap();
         json_patch::patch(&mut patched, &p).unwrap_or_else(|e| panic!("{name}: patch fails: {e}"));
-        assert_eq!(&patched, output.pointer(ptr).unwrap(), "{name}: patch result differs");
+        assert_eq!(
+            &patched,
+            output.pointer(ptr).unwrap(),
+            "{name}: patch result differs"
+        );
 
         // Idempotent: injecting the output again changes nothing.
         let (again, again_patch) = run_case(&output, &config);
         assert_eq!(again, output, "{name}: re-injection changed the object");
-        assert_eq!(again_patch, Value::Array(vec![]), "{name}: re-injection patch not empty");
+        assert_eq!(
+            again_patch,
+            Value::Array(vec![]),
+            "{name}: re-injection patch not empty"
+        );
 
         // The CLI path (multi-document manifest) agrees with the pod path.
         let cli = inject_manifests(&input_text, &config).expect("manifest path");
@@ -101,13 +116,19 @@ fn golden_cases() {
         let patch_path = dir.join("patch.json");
         if update {
             fs::write(&expected_path, serde_saphyr::to_string(&output).unwrap()).unwrap();
-            fs::write(&patch_path, serde_json::to_string_pretty(&patch).unwrap() + "\n").unwrap();
+            fs::write(
+                &patch_path,
+                serde_json::to_string_pretty(&patch).unwrap() + "\n",
+            )
+            .unwrap();
             continue;
         }
         let expected: Value = match fs::read_to_string(&expected_path) {
             Ok(t) => serde_saphyr::from_str(&t).unwrap(),
             Err(_) => {
-                failures.push(format!("{name}: expected.yaml missing (run with PODRUN_UPDATE_GOLDEN=1)"));
+                failures.push(format!(
+                    "{name}: expected.yaml missing (run with PODRUN_UPDATE_GOLDEN=1)"
+                ));
                 continue;
             }
         };

@@ -91,12 +91,18 @@ pub fn deploy_objects(opts: &DeployOptions, cert: &ServingCert) -> Vec<Value> {
     let webhooks = vec![
         entry(
             "rev.namespace.sidecar-injector.istio.io",
-            selector(&[("istio.io/rev", "In", &["default"]), ("istio-injection", "DoesNotExist", &[])]),
+            selector(&[
+                ("istio.io/rev", "In", &["default"]),
+                ("istio-injection", "DoesNotExist", &[]),
+            ]),
             selector(&[not_false]),
         ),
         entry(
             "rev.object.sidecar-injector.istio.io",
-            selector(&[("istio.io/rev", "DoesNotExist", &[]), ("istio-injection", "DoesNotExist", &[])]),
+            selector(&[
+                ("istio.io/rev", "DoesNotExist", &[]),
+                ("istio-injection", "DoesNotExist", &[]),
+            ]),
             selector(&[not_false, ("istio.io/rev", "In", &["default"])]),
         ),
         entry(
@@ -106,8 +112,14 @@ pub fn deploy_objects(opts: &DeployOptions, cert: &ServingCert) -> Vec<Value> {
         ),
         entry(
             "object.sidecar-injector.istio.io",
-            selector(&[("istio-injection", "DoesNotExist", &[]), ("istio.io/rev", "DoesNotExist", &[])]),
-            selector(&[("sidecar.istio.io/inject", "In", &["true"]), ("istio.io/rev", "DoesNotExist", &[])]),
+            selector(&[
+                ("istio-injection", "DoesNotExist", &[]),
+                ("istio.io/rev", "DoesNotExist", &[]),
+            ]),
+            selector(&[
+                ("sidecar.istio.io/inject", "In", &["true"]),
+                ("istio.io/rev", "DoesNotExist", &[]),
+            ]),
         ),
     ];
     vec![
@@ -164,10 +176,24 @@ mod tests {
 
     #[test]
     fn webhook_configuration_mirrors_istio() {
-        let cert = ServingCert { cert_pem: "C".into(), key_pem: "K".into(), ca_pem: "CA".into() };
+        let cert = ServingCert {
+            cert_pem: "C".into(),
+            key_pem: "K".into(),
+            ca_pem: "CA".into(),
+        };
         let objs = deploy_objects(&DeployOptions::default(), &cert);
         let kinds: Vec<&str> = objs.iter().map(|o| o["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["Namespace", "ServiceAccount", "Secret", "Deployment", "Service", "MutatingWebhookConfiguration"]);
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "ServiceAccount",
+                "Secret",
+                "Deployment",
+                "Service",
+                "MutatingWebhookConfiguration"
+            ]
+        );
         let mwc = &objs[5];
         let hooks = mwc["webhooks"].as_array().unwrap();
         assert_eq!(hooks.len(), 4);
@@ -176,6 +202,9 @@ mod tests {
             assert_eq!(h["clientConfig"]["caBundle"], "Q0E=");
             assert_eq!(h["clientConfig"]["service"]["path"], "/inject");
         }
-        assert_eq!(hooks[2]["namespaceSelector"]["matchExpressions"][0]["values"][0], "enabled");
+        assert_eq!(
+            hooks[2]["namespaceSelector"]["matchExpressions"][0]["values"][0],
+            "enabled"
+        );
     }
 }

@@ -80,7 +80,11 @@ pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -124,10 +128,16 @@ pub fn handle_inject(
         Ok(v) => v,
         Err(e) => return bad(400, &format!("could not decode body as JSON: {e}")),
     };
-    let api_version = review.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let api_version = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind != "AdmissionReview"
-        || !matches!(api_version, "admission.k8s.io/v1" | "admission.k8s.io/v1beta1")
+        || !matches!(
+            api_version,
+            "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+        )
     {
         return bad(
             400,
@@ -139,15 +149,27 @@ pub fn handle_inject(
     let Some(request) = review.get("request").filter(|r| r.is_object()) else {
         return bad(400, "AdmissionReview has no request");
     };
-    let Some(uid) = request.get("uid").and_then(Value::as_str).filter(|u| !u.is_empty()) else {
+    let Some(uid) = request
+        .get("uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+    else {
         return bad(400, "AdmissionReview request has no uid");
     };
-    let req_kind = request.pointer("/kind/kind").and_then(Value::as_str).unwrap_or("");
-    let req_group = request.pointer("/kind/group").and_then(Value::as_str).unwrap_or("");
+    let req_kind = request
+        .pointer("/kind/kind")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let req_group = request
+        .pointer("/kind/group")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if req_kind != "Pod" || !req_group.is_empty() {
         return bad(
             400,
-            &format!("only core/v1 Pods can be injected, got kind {req_kind:?} in group {req_group:?}"),
+            &format!(
+                "only core/v1 Pods can be injected, got kind {req_kind:?} in group {req_group:?}"
+            ),
         );
     }
     let Some(object) = request.get("object").filter(|o| o.is_object()) else {
@@ -167,14 +189,15 @@ pub fn handle_inject(
         path_params: params,
         ..PodContext::default()
     };
-    let envelope = |response: Value| {
-        json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})
-    };
+    let envelope = |response: Value| json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response});
     let pod_name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .or_else(|| pod.pointer("/metadata/generateName").and_then(Value::as_str))
+        .or_else(|| {
+            pod.pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+        })
         .unwrap_or("")
         .to_owned();
     match inject(&pod, &ctx, config) {
@@ -209,7 +232,9 @@ pub fn handle_inject(
                     "allowed": false,
                     "status": {"message": message, "code": 400, "status": "Failure", "reason": "BadRequest"},
                 }),
-                FailurePolicy::Ignore => json!({"uid": uid, "allowed": true, "warnings": [message]}),
+                FailurePolicy::Ignore => {
+                    json!({"uid": uid, "allowed": true, "warnings": [message]})
+                }
             };
             (Reply::json(&envelope(response)), Verdict::Failure)
         }
@@ -222,7 +247,13 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (plain, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (plain, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(plain.as_bytes()), enc);
         }
     }
@@ -249,13 +280,39 @@ mod tests {
     fn status_codes_for_bad_requests() {
         let c = MeshConfig::default();
         let p = FailurePolicy::Fail;
-        assert_eq!(handle_inject("/inject", Some("text/plain"), b"{}", &c, p).0.status, 415);
-        assert_eq!(handle_inject("/inject", Some("application/json"), b"", &c, p).0.status, 400);
-        assert_eq!(handle_inject("/inject", Some("application/json"), b"{oops", &c, p).0.status, 400);
-        assert_eq!(handle_inject("/inject", Some("application/json"), b"[1]", &c, p).0.status, 400);
+        assert_eq!(
+            handle_inject("/inject", Some("text/plain"), b"{}", &c, p)
+                .0
+                .status,
+            415
+        );
+        assert_eq!(
+            handle_inject("/inject", Some("application/json"), b"", &c, p)
+                .0
+                .status,
+            400
+        );
+        assert_eq!(
+            handle_inject("/inject", Some("application/json"), b"{oops", &c, p)
+                .0
+                .status,
+            400
+        );
+        assert_eq!(
+            handle_inject("/inject", Some("application/json"), b"[1]", &c, p)
+                .0
+                .status,
+            400
+        );
         let foreign = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "x", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"}, "object": {}}});
-        let (r, v) = handle_inject("/inject", Some("application/json"), foreign.to_string().as_bytes(), &c, p);
+        let (r, v) = handle_inject(
+            "/inject",
+            Some("application/json"),
+            foreign.to_string().as_bytes(),
+            &c,
+            p,
+        );
         assert_eq!((r.status, v), (400, Verdict::BadRequest));
         assert!(String::from_utf8_lossy(&r.body).contains("only core/v1 Pods"));
     }
@@ -265,23 +322,51 @@ mod tests {
         let pod = json!({"metadata": {"name": "p", "annotations": {"sidecar.istio.io/interceptionMode": "bogus"}},
             "spec": {"containers": [{"name": "a", "image": "x"}]}});
         let c = MeshConfig::default();
-        let (r, v) = handle_inject("/inject", Some("application/json"), &review(pod.clone()), &c, FailurePolicy::Fail);
+        let (r, v) = handle_inject(
+            "/inject",
+            Some("application/json"),
+            &review(pod.clone()),
+            &c,
+            FailurePolicy::Fail,
+        );
         assert_eq!(v, Verdict::Failure);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["response"]["allowed"], false);
-        assert!(body["response"]["status"]["message"].as_str().unwrap().contains("interceptionMode"));
-        let (r, _) = handle_inject("/inject", Some("application/json"), &review(pod), &c, FailurePolicy::Ignore);
+        assert!(
+            body["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("interceptionMode")
+        );
+        let (r, _) = handle_inject(
+            "/inject",
+            Some("application/json"),
+            &review(pod),
+            &c,
+            FailurePolicy::Ignore,
+        );
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["response"]["allowed"], true);
         assert!(body["response"].get("patch").is_none());
-        assert!(body["response"]["warnings"][0].as_str().unwrap().contains("interceptionMode"));
+        assert!(
+            body["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("interceptionMode")
+        );
     }
 
     #[test]
     fn skipped_pod_is_allowed_without_patch() {
         let pod = json!({"metadata": {"name": "p", "annotations": {"sidecar.istio.io/inject": "false"}},
             "spec": {"containers": [{"name": "a", "image": "x"}]}});
-        let (r, v) = handle_inject("/inject", Some("application/json"), &review(pod), &MeshConfig::default(), FailurePolicy::Fail);
+        let (r, v) = handle_inject(
+            "/inject",
+            Some("application/json"),
+            &review(pod),
+            &MeshConfig::default(),
+            FailurePolicy::Fail,
+        );
         assert_eq!(v, Verdict::Skip);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["response"], json!({"uid": "u-1", "allowed": true}));

@@ -74,10 +74,26 @@ impl Webhook {
         let s = &self.stats;
         let mut out = String::new();
         for (name, help, v) in [
-            ("sidecar_injection_requests_total", "Injection requests.", &s.requests),
-            ("sidecar_injection_success_total", "Successful injections.", &s.success),
-            ("sidecar_injection_skip_total", "Requests skipped by policy.", &s.skip),
-            ("sidecar_injection_failure_total", "Failed injections and bad requests.", &s.failure),
+            (
+                "sidecar_injection_requests_total",
+                "Injection requests.",
+                &s.requests,
+            ),
+            (
+                "sidecar_injection_success_total",
+                "Successful injections.",
+                &s.success,
+            ),
+            (
+                "sidecar_injection_skip_total",
+                "Requests skipped by policy.",
+                &s.skip,
+            ),
+            (
+                "sidecar_injection_failure_total",
+                "Failed injections and bad requests.",
+                &s.failure,
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
@@ -100,11 +116,21 @@ impl Webhook {
         let text = "text/plain; charset=utf-8";
         match path.as_str() {
             "/healthz" | "/ready" => return reply(StatusCode::OK, text, b"ok\n".to_vec()),
-            "/metrics" => return reply(StatusCode::OK, "text/plain; version=0.0.4", self.metrics().into_bytes()),
+            "/metrics" => {
+                return reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics().into_bytes(),
+                );
+            }
             _ => {}
         }
         if crate::review::path_params(&path).is_none() {
-            return reply(StatusCode::NOT_FOUND, text, format!("no such endpoint {path}\n").into_bytes());
+            return reply(
+                StatusCode::NOT_FOUND,
+                text,
+                format!("no such endpoint {path}\n").into_bytes(),
+            );
         }
         if req.method() != Method::POST {
             return reply(StatusCode::METHOD_NOT_ALLOWED, text, b"use POST\n".to_vec());
@@ -126,7 +152,11 @@ impl Webhook {
             return reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 text,
-                format!("request body of {len} bytes exceeds the limit of {} bytes\n", self.max_body).into_bytes(),
+                format!(
+                    "request body of {len} bytes exceeds the limit of {} bytes\n",
+                    self.max_body
+                )
+                .into_bytes(),
             );
         }
         let content_type = req
@@ -138,19 +168,35 @@ impl Webhook {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 self.stats.failure.fetch_add(1, Ordering::Relaxed);
-                let too_big = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let too_big = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
                 return if too_big {
                     reply(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         text,
-                        format!("request body exceeds the limit of {} bytes\n", self.max_body).into_bytes(),
+                        format!(
+                            "request body exceeds the limit of {} bytes\n",
+                            self.max_body
+                        )
+                        .into_bytes(),
                     )
                 } else {
-                    reply(StatusCode::BAD_REQUEST, text, format!("could not read body: {e}\n").into_bytes())
+                    reply(
+                        StatusCode::BAD_REQUEST,
+                        text,
+                        format!("could not read body: {e}\n").into_bytes(),
+                    )
                 };
             }
         };
-        let (r, verdict) = handle_inject(&path, content_type.as_deref(), &body, &self.config, self.failure_policy);
+        let (r, verdict) = handle_inject(
+            &path,
+            content_type.as_deref(),
+            &body,
+            &self.config,
+            self.failure_policy,
+        );
         let counter = match verdict {
             Verdict::Success => &self.stats.success,
             Verdict::Skip => &self.stats.skip,
@@ -207,7 +253,10 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(webhook.handle(req).await) }
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

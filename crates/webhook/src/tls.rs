@@ -66,10 +66,16 @@ impl ServingCert {
         let mut leaf = CertificateParams::new(names.to_vec())?;
         leaf.distinguished_name.push(
             DnType::CommonName,
-            names.first().cloned().unwrap_or_else(|| "podrun-webhook".into()),
+            names
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "podrun-webhook".into()),
         );
         leaf.is_ca = IsCa::ExplicitNoCa;
-        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        leaf.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
         Ok(Self {
@@ -81,22 +87,24 @@ impl ServingCert {
 
     /// Builds the rustls server config (HTTP/2 and HTTP/1.1 via ALPN).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
-            .collect::<Result<_, _>>()
-            .map_err(|e| TlsError::Pem {
-                what: "TLS certificate".into(),
-                message: e.to_string(),
-            })?;
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| TlsError::Pem {
+                    what: "TLS certificate".into(),
+                    message: e.to_string(),
+                })?;
         if certs.is_empty() {
             return Err(TlsError::Pem {
                 what: "TLS certificate".into(),
                 message: "no CERTIFICATE block found".into(),
             });
         }
-        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| TlsError::Pem {
-            what: "TLS key".into(),
-            message: e.to_string(),
-        })?;
+        let key =
+            PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| TlsError::Pem {
+                what: "TLS key".into(),
+                message: e.to_string(),
+            })?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
@@ -121,7 +129,11 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_a_clear_error() {
-        let bad = ServingCert { cert_pem: "nope".into(), key_pem: "nope".into(), ca_pem: String::new() };
+        let bad = ServingCert {
+            cert_pem: "nope".into(),
+            key_pem: "nope".into(),
+            ca_pem: String::new(),
+        };
         let err = bad.server_config().unwrap_err().to_string();
         assert!(err.contains("TLS certificate"), "{err}");
     }

@@ -24,7 +24,10 @@ struct Server {
 async fn start(max_body: usize) -> Server {
     let cert = ServingCert::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
     let tls = cert.server_config().unwrap();
-    let config = MeshConfig { native_sidecars: NativeSidecars::True, ..MeshConfig::default() };
+    let config = MeshConfig {
+        native_sidecars: NativeSidecars::True,
+        ..MeshConfig::default()
+    };
     let webhook = Arc::new(Webhook::new(config, FailurePolicy::Fail).with_max_body(max_body));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -32,10 +35,21 @@ async fn start(max_body: usize) -> Server {
     let task = tokio::spawn(serve(listener, tls, webhook, async {
         let _ = rx.await;
     }));
-    Server { addr, ca_pem: cert.ca_pem, stop: Some(tx), task }
+    Server {
+        addr,
+        ca_pem: cert.ca_pem,
+        stop: Some(tx),
+        task,
+    }
 }
 
-async fn request(server: &Server, method: &str, path: &str, ctype: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+async fn request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    ctype: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(server.ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
@@ -52,7 +66,9 @@ async fn request(server: &Server, method: &str, path: &str, ctype: &str, body: V
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("TLS handshake with the generated CA succeeds");
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = Request::builder()
         .method(method)
@@ -63,7 +79,13 @@ async fn request(server: &Server, method: &str, path: &str, ctype: &str, body: V
         .unwrap();
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
     (status, bytes)
 }
 
@@ -122,7 +144,14 @@ async fn webhook_over_tls_returns_a_patch_that_injects_the_pod() {
     let (status, body) = request(&server, "GET", "/healthz", "text/plain", vec![]).await;
     assert_eq!((status, body.as_slice()), (200, b"ok\n".as_slice()));
 
-    let (status, body) = request(&server, "POST", "/inject/cluster/east/net/net1", "application/json", review(pod())).await;
+    let (status, body) = request(
+        &server,
+        "POST",
+        "/inject/cluster/east/net/net1",
+        "application/json",
+        review(pod()),
+    )
+    .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let resp: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
@@ -144,19 +173,46 @@ async fn webhook_over_tls_returns_a_patch_that_injects_the_pod() {
     // Unknown fields of other init containers survive.
     assert_eq!(inits[2]["futureField"], json!({"x": 1}));
     assert_eq!(inits[2]["restartPolicy"], "Always");
-    assert_eq!(patched["metadata"]["managedFields"], pod()["metadata"]["managedFields"]);
-    assert_eq!(patched["metadata"]["labels"]["service.istio.io/canonical-name"], "web");
-    assert_eq!(patched["metadata"]["labels"]["topology.istio.io/network"], "net1");
+    assert_eq!(
+        patched["metadata"]["managedFields"],
+        pod()["metadata"]["managedFields"]
+    );
+    assert_eq!(
+        patched["metadata"]["labels"]["service.istio.io/canonical-name"],
+        "web"
+    );
+    assert_eq!(
+        patched["metadata"]["labels"]["topology.istio.io/network"],
+        "net1"
+    );
     let env = inits[1]["env"].as_array().unwrap();
-    let find = |n: &str| env.iter().find(|e| e["name"] == n).map(|e| e["value"].clone());
+    let find = |n: &str| {
+        env.iter()
+            .find(|e| e["name"] == n)
+            .map(|e| e["value"].clone())
+    };
     assert_eq!(find("ISTIO_META_CLUSTER_ID"), Some(json!("east")));
-    assert_eq!(find("ISTIO_META_OWNER"), Some(json!("kubernetes://apis/apps/v1/namespaces/shop/deployments/web")));
+    assert_eq!(
+        find("ISTIO_META_OWNER"),
+        Some(json!(
+            "kubernetes://apis/apps/v1/namespaces/shop/deployments/web"
+        ))
+    );
 
     // Malformed and foreign requests: 400 with a message, and the server keeps serving.
-    let (status, body) = request(&server, "POST", "/inject", "application/json", b"{not json".to_vec()).await;
+    let (status, body) = request(
+        &server,
+        "POST",
+        "/inject",
+        "application/json",
+        b"{not json".to_vec(),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("could not decode body as JSON"));
-    let foreign = json!({"apiVersion": "v1", "kind": "Pod"}).to_string().into_bytes();
+    let foreign = json!({"apiVersion": "v1", "kind": "Pod"})
+        .to_string()
+        .into_bytes();
     let (status, body) = request(&server, "POST", "/inject", "application/json", foreign).await;
     assert_eq!(status, 400);
     assert!(String::from_utf8_lossy(&body).contains("AdmissionReview"));
@@ -164,18 +220,38 @@ async fn webhook_over_tls_returns_a_patch_that_injects_the_pod() {
     assert_eq!(status, 400);
     let (status, _) = request(&server, "POST", "/inject", "text/yaml", review(pod())).await;
     assert_eq!(status, 415);
-    let (status, _) = request(&server, "POST", "/elsewhere", "application/json", review(pod())).await;
+    let (status, _) = request(
+        &server,
+        "POST",
+        "/elsewhere",
+        "application/json",
+        review(pod()),
+    )
+    .await;
     assert_eq!(status, 404);
 
     // Oversized body: 413.
-    let (status, body) = request(&server, "POST", "/inject", "application/json", vec![b' '; 80 * 1024]).await;
+    let (status, body) = request(
+        &server,
+        "POST",
+        "/inject",
+        "application/json",
+        vec![b' '; 80 * 1024],
+    )
+    .await;
     assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
 
     let (status, body) = request(&server, "GET", "/metrics", "text/plain", vec![]).await;
     assert_eq!(status, 200);
     let metrics = String::from_utf8(body).unwrap();
-    assert!(metrics.contains("sidecar_injection_success_total 1"), "{metrics}");
-    assert!(metrics.contains("sidecar_injection_requests_total 6"), "{metrics}");
+    assert!(
+        metrics.contains("sidecar_injection_success_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sidecar_injection_requests_total 6"),
+        "{metrics}"
+    );
 
     server.stop.take().unwrap().send(()).unwrap();
     server.task.await.unwrap().unwrap();
@@ -194,5 +270,8 @@ async fn client_without_the_ca_is_refused() {
     let res = tokio_rustls::TlsConnector::from(Arc::new(client))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await;
-    assert!(res.is_err(), "handshake must fail without trusting the generated CA");
+    assert!(
+        res.is_err(),
+        "handshake must fail without trusting the generated CA"
+    );
 }
