@@ -373,3 +373,60 @@ print(f"{socket.inet_ntoa(raw[4:8])}:{int.from_bytes(raw[2:4], 'big')}")
     let out = ns.exec(&["python3", "-c", script]);
     assert_eq!(out.trim(), "198.18.0.77:8080");
 }
+
+#[test]
+fn ipv6_pod_gets_ip6tables_rules_and_the_inbound_source_address() {
+    let ns = Netns::new();
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0-peer",
+    ]);
+    ns.exec(&[
+        "ip",
+        "-6",
+        "addr",
+        "add",
+        "fd00:198:18::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    ns.exec(&["ip", "link", "set", "eth0", "up"]);
+    assert_ok(&ns.proxy_init(DEFAULT_ARGS));
+    let v6 = ns.exec(&["ip6tables", "-t", "nat", "-S"]);
+    assert!(
+        v6.contains("-A ISTIO_OUTPUT -s ::6/128 -o lo -j RETURN"),
+        "ip6tables rules:\n{v6}"
+    );
+    assert!(
+        v6.contains("-A ISTIO_OUTPUT -d ::1/128 -j RETURN"),
+        "ip6tables rules:\n{v6}"
+    );
+    assert_eq!(
+        normalized(&ns.nat_rules()),
+        EXPECTED_NAT,
+        "IPv4 rules are written too"
+    );
+    let lo = ns.exec(&["ip", "-6", "addr", "show", "dev", "lo"]);
+    assert!(lo.contains("::6/128"), "lo addresses:\n{lo}");
+
+    // Idempotent for both families, and clean-up removes both.
+    let before = ns.exec(&["ip6tables-save"]);
+    assert_ok(&ns.proxy_init(DEFAULT_ARGS));
+    assert_eq!(
+        strip_comments(&ns.exec(&["ip6tables-save"])),
+        strip_comments(&before)
+    );
+    let mut clean = DEFAULT_ARGS.to_vec();
+    clean.push("--cleanup");
+    assert_ok(&ns.proxy_init(&clean));
+    assert!(!ns.exec(&["ip6tables-save"]).contains("ISTIO_"));
+    assert!(!ns.save_all().contains("ISTIO_"));
+}
