@@ -24,8 +24,8 @@ use crate::object::Object;
 pub struct ParseError {
     /// The file name the text came from (`STDIN` for standard input).
     pub source: String,
-    /// What went wrong.
-    pub kind: ParseErrorKind,
+    /// What went wrong (boxed to keep `Result`s small).
+    pub kind: Box<ParseErrorKind>,
 }
 
 /// The specific failure inside a [`ParseError`].
@@ -100,14 +100,14 @@ impl ParseError {
     fn new(source: &str, kind: ParseErrorKind) -> Self {
         ParseError {
             source: source.to_string(),
-            kind,
+            kind: Box::new(kind),
         }
     }
 
     /// The API server's `Status.message` for errors the server reports
     /// (unknown fields, wrong field types); `None` for client-side errors.
     pub fn server_message(&self) -> Option<String> {
-        match &self.kind {
+        match self.kind.as_ref() {
             ParseErrorKind::UnknownFields {
                 api_version,
                 kind,
@@ -151,7 +151,7 @@ impl ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let src = &self.source;
-        match &self.kind {
+        match self.kind.as_ref() {
             ParseErrorKind::Syntax {
                 format: "YAML",
                 line,

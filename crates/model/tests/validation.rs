@@ -6,9 +6,14 @@ use podrun_model::{Object, admit_job, admit_pod, admit_service, parse_manifests}
 const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 
 fn pod_result(spec_yaml: &str) -> Result<(), String> {
-    let text = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{}", indent(spec_yaml));
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n{}",
+        indent(spec_yaml)
+    );
     let objs = parse_manifests(&text, "t.yaml").map_err(|e| format!("parse: {e}"))?;
-    let Some(Object::Pod(pod)) = objs.into_iter().next() else { panic!("not a pod") };
+    let Some(Object::Pod(pod)) = objs.into_iter().next() else {
+        panic!("not a pod")
+    };
     admit_pod(*pod).map(|_| ()).map_err(|e| e.to_string())
 }
 
@@ -19,7 +24,11 @@ fn indent(s: &str) -> String {
 fn assert_pod(spec_yaml: &str, want: &str) {
     match pod_result(spec_yaml) {
         Ok(()) => panic!("expected error {want:?}, pod was admitted:\n{spec_yaml}"),
-        Err(got) => assert_eq!(got, format!("Pod \"p\" is invalid: {want}"), "spec:\n{spec_yaml}"),
+        Err(got) => assert_eq!(
+            got,
+            format!("Pod \"p\" is invalid: {want}"),
+            "spec:\n{spec_yaml}"
+        ),
     }
 }
 
@@ -50,9 +59,13 @@ containers:
   ports: [{containerPort: 80, name: http}]",
     );
     // A zero successThreshold is defaulted to 1 before validation.
-    assert_pod_ok("containers:\n- name: a\n  image: b\n  livenessProbe: {exec: {command: [x]}, successThreshold: 0}");
+    assert_pod_ok(
+        "containers:\n- name: a\n  image: b\n  livenessProbe: {exec: {command: [x]}, successThreshold: 0}",
+    );
     // A readiness probe may use any success threshold.
-    assert_pod_ok("containers:\n- name: a\n  image: b\n  readinessProbe: {exec: {command: [x]}, successThreshold: 3}");
+    assert_pod_ok(
+        "containers:\n- name: a\n  image: b\n  readinessProbe: {exec: {command: [x]}, successThreshold: 3}",
+    );
     assert_pod_ok("restartPolicy: Never\ncontainers:\n- name: a\n  image: b");
 }
 
@@ -75,63 +88,110 @@ fn container_restart_policy_rules() {
 #[test]
 fn regular_init_containers_may_not_have_probes_or_lifecycle() {
     let f = "Forbidden: may not be set for init containers without restartPolicy=Always";
-    for field in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
-        let value = if field == "lifecycle" { "{preStop: {exec: {command: [x]}}}" } else { "{exec: {command: [x]}}" };
+    for field in [
+        "lifecycle",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+    ] {
+        let value = if field == "lifecycle" {
+            "{preStop: {exec: {command: [x]}}}"
+        } else {
+            "{exec: {command: [x]}}"
+        };
         assert_pod(
-            &format!("initContainers:\n- {{name: i, image: b, {field}: {value}}}\ncontainers:\n- {{name: a, image: b}}"),
+            &format!(
+                "initContainers:\n- {{name: i, image: b, {field}: {value}}}\ncontainers:\n- {{name: a, image: b}}"
+            ),
             &format!("spec.initContainers[0].{field}: {f}"),
         );
     }
     // One error per field.
     assert_pod(
         "initContainers:\n- name: i\n  image: b\n  lifecycle: {postStart: {exec: {command: [x]}}}\n  startupProbe: {exec: {command: [x]}}\ncontainers:\n- {name: a, image: b}",
-        &format!("[spec.initContainers[0].lifecycle: {f}, spec.initContainers[0].startupProbe: {f}]"),
+        &format!(
+            "[spec.initContainers[0].lifecycle: {f}, spec.initContainers[0].startupProbe: {f}]"
+        ),
     );
 }
 
 #[test]
 fn probe_rules() {
-    let c = |probe: &str, body: &str| format!("containers:\n- name: a\n  image: b\n  {probe}: {body}");
+    let c =
+        |probe: &str, body: &str| format!("containers:\n- name: a\n  image: b\n  {probe}: {body}");
     assert_pod(
         &c("livenessProbe", "{periodSeconds: 5}"),
         "spec.containers[0].livenessProbe: Required value: must specify a handler type",
     );
     assert_pod(
-        &c("readinessProbe", "{exec: {command: [x]}, tcpSocket: {port: 80}}"),
+        &c(
+            "readinessProbe",
+            "{exec: {command: [x]}, tcpSocket: {port: 80}}",
+        ),
         "spec.containers[0].readinessProbe.tcpSocket: Forbidden: may not specify more than 1 handler type",
     );
     assert_pod(
-        &c("readinessProbe", "{httpGet: {port: 80}, grpc: {port: 9000}}"),
+        &c(
+            "readinessProbe",
+            "{httpGet: {port: 80}, grpc: {port: 9000}}",
+        ),
         "spec.containers[0].readinessProbe.grpc: Forbidden: may not specify more than 1 handler type",
     );
-    assert_pod(&c("startupProbe", "{exec: {command: []}}"), "spec.containers[0].startupProbe.exec.command: Required value");
-    assert_pod(&c("startupProbe", "{exec: {}}"), "spec.containers[0].startupProbe.exec.command: Required value");
     assert_pod(
-        &c("livenessProbe", "{exec: {command: [x]}, initialDelaySeconds: -1}"),
+        &c("startupProbe", "{exec: {command: []}}"),
+        "spec.containers[0].startupProbe.exec.command: Required value",
+    );
+    assert_pod(
+        &c("startupProbe", "{exec: {}}"),
+        "spec.containers[0].startupProbe.exec.command: Required value",
+    );
+    assert_pod(
+        &c(
+            "livenessProbe",
+            "{exec: {command: [x]}, initialDelaySeconds: -1}",
+        ),
         "spec.containers[0].livenessProbe.initialDelaySeconds: Invalid value: -1: must be greater than or equal to 0",
     );
     assert_pod(
-        &c("readinessProbe", "{exec: {command: [x]}, timeoutSeconds: -2, failureThreshold: -3}"),
+        &c(
+            "readinessProbe",
+            "{exec: {command: [x]}, timeoutSeconds: -2, failureThreshold: -3}",
+        ),
         "[spec.containers[0].readinessProbe.timeoutSeconds: Invalid value: -2: must be greater than or equal to 0, spec.containers[0].readinessProbe.failureThreshold: Invalid value: -3: must be greater than or equal to 0]",
     );
     assert_pod(
-        &c("livenessProbe", "{exec: {command: [x]}, successThreshold: 2}"),
+        &c(
+            "livenessProbe",
+            "{exec: {command: [x]}, successThreshold: 2}",
+        ),
         "spec.containers[0].livenessProbe.successThreshold: Invalid value: 2: must be 1",
     );
     assert_pod(
-        &c("startupProbe", "{exec: {command: [x]}, successThreshold: 2}"),
+        &c(
+            "startupProbe",
+            "{exec: {command: [x]}, successThreshold: 2}",
+        ),
         "spec.containers[0].startupProbe.successThreshold: Invalid value: 2: must be 1",
     );
     assert_pod(
-        &c("livenessProbe", "{exec: {command: [x]}, successThreshold: -1}"),
+        &c(
+            "livenessProbe",
+            "{exec: {command: [x]}, successThreshold: -1}",
+        ),
         "[spec.containers[0].livenessProbe.successThreshold: Invalid value: -1: must be greater than or equal to 0, spec.containers[0].livenessProbe.successThreshold: Invalid value: -1: must be 1]",
     );
     assert_pod(
-        &c("livenessProbe", "{exec: {command: [x]}, terminationGracePeriodSeconds: 0}"),
+        &c(
+            "livenessProbe",
+            "{exec: {command: [x]}, terminationGracePeriodSeconds: 0}",
+        ),
         "spec.containers[0].livenessProbe.terminationGracePeriodSeconds: Invalid value: 0: must be greater than 0",
     );
     assert_pod(
-        &c("readinessProbe", "{exec: {command: [x]}, terminationGracePeriodSeconds: 5}"),
+        &c(
+            "readinessProbe",
+            "{exec: {command: [x]}, terminationGracePeriodSeconds: 5}",
+        ),
         "spec.containers[0].readinessProbe.terminationGracePeriodSeconds: Invalid value: 5: must not be set for readinessProbes",
     );
     assert_pod(
@@ -169,7 +229,10 @@ fn lifecycle_rules() {
         "terminationGracePeriodSeconds: 5\ncontainers:\n- name: a\n  image: b\n  lifecycle: {postStart: {sleep: {seconds: 6}}}",
         "spec.containers[0].lifecycle.postStart.sleep: Invalid value: 6: must be non-negative and less than terminationGracePeriodSeconds (5)",
     );
-    assert_pod(&c("{postStart: {}}"), "spec.containers[0].lifecycle.postStart: Required value: must specify a handler type");
+    assert_pod(
+        &c("{postStart: {}}"),
+        "spec.containers[0].lifecycle.postStart: Required value: must specify a handler type",
+    );
     assert_pod(
         &c("{preStop: {exec: {command: [x]}, sleep: {seconds: 1}}}"),
         "spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type",
@@ -184,7 +247,10 @@ fn lifecycle_rules() {
 #[test]
 fn names_and_uniqueness() {
     assert_pod("containers: []", "spec.containers: Required value");
-    assert_pod("initContainers:\n- {name: i, image: b}", "spec.containers: Required value");
+    assert_pod(
+        "initContainers:\n- {name: i, image: b}",
+        "spec.containers: Required value",
+    );
     assert_pod(
         "containers:\n- {name: Web, image: b}",
         &format!("spec.containers[0].name: Invalid value: \"Web\": {LABEL_MSG}"),
@@ -192,9 +258,14 @@ fn names_and_uniqueness() {
     let long = "a".repeat(64);
     assert_pod(
         &format!("containers:\n- {{name: {long}, image: b}}"),
-        &format!("spec.containers[0].name: Invalid value: \"{long}\": must be no more than 63 characters"),
+        &format!(
+            "spec.containers[0].name: Invalid value: \"{long}\": must be no more than 63 characters"
+        ),
     );
-    assert_pod("containers:\n- {image: b}", "spec.containers[0].name: Required value");
+    assert_pod(
+        "containers:\n- {image: b}",
+        "spec.containers[0].name: Required value",
+    );
     assert_pod(
         "containers:\n- {name: a, image: b}\n- {name: a, image: b}",
         "spec.containers[1].name: Duplicate value: \"a\"",
@@ -220,8 +291,13 @@ fn names_and_uniqueness() {
 #[test]
 fn pod_name_and_namespace() {
     let admit = |meta: &str| {
-        let text = format!("apiVersion: v1\nkind: Pod\nmetadata:\n{}spec:\n  containers: [{{name: a, image: b}}]", indent(meta));
-        let Some(Object::Pod(p)) = parse_manifests(&text, "t").unwrap().into_iter().next() else { panic!() };
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n{}spec:\n  containers: [{{name: a, image: b}}]",
+            indent(meta)
+        );
+        let Some(Object::Pod(p)) = parse_manifests(&text, "t").unwrap().into_iter().next() else {
+            panic!()
+        };
         admit_pod(*p).map(|_| ()).map_err(|e| e.to_string())
     };
     assert_eq!(
@@ -268,7 +344,9 @@ fn volumes_and_mounts() {
         "spec.volumes[0].hostPath: Forbidden: may not specify more than 1 volume type",
     );
     // No source at all defaults to emptyDir.
-    assert_pod_ok("volumes: [{name: v}]\ncontainers:\n- {name: a, image: b, volumeMounts: [{name: v, mountPath: /v}]}");
+    assert_pod_ok(
+        "volumes: [{name: v}]\ncontainers:\n- {name: a, image: b, volumeMounts: [{name: v, mountPath: /v}]}",
+    );
 }
 
 #[test]
@@ -326,7 +404,9 @@ fn env_rules() {
         "containers:\n- {name: a, image: b, env: [{name: A, value: x, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]}",
         "spec.containers[0].env[0].valueFrom: Invalid value: \"\": may not be specified when `value` is not empty",
     );
-    assert_pod_ok("containers:\n- {name: a, image: b, env: [{name: A, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['x']\"}}}]}");
+    assert_pod_ok(
+        "containers:\n- {name: a, image: b, env: [{name: A, valueFrom: {fieldRef: {fieldPath: \"metadata.labels['x']\"}}}]}",
+    );
 }
 
 #[test]
@@ -339,20 +419,33 @@ fn several_errors_follow_upstream_order() {
 }
 
 fn job_result(body: &str) -> Result<(), String> {
-    let text = format!("apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec:\n{}", indent(body));
-    let Some(Object::Job(j)) = parse_manifests(&text, "t").unwrap().into_iter().next() else { panic!() };
+    let text = format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: j\nspec:\n{}",
+        indent(body)
+    );
+    let Some(Object::Job(j)) = parse_manifests(&text, "t").unwrap().into_iter().next() else {
+        panic!()
+    };
     admit_job(*j).map(|_| ()).map_err(|e| e.to_string())
 }
 
 #[test]
 fn job_rules() {
-    assert!(job_result("template:\n  spec:\n    restartPolicy: Never\n    containers: [{name: a, image: b}]").is_ok());
+    assert!(
+        job_result(
+            "template:\n  spec:\n    restartPolicy: Never\n    containers: [{name: a, image: b}]"
+        )
+        .is_ok()
+    );
     assert_eq!(
         job_result("template:\n  spec:\n    containers: [{name: a, image: b}]").unwrap_err(),
         "Job \"j\" is invalid: spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
     );
     assert_eq!(
-        job_result("template:\n  spec:\n    restartPolicy: Always\n    containers: [{name: a, image: b}]").unwrap_err(),
+        job_result(
+            "template:\n  spec:\n    restartPolicy: Always\n    containers: [{name: a, image: b}]"
+        )
+        .unwrap_err(),
         "Job \"j\" is invalid: spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
     );
     assert_eq!(
@@ -373,8 +466,14 @@ fn job_rules() {
 #[test]
 fn service_rules() {
     let svc = |body: &str| {
-        let text = format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n{}", indent(body));
-        let Some(Object::Service(s)) = parse_manifests(&text, "t").unwrap().into_iter().next() else { panic!() };
+        let text = format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n{}",
+            indent(body)
+        );
+        let Some(Object::Service(s)) = parse_manifests(&text, "t").unwrap().into_iter().next()
+        else {
+            panic!()
+        };
         admit_service(*s).map_err(|e| e.to_string())
     };
     let ok = svc("selector: {app: web}\nports: [{port: 80}]").unwrap();
@@ -382,8 +481,14 @@ fn service_rules() {
     assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
     let port = &spec.ports.unwrap()[0];
     assert_eq!(port.protocol.as_deref(), Some("TCP"));
-    assert_eq!(port.target_port, Some(podrun_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80)));
-    assert_eq!(svc("selector: {app: web}").unwrap_err(), "Service \"web\" is invalid: spec.ports: Required value");
+    assert_eq!(
+        port.target_port,
+        Some(podrun_model::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(80))
+    );
+    assert_eq!(
+        svc("selector: {app: web}").unwrap_err(),
+        "Service \"web\" is invalid: spec.ports: Required value"
+    );
     assert_eq!(
         svc("ports: [{port: 80}, {port: 81}]").unwrap_err(),
         "Service \"web\" is invalid: [spec.ports[0].name: Required value, spec.ports[1].name: Required value]"
