@@ -117,7 +117,8 @@ pub(crate) fn container_status(
         st.restart_count = i.restart_count;
         st.container_id = Some(container_id(pod.uid, name, i.restart_count));
         st.started = Some(i.started());
-        st.ready = i.started() && i.probes.ready();
+        // A regular init container is ready only once it completed.
+        st.ready = slot.spec.kind != Kind::RegularInit && i.started() && i.probes.ready();
     } else if let Some(last) = &slot.last {
         st.restart_count = last.restart_count;
         st.container_id = Some(container_id(pod.uid, name, last.restart_count));
