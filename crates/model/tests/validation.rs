@@ -391,6 +391,21 @@ fn pod_level_fields() {
 }
 
 #[test]
+fn resource_rules() {
+    assert_pod(
+        "containers:\n- {name: a, image: b, resources: {limits: {cpu: 500m}, requests: {cpu: 1}}}",
+        "spec.containers[0].resources.requests[cpu]: Invalid value: \"1\": must be less than or equal to cpu limit of 500m",
+    );
+    assert_pod(
+        "containers:\n- {name: a, image: b, resources: {limits: {memory: 1Gi}, requests: {memory: 2000Mi}}}",
+        "spec.containers[0].resources.requests[memory]: Invalid value: \"2000Mi\": must be less than or equal to memory limit of 1Gi",
+    );
+    assert_pod_ok(
+        "containers:\n- {name: a, image: b, resources: {limits: {memory: 1Gi}, requests: {memory: 1000Mi}}}",
+    );
+}
+
+#[test]
 fn env_rules() {
     assert_pod(
         "containers:\n- {name: a, image: b, env: [{name: 'A=B', value: x}]}",

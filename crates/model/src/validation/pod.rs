@@ -615,12 +615,79 @@ fn validate_container_common(
             &["Always", "IfNotPresent", "Never"],
         )),
     }
+    errs.extend(validate_resources(c, &path.child("resources")));
     errs.extend(validate_resize_policy(
         c,
         &path.child("resizePolicy"),
         pod_restart_policy,
     ));
     errs
+}
+
+/// Requests may not exceed limits (upstream
+/// `ValidateContainerResourceRequirements`, the comparison part).
+fn validate_resources(c: &Container, path: &Path) -> Errs {
+    let mut errs = Errs::new();
+    let Some(res) = &c.resources else { return errs };
+    for (list, name) in [(&res.limits, "limits"), (&res.requests, "requests")] {
+        for (k, q) in list.iter().flatten() {
+            if parse_quantity(&q.0).is_some_and(|v| v < 0.0) {
+                errs.push(FieldError::invalid_str(
+                    path.child(name).key(k),
+                    &q.0,
+                    NEGATIVE,
+                ));
+            }
+        }
+    }
+    let (Some(limits), Some(requests)) = (&res.limits, &res.requests) else {
+        return errs;
+    };
+    for (k, req) in requests {
+        let Some(lim) = limits.get(k) else { continue };
+        if let (Some(r), Some(l)) = (parse_quantity(&req.0), parse_quantity(&lim.0))
+            && r > l
+        {
+            errs.push(FieldError::invalid_str(
+                path.child("requests").key(k),
+                &req.0,
+                format!("must be less than or equal to {k} limit of {}", lim.0),
+            ));
+        }
+    }
+    errs
+}
+
+/// Parses a resource quantity (`500m`, `1.5Gi`, `1e3`) to a number, for
+/// comparisons only; `None` if it is not a quantity.
+pub(crate) fn parse_quantity(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(n * mult)
 }
 
 fn validate_container_ports(ports: &[ContainerPort], path: &Path) -> Errs {
