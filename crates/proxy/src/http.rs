@@ -215,13 +215,22 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
         let c = svc_conn.clone();
         async move { Ok::<_, Infallible>(handle(c, req).await) }
     });
+    // A connection accepted while already draining is told to close through its
+    // responses (HTTP/1 keep-alive off, `Connection: close`); shutting it down at once
+    // would race its first request, so it only shuts down on SIGTERM.
+    let accepted_draining = shared.control.phase() >= Phase::Draining;
     let drain_wait = async move {
         // Only the inbound side drains (spec §5.5): outbound keeps keep-alive and
         // never sees GOAWAY until the process exits.
         if !inbound {
             return std::future::pending::<()>().await;
         }
-        let _ = phase.wait_for(|p| *p >= Phase::Draining).await;
+        let trigger = if accepted_draining {
+            Phase::Terminating
+        } else {
+            Phase::Draining
+        };
+        let _ = phase.wait_for(|p| *p >= trigger).await;
     };
     tokio::pin!(drain_wait);
     let exited = shared.control.exited();
@@ -234,7 +243,7 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
                 .max_headers(limits.max_request_headers)
                 .max_header_size(limits.max_request_header_bytes)
                 .max_buf_size(limits.max_request_header_bytes.max(8192) + 8192)
-                .keep_alive(!(inbound && shared.control.phase() >= Phase::Draining));
+                .keep_alive(!(inbound && accepted_draining));
             let c = b.serve_connection(io, svc).with_upgrades();
             tokio::pin!(c);
             let mut draining = false;
