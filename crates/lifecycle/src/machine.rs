@@ -637,10 +637,14 @@ impl PodMachine {
             self.begin_termination(TerminationCause::DeadlineExceeded, self.tgps);
         }
         // 3. Start decisions, or the termination order.
+        if self.termination.is_none() {
+            self.decide_starts();
+        }
+        // Not `else`: the start decision may have just begun the termination (natural
+        // completion, init failure), and sidecars whose turn it already is must get
+        // their stop signal in this same sync, not at their turn-wait deadline.
         if self.termination.is_some() {
             self.advance_termination_order();
-        } else {
-            self.decide_starts();
         }
         // 4. Probes.
         for ix in 0..self.slots.len() {

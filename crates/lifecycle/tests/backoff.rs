@@ -33,7 +33,10 @@ fn crash_loop_backoff_doubles_to_300s_cap() {
         .map(|n| sim.expect_time(&format!("start main#{n}")))
         .collect();
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    assert_eq!(gaps, vec![0.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0]);
+    assert_eq!(
+        gaps,
+        vec![0.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0, 300.0]
+    );
 }
 
 #[test]
@@ -54,7 +57,10 @@ fn crash_loop_back_off_waiting_state_has_exact_message() {
     assert_eq!((last.exit_code, last.reason.as_deref()), (2, Some("Error")));
     sim.run_until(100.0);
     let (_, message) = waiting(&sim, false);
-    assert_eq!(message, "back-off 1m20s restarting failed container=main pod=web_default(uid-web)");
+    assert_eq!(
+        message,
+        "back-off 1m20s restarting failed container=main pod=web_default(uid-web)"
+    );
 }
 
 #[test]
@@ -63,7 +69,12 @@ fn restart_happens_at_the_instant_the_backoff_expires() {
     let mut sim = Sim::new(p).script("main", Behaviour::new().exits(1.0, 1));
     // #0 exits at 1 → #1 at 1, exits at 2 → in backoff 10s from 2.
     sim.run_until(2.0);
-    assert_eq!(sim.machine().poll_timeout().map(|t| t.duration_since(sim.now()).as_secs()), Some(10));
+    assert_eq!(
+        sim.machine()
+            .poll_timeout()
+            .map(|t| t.duration_since(sim.now()).as_secs()),
+        Some(10)
+    );
     sim.run_until(12.0);
     assert_eq!(sim.expect_time("start main#2"), 12.0);
 }
@@ -74,12 +85,27 @@ fn backoff_resets_after_600s_running() {
     let mut sim = Sim::new(p).script(
         "main",
         Behaviour::new().runs(vec![
-            Run::Exit { after: 1.0, code: 1 },
-            Run::Exit { after: 1.0, code: 1 },
-            Run::Exit { after: 1.0, code: 1 },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
             // Started at 33 (the last backoff step), runs 700s (> 600s).
-            Run::Exit { after: 700.0, code: 1 },
-            Run::Exit { after: 1.0, code: 1 },
+            Run::Exit {
+                after: 700.0,
+                code: 1,
+            },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
         ]),
     );
     sim.run_until(800.0);
@@ -96,10 +122,22 @@ fn backoff_does_not_reset_when_run_is_shorter_than_600s() {
     let mut sim = Sim::new(p).script(
         "main",
         Behaviour::new().runs(vec![
-            Run::Exit { after: 1.0, code: 1 },
-            Run::Exit { after: 1.0, code: 1 },
-            Run::Exit { after: 500.0, code: 1 },
-            Run::Exit { after: 1.0, code: 1 },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
+            Run::Exit {
+                after: 500.0,
+                code: 1,
+            },
+            Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
         ]),
     );
     sim.run_until(1000.0);
@@ -132,7 +170,10 @@ fn regular_container_restart_follows_pod_policy() {
         ("Never", 1, false),
         ("Never", 0, false),
     ] {
-        let p = pod("p").restart_policy(policy).container(container("main")).build();
+        let p = pod("p")
+            .restart_policy(policy)
+            .container(container("main"))
+            .build();
         let mut sim = Sim::new(p).script("main", Behaviour::new().exits(1.0, code));
         sim.run_until(5.0);
         assert_eq!(

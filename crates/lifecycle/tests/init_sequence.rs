@@ -45,7 +45,10 @@ fn sidecar_startup_probe_gates_next_init_container() {
         .sidecar(container("sc").startup_probe(probe().period(1)))
         .container(container("main"))
         .build();
-    let mut sim = Sim::new(p).script("sc", Behaviour::new().startup(ProbeScript::succeed_after(2)));
+    let mut sim = Sim::new(p).script(
+        "sc",
+        Behaviour::new().startup(ProbeScript::succeed_after(2)),
+    );
     sim.run_until(5.0);
     // Probes at 0, 1, 2: the third succeeds.
     assert_eq!(sim.times_of("probe startup sc#0"), vec![0.0, 1.0, 2.0]);
@@ -124,7 +127,11 @@ fn failed_post_start_kills_and_restarts_the_container() {
     assert_eq!(sc.restart_count, 1);
     let waiting = sc.state.as_ref().unwrap().waiting.as_ref().unwrap();
     assert_eq!(waiting.reason.as_deref(), Some("CrashLoopBackOff"));
-    assert_eq!(sim.time_of("start main#0"), None, "main must wait for the sidecar");
+    assert_eq!(
+        sim.time_of("start main#0"),
+        None,
+        "main must wait for the sidecar"
+    );
 }
 
 #[test]
@@ -181,7 +188,14 @@ fn bad_image_init_container_keeps_pod_pending_even_under_never() {
     sim.run_until(600.0);
     assert_eq!(sim.phase(), "Pending");
     let row = sim.row();
-    assert_eq!((row.ready.as_str(), row.status.as_str(), row.restarts.as_str()), ("0/1", "Init:ErrImagePull", "0"));
+    assert_eq!(
+        (
+            row.ready.as_str(),
+            row.status.as_str(),
+            row.restarts.as_str()
+        ),
+        ("0/1", "Init:ErrImagePull", "0")
+    );
 }
 
 #[test]
@@ -202,7 +216,10 @@ fn ric_failure_under_never_fails_pod_and_stops_sidecars() {
     assert_eq!(sim.time_of("start i1#1"), None);
     assert_eq!(sim.phase(), "Failed");
     let row = sim.row();
-    assert_eq!((row.ready.as_str(), row.status.as_str()), ("0/2", "Init:Error"));
+    assert_eq!(
+        (row.ready.as_str(), row.status.as_str()),
+        ("0/2", "Init:Error")
+    );
     sim.check_invariants();
 }
 
@@ -250,7 +267,10 @@ fn sidecar_crash_after_init_restarts_in_parallel_and_pod_stays_running() {
     let mut sim = Sim::new(p).script(
         "sc",
         Behaviour::new().runs(vec![
-            podrun_testkit::sim::Run::Exit { after: 5.0, code: 2 },
+            podrun_testkit::sim::Run::Exit {
+                after: 5.0,
+                code: 2,
+            },
             podrun_testkit::sim::Run::Forever,
         ]),
     );
@@ -260,14 +280,23 @@ fn sidecar_crash_after_init_restarts_in_parallel_and_pod_stays_running() {
     assert_eq!(sim.phase(), "Running");
     assert_eq!(sim.row().restarts, "1 (5s ago)");
     let st = sim.machine().status();
-    let init = st.conditions.unwrap().into_iter().find(|c| c.type_ == "Initialized").unwrap();
+    let init = st
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Initialized")
+        .unwrap();
     assert_eq!(init.status, "True");
 }
 
 #[test]
 fn sidecar_startup_probe_failure_kills_and_restarts_it() {
     let p = pod("p")
-        .sidecar(container("sc").pre_stop().startup_probe(probe().period(1).failure_threshold(3).termination_grace(4)))
+        .sidecar(
+            container("sc")
+                .pre_stop()
+                .startup_probe(probe().period(1).failure_threshold(3).termination_grace(4)),
+        )
         .container(container("main"))
         .build();
     let mut sim = Sim::new(p).script(

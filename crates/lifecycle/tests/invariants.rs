@@ -30,7 +30,15 @@ fn script() -> impl Strategy<Value = Script> {
         0u8..6,
     )
         .prop_map(
-            |(run, second_run_forever, startup_after, start_failures, term_after, post_start, pre_stop)| Script {
+            |(
+                run,
+                second_run_forever,
+                startup_after,
+                start_failures,
+                term_after,
+                post_start,
+                pre_stop,
+            )| Script {
                 run,
                 second_run_forever,
                 startup_after,
@@ -57,8 +65,15 @@ fn spec_and_behaviour(name: &str, s: &Script, probes: bool) -> (ContainerBuilder
     let mut c = container(name);
     let mut b = Behaviour::new().start_fails(usize::from(s.start_failures), "RunContainerError");
     if let Some((after, fail)) = s.run {
-        let first = Run::Exit { after: f64::from(after), code: i32::from(fail) };
-        let second = if s.second_run_forever { Run::Forever } else { first };
+        let first = Run::Exit {
+            after: f64::from(after),
+            code: i32::from(fail),
+        };
+        let second = if s.second_run_forever {
+            Run::Forever
+        } else {
+            first
+        };
         b = b.runs(vec![first, second]);
     }
     b = match s.term_after {

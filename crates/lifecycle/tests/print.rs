@@ -67,7 +67,15 @@ fn istio_style_never_pod_walks_the_7_3_table() {
     assert_eq!(sim.phase(), "Succeeded");
     assert_eq!(
         sim.statuses(),
-        vec!["Init:0/2", "Init:1/2", "PodInitializing", "PodInitializing", "Running", "Completed", "Completed"]
+        vec![
+            "Init:0/2",
+            "Init:1/2",
+            "PodInitializing",
+            "PodInitializing",
+            "Running",
+            "Completed",
+            "Completed"
+        ]
     );
 }
 
@@ -123,7 +131,10 @@ fn ric_crash_looping_prints_init_crash_loop_back_off_with_ric_restarts() {
     let mut sim = Sim::new(p).script("i", Behaviour::new().crashes(1));
     sim.run_until(35.0);
     // Instances at 0, 0, 10, 30: restartCount 3, last crash at 30.
-    assert_eq!(cols(&sim), row("0/1", "Init:CrashLoopBackOff", "3 (5s ago)"));
+    assert_eq!(
+        cols(&sim),
+        row("0/1", "Init:CrashLoopBackOff", "3 (5s ago)")
+    );
 }
 
 #[test]
@@ -134,7 +145,10 @@ fn sidecar_crash_looping_before_started_prints_init_crash_loop_back_off() {
         .build();
     let mut sim = Sim::new(p).script("sc", Behaviour::new().crashes(1));
     sim.run_until(12.0);
-    assert_eq!(cols(&sim), row("0/2", "Init:CrashLoopBackOff", "2 (2s ago)"));
+    assert_eq!(
+        cols(&sim),
+        row("0/2", "Init:CrashLoopBackOff", "2 (2s ago)")
+    );
 }
 
 #[test]
@@ -169,7 +183,16 @@ fn main_crash_loop_prints_crash_loop_back_off_with_main_and_sidecar_restarts() {
         .container(container("main"))
         .build();
     let mut sim = Sim::new(p)
-        .script("sc", Behaviour::new().runs(vec![Run::Exit { after: 1.0, code: 1 }, Run::Forever]))
+        .script(
+            "sc",
+            Behaviour::new().runs(vec![
+                Run::Exit {
+                    after: 1.0,
+                    code: 1,
+                },
+                Run::Forever,
+            ]),
+        )
         .script("main", Behaviour::new().exits(2.0, 1));
     // main: 0→2, 2→4, then 10s backoff until 14.
     sim.run_until(6.0);
@@ -182,7 +205,12 @@ fn init_container_with_bad_image_prints_its_waiting_reason() {
         .init(container("i").image("missing:1"))
         .container(container("main"))
         .build();
-    let mut sim = Sim::new(p).script("i", Behaviour::new().start_fails(1, "ErrImagePull").start_fails(100, "ImagePullBackOff"));
+    let mut sim = Sim::new(p).script(
+        "i",
+        Behaviour::new()
+            .start_fails(1, "ErrImagePull")
+            .start_fails(100, "ImagePullBackOff"),
+    );
     sim.run_until(0.5);
     assert_eq!(cols(&sim), row("0/1", "Init:ImagePullBackOff", "0"));
     assert_eq!(
@@ -216,7 +244,10 @@ fn age_column_uses_creation_timestamp() {
 #[test]
 fn human_duration_covers_every_band() {
     let h = |s: i64| human_duration(SignedDuration::from_secs(s));
-    assert_eq!(human_duration(SignedDuration::from_millis(-2500)), "<invalid>");
+    assert_eq!(
+        human_duration(SignedDuration::from_millis(-2500)),
+        "<invalid>"
+    );
     assert_eq!(human_duration(SignedDuration::from_millis(-1500)), "0s");
     assert_eq!(h(0), "0s");
     assert_eq!(h(119), "119s");

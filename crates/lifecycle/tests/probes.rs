@@ -26,7 +26,10 @@ fn first_probe_at_initial_delay_then_every_period() {
         .build();
     let mut sim = Sim::new(p);
     sim.run_until(15.0);
-    assert_eq!(sim.times_of("probe readiness main#0"), vec![5.0, 8.0, 11.0, 14.0]);
+    assert_eq!(
+        sim.times_of("probe readiness main#0"),
+        vec![5.0, 8.0, 11.0, 14.0]
+    );
 }
 
 #[test]
@@ -64,12 +67,19 @@ fn readiness_and_liveness_wait_until_started() {
                 .liveness_probe(probe().period(1)),
         )
         .build();
-    let mut sim = Sim::new(p).script("main", Behaviour::new().startup(ProbeScript::succeed_after(3)));
+    let mut sim = Sim::new(p).script(
+        "main",
+        Behaviour::new().startup(ProbeScript::succeed_after(3)),
+    );
     sim.run_until(6.0);
     assert_eq!(sim.expect_time("is-started main#0"), 3.0);
     assert_eq!(sim.expect_time("probe readiness main#0"), 3.0);
     assert_eq!(sim.expect_time("probe liveness main#0"), 3.0);
-    assert_eq!(sim.count("probe startup"), 4, "startup stops after its success");
+    assert_eq!(
+        sim.count("probe startup"),
+        4,
+        "startup stops after its success"
+    );
 }
 
 #[test]
@@ -81,13 +91,24 @@ fn readiness_success_threshold_and_failure_threshold_flip_ready() {
         )
         .build();
     // Success until 10, failure from 10.
-    let mut sim = Sim::new(p).script("main", Behaviour::new().readiness(ProbeScript::fail_from(10.0)));
+    let mut sim = Sim::new(p).script(
+        "main",
+        Behaviour::new().readiness(ProbeScript::fail_from(10.0)),
+    );
     sim.run_until(0.5);
-    assert_eq!(sim.row().ready, "0/1", "one success is below successThreshold 2");
+    assert_eq!(
+        sim.row().ready,
+        "0/1",
+        "one success is below successThreshold 2"
+    );
     sim.run_until(1.0);
     assert_eq!(sim.row().ready, "1/1");
     sim.run_until(10.5);
-    assert_eq!(sim.row().ready, "1/1", "one failure is below failureThreshold 2");
+    assert_eq!(
+        sim.row().ready,
+        "1/1",
+        "one failure is below failureThreshold 2"
+    );
     sim.run_until(11.0);
     assert_eq!(sim.row().ready, "0/1");
     assert_eq!(sim.row().status, "Running");
@@ -106,7 +127,10 @@ fn liveness_failure_kills_and_restarts_the_container() {
     let p = pod("p")
         .container(container("main").liveness_probe(probe().period(5).failure_threshold(3)))
         .build();
-    let mut sim = Sim::new(p).script("main", Behaviour::new().liveness(ProbeScript::fail_from(20.0)));
+    let mut sim = Sim::new(p).script(
+        "main",
+        Behaviour::new().liveness(ProbeScript::fail_from(20.0)),
+    );
     sim.run_until(40.0);
     // Failures at 20, 25, 30 → kill at 30 with TGPS, exits 143, restarted at once.
     assert_eq!(sim.expect_time("TERM main#0"), 30.0);
@@ -199,7 +223,10 @@ fn conditions_follow_initialisation_and_readiness() {
     let mut sim = Sim::new(p).script("i1", Behaviour::new().exits(2.0, 0));
     sim.run_until(1.0);
     assert_eq!(summary(&condition(&sim, "PodScheduled")).0, "True");
-    assert_eq!(summary(&condition(&sim, "PodReadyToStartContainers")).0, "True");
+    assert_eq!(
+        summary(&condition(&sim, "PodReadyToStartContainers")).0,
+        "True"
+    );
     assert_eq!(
         summary(&condition(&sim, "Initialized")),
         (
@@ -217,17 +244,31 @@ fn conditions_follow_initialisation_and_readiness() {
         )
     );
     sim.run_until(3.0);
-    assert_eq!(summary(&condition(&sim, "Initialized")), ("True".into(), None, None));
+    assert_eq!(
+        summary(&condition(&sim, "Initialized")),
+        ("True".into(), None, None)
+    );
     assert_eq!(
         summary(&condition(&sim, "Ready")).2.as_deref(),
         Some("containers with unready status: [sc]")
     );
     sim.run_until(6.0);
-    assert_eq!(summary(&condition(&sim, "Ready")), ("True".into(), None, None));
-    assert_eq!(summary(&condition(&sim, "ContainersReady")), ("True".into(), None, None));
+    assert_eq!(
+        summary(&condition(&sim, "Ready")),
+        ("True".into(), None, None)
+    );
+    assert_eq!(
+        summary(&condition(&sim, "ContainersReady")),
+        ("True".into(), None, None)
+    );
     let ready = condition(&sim, "Ready");
     assert_eq!(
-        ready.last_transition_time.unwrap().0.duration_since(sim.machine().status().start_time.unwrap().0).as_secs(),
+        ready
+            .last_transition_time
+            .unwrap()
+            .0
+            .duration_since(sim.machine().status().start_time.unwrap().0)
+            .as_secs(),
         6,
         "transition time is when it became True"
     );
@@ -235,7 +276,10 @@ fn conditions_follow_initialisation_and_readiness() {
 
 #[test]
 fn conditions_of_succeeded_and_failed_pods() {
-    let p = pod("p").restart_policy("Never").container(container("main")).build();
+    let p = pod("p")
+        .restart_policy("Never")
+        .container(container("main"))
+        .build();
     let mut sim = Sim::new(p).script("main", Behaviour::new().exits(1.0, 0));
     assert!(sim.run_to_finish(10.0));
     assert_eq!(
@@ -246,9 +290,15 @@ fn conditions_of_succeeded_and_failed_pods() {
         summary(&condition(&sim, "Ready")),
         ("False".into(), Some("PodCompleted".into()), None)
     );
-    assert_eq!(summary(&condition(&sim, "PodReadyToStartContainers")).0, "False");
+    assert_eq!(
+        summary(&condition(&sim, "PodReadyToStartContainers")).0,
+        "False"
+    );
 
-    let p = pod("p").restart_policy("Never").container(container("main")).build();
+    let p = pod("p")
+        .restart_policy("Never")
+        .container(container("main"))
+        .build();
     let mut sim = Sim::new(p).script("main", Behaviour::new().exits(1.0, 1));
     assert!(sim.run_to_finish(10.0));
     assert_eq!(
@@ -266,14 +316,22 @@ fn sidecar_restart_after_initialisation_keeps_initialized_true() {
     let mut sim = Sim::new(p).script(
         "sc",
         Behaviour::new().runs(vec![
-            podrun_testkit::sim::Run::Exit { after: 10.0, code: 1 },
+            podrun_testkit::sim::Run::Exit {
+                after: 10.0,
+                code: 1,
+            },
             podrun_testkit::sim::Run::Forever,
         ]),
     );
     sim.run_until(11.0);
     assert_eq!(sim.expect_time("start sc#1"), 10.0);
     assert_eq!(summary(&condition(&sim, "Initialized")).0, "True");
-    let st = sim.machine().status().init_container_statuses.unwrap().remove(0);
+    let st = sim
+        .machine()
+        .status()
+        .init_container_statuses
+        .unwrap()
+        .remove(0);
     assert_eq!((st.started, st.ready), (Some(false), false));
 }
 
@@ -288,7 +346,14 @@ fn container_status_fields() {
     let st = sim.machine().status();
     let main = &st.container_statuses.as_ref().unwrap()[0];
     assert_eq!(
-        main.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+        main.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
         Some("PodInitializing")
     );
     sim.run_until(2.0);
@@ -302,7 +367,10 @@ fn container_status_fields() {
     assert_eq!(main.image, "nginx:1.27");
     assert_eq!(main.image_id, "");
     assert_eq!(main.name, "main");
-    assert_eq!((main.started, main.ready, main.restart_count), (Some(true), true, 0));
+    assert_eq!(
+        (main.started, main.ready, main.restart_count),
+        (Some(true), true, 0)
+    );
     assert!(main.state.as_ref().unwrap().running.is_some());
     assert!(st.start_time.is_some());
 
@@ -311,7 +379,14 @@ fn container_status_fields() {
     let st = sim.machine().status();
     let main = &st.container_statuses.as_ref().unwrap()[0];
     assert_eq!(
-        main.state.as_ref().unwrap().waiting.as_ref().unwrap().reason.as_deref(),
+        main.state
+            .as_ref()
+            .unwrap()
+            .waiting
+            .as_ref()
+            .unwrap()
+            .reason
+            .as_deref(),
         Some("ContainerCreating"),
         "no init containers: ContainerCreating"
     );
@@ -319,16 +394,27 @@ fn container_status_fields() {
 
 #[test]
 fn oom_killed_reason() {
-    let p = pod("p").restart_policy("Never").container(container("main")).build();
+    let p = pod("p")
+        .restart_policy("Never")
+        .container(container("main"))
+        .build();
     let mut m = podrun_lifecycle::PodMachine::new(p, podrun_testkit::pod::epoch());
     let t = podrun_testkit::pod::epoch();
     let id = podrun_lifecycle::ContainerId::Regular(0);
-    assert!(matches!(m.poll_action(), Some(podrun_lifecycle::Action::StartContainer { .. })));
+    assert!(matches!(
+        m.poll_action(),
+        Some(podrun_lifecycle::Action::StartContainer { .. })
+    ));
     m.handle_container_started(id, 0, t);
     m.handle_container_exited(
         id,
         0,
-        podrun_lifecycle::ExitStatus { exit_code: 137, signal: Some(9), oom_killed: true, message: Some("oom".into()) },
+        podrun_lifecycle::ExitStatus {
+            exit_code: 137,
+            signal: Some(9),
+            oom_killed: true,
+            message: Some("oom".into()),
+        },
         t,
     );
     let st = m.status().container_statuses.unwrap().remove(0);

@@ -45,8 +45,14 @@ fn job_pod_sidecars_stop_in_reverse_order_after_main_exits() {
 #[test]
 fn hanging_pre_stops_are_abandoned_after_grace_then_two_second_floor() {
     // §5.4 timeline 2.
-    let mut b = |s: Sim, n: &str| s.script(n, Behaviour::new().pre_stop(HookScript::Hang).ignores_term());
-    let sim = Sim::new(three_sidecars("Never", true).build()).script("main", Behaviour::new().exits(5.0, 0));
+    let b = |s: Sim, n: &str| {
+        s.script(
+            n,
+            Behaviour::new().pre_stop(HookScript::Hang).ignores_term(),
+        )
+    };
+    let sim = Sim::new(three_sidecars("Never", true).build())
+        .script("main", Behaviour::new().exits(5.0, 0));
     let sim = b(sim, "s1");
     let sim = b(sim, "s2");
     let mut sim = b(sim, "s3");
@@ -58,9 +64,18 @@ fn hanging_pre_stops_are_abandoned_after_grace_then_two_second_floor() {
         assert_eq!(sim.expect_time(&format!("KILL {s}#0")), 37.0);
         assert_eq!(sim.expect_time(&format!("exited {s}#0 code=137")), 37.0);
     }
-    assert_eq!(sim.phase(), "Succeeded", "sidecar exit codes never fail the pod");
+    assert_eq!(
+        sim.phase(),
+        "Succeeded",
+        "sidecar exit codes never fail the pod"
+    );
     let st = sim.machine().status();
-    let t = st.init_container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+    let t = st.init_container_statuses.unwrap()[0]
+        .state
+        .clone()
+        .unwrap()
+        .terminated
+        .unwrap();
     assert_eq!(t.reason.as_deref(), Some("Error"));
 }
 
@@ -70,7 +85,12 @@ fn short_pre_stops_run_together_and_sigterms_still_go_in_reverse_order() {
     let mut sim = Sim::new(three_sidecars("Never", true).build())
         .script("main", Behaviour::new().exits(5.0, 0));
     for s in ["s1", "s2", "s3"] {
-        sim = sim.script(s, Behaviour::new().pre_stop(HookScript::Ok(1.0)).on_term(1.0, 0));
+        sim = sim.script(
+            s,
+            Behaviour::new()
+                .pre_stop(HookScript::Ok(1.0))
+                .on_term(1.0, 0),
+        );
     }
     assert!(sim.run_to_finish(100.0));
     for s in ["s1", "s2", "s3"] {
@@ -137,7 +157,9 @@ fn long_main_pre_stop_is_cut_at_grace() {
     let p = pod("p").container(container("main").pre_stop()).build();
     let mut sim = Sim::new(p).script(
         "main",
-        Behaviour::new().pre_stop(HookScript::Ok(20.0)).on_term(20.0, 0),
+        Behaviour::new()
+            .pre_stop(HookScript::Ok(20.0))
+            .on_term(20.0, 0),
     );
     sim.delete_at(10.0, Some(5));
     assert!(sim.run_to_finish(100.0));
@@ -152,9 +174,24 @@ fn sidecar_pre_stop_cut_at_grace_and_earlier_sidecar_gets_the_floor() {
     // §5.4 timeline 7.
     let mut sim = Sim::new(three_sidecars("Always", true).build())
         .script("main", Behaviour::new().on_term(1.0, 0))
-        .script("s1", Behaviour::new().pre_stop(HookScript::Ok(1.0)).on_term(1.0, 0))
-        .script("s2", Behaviour::new().pre_stop(HookScript::Ok(30.0)).on_term(20.0, 0))
-        .script("s3", Behaviour::new().pre_stop(HookScript::Ok(1.0)).on_term(1.0, 0));
+        .script(
+            "s1",
+            Behaviour::new()
+                .pre_stop(HookScript::Ok(1.0))
+                .on_term(1.0, 0),
+        )
+        .script(
+            "s2",
+            Behaviour::new()
+                .pre_stop(HookScript::Ok(30.0))
+                .on_term(20.0, 0),
+        )
+        .script(
+            "s3",
+            Behaviour::new()
+                .pre_stop(HookScript::Ok(1.0))
+                .on_term(1.0, 0),
+        );
     sim.delete_at(10.0, Some(5));
     assert!(sim.run_to_finish(100.0));
     assert_eq!(sim.expect_time("cancel preStop s2#0"), 15.0);
@@ -196,7 +233,9 @@ fn deletion_with_unstarted_sidecar_finishes_in_seconds_not_grace() {
     let mut sim = Sim::new(p).script(
         "s1",
         Behaviour::new()
-            .startup(podrun_testkit::sim::ProbeScript::always(podrun_lifecycle::ProbeResult::Failure))
+            .startup(podrun_testkit::sim::ProbeScript::always(
+                podrun_lifecycle::ProbeResult::Failure,
+            ))
             .on_term(1.0, 0),
     );
     sim.delete_at(10.0, None);
@@ -214,14 +253,22 @@ fn no_restarts_during_termination() {
         .build();
     let mut sim = Sim::new(p)
         .script("main", Behaviour::new().on_term(10.0, 0))
-        .script("sc", Behaviour::new().runs(vec![
-            podrun_testkit::sim::Run::Exit { after: 12.0, code: 1 },
-        ]));
+        .script(
+            "sc",
+            Behaviour::new().runs(vec![podrun_testkit::sim::Run::Exit {
+                after: 12.0,
+                code: 1,
+            }]),
+        );
     sim.delete_at(5.0, None);
     assert!(sim.run_to_finish(100.0));
     assert_eq!(sim.expect_time("exited sc#0 code=1"), 12.0);
     assert_eq!(sim.time_of("start sc#1"), None);
-    assert_eq!(sim.time_of("TERM sc#0"), None, "it was already gone when its turn came");
+    assert_eq!(
+        sim.time_of("TERM sc#0"),
+        None,
+        "it was already gone when its turn came"
+    );
     assert_eq!(sim.phase(), "Succeeded");
     sim.check_invariants();
 }
@@ -237,8 +284,14 @@ fn crash_looping_sidecar_is_skipped_at_termination_and_not_restarted() {
     let mut sim = Sim::new(p).script(
         "sc",
         Behaviour::new().runs(vec![
-            podrun_testkit::sim::Run::Exit { after: 5.0, code: 1 },
-            podrun_testkit::sim::Run::Exit { after: 1.0, code: 1 },
+            podrun_testkit::sim::Run::Exit {
+                after: 5.0,
+                code: 1,
+            },
+            podrun_testkit::sim::Run::Exit {
+                after: 1.0,
+                code: 1,
+            },
         ]),
     );
     sim.delete_at(8.0, Some(30));
@@ -269,7 +322,11 @@ fn pod_deadline_exceeded_fails_pod_and_kills_containers() {
     assert!(sim.run_to_finish(100.0));
     assert_eq!(sim.expect_time("terminating DeadlineExceeded"), 30.0);
     assert_eq!(sim.expect_time("TERM main#0"), 30.0);
-    assert_eq!(sim.expect_time("TERM sc#0"), 33.0, "the sidecar waits for main");
+    assert_eq!(
+        sim.expect_time("TERM sc#0"),
+        33.0,
+        "the sidecar waits for main"
+    );
     let st = sim.machine().status();
     assert_eq!(st.phase.as_deref(), Some("Failed"));
     assert_eq!(st.reason.as_deref(), Some("DeadlineExceeded"));

@@ -112,12 +112,18 @@ impl ContainerBuilder {
     }
     /// `lifecycle.postStart` (an exec handler; its behaviour is scripted in the sim).
     pub fn post_start(mut self) -> Self {
-        self.0.lifecycle.get_or_insert_with(Lifecycle::default).post_start = Some(exec_handler());
+        self.0
+            .lifecycle
+            .get_or_insert_with(Lifecycle::default)
+            .post_start = Some(exec_handler());
         self
     }
     /// `lifecycle.preStop` (an exec handler; its behaviour is scripted in the sim).
     pub fn pre_stop(mut self) -> Self {
-        self.0.lifecycle.get_or_insert_with(Lifecycle::default).pre_stop = Some(exec_handler());
+        self.0
+            .lifecycle
+            .get_or_insert_with(Lifecycle::default)
+            .pre_stop = Some(exec_handler());
         self
     }
     /// The API object.
@@ -163,14 +169,20 @@ impl PodBuilder {
     }
     /// A regular init container.
     pub fn init(mut self, c: ContainerBuilder) -> Self {
-        self.spec.init_containers.get_or_insert_with(Vec::new).push(c.build());
+        self.spec
+            .init_containers
+            .get_or_insert_with(Vec::new)
+            .push(c.build());
         self
     }
     /// A sidecar: an init container with `restartPolicy: Always`.
     pub fn sidecar(mut self, c: ContainerBuilder) -> Self {
         let mut c = c.build();
         c.restart_policy = Some("Always".to_owned());
-        self.spec.init_containers.get_or_insert_with(Vec::new).push(c);
+        self.spec
+            .init_containers
+            .get_or_insert_with(Vec::new)
+            .push(c);
         self
     }
     /// A regular container.

@@ -448,10 +448,7 @@ impl Sim {
 
     /// The transcript as text, one record a line.
     pub fn transcript_text(&self) -> String {
-        self.transcript
-            .iter()
-            .map(|r| format!("{r}\n"))
-            .collect()
+        self.transcript.iter().map(|r| format!("{r}\n")).collect()
     }
 
     /// Times of every record whose text equals `what`.
@@ -502,7 +499,8 @@ impl Sim {
         while let Some(action) = self.machine.poll_action() {
             guard += 1;
             if guard > MAX_STEPS {
-                self.violations.push("action storm: machine never went quiet".to_owned());
+                self.violations
+                    .push("action storm: machine never went quiet".to_owned());
                 return;
             }
             self.perform(action);
@@ -566,7 +564,10 @@ impl Sim {
                 probe,
             } => {
                 let name = name_of(&self.machine, id);
-                self.record(format!("probe {} {name}#{restart_count}", probe_name(probe)));
+                self.record(format!(
+                    "probe {} {name}#{restart_count}",
+                    probe_name(probe)
+                ));
                 let b = self.behaviour(id);
                 let script = match probe {
                     ProbeKind::Startup => b.startup,
@@ -721,8 +722,7 @@ impl Sim {
             .flatten()
             .chain(status.container_statuses.iter().flatten());
         for (id, st) in ids.into_iter().zip(all) {
-            if st.started == Some(true) && st.state.as_ref().is_some_and(|s| s.running.is_some())
-            {
+            if st.started == Some(true) && st.state.as_ref().is_some_and(|s| s.running.is_some()) {
                 let rc = st.restart_count;
                 if self.started_seen.get(&id) != Some(&rc) {
                     self.started_seen.insert(id, rc);
@@ -826,13 +826,18 @@ impl Sim {
 
     fn check_start_allowed(&mut self, id: ContainerId, name: &str) {
         if self.machine.termination().is_some() {
-            self.violations
-                .push(format!("{name} started at {} after termination began", self.at()));
+            self.violations.push(format!(
+                "{name} started at {} after termination began",
+                self.at()
+            ));
         }
         // Before the first start of a regular container, every sidecar must have been
         // started at some point.
         if let ContainerId::Regular(_) = id
-            && !self.transcript.iter().any(|r| r.what.starts_with(&format!("start {name}#")))
+            && !self
+                .transcript
+                .iter()
+                .any(|r| r.what.starts_with(&format!("start {name}#")))
         {
             let pod = self.machine.pod();
             let sidecars: Vec<String> = pod
