@@ -21,10 +21,11 @@ use crate::Global;
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
+    // Boxed: these flag sets are large and `Args` lives in the binary's top-level enum.
     #[command(subcommand)]
-    command: Option<WebhookCommand>,
+    command: Option<Box<WebhookCommand>>,
     #[command(flatten)]
-    serve: ServeArgs,
+    serve: Box<ServeArgs>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -119,9 +120,9 @@ fn certificate(args: &CertArgs) -> anyhow::Result<ServingCert> {
 
 /// Runs `podrun webhook` or `podrun webhook manifests`.
 pub fn run(args: Args, _global: &Global) -> anyhow::Result<u8> {
-    match args.command {
+    match args.command.map(|c| *c) {
         Some(WebhookCommand::Manifests(m)) => manifests(m),
-        None => serve_webhook(args.serve),
+        None => serve_webhook(*args.serve),
     }
 }
 
