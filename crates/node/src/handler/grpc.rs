@@ -54,7 +54,10 @@ pub(super) async fn probe(addr: SocketAddr, service: &str, timeout: Duration) ->
         Ok(Ok(1)) => HandlerOutcome::Success,
         Ok(Ok(status)) => HandlerOutcome::Failure(format!(
             "service unhealthy (responded with \"{}\")",
-            STATUS_NAMES.get(status as usize).copied().unwrap_or("UNKNOWN")
+            STATUS_NAMES
+                .get(status as usize)
+                .copied()
+                .unwrap_or("UNKNOWN")
         )),
         Ok(Err(CheckError::Status { code: 12, message })) => HandlerOutcome::Failure(format!(
             "this server does not implement the grpc health protocol (grpc.health.v1.Health): {message}"
@@ -66,7 +69,9 @@ pub(super) async fn probe(addr: SocketAddr, service: &str, timeout: Duration) ->
         Ok(Err(CheckError::Transport(e))) => {
             HandlerOutcome::Failure(format!("error: health rpc probe failed: {e}"))
         }
-        Err(_) => HandlerOutcome::Failure(format!("timeout: health rpc did not complete within {t}")),
+        Err(_) => {
+            HandlerOutcome::Failure(format!("timeout: health rpc did not complete within {t}"))
+        }
     }
 }
 
@@ -75,11 +80,16 @@ enum CheckError {
     Transport(String),
 }
 
-async fn check(tcp: tokio::net::TcpStream, addr: SocketAddr, service: &str) -> Result<u64, CheckError> {
+async fn check(
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    service: &str,
+) -> Result<u64, CheckError> {
     let _ = tcp.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-        .await
-        .map_err(|e| CheckError::Transport(e.to_string()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| CheckError::Transport(e.to_string()))?;
     let conn = tokio::spawn(conn);
     let req = http::Request::post(format!("http://{addr}/grpc.health.v1.Health/Check"))
         .header(http::header::CONTENT_TYPE, "application/grpc")
@@ -88,27 +98,48 @@ async fn check(tcp: tokio::net::TcpStream, addr: SocketAddr, service: &str) -> R
         .body(Full::new(frame(&encode_request(service))))
         .map_err(|e| CheckError::Transport(e.to_string()))?;
     let result = async {
-        let resp = sender.send_request(req).await.map_err(|e| CheckError::Transport(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| CheckError::Transport(e.to_string()))?;
         let (parts, body) = resp.into_parts();
         if parts.status != http::StatusCode::OK {
-            return Err(CheckError::Transport(format!("unexpected HTTP status code {}", parts.status.as_u16())));
+            return Err(CheckError::Transport(format!(
+                "unexpected HTTP status code {}",
+                parts.status.as_u16()
+            )));
         }
-        let collected = body.collect().await.map_err(|e| CheckError::Transport(e.to_string()))?;
+        let collected = body
+            .collect()
+            .await
+            .map_err(|e| CheckError::Transport(e.to_string()))?;
         let trailers = collected.trailers().cloned();
         let data = collected.to_bytes();
         // A "trailers-only" response carries grpc-status in the headers.
-        let status_from = trailers.as_ref().filter(|t| t.contains_key("grpc-status")).unwrap_or(&parts.headers);
+        let status_from = trailers
+            .as_ref()
+            .filter(|t| t.contains_key("grpc-status"))
+            .unwrap_or(&parts.headers);
         let code = status_from
             .get("grpc-status")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u32>().ok())
             .ok_or_else(|| CheckError::Transport("missing grpc-status".into()))?;
         if code != 0 {
-            let message = status_from.get("grpc-message").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-            return Err(CheckError::Status { code, message: percent_decode(&message) });
+            let message = status_from
+                .get("grpc-message")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            return Err(CheckError::Status {
+                code,
+                message: percent_decode(&message),
+            });
         }
-        let msg = unframe(&data).ok_or_else(|| CheckError::Transport("malformed gRPC response".into()))?;
-        decode_status(msg).ok_or_else(|| CheckError::Transport("malformed HealthCheckResponse".into()))
+        let msg = unframe(&data)
+            .ok_or_else(|| CheckError::Transport("malformed gRPC response".into()))?;
+        decode_status(msg)
+            .ok_or_else(|| CheckError::Transport("malformed HealthCheckResponse".into()))
     }
     .await;
     conn.abort();

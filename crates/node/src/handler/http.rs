@@ -28,13 +28,24 @@ pub(super) struct HttpTarget {
 
 impl HttpTarget {
     pub(super) fn from_action(action: &HTTPGetAction, pod_ip: IpAddr, port: u16) -> HttpTarget {
-        let path = action.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| "/".into());
+        let path = action
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
         HttpTarget {
             host: action.host.clone().filter(|h| !h.is_empty()),
             pod_ip,
             port,
-            path: if path.starts_with('/') { path } else { format!("/{path}") },
-            https: action.scheme.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")),
+            path: if path.starts_with('/') {
+                path
+            } else {
+                format!("/{path}")
+            },
+            https: action
+                .scheme
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS")),
             headers: action
                 .http_headers
                 .iter()
@@ -46,11 +57,20 @@ impl HttpTarget {
 
     fn url_host(&self) -> String {
         let h = self.host.clone().unwrap_or_else(|| self.pod_ip.to_string());
-        if h.contains(':') && !h.starts_with('[') { format!("[{h}]:{}", self.port) } else { format!("{h}:{}", self.port) }
+        if h.contains(':') && !h.starts_with('[') {
+            format!("[{h}]:{}", self.port)
+        } else {
+            format!("{h}:{}", self.port)
+        }
     }
 
     fn url(&self) -> String {
-        format!("{}://{}{}", if self.https { "https" } else { "http" }, self.url_host(), self.path)
+        format!(
+            "{}://{}{}",
+            if self.https { "https" } else { "http" },
+            self.url_host(),
+            self.path
+        )
     }
 }
 
@@ -58,7 +78,9 @@ impl HttpTarget {
 pub(super) async fn probe(target: &HttpTarget, timeout: Duration) -> HandlerOutcome {
     match tokio::time::timeout(timeout, get(target, timeout)).await {
         Ok(Ok(status)) if (200..400).contains(&status) => HandlerOutcome::Success,
-        Ok(Ok(status)) => HandlerOutcome::Failure(format!("HTTP probe failed with statuscode: {status}")),
+        Ok(Ok(status)) => {
+            HandlerOutcome::Failure(format!("HTTP probe failed with statuscode: {status}"))
+        }
         Ok(Err(e)) => HandlerOutcome::Failure(format!("Get \"{}\": {e}", target.url())),
         Err(_) => HandlerOutcome::Failure(format!(
             "Get \"{}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
@@ -100,7 +122,9 @@ async fn get(target: &HttpTarget, dial_timeout: Duration) -> Result<u16, String>
         req = req.header(http::header::ACCEPT, "*/*");
     }
     req = req.header(http::header::CONNECTION, "close");
-    let req = req.body(Empty::<Bytes>::new()).map_err(|e| format!("invalid request: {e}"))?;
+    let req = req
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("invalid request: {e}"))?;
     if target.https {
         let server_name = match addr.ip() {
             ip if target.host.is_none() => ServerName::IpAddress(ip.into()),
@@ -133,7 +157,8 @@ where
         Ok(resp) => {
             let status = resp.status().as_u16();
             // Drain (a bounded amount of) the body so the server sees a clean close.
-            let _ = tokio::time::timeout(Duration::from_millis(100), resp.into_body().collect()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), resp.into_body().collect()).await;
             Ok(status)
         }
         Err(e) => Err(e),
@@ -155,7 +180,10 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
                 .with_safe_default_protocol_versions()
                 // Invariant: ring's default provider supports the safe default versions.
                 .expect("ring supports TLS 1.2 and 1.3");
-            let mut cfg = builder.dangerous().with_custom_certificate_verifier(verifier).with_no_client_auth();
+            let mut cfg = builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth();
             cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
             Arc::new(cfg)
         })
@@ -183,7 +211,12 @@ impl ServerCertVerifier for DangerAcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -192,7 +225,12 @@ impl ServerCertVerifier for DangerAcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

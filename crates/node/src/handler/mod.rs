@@ -60,7 +60,10 @@ pub async fn run_probe_with_ports(
     pod_ip: IpAddr,
     ports: &[ContainerPort],
 ) -> HandlerOutcome {
-    let secs = probe.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS).max(1);
+    let secs = probe
+        .timeout_seconds
+        .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+        .max(1);
     let timeout = Duration::from_secs(secs as u64);
     if let Some(exec) = &probe.exec {
         let command = exec.command.clone().unwrap_or_default();
@@ -90,7 +93,12 @@ pub async fn run_probe_with_ports(
         let Ok(port) = u16::try_from(action.port) else {
             return HandlerOutcome::Failure(format!("invalid port number: {}", action.port));
         };
-        return grpc::probe(SocketAddr::new(pod_ip, port), action.service.as_deref().unwrap_or(""), timeout).await;
+        return grpc::probe(
+            SocketAddr::new(pod_ip, port),
+            action.service.as_deref().unwrap_or(""),
+            timeout,
+        )
+        .await;
     }
     HandlerOutcome::Failure("missing probe handler".into())
 }
@@ -124,7 +132,9 @@ pub async fn run_hook_with_ports(
                 out.exit_code,
                 out.text()
             )),
-            Err(ExecError::Timeout { command }) => HandlerOutcome::Failure(format!("command \"{command}\" timed out")),
+            Err(ExecError::Timeout { command }) => {
+                HandlerOutcome::Failure(format!("command \"{command}\" timed out"))
+            }
             Err(e) => HandlerOutcome::Failure(e.to_string()),
         };
     }
@@ -162,7 +172,10 @@ fn resolve_port(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, Stri
                 .ok_or_else(|| format!("couldn't find port: {name} in container"))?,
         },
     };
-    u16::try_from(n).ok().filter(|p| *p > 0).ok_or_else(|| format!("invalid port number: {n}"))
+    u16::try_from(n)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("invalid port number: {n}"))
 }
 
 /// Resolves the host of an httpGet/tcpSocket action (default: the pod IP).
@@ -170,13 +183,19 @@ async fn resolve_host(host: Option<&str>, pod_ip: IpAddr, port: u16) -> Result<S
     match host.filter(|h| !h.is_empty()) {
         None => Ok(SocketAddr::new(pod_ip, port)),
         Some(h) => {
-            if let Ok(ip) = h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            if let Ok(ip) = h
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
                 return Ok(SocketAddr::new(ip, port));
             }
             let mut addrs = tokio::net::lookup_host((h, port))
                 .await
                 .map_err(|_| format!("dial tcp: lookup {h}: no such host"))?;
-            addrs.next().ok_or_else(|| format!("dial tcp: lookup {h}: no such host"))
+            addrs
+                .next()
+                .ok_or_else(|| format!("dial tcp: lookup {h}: no such host"))
         }
     }
 }
@@ -200,7 +219,12 @@ fn go_errno_text(e: &std::io::Error) -> String {
     }
 }
 
-async fn tcp_probe(host: Option<&str>, pod_ip: IpAddr, port: u16, timeout: Duration) -> HandlerOutcome {
+async fn tcp_probe(
+    host: Option<&str>,
+    pod_ip: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> HandlerOutcome {
     let addr = match resolve_host(host, pod_ip, port).await {
         Ok(a) => a,
         Err(e) => return HandlerOutcome::Failure(e),
@@ -227,16 +251,32 @@ mod tests {
 
     #[test]
     fn ports_resolve_by_number_or_name() {
-        let ports = vec![ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() }];
+        let ports = vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 8080,
+            ..Default::default()
+        }];
         assert_eq!(resolve_port(&IntOrString::Int(80), &ports), Ok(80));
-        assert_eq!(resolve_port(&IntOrString::String("http".into()), &ports), Ok(8080));
-        assert_eq!(resolve_port(&IntOrString::String("9090".into()), &ports), Ok(9090));
+        assert_eq!(
+            resolve_port(&IntOrString::String("http".into()), &ports),
+            Ok(8080)
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::String("9090".into()), &ports),
+            Ok(9090)
+        );
         assert_eq!(
             resolve_port(&IntOrString::String("metrics".into()), &ports),
             Err("couldn't find port: metrics in container".into())
         );
-        assert_eq!(resolve_port(&IntOrString::Int(70000), &ports), Err("invalid port number: 70000".into()));
-        assert_eq!(resolve_port(&IntOrString::Int(0), &ports), Err("invalid port number: 0".into()));
+        assert_eq!(
+            resolve_port(&IntOrString::Int(70000), &ports),
+            Err("invalid port number: 70000".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::Int(0), &ports),
+            Err("invalid port number: 0".into())
+        );
     }
 
     #[test]

@@ -23,15 +23,42 @@ const CHILD_STACK: usize = 256 * 1024;
 #[derive(Debug)]
 pub(crate) enum RawOp {
     MakeRootPrivate,
-    Tmpfs { target: CString, devices: bool, data: CString },
-    MakeUnbindable { target: CString },
-    Mkdir { path: CString },
-    Touch { path: CString },
-    Symlink { target: CString, link: CString },
-    CharDevice { path: CString, dev: libc::dev_t },
-    Bind { source: CString, target: CString, read_only: bool },
-    Special { fstype: CString, target: CString, flags: libc::c_ulong, data: CString },
-    PivotRoot { new_root: CString },
+    Tmpfs {
+        target: CString,
+        devices: bool,
+        data: CString,
+    },
+    MakeUnbindable {
+        target: CString,
+    },
+    Mkdir {
+        path: CString,
+    },
+    Touch {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    CharDevice {
+        path: CString,
+        dev: libc::dev_t,
+    },
+    Bind {
+        source: CString,
+        target: CString,
+        read_only: bool,
+    },
+    Special {
+        fstype: CString,
+        target: CString,
+        flags: libc::c_ulong,
+        data: CString,
+    },
+    PivotRoot {
+        new_root: CString,
+    },
 }
 
 /// Everything the child needs, built before cloning.
@@ -118,24 +145,28 @@ pub(crate) struct Cloned {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Runs `f` on the spawner thread and returns its result.
-pub(crate) fn run_on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> std::io::Result<T> {
+pub(crate) fn run_on_spawner<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<T> {
     static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let tx = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
-        let started = std::thread::Builder::new().name("podrun-spawner".into()).spawn(move || {
-            // Block every signal on this thread: clone children start with this mask, so no
-            // handler of ours can run inside a child that shares our memory. The child
-            // restores default dispositions and an empty mask just before exec.
-            // SAFETY: plain libc calls on a local sigset.
-            unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-            }
-            while let Ok(job) = rx.recv() {
-                job();
-            }
-        });
+        let started = std::thread::Builder::new()
+            .name("podrun-spawner".into())
+            .spawn(move || {
+                // Block every signal on this thread: clone children start with this mask, so no
+                // handler of ours can run inside a child that shares our memory. The child
+                // restores default dispositions and an empty mask just before exec.
+                // SAFETY: plain libc calls on a local sigset.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+                }
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            });
         if let Err(e) = started {
             tracing::error!(error = %e, "cannot start the spawner thread");
         }
@@ -149,16 +180,19 @@ pub(crate) fn run_on_spawner<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
         .unwrap_or_else(|e| e.into_inner())
         .send(job)
         .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    rrx.recv().map_err(|_| std::io::Error::other("spawner thread is gone"))
+    rrx.recv()
+        .map_err(|_| std::io::Error::other("spawner thread is gone"))
 }
 
 /// A pidfd of this process, opened once.
 pub(crate) fn self_pidfd() -> std::io::Result<RawFd> {
     static FD: OnceLock<Result<OwnedFd, i32>> = OnceLock::new();
     let fd = FD.get_or_init(|| {
-        rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty())
-            .map(|fd| fd.into())
-            .map_err(|e| e.raw_os_error())
+        rustix::process::pidfd_open(
+            rustix::process::getpid(),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| e.raw_os_error())
     });
     match fd {
         Ok(fd) => Ok(fd.as_raw_fd()),
@@ -170,8 +204,16 @@ pub(crate) fn self_pidfd() -> std::io::Result<RawFd> {
 /// flags (`CLONE_NEWPID | CLONE_NEWNS | …`) or 0.
 pub(crate) fn clone_child(plan: &ChildPlan, ns_flags: c_int) -> std::io::Result<Cloned> {
     let mut stack = vec![0u8; CHILD_STACK];
-    let mut inner_stack = if plan.setns.is_some() { vec![0u8; CHILD_STACK] } else { Vec::new() };
-    let mut report = ChildReport { stage: Stage::None, errno: 0, inner_pid: 0 };
+    let mut inner_stack = if plan.setns.is_some() {
+        vec![0u8; CHILD_STACK]
+    } else {
+        Vec::new()
+    };
+    let mut report = ChildReport {
+        stage: Stage::None,
+        errno: 0,
+        inner_pid: 0,
+    };
     let args = ChildArgs {
         plan,
         report: &mut report,
@@ -182,8 +224,11 @@ pub(crate) fn clone_child(plan: &ChildPlan, ns_flags: c_int) -> std::io::Result<
             inner_stack.as_mut_ptr().wrapping_add(CHILD_STACK)
         },
     };
-    let entry: extern "C" fn(*mut c_void) -> c_int =
-        if plan.setns.is_some() { enter_then_spawn } else { child_main };
+    let entry: extern "C" fn(*mut c_void) -> c_int = if plan.setns.is_some() {
+        enter_then_spawn
+    } else {
+        child_main
+    };
     let mut pidfd: c_int = -1;
     let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | ns_flags | libc::SIGCHLD;
     // SAFETY: the child runs `entry` on its own stack with `args`, which live until clone
@@ -215,7 +260,14 @@ fn fail(args: &ChildArgs, stage: Stage) -> ! {
     // SAFETY: async-signal-safe: read errno, write the report slot, exit without atexit.
     unsafe {
         let errno = *libc::__errno_location();
-        std::ptr::write_volatile(args.report, ChildReport { stage, errno, inner_pid: 0 });
+        std::ptr::write_volatile(
+            args.report,
+            ChildReport {
+                stage,
+                errno,
+                inner_pid: 0,
+            },
+        );
         libc::_exit(127)
     }
 }
@@ -227,7 +279,9 @@ extern "C" fn enter_then_spawn(arg: *mut c_void) -> c_int {
     let args = unsafe { &*(arg as *const ChildArgs) };
     // SAFETY: the plan outlives the child (see clone_child).
     let plan = unsafe { &*args.plan };
-    let Some((pidfd, nsflags)) = plan.setns else { fail(args, Stage::Setns) };
+    let Some((pidfd, nsflags)) = plan.setns else {
+        fail(args, Stage::Setns)
+    };
     // SAFETY: raw system calls only.
     unsafe {
         if libc::setns(pidfd, nsflags) != 0 {
@@ -258,13 +312,24 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     let plan = unsafe { &*args.plan };
     // SAFETY: everything below is a raw system call on memory prepared by the parent.
     unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             fail(args, Stage::DeathSignal);
         }
         // If podrun died before PDEATHSIG was armed, nobody would ever kill us.
         // (A pidfd turns readable when its process has exited; unlike pidfd_send_signal this
         // works from inside the new PID namespace.)
-        let mut pfd = libc::pollfd { fd: plan.parent_pidfd, events: libc::POLLIN, revents: 0 };
+        let mut pfd = libc::pollfd {
+            fd: plan.parent_pidfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
         if libc::poll(&mut pfd, 1, 0) != 0 {
             fail(args, Stage::ParentGone);
         }
@@ -311,7 +376,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         let mut saw_eacces = false;
         let mut last = libc::ENOENT;
         for cand in &plan.candidates {
-            libc::execve(cand.as_ptr(), plan.argv_ptrs.as_ptr(), plan.envp_ptrs.as_ptr());
+            libc::execve(
+                cand.as_ptr(),
+                plan.argv_ptrs.as_ptr(),
+                plan.envp_ptrs.as_ptr(),
+            );
             let e = *libc::__errno_location();
             match e {
                 libc::EACCES => saw_eacces = true,
@@ -340,28 +409,50 @@ unsafe fn run_op(op: &RawOp) -> c_int {
     // SAFETY: all pointers come from live CStrings in the plan.
     unsafe {
         match op {
-            RawOp::MakeRootPrivate => {
-                libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
-            }
-            RawOp::Tmpfs { target, devices, data } => libc::mount(
+            RawOp::MakeRootPrivate => libc::mount(
+                null,
+                c"/".as_ptr(),
+                null,
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ),
+            RawOp::Tmpfs {
+                target,
+                devices,
+                data,
+            } => libc::mount(
                 c"tmpfs".as_ptr(),
                 target.as_ptr(),
                 c"tmpfs".as_ptr(),
-                if *devices { libc::MS_NOSUID } else { libc::MS_NOSUID | libc::MS_NODEV },
+                if *devices {
+                    libc::MS_NOSUID
+                } else {
+                    libc::MS_NOSUID | libc::MS_NODEV
+                },
                 data.as_ptr() as *const c_void,
             ),
-            RawOp::MakeUnbindable { target } => {
-                libc::mount(null, target.as_ptr(), null, libc::MS_UNBINDABLE, std::ptr::null())
-            }
+            RawOp::MakeUnbindable { target } => libc::mount(
+                null,
+                target.as_ptr(),
+                null,
+                libc::MS_UNBINDABLE,
+                std::ptr::null(),
+            ),
             RawOp::Mkdir { path } => {
-                if libc::mkdir(path.as_ptr(), 0o755) != 0 && *libc::__errno_location() != libc::EEXIST {
+                if libc::mkdir(path.as_ptr(), 0o755) != 0
+                    && *libc::__errno_location() != libc::EEXIST
+                {
                     -1
                 } else {
                     0
                 }
             }
             RawOp::Touch { path } => {
-                let fd = libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                let fd = libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
                 if fd < 0 {
                     -1
                 } else {
@@ -370,8 +461,14 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                 }
             }
             RawOp::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
-            RawOp::CharDevice { path, dev } => libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev),
-            RawOp::Bind { source, target, read_only } => {
+            RawOp::CharDevice { path, dev } => {
+                libc::mknod(path.as_ptr(), libc::S_IFCHR | 0o666, *dev)
+            }
+            RawOp::Bind {
+                source,
+                target,
+                read_only,
+            } => {
                 let r = libc::mount(
                     source.as_ptr(),
                     target.as_ptr(),
@@ -383,7 +480,12 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                     return r;
                 }
                 // Read-only for the whole bound tree, submounts included.
-                let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+                let attr = MountAttr {
+                    attr_set: MOUNT_ATTR_RDONLY,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
                 libc::syscall(
                     libc::SYS_mount_setattr,
                     libc::AT_FDCWD,
@@ -393,7 +495,12 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                     std::mem::size_of::<MountAttr>(),
                 ) as c_int
             }
-            RawOp::Special { fstype, target, flags, data } => libc::mount(
+            RawOp::Special {
+                fstype,
+                target,
+                flags,
+                data,
+            } => libc::mount(
                 fstype.as_ptr(),
                 target.as_ptr(),
                 fstype.as_ptr(),

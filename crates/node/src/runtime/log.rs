@@ -62,14 +62,20 @@ impl LineSplitter {
             match window.iter().position(|&b| b == b'\n') {
                 Some(nl) => {
                     self.pending.extend_from_slice(&window[..nl]);
-                    out.push(LogRecord { text: std::mem::take(&mut self.pending), full: true });
+                    out.push(LogRecord {
+                        text: std::mem::take(&mut self.pending),
+                        full: true,
+                    });
                     chunk = &chunk[nl + 1..];
                 }
                 None => {
                     self.pending.extend_from_slice(window);
                     chunk = &chunk[window.len()..];
                     if self.pending.len() == MAX_LOG_LINE {
-                        out.push(LogRecord { text: std::mem::take(&mut self.pending), full: false });
+                        out.push(LogRecord {
+                            text: std::mem::take(&mut self.pending),
+                            full: false,
+                        });
                     }
                 }
             }
@@ -82,7 +88,10 @@ impl LineSplitter {
         if self.pending.is_empty() {
             None
         } else {
-            Some(LogRecord { text: std::mem::take(&mut self.pending), full: false })
+            Some(LogRecord {
+                text: std::mem::take(&mut self.pending),
+                full: false,
+            })
         }
     }
 }
@@ -144,8 +153,13 @@ impl LogSink {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Arc::new(LogSink { file: Mutex::new(file) }))
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(Arc::new(LogSink {
+            file: Mutex::new(file),
+        }))
     }
 
     fn write(&self, stream: LogStream, records: &[LogRecord]) {
@@ -194,7 +208,10 @@ mod tests {
     fn timestamp_has_nine_fraction_digits_in_utc() {
         let t = UNIX_EPOCH + Duration::new(1_475_713_029, 669_794_202);
         assert_eq!(format_timestamp(t), "2016-10-06T00:17:09.669794202Z");
-        assert_eq!(format_timestamp(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_timestamp(UNIX_EPOCH),
+            "1970-01-01T00:00:00.000000000Z"
+        );
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(format_timestamp(leap), "2000-02-29T00:00:00.000000000Z");
     }
@@ -205,8 +222,17 @@ mod tests {
         assert_eq!(s.push(b"ab"), vec![]);
         let r = s.push(b"c\nde\n\nf");
         let texts: Vec<_> = r.iter().map(|r| (r.text.as_slice(), r.full)).collect();
-        assert_eq!(texts, vec![(&b"abc"[..], true), (&b"de"[..], true), (&b""[..], true)]);
-        assert_eq!(s.finish(), Some(LogRecord { text: b"f".to_vec(), full: false }));
+        assert_eq!(
+            texts,
+            vec![(&b"abc"[..], true), (&b"de"[..], true), (&b""[..], true)]
+        );
+        assert_eq!(
+            s.finish(),
+            Some(LogRecord {
+                text: b"f".to_vec(),
+                full: false
+            })
+        );
         assert_eq!(s.finish(), None);
     }
 
@@ -232,7 +258,15 @@ mod tests {
     fn record_format_matches_cri() {
         let mut buf = Vec::new();
         let t = UNIX_EPOCH + Duration::new(1_475_713_029, 669_794_202);
-        format_record(&mut buf, t, LogStream::Stderr, &LogRecord { text: b"hi".to_vec(), full: false });
+        format_record(
+            &mut buf,
+            t,
+            LogStream::Stderr,
+            &LogRecord {
+                text: b"hi".to_vec(),
+                full: false,
+            },
+        );
         assert_eq!(buf, b"2016-10-06T00:17:09.669794202Z stderr P hi\n");
     }
 }

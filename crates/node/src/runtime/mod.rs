@@ -141,7 +141,9 @@ pub enum SpawnError {
         reason: String,
     },
     /// Volume mounts were requested but this process cannot isolate (not root).
-    #[error("volume mounts need isolation, which needs root: refusing to run with host paths instead")]
+    #[error(
+        "volume mounts need isolation, which needs root: refusing to run with host paths instead"
+    )]
     IsolationUnavailable,
     /// No tokio runtime to deliver exit events.
     #[error("spawning a container needs a tokio runtime")]
@@ -225,18 +227,29 @@ impl ContainerProcess {
         }
         let mut env = launch.env.clone();
         if !env.iter().any(|(k, _)| k == "HOSTNAME") {
-            let host = launch.hostname.clone().unwrap_or_else(|| launch.pod.name.clone());
+            let host = launch
+                .hostname
+                .clone()
+                .unwrap_or_else(|| launch.pod.name.clone());
             env.push(("HOSTNAME".into(), host));
         }
         let (ops, op_names) = if isolated {
             let mut binds: Vec<PlannedBind> = launch
                 .mounts
                 .iter()
-                .map(|m| PlannedBind { source: m.source.clone(), target: m.target.clone(), read_only: m.read_only })
+                .map(|m| PlannedBind {
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                })
                 .collect();
             if let Some((host_file, in_container)) = &launch.termination_message {
                 ensure_file(host_file)?;
-                binds.push(PlannedBind { source: host_file.clone(), target: in_container.clone(), read_only: false });
+                binds.push(PlannedBind {
+                    source: host_file.clone(),
+                    target: in_container.clone(),
+                    read_only: false,
+                });
             }
             ensure_rootfs_mountpoint()?;
             let plan = rootfs::plan_rootfs(&rootfs::RealHost, &binds)?;
@@ -277,7 +290,12 @@ impl ContainerProcess {
         drop((out_w, err_w, devnull));
         if cloned.report.stage != Stage::None {
             reap_failed(&cloned.pidfd);
-            return Err(report_error(&cloned.report, &argv0, launch.working_dir.as_deref(), &op_names));
+            return Err(report_error(
+                &cloned.report,
+                &argv0,
+                launch.working_dir.as_deref(),
+                &op_names,
+            ));
         }
         let proc = match ProcessHandle::watch(cloned.pid as u32, cloned.pidfd) {
             Ok(p) => p,
@@ -372,9 +390,11 @@ impl Drop for ContainerProcess {
 /// stay a zombie for podrun's whole life.
 fn kill_and_reap_detached(proc: ProcessHandle, group: bool) {
     let _ = proc.signal(libc::SIGKILL, group);
-    let spawned = std::thread::Builder::new().name("podrun-reap".into()).spawn(move || {
-        proc.reap_blocking();
-    });
+    let spawned = std::thread::Builder::new()
+        .name("podrun-reap".into())
+        .spawn(move || {
+            proc.reap_blocking();
+        });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start a reaper thread; the child is reaped when its watcher runs");
     }
@@ -395,7 +415,9 @@ pub async fn exec_in(
     }
     let (out_r, out_w) = pipe_pair()?;
     let devnull = open_devnull()?;
-    let setns = container.isolated.then_some((container.pidfd(), container.ns_flags));
+    let setns = container
+        .isolated
+        .then_some((container.pidfd(), container.ns_flags));
     let plan = build_plan(
         argv,
         env,
@@ -408,7 +430,7 @@ pub async fn exec_in(
     let argv0 = argv.first().cloned().unwrap_or_default();
     let cloned = child::run_on_spawner(move || child::clone_child(&plan, 0))
         .and_then(|r| r)
-        .map_err(|e| SpawnError::from(setup("clone", e)))?;
+        .map_err(|e| setup("clone", e))?;
     drop((out_w, devnull));
     let (pidfd, pid) = if container.isolated {
         // `cloned` is the intermediate that joined the namespaces; it has exited.
@@ -421,7 +443,13 @@ pub async fn exec_in(
             if cloned.report.stage == Stage::Setns && cloned.report.errno == libc::ESRCH {
                 return Err(ExecError::NotRunning);
             }
-            return Err(report_error(&cloned.report, &argv0, container.working_dir.as_deref(), &[]).into());
+            return Err(report_error(
+                &cloned.report,
+                &argv0,
+                container.working_dir.as_deref(),
+                &[],
+            )
+            .into());
         }
         let fd = rustix::process::pidfd_open(
             rustix::process::Pid::from_raw(inner).ok_or_else(|| setup_err("exec", "no pid"))?,
@@ -432,7 +460,13 @@ pub async fn exec_in(
     } else {
         if cloned.report.stage != Stage::None {
             reap_failed(&cloned.pidfd);
-            return Err(report_error(&cloned.report, &argv0, container.working_dir.as_deref(), &[]).into());
+            return Err(report_error(
+                &cloned.report,
+                &argv0,
+                container.working_dir.as_deref(),
+                &[],
+            )
+            .into());
         }
         (cloned.pidfd, cloned.pid)
     };
@@ -474,11 +508,16 @@ pub async fn exec_in(
     match tokio::time::timeout(timeout, run).await {
         Ok((Some(info), output)) => {
             std::mem::forget(guard);
-            Ok(ExecOutput { exit_code: info.exit_code, output })
+            Ok(ExecOutput {
+                exit_code: info.exit_code,
+                output,
+            })
         }
         Ok((None, _)) | Err(_) => {
             drop(guard);
-            Err(ExecError::Timeout { command: argv.join(" ") })
+            Err(ExecError::Timeout {
+                command: argv.join(" "),
+            })
         }
     }
 }
@@ -500,11 +539,17 @@ impl Drop for KillOnDrop {
 // === preparation (parent side, may allocate) ===
 
 fn setup(step: &str, e: std::io::Error) -> SpawnError {
-    SpawnError::Setup { step: step.into(), reason: errno_text_io(&e) }
+    SpawnError::Setup {
+        step: step.into(),
+        reason: errno_text_io(&e),
+    }
 }
 
 fn setup_err(step: &str, reason: &str) -> SpawnError {
-    SpawnError::Setup { step: step.into(), reason: reason.into() }
+    SpawnError::Setup {
+        step: step.into(),
+        reason: reason.into(),
+    }
 }
 
 fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, SpawnError> {
@@ -563,7 +608,8 @@ fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, SpawnError> {
 
 fn ensure_file(path: &Path) -> Result<(), SpawnError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| setup("create termination message directory", e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| setup("create termination message directory", e))?;
     }
     std::fs::OpenOptions::new()
         .create(true)
@@ -577,7 +623,10 @@ fn ensure_rootfs_mountpoint() -> Result<(), SpawnError> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| std::fs::create_dir_all(ROOTFS_MOUNTPOINT).map_err(|e| errno_text_io(&e)))
         .clone()
-        .map_err(|reason| SpawnError::Setup { step: format!("create {ROOTFS_MOUNTPOINT}"), reason })
+        .map_err(|reason| SpawnError::Setup {
+            step: format!("create {ROOTFS_MOUNTPOINT}"),
+            reason,
+        })
 }
 
 /// Paths to try for `argv0`: itself when it contains a slash, else each `$PATH` entry.
@@ -585,9 +634,20 @@ fn exec_candidates(argv0: &str, env: &[(String, String)]) -> Vec<PathBuf> {
     if argv0.contains('/') {
         return vec![PathBuf::from(argv0)];
     }
-    let path = env.iter().rev().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or(DEFAULT_PATH);
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or(DEFAULT_PATH);
     path.split(':')
-        .map(|dir| if dir.is_empty() { Path::new(".").join(argv0) } else { Path::new(dir).join(argv0) })
+        .map(|dir| {
+            if dir.is_empty() {
+                Path::new(".").join(argv0)
+            } else {
+                Path::new(dir).join(argv0)
+            }
+        })
         .collect()
 }
 
@@ -604,7 +664,10 @@ fn build_plan(
     if argv0.is_empty() {
         return Err(SpawnError::NoCommand);
     }
-    let argv_c = argv.iter().map(|a| cstring(a, "command or args")).collect::<Result<Vec<_>, _>>()?;
+    let argv_c = argv
+        .iter()
+        .map(|a| cstring(a, "command or args"))
+        .collect::<Result<Vec<_>, _>>()?;
     let envp_c = env
         .iter()
         .map(|(k, v)| cstring(format!("{k}={v}"), "environment variable"))
@@ -648,33 +711,69 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
     let mut names = Vec::with_capacity(plan.len());
     for op in plan {
         let (raw, name) = match op {
-            MountOp::MakeRootPrivate => (RawOp::MakeRootPrivate, "making mounts private".to_string()),
-            MountOp::Tmpfs { target, devices, options } => (
-                RawOp::Tmpfs { target: c(target)?, devices: *devices, data: cstring(options, "mount options")? },
+            MountOp::MakeRootPrivate => {
+                (RawOp::MakeRootPrivate, "making mounts private".to_string())
+            }
+            MountOp::Tmpfs {
+                target,
+                devices,
+                options,
+            } => (
+                RawOp::Tmpfs {
+                    target: c(target)?,
+                    devices: *devices,
+                    data: cstring(options, "mount options")?,
+                },
                 format!("mounting tmpfs to rootfs at {:?}", inside(target)),
             ),
-            MountOp::MakeUnbindable { target } => {
-                (RawOp::MakeUnbindable { target: c(target)? }, "preparing rootfs".to_string())
-            }
-            MountOp::Mkdir { path } => {
-                (RawOp::Mkdir { path: c(path)? }, format!("creating mount point {:?}", inside(path)))
-            }
-            MountOp::Touch { path } => {
-                (RawOp::Touch { path: c(path)? }, format!("creating mount point {:?}", inside(path)))
-            }
+            MountOp::MakeUnbindable { target } => (
+                RawOp::MakeUnbindable { target: c(target)? },
+                "preparing rootfs".to_string(),
+            ),
+            MountOp::Mkdir { path } => (
+                RawOp::Mkdir { path: c(path)? },
+                format!("creating mount point {:?}", inside(path)),
+            ),
+            MountOp::Touch { path } => (
+                RawOp::Touch { path: c(path)? },
+                format!("creating mount point {:?}", inside(path)),
+            ),
             MountOp::Symlink { target, link } => (
-                RawOp::Symlink { target: c(target)?, link: c(link)? },
+                RawOp::Symlink {
+                    target: c(target)?,
+                    link: c(link)?,
+                },
                 format!("creating symlink {:?}", inside(link)),
             ),
             MountOp::CharDevice { path, major, minor } => (
-                RawOp::CharDevice { path: c(path)?, dev: libc::makedev(*major, *minor) },
+                RawOp::CharDevice {
+                    path: c(path)?,
+                    dev: libc::makedev(*major, *minor),
+                },
                 format!("creating device {:?}", inside(path)),
             ),
-            MountOp::Bind { source, target, read_only } => (
-                RawOp::Bind { source: c(source)?, target: c(target)?, read_only: *read_only },
-                format!("mounting {:?} to rootfs at {:?}", source.display().to_string(), inside(target)),
+            MountOp::Bind {
+                source,
+                target,
+                read_only,
+            } => (
+                RawOp::Bind {
+                    source: c(source)?,
+                    target: c(target)?,
+                    read_only: *read_only,
+                },
+                format!(
+                    "mounting {:?} to rootfs at {:?}",
+                    source.display().to_string(),
+                    inside(target)
+                ),
             ),
-            MountOp::Special { fstype, target, flags, options } => (
+            MountOp::Special {
+                fstype,
+                target,
+                flags,
+                options,
+            } => (
                 RawOp::Special {
                     fstype: cstring(fstype, "fstype")?,
                     target: c(target)?,
@@ -683,9 +782,12 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
                 },
                 format!("mounting {fstype} to rootfs at {:?}", inside(target)),
             ),
-            MountOp::PivotRoot { new_root } => {
-                (RawOp::PivotRoot { new_root: c(new_root)? }, "pivot_root".to_string())
-            }
+            MountOp::PivotRoot { new_root } => (
+                RawOp::PivotRoot {
+                    new_root: c(new_root)?,
+                },
+                "pivot_root".to_string(),
+            ),
         };
         ops.push(raw);
         names.push(name);
@@ -693,25 +795,42 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
     Ok((ops, names))
 }
 
-fn report_error(report: &ChildReport, argv0: &str, cwd: Option<&Path>, op_names: &[String]) -> SpawnError {
+fn report_error(
+    report: &ChildReport,
+    argv0: &str,
+    cwd: Option<&Path>,
+    op_names: &[String],
+) -> SpawnError {
     let reason = errno_text(report.errno);
     match report.stage {
         Stage::Exec if report.errno == libc::ENOENT && !argv0.contains('/') => {
             SpawnError::NotFound { name: argv0.into() }
         }
-        Stage::Exec if report.errno == libc::ENOENT => {
-            SpawnError::Exec { name: argv0.into(), reason: format!("stat {argv0}: {reason}") }
-        }
-        Stage::Exec => SpawnError::Exec { name: argv0.into(), reason },
+        Stage::Exec if report.errno == libc::ENOENT => SpawnError::Exec {
+            name: argv0.into(),
+            reason: format!("stat {argv0}: {reason}"),
+        },
+        Stage::Exec => SpawnError::Exec {
+            name: argv0.into(),
+            reason,
+        },
         Stage::Chdir => SpawnError::WorkingDir {
-            dir: cwd.map(|d| d.display().to_string()).unwrap_or_else(|| "/".into()),
+            dir: cwd
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "/".into()),
             reason,
         },
         Stage::Op(i) => SpawnError::Mount {
-            what: op_names.get(i).cloned().unwrap_or_else(|| format!("mount step {i}")),
+            what: op_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("mount step {i}")),
             reason,
         },
-        other => SpawnError::Setup { step: format!("{other:?}"), reason },
+        other => SpawnError::Setup {
+            step: format!("{other:?}"),
+            reason,
+        },
     }
 }
 
@@ -719,7 +838,10 @@ fn report_error(report: &ChildReport, argv0: &str, cwd: Option<&Path>, op_names:
 /// an intermediate that already returned.
 fn reap_failed(pidfd: &OwnedFd) {
     loop {
-        match rustix::process::waitid(rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(pidfd)), rustix::process::WaitIdOptions::EXITED) {
+        match rustix::process::waitid(
+            rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(pidfd)),
+            rustix::process::WaitIdOptions::EXITED,
+        ) {
             Err(e) if e == rustix::io::Errno::INTR => continue,
             _ => return,
         }
@@ -743,10 +865,17 @@ mod tests {
         let env = vec![("PATH".to_string(), "/a::/b".to_string())];
         assert_eq!(
             exec_candidates("sh", &env),
-            vec![PathBuf::from("/a/sh"), PathBuf::from("./sh"), PathBuf::from("/b/sh")]
+            vec![
+                PathBuf::from("/a/sh"),
+                PathBuf::from("./sh"),
+                PathBuf::from("/b/sh")
+            ]
         );
         assert_eq!(exec_candidates("/x/y", &env), vec![PathBuf::from("/x/y")]);
-        assert_eq!(exec_candidates("sh", &[]).len(), DEFAULT_PATH.split(':').count());
+        assert_eq!(
+            exec_candidates("sh", &[]).len(),
+            DEFAULT_PATH.split(':').count()
+        );
     }
 
     #[test]
@@ -757,7 +886,11 @@ mod tests {
 
     #[test]
     fn report_errors_read_like_runc() {
-        let r = ChildReport { stage: Stage::Exec, errno: libc::ENOENT, inner_pid: 0 };
+        let r = ChildReport {
+            stage: Stage::Exec,
+            errno: libc::ENOENT,
+            inner_pid: 0,
+        };
         assert_eq!(
             report_error(&r, "foo", None, &[]).to_string(),
             "exec: \"foo\": executable file not found in $PATH"
@@ -766,7 +899,11 @@ mod tests {
             report_error(&r, "/nope", None, &[]).to_string(),
             "exec: \"/nope\": stat /nope: no such file or directory"
         );
-        let r = ChildReport { stage: Stage::Chdir, errno: libc::ENOENT, inner_pid: 0 };
+        let r = ChildReport {
+            stage: Stage::Chdir,
+            errno: libc::ENOENT,
+            inner_pid: 0,
+        };
         assert_eq!(
             report_error(&r, "sh", Some(Path::new("/w")), &[]).to_string(),
             "chdir to cwd (\"/w\") failed: no such file or directory"

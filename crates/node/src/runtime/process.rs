@@ -42,9 +42,16 @@ impl ProcessHandle {
         let (tx, exit_rx) = watch::channel(None);
         // SAFETY: the fd is owned by the Arc inside SharedFd and stays open and unchanged for
         // the AsyncFd's whole life.
-        let afd = unsafe { AsyncFd::register_with_interest(SharedFd(pidfd.clone()), tokio::io::Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
-        let handle = ProcessHandle { pid, pidfd, status, exit_rx };
+        let afd = unsafe {
+            AsyncFd::register_with_interest(SharedFd(pidfd.clone()), tokio::io::Interest::READABLE)
+        }
+        .map_err(|e| e.into_parts().1)?;
+        let handle = ProcessHandle {
+            pid,
+            pidfd,
+            status,
+            exit_rx,
+        };
         let st = handle.status.clone();
         tokio::spawn(async move {
             loop {
@@ -152,9 +159,17 @@ fn reap(pidfd: &OwnedFd, status: &Mutex<Option<ExitInfo>>, nohang: bool) -> Opti
             Ok(Some(s)) => {
                 let finished_at = SystemTime::now();
                 let info = if let Some(code) = s.exit_status() {
-                    ExitInfo { exit_code: code, signal: None, finished_at }
+                    ExitInfo {
+                        exit_code: code,
+                        signal: None,
+                        finished_at,
+                    }
                 } else if let Some(sig) = s.terminating_signal() {
-                    ExitInfo { exit_code: 128 + sig, signal: Some(sig), finished_at }
+                    ExitInfo {
+                        exit_code: 128 + sig,
+                        signal: Some(sig),
+                        finished_at,
+                    }
                 } else {
                     // Stop/continue events are not requested; treat anything else as not yet.
                     return None;
@@ -168,7 +183,11 @@ fn reap(pidfd: &OwnedFd, status: &Mutex<Option<ExitInfo>>, nohang: bool) -> Opti
                 // Someone else reaped it: the status is lost; report it the way the kubelet
                 // reports a vanished container (137).
                 tracing::warn!("child was reaped elsewhere; exit status unknown");
-                let info = ExitInfo { exit_code: 137, signal: None, finished_at: SystemTime::now() };
+                let info = ExitInfo {
+                    exit_code: 137,
+                    signal: None,
+                    finished_at: SystemTime::now(),
+                };
                 *st = Some(info);
                 return Some(info);
             }

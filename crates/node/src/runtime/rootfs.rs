@@ -225,7 +225,8 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
             },
             Some(k) => k,
         };
-        let (resolved, creates) = model.resolve_mount_point(&b.target, source_kind == EntryKind::Dir)?;
+        let (resolved, creates) =
+            model.resolve_mount_point(&b.target, source_kind == EntryKind::Dir)?;
         model.volumes.push((resolved.clone(), b.source.clone()));
         per_bind.push((b, resolved, creates));
     }
@@ -233,11 +234,19 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
     // Pass 2: emit. Base root, then shadows (parents first), then binds in order.
     let mut ops = vec![
         MountOp::MakeRootPrivate,
-        MountOp::Tmpfs { target: root.clone(), devices: false, options: "mode=0755".into() },
-        MountOp::MakeUnbindable { target: root.clone() },
+        MountOp::Tmpfs {
+            target: root.clone(),
+            devices: false,
+            options: "mode=0755".into(),
+        },
+        MountOp::MakeUnbindable {
+            target: root.clone(),
+        },
     ];
     mirror_entries(host, Path::new("/"), &root, &SYNTHETIC_TOP, &mut ops)?;
-    ops.push(MountOp::Mkdir { path: root.join("proc") });
+    ops.push(MountOp::Mkdir {
+        path: root.join("proc"),
+    });
     ops.push(MountOp::Special {
         fstype: "proc".into(),
         target: root.join("proc"),
@@ -249,13 +258,21 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
     shadows.sort_by_key(|p| p.components().count());
     for dir in &shadows {
         let target = under(&root, dir);
-        ops.push(MountOp::Tmpfs { target: target.clone(), devices: false, options: "mode=0755".into() });
+        ops.push(MountOp::Tmpfs {
+            target: target.clone(),
+            devices: false,
+            options: "mode=0755".into(),
+        });
         mirror_entries(host, dir, &target, &[], &mut ops)?;
     }
     for (b, resolved, creates) in per_bind {
         for (path, is_dir) in creates {
             let path = under(&root, &path);
-            ops.push(if is_dir { MountOp::Mkdir { path } } else { MountOp::Touch { path } });
+            ops.push(if is_dir {
+                MountOp::Mkdir { path }
+            } else {
+                MountOp::Touch { path }
+            });
         }
         ops.push(MountOp::Bind {
             source: b.source.clone(),
@@ -272,11 +289,24 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
 fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
     let dev = root.join("dev");
     ops.push(MountOp::Mkdir { path: dev.clone() });
-    ops.push(MountOp::Tmpfs { target: dev.clone(), devices: true, options: "mode=0755".into() });
-    for (name, major, minor) in
-        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
-    {
-        ops.push(MountOp::CharDevice { path: dev.join(name), major, minor });
+    ops.push(MountOp::Tmpfs {
+        target: dev.clone(),
+        devices: true,
+        options: "mode=0755".into(),
+    });
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        ops.push(MountOp::CharDevice {
+            path: dev.join(name),
+            major,
+            minor,
+        });
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),
@@ -285,17 +315,28 @@ fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        ops.push(MountOp::Symlink { target: target.into(), link: dev.join(link) });
+        ops.push(MountOp::Symlink {
+            target: target.into(),
+            link: dev.join(link),
+        });
     }
-    ops.push(MountOp::Mkdir { path: dev.join("pts") });
+    ops.push(MountOp::Mkdir {
+        path: dev.join("pts"),
+    });
     ops.push(MountOp::Special {
         fstype: "devpts".into(),
         target: dev.join("pts"),
         flags: MS_NOSUID | MS_NOEXEC,
         options: "newinstance,ptmxmode=0666,mode=0620".into(),
     });
-    ops.push(MountOp::Mkdir { path: dev.join("shm") });
-    ops.push(MountOp::Tmpfs { target: dev.join("shm"), devices: false, options: "mode=1777".into() });
+    ops.push(MountOp::Mkdir {
+        path: dev.join("shm"),
+    });
+    ops.push(MountOp::Tmpfs {
+        target: dev.join("shm"),
+        devices: false,
+        options: "mode=1777".into(),
+    });
 }
 
 /// Recreates the entries of host directory `host_dir` inside `target` (a fresh tmpfs).
@@ -306,9 +347,10 @@ fn mirror_entries(
     skip: &[&str],
     ops: &mut Vec<MountOp>,
 ) -> Result<(), PlanError> {
-    let entries = host
-        .list(host_dir)
-        .map_err(|e| PlanError::HostRead { path: host_dir.to_path_buf(), message: e.to_string() })?;
+    let entries = host.list(host_dir).map_err(|e| PlanError::HostRead {
+        path: host_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     for (name, kind) in entries {
         if skip.iter().any(|s| name.as_bytes() == s.as_bytes()) {
             continue;
@@ -318,12 +360,23 @@ fn mirror_entries(
         match kind {
             EntryKind::Dir => {
                 ops.push(MountOp::Mkdir { path: dest.clone() });
-                ops.push(MountOp::Bind { source, target: dest, read_only: false });
+                ops.push(MountOp::Bind {
+                    source,
+                    target: dest,
+                    read_only: false,
+                });
             }
-            EntryKind::Symlink(link_target) => ops.push(MountOp::Symlink { target: link_target, link: dest }),
+            EntryKind::Symlink(link_target) => ops.push(MountOp::Symlink {
+                target: link_target,
+                link: dest,
+            }),
             EntryKind::File => {
                 ops.push(MountOp::Touch { path: dest.clone() });
-                ops.push(MountOp::Bind { source, target: dest, read_only: false });
+                ops.push(MountOp::Bind {
+                    source,
+                    target: dest,
+                    read_only: false,
+                });
             }
         }
     }
@@ -335,7 +388,9 @@ fn under(root: &Path, container_path: &Path) -> PathBuf {
 }
 
 fn is_normal_absolute(p: &Path) -> bool {
-    p.is_absolute() && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
 }
 
 /// What the container will see, tracked while planning.
@@ -401,11 +456,14 @@ impl Model<'_> {
         target: &Path,
         source_is_dir: bool,
     ) -> Result<(PathBuf, Vec<(PathBuf, bool)>), PlanError> {
-        let mut todo: Vec<OsString> =
-            target.components().rev().filter_map(|c| match c {
+        let mut todo: Vec<OsString> = target
+            .components()
+            .rev()
+            .filter_map(|c| match c {
                 Component::Normal(n) => Some(n.to_os_string()),
                 _ => None,
-            }).collect();
+            })
+            .collect();
         let mut cur = PathBuf::from("/");
         let mut creates = Vec::new();
         let mut links = 0;
@@ -432,7 +490,10 @@ impl Model<'_> {
                 }
                 Some(EntryKind::File) if last && !source_is_dir => cur = next,
                 Some(EntryKind::File) => {
-                    return Err(PlanError::NotADirectory { target: target.to_path_buf(), component: next });
+                    return Err(PlanError::NotADirectory {
+                        target: target.to_path_buf(),
+                        component: next,
+                    });
                 }
                 None if name == ".." => {
                     cur.pop();
@@ -463,7 +524,12 @@ mod tests {
 
     impl FakeHost {
         fn new(entries: &[(&str, EntryKind)]) -> Self {
-            FakeHost(entries.iter().map(|(p, k)| (PathBuf::from(p), k.clone())).collect())
+            FakeHost(
+                entries
+                    .iter()
+                    .map(|(p, k)| (PathBuf::from(p), k.clone()))
+                    .collect(),
+            )
         }
     }
 
@@ -501,7 +567,11 @@ mod tests {
     }
 
     fn bind(source: &str, target: &str) -> PlannedBind {
-        PlannedBind { source: source.into(), target: target.into(), read_only: false }
+        PlannedBind {
+            source: source.into(),
+            target: target.into(),
+            read_only: false,
+        }
     }
 
     /// Mkdir/Touch ops whose directory is (at that point) covered by a host bind mount rather
@@ -535,22 +605,59 @@ mod tests {
     fn root_mirrors_top_level_and_skips_proc_and_dev() {
         let ops = plan_rootfs(&host(), &[]).expect("plan");
         let root = Path::new(ROOTFS_MOUNTPOINT);
-        assert!(ops.contains(&MountOp::Bind { source: "/usr".into(), target: root.join("usr"), read_only: false }));
-        assert!(ops.contains(&MountOp::Symlink { target: "usr/bin".into(), link: root.join("bin") }));
-        assert!(ops.contains(&MountOp::Touch { path: root.join("msg") }));
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/usr".into(),
+            target: root.join("usr"),
+            read_only: false
+        }));
+        assert!(ops.contains(&MountOp::Symlink {
+            target: "usr/bin".into(),
+            link: root.join("bin")
+        }));
+        assert!(ops.contains(&MountOp::Touch {
+            path: root.join("msg")
+        }));
         assert!(!ops.iter().any(|o| matches!(o, MountOp::Bind { source, .. } if source == Path::new("/proc") || source == Path::new("/dev"))));
         assert_eq!(ops.first(), Some(&MountOp::MakeRootPrivate));
-        assert_eq!(ops.last(), Some(&MountOp::PivotRoot { new_root: root.into() }));
+        assert_eq!(
+            ops.last(),
+            Some(&MountOp::PivotRoot {
+                new_root: root.into()
+            })
+        );
     }
 
     #[test]
     fn new_top_level_target_is_created_on_the_root_tmpfs() {
         let ops = plan_rootfs(&host(), &[bind("/src", "/data/vol")]).expect("plan");
         let root = Path::new(ROOTFS_MOUNTPOINT);
-        let i = ops.iter().position(|o| *o == MountOp::Mkdir { path: root.join("data") }).expect("mkdir data");
-        assert_eq!(ops[i + 1], MountOp::Mkdir { path: root.join("data/vol") });
-        assert_eq!(ops[i + 2], MountOp::Bind { source: "/src".into(), target: root.join("data/vol"), read_only: false });
-        assert!(creates_outside_tmpfs(&ops).is_empty(), "{:?}", creates_outside_tmpfs(&ops));
+        let i = ops
+            .iter()
+            .position(|o| {
+                *o == MountOp::Mkdir {
+                    path: root.join("data"),
+                }
+            })
+            .expect("mkdir data");
+        assert_eq!(
+            ops[i + 1],
+            MountOp::Mkdir {
+                path: root.join("data/vol")
+            }
+        );
+        assert_eq!(
+            ops[i + 2],
+            MountOp::Bind {
+                source: "/src".into(),
+                target: root.join("data/vol"),
+                read_only: false
+            }
+        );
+        assert!(
+            creates_outside_tmpfs(&ops).is_empty(),
+            "{:?}",
+            creates_outside_tmpfs(&ops)
+        );
     }
 
     #[test]
@@ -559,30 +666,67 @@ mod tests {
         let root = Path::new(ROOTFS_MOUNTPOINT);
         let shadow = ops
             .iter()
-            .rposition(|o| matches!(o, MountOp::Tmpfs { target, .. } if target == &root.join("etc")))
+            .rposition(
+                |o| matches!(o, MountOp::Tmpfs { target, .. } if target == &root.join("etc")),
+            )
             .expect("etc shadowed");
         // The shadow mirrors /etc's entries, then the mount point is made on it.
-        assert_eq!(ops[shadow + 1], MountOp::Touch { path: root.join("etc/hosts") });
-        assert_eq!(ops[shadow + 2], MountOp::Bind { source: "/etc/hosts".into(), target: root.join("etc/hosts"), read_only: false });
-        assert!(ops.contains(&MountOp::Mkdir { path: root.join("etc/podrun") }));
-        assert!(ops.contains(&MountOp::Mkdir { path: root.join("etc/podrun/conf") }));
-        assert!(creates_outside_tmpfs(&ops).is_empty(), "{:?}", creates_outside_tmpfs(&ops));
+        assert_eq!(
+            ops[shadow + 1],
+            MountOp::Touch {
+                path: root.join("etc/hosts")
+            }
+        );
+        assert_eq!(
+            ops[shadow + 2],
+            MountOp::Bind {
+                source: "/etc/hosts".into(),
+                target: root.join("etc/hosts"),
+                read_only: false
+            }
+        );
+        assert!(ops.contains(&MountOp::Mkdir {
+            path: root.join("etc/podrun")
+        }));
+        assert!(ops.contains(&MountOp::Mkdir {
+            path: root.join("etc/podrun/conf")
+        }));
+        assert!(
+            creates_outside_tmpfs(&ops).is_empty(),
+            "{:?}",
+            creates_outside_tmpfs(&ops)
+        );
     }
 
     #[test]
     fn existing_target_needs_no_mkdir_and_symlinks_are_followed() {
         let ops = plan_rootfs(&host(), &[bind("/src", "/bin")]).expect("plan");
         let root = Path::new(ROOTFS_MOUNTPOINT);
-        assert!(ops.contains(&MountOp::Bind { source: "/src".into(), target: root.join("usr/bin"), read_only: false }));
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/src".into(),
+            target: root.join("usr/bin"),
+            read_only: false
+        }));
     }
 
     #[test]
     fn nested_volume_mount_point_is_made_inside_the_outer_volume() {
-        let ops = plan_rootfs(&host(), &[bind("/src", "/a/b/c"), bind("/src", "/a")]).expect("plan");
+        let ops =
+            plan_rootfs(&host(), &[bind("/src", "/a/b/c"), bind("/src", "/a")]).expect("plan");
         let root = Path::new(ROOTFS_MOUNTPOINT);
         // Parents first: /a is mounted before /a/b/c, and b is made inside the volume.
-        let outer = ops.iter().position(|o| matches!(o, MountOp::Bind { target, .. } if target == &root.join("a"))).expect("outer");
-        let mk = ops.iter().position(|o| *o == MountOp::Mkdir { path: root.join("a/b") }).expect("mkdir b");
+        let outer = ops
+            .iter()
+            .position(|o| matches!(o, MountOp::Bind { target, .. } if target == &root.join("a")))
+            .expect("outer");
+        let mk = ops
+            .iter()
+            .position(|o| {
+                *o == MountOp::Mkdir {
+                    path: root.join("a/b"),
+                }
+            })
+            .expect("mkdir b");
         assert!(outer < mk);
     }
 
@@ -590,10 +734,21 @@ mod tests {
     fn file_source_gets_a_file_mount_point_and_bad_targets_are_refused() {
         let ops = plan_rootfs(&host(), &[bind("/msg", "/dev/termination-log")]).expect("plan");
         let root = Path::new(ROOTFS_MOUNTPOINT);
-        assert!(ops.contains(&MountOp::Touch { path: root.join("dev/termination-log") }));
-        assert_eq!(plan_rootfs(&host(), &[bind("/src", "rel")]), Err(PlanError::BadTarget("rel".into())));
-        assert_eq!(plan_rootfs(&host(), &[bind("/src", "/x/../y")]), Err(PlanError::BadTarget("/x/../y".into())));
-        assert_eq!(plan_rootfs(&host(), &[bind("/nope", "/y")]), Err(PlanError::MissingSource("/nope".into())));
+        assert!(ops.contains(&MountOp::Touch {
+            path: root.join("dev/termination-log")
+        }));
+        assert_eq!(
+            plan_rootfs(&host(), &[bind("/src", "rel")]),
+            Err(PlanError::BadTarget("rel".into()))
+        );
+        assert_eq!(
+            plan_rootfs(&host(), &[bind("/src", "/x/../y")]),
+            Err(PlanError::BadTarget("/x/../y".into()))
+        );
+        assert_eq!(
+            plan_rootfs(&host(), &[bind("/nope", "/y")]),
+            Err(PlanError::MissingSource("/nope".into()))
+        );
         assert!(matches!(
             plan_rootfs(&host(), &[bind("/src", "/etc/hosts/x")]),
             Err(PlanError::NotADirectory { .. })
