@@ -26,7 +26,10 @@ fn require_root() {
 }
 
 fn sh(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("run {cmd}: {e}"));
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {cmd}: {e}"));
     assert!(
         out.status.success(),
         "{cmd} {args:?} failed: {}",
@@ -128,9 +131,21 @@ impl Fabric {
         let veth_s = format!("vs{}{}", tag.len(), std::process::id() % 100_000);
         sh("ip", &["netns", "add", &client_ns]);
         sh("ip", &["netns", "add", &server_ns]);
-        sh("ip", &["link", "add", &veth_c, "netns", &client_ns, "type", "veth", "peer", "name", &veth_s, "netns", &server_ns]);
-        for (ns, dev, ip) in [(&client_ns, &veth_c, f.client_ip), (&server_ns, &veth_s, f.server_ip)] {
-            sh("ip", &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+        sh(
+            "ip",
+            &[
+                "link", "add", &veth_c, "netns", &client_ns, "type", "veth", "peer", "name",
+                &veth_s, "netns", &server_ns,
+            ],
+        );
+        for (ns, dev, ip) in [
+            (&client_ns, &veth_c, f.client_ip),
+            (&server_ns, &veth_s, f.server_ip),
+        ] {
+            sh(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev],
+            );
             sh("ip", &["-n", ns, "link", "set", dev, "up"]);
             sh("ip", &["-n", ns, "link", "set", "lo", "up"]);
             let mut restore = Command::new("ip")
@@ -138,8 +153,16 @@ impl Fabric {
                 .stdin(Stdio::piped())
                 .spawn()
                 .expect("spawn iptables-restore");
-            restore.stdin.take().unwrap().write_all(capture_rules().as_bytes()).unwrap();
-            assert!(restore.wait().unwrap().success(), "iptables-restore failed in {ns}");
+            restore
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(capture_rules().as_bytes())
+                .unwrap();
+            assert!(
+                restore.wait().unwrap().success(),
+                "iptables-restore failed in {ns}"
+            );
         }
         f.client_proxy = Some(f.start_proxy(&client_ns.clone()));
         f.server_proxy = Some(f.start_proxy(&server_ns.clone()));
@@ -148,9 +171,24 @@ impl Fabric {
 
     fn start_proxy(&self, ns: &str) -> ProxyProc {
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "setpriv", "--reuid", "1337", "--regid", "1337", "--clear-groups", BIN, "proxy"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "setpriv",
+                "--reuid",
+                "1337",
+                "--regid",
+                "1337",
+                "--clear-groups",
+                BIN,
+                "proxy",
+            ])
             .args(["--access-log-flush-interval", "0s"])
-            .args(["--pod-ports", r#"[{"containerPort":8080},{"containerPort":7000}]"#])
+            .args([
+                "--pod-ports",
+                r#"[{"containerPort":8080},{"containerPort":7000}]"#,
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -165,7 +203,16 @@ impl Fabric {
             }
         });
         let status = Command::new("ip")
-            .args(["netns", "exec", ns, BIN, "proxy", "wait", "--timeout", "10s"])
+            .args([
+                "netns",
+                "exec",
+                ns,
+                BIN,
+                "proxy",
+                "wait",
+                "--timeout",
+                "10s",
+            ])
             .status()
             .unwrap();
         assert!(status.success(), "podrun proxy in {ns} never became ready");
@@ -195,14 +242,25 @@ impl Fabric {
                 }
             }
         }));
-        rx.recv_timeout(Duration::from_secs(5)).expect("server thread started");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("server thread started");
     }
 
     /// Runs a command in the client netns as `uid`, returning stdout.
     fn client_run(&self, uid: u32, args: &[&str]) -> String {
         let uid = uid.to_string();
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.client_ns, "setpriv", "--reuid", &uid, "--regid", &uid, "--clear-groups"])
+            .args([
+                "netns",
+                "exec",
+                &self.client_ns,
+                "setpriv",
+                "--reuid",
+                &uid,
+                "--regid",
+                &uid,
+                "--clear-groups",
+            ])
             .args(args)
             .output()
             .unwrap();
@@ -216,7 +274,18 @@ impl Fabric {
 
     fn curl(&self, uid: u32, port: u16) -> String {
         let url = format!("http://{}:{port}/get", self.server_ip);
-        self.client_run(uid, &["curl", "-sS", "--max-time", "5", "-H", "User-Agent: mesh-test", &url])
+        self.client_run(
+            uid,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "-H",
+                "User-Agent: mesh-test",
+                &url,
+            ],
+        )
     }
 
     fn client(&self) -> &ProxyProc {
@@ -231,7 +300,10 @@ impl Fabric {
 impl Drop for Fabric {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for p in [self.client_proxy.take(), self.server_proxy.take()].into_iter().flatten() {
+        for p in [self.client_proxy.take(), self.server_proxy.take()]
+            .into_iter()
+            .flatten()
+        {
             let mut child = p.child;
             let _ = child.kill();
             let _ = child.wait();
@@ -312,7 +384,11 @@ fn captured_http_goes_through_both_proxies_with_one_log_line_each() {
 
     let client = f.client().wait_lines(1);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(f.client().lines().len(), 1, "exactly one outbound line: {client:?}");
+    assert_eq!(
+        f.client().lines().len(),
+        1,
+        "exactly one outbound line: {client:?}"
+    );
     let t = tokens(&client[0]);
     assert_eq!(t.len(), 22, "{t:?}");
     assert_eq!(t[1], "GET /get HTTP/1.1");
@@ -321,8 +397,16 @@ fn captured_http_goes_through_both_proxies_with_one_log_line_each() {
     assert_eq!(t[12], "mesh-test");
     assert_eq!(t[14], format!("{}:8080", f.server_ip));
     assert_eq!(t[16], "PassthroughCluster");
-    assert!(t[17].starts_with(&format!("{}:", f.client_ip)), "upstream local is the pod IP: {}", t[17]);
-    assert_eq!(t[18], format!("{}:8080", f.server_ip), "original destination restored");
+    assert!(
+        t[17].starts_with(&format!("{}:", f.client_ip)),
+        "upstream local is the pod IP: {}",
+        t[17]
+    );
+    assert_eq!(
+        t[18],
+        format!("{}:8080", f.server_ip),
+        "original destination restored"
+    );
     assert!(t[19].starts_with(&format!("{}:", f.client_ip)));
     assert_eq!(t[21], "allow_any");
 
@@ -331,7 +415,11 @@ fn captured_http_goes_through_both_proxies_with_one_log_line_each() {
     assert_eq!(s[1], "GET /get HTTP/1.1");
     assert_eq!(s[13], t[13], "x-request-id carried across the mesh");
     assert_eq!(s[16], "inbound|8080||");
-    assert!(s[17].starts_with("127.0.0.6:"), "inbound delivered from 127.0.0.6: {}", s[17]);
+    assert!(
+        s[17].starts_with("127.0.0.6:"),
+        "inbound delivered from 127.0.0.6: {}",
+        s[17]
+    );
     assert_eq!(s[18], format!("{}:8080", f.server_ip));
 }
 
@@ -345,7 +433,11 @@ fn proxy_uid_traffic_and_excluded_ports_bypass_capture() {
     // Port 9999 is excluded outbound (client) and inbound (server).
     assert_eq!(f.curl(1000, 9999), "hello from the server pod");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(f.client().lines().is_empty(), "client proxy saw bypassed traffic: {:?}", f.client().lines());
+    assert!(
+        f.client().lines().is_empty(),
+        "client proxy saw bypassed traffic: {:?}",
+        f.client().lines()
+    );
     // The server still captured the 1337 request inbound, but not the excluded port.
     let server = f.server().wait_lines(1);
     assert_eq!(server.len(), 1, "{server:?}");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::ArgAction;
 use podrun_proxy::config::{
-    AccessLogFormat, DrainSettings, Limits, ListenAddrs, OutboundPolicy, ProxyConfig, parse_pod_ports,
-    parse_service,
+    AccessLogFormat, DrainSettings, Limits, ListenAddrs, OutboundPolicy, ProxyConfig,
+    parse_pod_ports, parse_service,
 };
 use podrun_proxy::{AccessLog, Proxy, SoOriginalDst};
 
@@ -208,7 +208,8 @@ impl RunArgs {
                 "registry-only" => OutboundPolicy::RegistryOnly,
                 _ => OutboundPolicy::AllowAny,
             },
-            detection_timeout: (!self.detection_timeout.is_zero()).then_some(self.detection_timeout),
+            detection_timeout: (!self.detection_timeout.is_zero())
+                .then_some(self.detection_timeout),
             inbound_source_v4: Ipv4Addr::new(127, 0, 0, 6),
             inbound_source_v6: "::6".parse().context("parse ::6")?,
             upstream_mark: (self.upstream_mark != 0).then_some(self.upstream_mark),
@@ -245,13 +246,18 @@ fn termination_drain_from_proxy_config(json: Option<&str>) -> anyhow::Result<Opt
     let Some(json) = json.map(str::trim).filter(|j| !j.is_empty()) else {
         return Ok(None);
     };
-    let v: serde_json::Value = serde_json::from_str(json).context("PROXY_CONFIG is not valid JSON")?;
+    let v: serde_json::Value =
+        serde_json::from_str(json).context("PROXY_CONFIG is not valid JSON")?;
     match v.get("terminationDrainDuration") {
         None => Ok(None),
-        Some(serde_json::Value::String(s)) => Ok(Some(
-            duration(s).map_err(|e| anyhow::anyhow!("PROXY_CONFIG terminationDrainDuration: {e}"))?,
-        )),
-        Some(other) => anyhow::bail!("PROXY_CONFIG terminationDrainDuration must be a string, got {other}"),
+        Some(serde_json::Value::String(s)) => {
+            Ok(Some(duration(s).map_err(|e| {
+                anyhow::anyhow!("PROXY_CONFIG terminationDrainDuration: {e}")
+            })?))
+        }
+        Some(other) => {
+            anyhow::bail!("PROXY_CONFIG terminationDrainDuration must be a string, got {other}")
+        }
     }
 }
 
@@ -309,7 +315,11 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<u8> {
 
 fn run_wait(args: &WaitArgs) -> anyhow::Result<u8> {
     let addr = SocketAddr::new(args.host, args.port);
-    let result = small_runtime()?.block_on(podrun_proxy::client::wait_ready(addr, args.timeout, args.period));
+    let result = small_runtime()?.block_on(podrun_proxy::client::wait_ready(
+        addr,
+        args.timeout,
+        args.period,
+    ));
     match result {
         Ok(()) => Ok(0),
         Err(last) => {
@@ -367,15 +377,31 @@ mod tests {
     #[test]
     fn subcommands_and_istio_spelling_parse() {
         let cli = Cli::try_parse_from(["proxy", "wait", "--timeout", "2s"]).unwrap();
-        assert!(matches!(cli.args.command, Some(ProxyCommand::Wait(ref w)) if w.timeout == Duration::from_secs(2)));
-        let cli = Cli::try_parse_from(["proxy", "request", "POST", "drain", "--debug-port", "15020"]).unwrap();
-        assert!(matches!(cli.args.command, Some(ProxyCommand::Request(ref r)) if r.path == "drain"));
+        assert!(
+            matches!(cli.args.command, Some(ProxyCommand::Wait(ref w)) if w.timeout == Duration::from_secs(2))
+        );
+        let cli =
+            Cli::try_parse_from(["proxy", "request", "POST", "drain", "--debug-port", "15020"])
+                .unwrap();
+        assert!(
+            matches!(cli.args.command, Some(ProxyCommand::Request(ref r)) if r.path == "drain")
+        );
         let cli = Cli::try_parse_from([
-            "proxy", "sidecar", "--domain", "default.svc.cluster.local", "--proxyLogLevel=warning",
+            "proxy",
+            "sidecar",
+            "--domain",
+            "default.svc.cluster.local",
+            "--proxyLogLevel=warning",
         ])
         .unwrap();
         assert!(matches!(cli.args.command, Some(ProxyCommand::Sidecar(_))));
-        let cli = Cli::try_parse_from(["proxy", "--exit-on-zero-active-connections", "--status-port", "0"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--exit-on-zero-active-connections",
+            "--status-port",
+            "0",
+        ])
+        .unwrap();
         let c = cli.args.run.to_config().unwrap();
         assert!(c.drain.exit_on_zero_active_connections);
         assert_eq!(c.listen.status, None);
@@ -386,7 +412,8 @@ mod tests {
         assert!(Cli::try_parse_from(["proxy", "--detection-timeout", "soon"]).is_err());
         let cli = Cli::try_parse_from(["proxy", "--service", "nope"]).unwrap();
         assert!(cli.args.run.to_config().is_err());
-        let cli = Cli::try_parse_from(["proxy", "--pod-ports", "[{\"containerPort\":\"x\"}]"]).unwrap();
+        let cli =
+            Cli::try_parse_from(["proxy", "--pod-ports", "[{\"containerPort\":\"x\"}]"]).unwrap();
         assert!(cli.args.run.to_config().is_err());
         let cli = Cli::try_parse_from(["proxy", "--concurrency", "0"]).unwrap();
         assert!(cli.args.run.to_config().is_err());
@@ -395,12 +422,18 @@ mod tests {
     #[test]
     fn proxy_config_drain_duration() {
         assert_eq!(
-            termination_drain_from_proxy_config(Some("{\"terminationDrainDuration\":\"23s\"}\n")).unwrap(),
+            termination_drain_from_proxy_config(Some("{\"terminationDrainDuration\":\"23s\"}\n"))
+                .unwrap(),
             Some(Duration::from_secs(23))
         );
-        assert_eq!(termination_drain_from_proxy_config(Some("{}")).unwrap(), None);
+        assert_eq!(
+            termination_drain_from_proxy_config(Some("{}")).unwrap(),
+            None
+        );
         assert_eq!(termination_drain_from_proxy_config(None).unwrap(), None);
         assert!(termination_drain_from_proxy_config(Some("{")).is_err());
-        assert!(termination_drain_from_proxy_config(Some("{\"terminationDrainDuration\":5}")).is_err());
+        assert!(
+            termination_drain_from_proxy_config(Some("{\"terminationDrainDuration\":5}")).is_err()
+        );
     }
 }
