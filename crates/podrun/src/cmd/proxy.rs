@@ -22,8 +22,9 @@ use crate::Global;
 pub struct Args {
     #[command(subcommand)]
     command: Option<ProxyCommand>,
+    // Boxed: the flags are many, and the subcommand enum stays small.
     #[command(flatten)]
-    run: RunArgs,
+    run: Box<RunArgs>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -33,7 +34,7 @@ enum ProxyCommand {
     /// Send one request to a local proxy port, e.g. `request POST drain` (preStop hook).
     Request(RequestArgs),
     /// Istio-compatible spelling (`proxy sidecar …`): run the proxy.
-    Sidecar(RunArgs),
+    Sidecar(Box<RunArgs>),
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
