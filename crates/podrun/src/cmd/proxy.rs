@@ -131,6 +131,10 @@ struct RunArgs {
     /// Workload name for metric labels.
     #[arg(long, env = "POD_NAME", default_value = "unknown")]
     workload: String,
+    /// Treat every outbound connection as addressed to this `IP:PORT` instead of
+    /// reading SO_ORIGINAL_DST: lets benchmarks and debugging run without capture rules.
+    #[arg(long, hide = true)]
+    fixed_original_dst: Option<SocketAddr>,
     /// Accepted for Istio argument compatibility; ignored.
     #[arg(long, hide = true)]
     domain: Option<String>,
@@ -292,7 +296,15 @@ fn run_proxy(args: &RunArgs) -> anyhow::Result<u8> {
     };
     runtime.block_on(async move {
         let log = AccessLog::stdout(config.access_log_format, config.access_log_flush_interval);
-        let proxy = Proxy::bind(config, Arc::new(SoOriginalDst), log)?;
+        let orig_dst: Arc<dyn podrun_proxy::OrigDst> = match args.fixed_original_dst {
+            Some(dst) => {
+                let fixed = podrun_proxy::MockOrigDst::new();
+                fixed.set(podrun_proxy::Direction::Outbound, dst);
+                Arc::new(fixed)
+            }
+            None => Arc::new(SoOriginalDst),
+        };
+        let proxy = Proxy::bind(config, orig_dst, log)?;
         let handle = proxy.handle();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install SIGTERM handler")?;

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Proxy benchmark: direct vs podrun proxy vs Envoy vs HAProxy, loopback only.
+#
+# Backend: HAProxy answering `200 ok` itself (pinned to CPU 1). Each proxy under
+# test is pinned to CPU 0 with taskset and forwards to the backend; the load
+# generator (oha) runs on CPU 1 as well. Phases per target:
+#   fixed rate 1000 and 5000 req/s, 32 connections, $DURATION each
+#   max throughput, 32 connections, $DURATION
+# Reported: p50/p99 latency, req/s, proxy CPU-seconds per 1000 requests,
+# idle and loaded RSS of the proxy. Not part of any test suite.
+#
+# Usage: bench/proxy/run.sh [DURATION]   (default 10s; needs oha or wrk, haproxy)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DURATION=${1:-10s}
+PODRUN=${PODRUN:-target/release/podrun}
+OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
+OUT=${OUT:-target/bench-proxy}
+BACKEND_PORT=18080 DIRECT=18080 PODRUN_PORT=18001 ENVOY_PORT=18002 HAPROXY_PORT=18003
+mkdir -p "$OUT"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+[ -x "$PODRUN" ] || cargo build --release -p podrun
+[ -x "$OHA" ] || { echo "oha not found (cargo install oha)"; exit 1; }
+command -v haproxy >/dev/null || { echo "haproxy not found (apt-get install haproxy)"; exit 1; }
+
+cat > "$OUT/backend.cfg" <<CFG
+global
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend backend
+  bind 127.0.0.1:$BACKEND_PORT
+  http-request return status 200 content-type text/plain string "hello from backend"
+CFG
+taskset -c 1 haproxy -f "$OUT/backend.cfg" -db >/dev/null 2>&1 & pids+=($!)
+
+cat > "$OUT/haproxy.cfg" <<CFG
+global
+  maxconn 4096
+  nbthread 1
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  log stdout format raw local0
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  option httplog
+  default_backend be
+backend be
+  server b1 127.0.0.1:$BACKEND_PORT
+CFG
+
+start_podrun() {
+  taskset -c 0 "$PODRUN" proxy --listen-ip 127.0.0.1 --outbound-port $PODRUN_PORT \
+    --inbound-port 18006 --health-port 18021 --status-port 0 --stats-port 18090 --admin-port 0 \
+    --fixed-original-dst 127.0.0.1:$BACKEND_PORT >"$OUT/podrun-access.log" 2>/dev/null &
+  echo $!
+}
+start_haproxy() { taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy-access.log" 2>&1 & echo $!; }
+start_envoy() {
+  command -v envoy >/dev/null || return 1
+  cat > "$OUT/envoy.yaml" <<CFG
+static_resources:
+  listeners:
+  - address: {socket_address: {address: 127.0.0.1, port_value: $ENVOY_PORT}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: /dev/stdout
+          route_config:
+            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: backend}}]}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: backend
+    type: STATIC
+    load_assignment:
+      cluster_name: backend
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}}}]}]
+CFG
+  taskset -c 0 envoy -c "$OUT/envoy.yaml" --concurrency 1 >"$OUT/envoy-access.log" 2>/dev/null &
+  echo $!
+}
+
+rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# oha JSON → "p50_ms p99_ms rps requests"
+summarize() {
+  python3 - "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["summary"]; p = d["latencyPercentiles"]
+ok = sum(v for k, v in d.get("statusCodeDistribution", {}).items())
+print(f'{p["p50"]*1000:.3f} {p["p99"]*1000:.3f} {s["requestsPerSec"]:.0f} {ok}')
+PY
+}
+
+run_target() { # name port pid
+  local name=$1 port=$2 pid=$3
+  sleep 1
+  local idle=${pid:+$(rss_kb "$pid")}
+  for rate in 1000 5000 max; do
+    local q=(); [ "$rate" != max ] && q=(-q "$rate")
+    local t0=${pid:+$(cpu_ticks "$pid")}
+    taskset -c 1 "$OHA" -z "$DURATION" -c 32 "${q[@]}" --no-tui --output-format json \
+      "http://127.0.0.1:$port/" >"$OUT/$name-$rate.json"
+    local t1=${pid:+$(cpu_ticks "$pid")}
+    read -r p50 p99 rps n < <(summarize "$OUT/$name-$rate.json")
+    local cpu="-" loaded="-"
+    if [ -n "$pid" ]; then
+      cpu=$(python3 -c "print(f'{($t1-$t0)/$hz/max($n,1)*1000:.4f}')")
+      loaded=$(rss_kb "$pid")
+    fi
+    printf '%-8s %-5s p50=%sms p99=%sms rps=%s cpu_s_per_1k=%s rss_idle_kb=%s rss_loaded_kb=%s\n' \
+      "$name" "$rate" "$p50" "$p99" "$rps" "$cpu" "${idle:--}" "$loaded" | tee -a "$OUT/results.txt"
+  done
+}
+
+: > "$OUT/results.txt"
+sleep 1
+run_target direct $DIRECT ""
+p=$(start_podrun); pids+=("$p"); run_target podrun $PODRUN_PORT "$p"; kill "$p"
+p=$(start_haproxy); pids+=("$p"); run_target haproxy $HAPROXY_PORT "$p"; kill "$p"
+if p=$(start_envoy); then pids+=("$p"); sleep 2; run_target envoy $ENVOY_PORT "$p"; kill "$p"; else echo "envoy: not installed, skipped" | tee -a "$OUT/results.txt"; fi
+echo "results in $OUT/results.txt"
