@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use podrun_registry::{ObjectKey, Resource, Store};
+use podrun_registry::{Resource, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -140,7 +140,9 @@ pub fn recover(layout: &Layout, store: &Store) -> io::Result<Recovery> {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let dir = layout.pod_dir(&ns, &name, &uid);
-        let Some(owner) = pod_owner(&dir) else { continue };
+        let Some(owner) = pod_owner(&dir) else {
+            continue;
+        };
         if !dead.contains(&owner) {
             continue;
         }
@@ -150,7 +152,8 @@ pub fn recover(layout: &Layout, store: &Store) -> io::Result<Recovery> {
             .as_ref()
             .and_then(|s| s.phase.clone())
             .unwrap_or_default();
-        let mut report = format!("pod {ns}/{name} was left by podrun (pid {owner}) that was killed");
+        let mut report =
+            format!("pod {ns}/{name} was left by podrun (pid {owner}) that was killed");
         if killed > 0 {
             report.push_str(&format!("; killed {killed} leftover process(es)"));
         }
@@ -175,7 +178,7 @@ pub fn recover(layout: &Layout, store: &Store) -> io::Result<Recovery> {
 /// that vanished (`ContainerStatusUnknown`, exit 137) and the pod `Failed`.
 fn mark_lost(pod: &mut Pod) {
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(crate::now());
     let status = pod.status.get_or_insert_with(Default::default);
     status.phase = Some("Failed".into());
     let lists = [
@@ -184,10 +187,7 @@ fn mark_lost(pod: &mut Pod) {
     ];
     for list in lists.into_iter().flatten() {
         for cs in list.iter_mut() {
-            let finished = cs
-                .state
-                .as_ref()
-                .is_some_and(|s| s.terminated.is_some());
+            let finished = cs.state.as_ref().is_some_and(|s| s.terminated.is_some());
             if !finished {
                 cs.ready = false;
                 cs.started = Some(false);
@@ -219,9 +219,13 @@ fn mark_lost(pod: &mut Pod) {
 /// matches; returns how many it killed.
 fn kill_leftovers(pod_dir: &Path) -> usize {
     let mut killed = 0;
-    let Ok(containers) = fs::read_dir(pod_dir) else { return 0 };
+    let Ok(containers) = fs::read_dir(pod_dir) else {
+        return 0;
+    };
     for c in containers.filter_map(|e| e.ok()) {
-        let Ok(files) = fs::read_dir(c.path()) else { continue };
+        let Ok(files) = fs::read_dir(c.path()) else {
+            continue;
+        };
         for f in files.filter_map(|e| e.ok()) {
             let path = f.path();
             if path.extension().and_then(|e| e.to_str()) != Some("pid") {

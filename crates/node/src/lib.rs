@@ -1,10 +1,409 @@
 //! The node: runs pods as real Linux processes, driven by the lifecycle engine.
 //!
 //! `runtime` creates container processes (namespaces, mounts, logs, exit events);
-//! `handler` carries out probe and hook handlers (exec, httpGet, tcpSocket, grpc, sleep).
-//! Decisions are never made here: they come from `podrun_lifecycle::PodMachine`.
+//! `handler` carries out probe and hook handlers (exec, httpGet, tcpSocket, grpc, sleep);
+//! `pod` is the per-pod worker that carries out what `podrun_lifecycle::PodMachine`
+//! decides; `job` is the Job controller. Decisions are never made here: they come from
+//! the lifecycle engine (pods) and from `job::decide` (Jobs).
+//!
+//! The node reads and writes objects through `podrun_registry::Store` only, so `podrun
+//! get` in another terminal sees what it does.
 
 pub mod handler;
 pub mod instance;
+pub mod job;
 pub mod layout;
+mod pod;
 pub mod runtime;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use podrun_registry::{ObjectKey, Resource, Store};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::instance::{ControlRequest, InstanceLock, Recovery};
+use crate::layout::Layout;
+
+/// Errors of node operations, worded as the API server words them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An object of that name already exists and is still live.
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists {
+        /// `pods`, `jobs`.
+        resource: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] podrun_registry::Error),
+    /// A file or socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Something that changed on the node.
+#[derive(Clone, Debug)]
+pub enum NodeEvent {
+    /// A pod's object changed (status, deletion).
+    Pod(Arc<Pod>),
+    /// A pod finished: terminal phase, no process left.
+    PodFinished(Arc<Pod>),
+    /// A Job's status changed.
+    Job(Arc<Job>),
+}
+
+/// Commands to a pod worker.
+#[derive(Debug)]
+pub(crate) enum PodCommand {
+    Delete { grace_period_seconds: Option<i64> },
+}
+
+/// (kind, namespace, name) of a ConfigMap or Secret.
+type ConfigKey = (String, String, String);
+
+/// State shared by the node and its pod workers.
+pub(crate) struct NodeShared {
+    layout: Layout,
+    store: Store,
+    events: broadcast::Sender<NodeEvent>,
+    pods: Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<PodCommand>>>,
+    config: Mutex<HashMap<ConfigKey, HashMap<String, String>>>,
+}
+
+impl NodeShared {
+    /// Stores the pod (stamping its resourceVersion) and tells subscribers.
+    fn publish(&self, pod: &mut Pod) {
+        if let Err(e) = self.store.put(Resource::PODS, pod) {
+            tracing::error!(%e, "cannot store pod status");
+        }
+        let _ = self.events.send(NodeEvent::Pod(Arc::new(pod.clone())));
+    }
+
+    fn finished(&self, pod: &Pod) {
+        let key = key_of(&pod.metadata);
+        self.pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        // A deleted pod disappears from the store once its containers are gone, as the
+        // API server removes it after the kubelet confirms.
+        if pod.metadata.deletion_timestamp.is_some() {
+            let _ = self.store.delete(Resource::PODS, &key);
+        }
+        let _ = self
+            .events
+            .send(NodeEvent::PodFinished(Arc::new(pod.clone())));
+    }
+
+    /// A key of a ConfigMap (`kind` = "ConfigMap") or Secret known to this node.
+    fn lookup(&self, pod: &Pod, kind: &str, name: &str, key: &str) -> Option<String> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(kind.to_string(), ns, name.to_string()))?
+            .get(key)
+            .cloned()
+    }
+}
+
+fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectKey {
+    ObjectKey::new(
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A node on one state directory.
+#[derive(Clone)]
+pub struct Node {
+    shared: Arc<NodeShared>,
+    _lock: Arc<InstanceLock>,
+}
+
+impl Node {
+    /// Opens the node on `state_dir`: takes this process's instance lock and cleans up
+    /// after instances that died. The returned [`Recovery`] says what was found.
+    pub fn open(state_dir: &Path) -> Result<(Self, Recovery), Error> {
+        let layout = Layout::new(state_dir);
+        std::fs::create_dir_all(layout.root())?;
+        let store = Store::open(state_dir)?;
+        let lock = InstanceLock::acquire(&layout)?;
+        let recovery = instance::recover(&layout, &store)?;
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(NodeShared {
+            layout,
+            store,
+            events,
+            pods: Mutex::new(HashMap::new()),
+            config: Mutex::new(HashMap::new()),
+        });
+        Ok((
+            Self {
+                shared,
+                _lock: Arc::new(lock),
+            },
+            recovery,
+        ))
+    }
+
+    /// The store this node writes.
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// The state-directory layout.
+    pub fn layout(&self) -> &Layout {
+        &self.shared.layout
+    }
+
+    /// Subscribes to node events.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Makes a ConfigMap's data available to `valueFrom`/`envFrom`.
+    pub fn add_config_map(&self, cm: &ConfigMap) {
+        let data = cm.data.clone().unwrap_or_default().into_iter().collect();
+        self.add_config("ConfigMap", &cm.metadata, data);
+    }
+
+    /// Makes a Secret's data available to `valueFrom`/`envFrom`.
+    pub fn add_secret(&self, secret: &Secret) {
+        let mut data: HashMap<String, String> = secret
+            .string_data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for (k, v) in secret.data.clone().unwrap_or_default() {
+            data.entry(k)
+                .or_insert_with(|| String::from_utf8_lossy(&v.0).into_owned());
+        }
+        self.add_config("Secret", &secret.metadata, data);
+    }
+
+    fn add_config(
+        &self,
+        kind: &str,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        data: HashMap<String, String>,
+    ) {
+        let key = key_of(meta);
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((kind.to_string(), key.namespace, key.name), data);
+    }
+
+    /// Creates a pod (already admitted: defaulted and validated) and starts running it.
+    /// A finished pod of the same name left in the store by an earlier run is replaced;
+    /// a live one is an [`Error::AlreadyExists`].
+    pub fn create_pod(&self, mut pod: Pod) -> Result<Pod, Error> {
+        let key = key_of(&pod.metadata);
+        if let Some(old) = self.shared.store.get::<Pod>(Resource::PODS, &key)? {
+            let live = self
+                .shared
+                .pods
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&key);
+            let old_dir = self.shared.layout.pod_dir(
+                &key.namespace,
+                &key.name,
+                old.metadata.uid.as_deref().unwrap_or_default(),
+            );
+            let owned_elsewhere = instance::pod_owner(&old_dir)
+                .is_some_and(|pid| instance::instance_alive(&self.shared.layout, pid));
+            if live || owned_elsewhere {
+                return Err(Error::AlreadyExists {
+                    resource: "pods",
+                    name: key.name,
+                });
+            }
+            let _ = std::fs::remove_dir_all(&old_dir);
+        }
+        let meta = &mut pod.metadata;
+        meta.namespace = Some(key.namespace.clone());
+        meta.uid = Some(new_uid());
+        meta.creation_timestamp = Some(Time(now()));
+        meta.generation = Some(1);
+        meta.resource_version = None;
+        // Bound to this node at once, Pending until the worker reports, as the API
+        // server and scheduler would leave it.
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.node_name = Some(node_name());
+        }
+        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            phase: Some("Pending".into()),
+            qos_class: Some("BestEffort".into()),
+            ..Default::default()
+        });
+        self.shared.publish(&mut pod);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, tx);
+        tokio::spawn(pod::run_pod(self.shared.clone(), pod.clone(), rx));
+        Ok(pod)
+    }
+
+    /// Asks a pod this node runs to terminate gracefully. Returns false if this node
+    /// does not run a pod of that name.
+    pub fn delete_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        grace_period_seconds: Option<i64>,
+    ) -> bool {
+        let pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        match pods.get(&ObjectKey::new(namespace, name)) {
+            Some(tx) => tx
+                .send(PodCommand::Delete {
+                    grace_period_seconds,
+                })
+                .is_ok(),
+            None => false,
+        }
+    }
+
+    /// Asks every pod this node runs to terminate gracefully.
+    pub fn delete_all_pods(&self) {
+        let pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        for tx in pods.values() {
+            let _ = tx.send(PodCommand::Delete {
+                grace_period_seconds: None,
+            });
+        }
+    }
+
+    /// The number of pods still running on this node.
+    pub fn running_pods(&self) -> usize {
+        self.shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Creates a Job and runs its controller until the Job finishes.
+    pub fn create_job(&self, job: Job) -> Result<Job, Error> {
+        job::create(self.clone(), job)
+    }
+
+    /// Publishes a Job's status.
+    pub(crate) fn publish_job(&self, job: &mut Job) {
+        if let Err(e) = self.shared.store.put(Resource::JOBS, job) {
+            tracing::error!(%e, "cannot store job status");
+        }
+        let _ = self
+            .shared
+            .events
+            .send(NodeEvent::Job(Arc::new(job.clone())));
+    }
+
+    /// Serves this instance's control socket until the task is dropped, so that
+    /// `podrun delete` from another terminal reaches the pods within milliseconds.
+    pub async fn serve_control(self) -> std::io::Result<()> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let path = self.shared.layout.instance_socket(std::process::id());
+        let _ = std::fs::remove_file(&path);
+        let listener = tokio::net::UnixListener::bind(&path)?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let node = self.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut line = String::new();
+                if BufReader::new(read).read_line(&mut line).await.is_err() {
+                    return;
+                }
+                let answer = match serde_json::from_str::<ControlRequest>(&line) {
+                    Ok(ControlRequest::DeletePod {
+                        namespace,
+                        name,
+                        grace_period_seconds,
+                    }) => {
+                        if node.delete_pod(&namespace, &name, grace_period_seconds) {
+                            "ok"
+                        } else {
+                            "notfound"
+                        }
+                    }
+                    Err(_) => "badrequest",
+                };
+                let _ = write.write_all(format!("{answer}\n").as_bytes()).await;
+            });
+        }
+    }
+}
+
+impl Drop for NodeShared {
+    fn drop(&mut self) {
+        let pid = std::process::id();
+        let _ = std::fs::remove_file(self.layout.instance_socket(pid));
+        let _ = std::fs::remove_file(self.layout.instance_lock(pid));
+    }
+}
+
+/// A random RFC 4122 version-4 UUID, as the API server assigns to `metadata.uid`.
+pub fn new_uid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6],
+        b[7],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+/// Five random characters from the alphabet Kubernetes uses for generated names
+/// (no vowels, no confusable digits).
+pub fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// This machine's host name, used as the node name.
+pub fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The wall clock as the engine's time type. Drivers read the clock; cores never do.
+pub fn now() -> Timestamp {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_nanosecond(since_epoch.as_nanos() as i128).unwrap_or(Timestamp::UNIX_EPOCH)
+}

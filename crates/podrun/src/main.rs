@@ -1,6 +1,8 @@
 //! `podrun`: Kubernetes pods with native sidecars, on one machine, as real Linux processes.
 
 mod cmd;
+mod manifest;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

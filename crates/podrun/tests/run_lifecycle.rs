@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Podrun, processes_with, ready_status, stderr, stdout};
+use common::{ChildGuard, Podrun, processes_with, ready_status, stderr, stdout};
 
 const EXITING_POD: &str = include_str!("../../../examples/exiting-pod.yaml");
 const ORDERING: &str = include_str!("../../../examples/sidecar-ordering.yaml");
@@ -21,7 +21,12 @@ fn exiting_pod_shows_the_native_sidecar_story_and_succeeds() {
     let rows = stdout(&out);
     assert!(rows.starts_with("NAME "), "{rows}");
     let seen = ready_status(&rows);
-    let expect = ["PodInitializing", "2/2 Running", "1/2 Completed", "0/2 Completed"];
+    let expect = [
+        "PodInitializing",
+        "2/2 Running",
+        "1/2 Completed",
+        "0/2 Completed",
+    ];
     let mut at = seen
         .iter()
         .position(|s| s.contains("Init:"))
@@ -74,10 +79,16 @@ fn job_with_sidecar_completes_and_get_jobs_says_complete() {
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[..3], ["report", "Complete", "2/2"], "{text}");
     let pods = stdout(&podrun.run(&["get", "pods"]));
-    let names: Vec<&str> = pods.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
+    let names: Vec<&str> = pods
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(names.len(), 2, "{pods}");
     for name in names {
-        let suffix = name.strip_prefix("report-").expect("pod named after the job");
+        let suffix = name
+            .strip_prefix("report-")
+            .expect("pod named after the job");
         assert_eq!(suffix.len(), 5, "{name}");
     }
 }
@@ -96,7 +107,12 @@ spec:
 "#;
     let out = podrun.run_manifest(manifest, &[]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
-    assert!(ready_status(&stdout(&out)).last().unwrap().ends_with("0/1 Error"));
+    assert!(
+        ready_status(&stdout(&out))
+            .last()
+            .unwrap()
+            .ends_with("0/1 Error")
+    );
     let logs = podrun.run(&["logs", "fails"]);
     assert_eq!(stdout(&logs), "boom\n");
     let yaml = stdout(&podrun.run(&["get", "pod", "fails", "-o", "json"]));
@@ -134,7 +150,7 @@ spec:
 }
 
 #[test]
-fn container_without_command_gets_a_clear_error() {
+fn container_without_command_gets_a_clear_error_and_timeout_exits_124() {
     let podrun = Podrun::new();
     let manifest = r#"
 apiVersion: v1
@@ -145,11 +161,91 @@ spec:
   containers:
   - {name: web, image: nginx}
 "#;
-    let out = podrun.run_manifest(manifest, &["--timeout", "3s"]);
-    assert_eq!(out.status.code(), Some(124), "stderr: {}", stderr(&out));
-    assert!(stdout(&out).contains("CreateContainerConfigError"), "{}", stdout(&out));
+    let mut child = ChildGuard(
+        podrun
+            .command()
+            .args(["run", "-f", "-", "--timeout", "5s"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        use std::io::Write;
+        let mut stdin = child.0.stdin.take().unwrap();
+        stdin.write_all(manifest.as_bytes()).unwrap();
+    }
+    wait_for(|| {
+        stdout(&podrun.run(&["get", "pod", "nocmd", "-o", "json"])).contains("has no command")
+    });
     let json = stdout(&podrun.run(&["get", "pod", "nocmd", "-o", "json"]));
-    assert!(json.contains("has no command"), "{json}");
+    let pod: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let waiting = &pod["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CreateContainerConfigError", "{json}");
+    let mut out = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(124));
+    assert!(out.contains("CreateContainerConfigError"), "{out}");
+}
+
+#[test]
+fn sigint_deletes_every_pod_gracefully_then_exits_130() {
+    let podrun = Podrun::new();
+    let manifest = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 5
+  initContainers:
+  - name: proxy
+    image: proxy
+    restartPolicy: Always
+    command: ["sh", "-c", "trap 'echo proxy stopped >> /data/events; exit 0' TERM; while :; do sleep 1 & wait $!; done"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  containers:
+  - name: app
+    image: app
+    command: ["sh", "-c", "trap 'echo app stopped >> /data/events; exit 0' TERM; echo up; while :; do sleep 1 & wait $!; done"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes:
+  - {name: data, emptyDir: {}}
+"#;
+    let mut child = ChildGuard(
+        podrun
+            .command()
+            .args(["run", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    {
+        use std::io::Write;
+        let mut stdin = child.0.stdin.take().unwrap();
+        stdin.write_all(manifest.as_bytes()).unwrap();
+    }
+    wait_for(|| stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running"));
+    let dir = podrun.pod_dir("web");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let events = std::fs::read_to_string(dir.join("volumes/data/events")).unwrap();
+    assert_eq!(events, "app stopped\nproxy stopped\n");
 }
 
 #[test]
@@ -165,25 +261,31 @@ spec:
     image: busybox
     command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 1 & wait $!; done"]
 "#;
-    let mut child = podrun
-        .command()
-        .args(["run", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard(
+        podrun
+            .command()
+            .args(["run", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     {
         use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
+        let mut stdin = child.0.stdin.take().unwrap();
         stdin.write_all(manifest.as_bytes()).unwrap();
     }
     wait_for(|| stdout(&podrun.run(&["get", "pods"])).contains("1/1     Running"));
     let started = Instant::now();
     let del = podrun.run(&["delete", "pod", "forever"]);
     assert_eq!(del.status.code(), Some(0), "{}", stderr(&del));
-    assert_eq!(stdout(&del), "pod \"forever\" deleted from default namespace\n");
+    assert_eq!(
+        stdout(&del),
+        "pod \"forever\" deleted from default namespace\n"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     assert!(stdout(&podrun.run(&["get", "pods"])).is_empty());
 }
@@ -204,20 +306,29 @@ spec:
     command: ["sh", "-c", "sleep 1000 & exec sh -c 'sleep 999; echo {marker}'"]
 "#
     );
-    let mut child = podrun
-        .command()
-        .args(["run", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = ChildGuard(
+        podrun
+            .command()
+            .args(["run", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+        child
+            .0
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
     }
     wait_for(|| !processes_with(&marker).is_empty());
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
     wait_for(|| processes_with(&marker).is_empty());
     // The next podrun on this state directory finds the pod and reports it.
     let out = podrun.run_manifest(
@@ -225,7 +336,11 @@ spec:
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("pod default/orphan"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pod default/orphan"),
+        "{}",
+        stderr(&out)
+    );
     let json = stdout(&podrun.run(&["get", "pod", "orphan", "-o", "json"]));
     let pod: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(pod["status"]["phase"], "Failed");
@@ -234,7 +349,10 @@ spec:
 fn wait_for(mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(20), "condition not reached in 20s");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "condition not reached in 20s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,12 +1,150 @@
-//! Placeholder until this subcommand lands.
+//! `podrun delete pod NAME [--grace-period N] [--now] [--wait]`: graceful deletion, as
+//! `kubectl delete` does it. A pod run by a live `podrun run` is handed to that process
+//! over its control socket; a finished pod is removed from the store directly.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use podrun_node::instance::{self, ControlRequest};
+use podrun_node::layout::Layout;
+use podrun_registry::{ObjectKey, Resource, Store};
 
 use crate::Global;
 
-/// Arguments.
+/// Arguments of `podrun delete`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Resource type: pod (pods, po) or job (jobs).
+    pub resource: String,
+    /// Object names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// Seconds given to the pod to terminate gracefully (default: the pod's own).
+    #[arg(long = "grace-period")]
+    pub grace_period: Option<i64>,
+    /// Same as --grace-period=1.
+    #[arg(long)]
+    pub now: bool,
+    /// Wait for the pod to be gone before returning.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// Namespace.
+    #[arg(short = 'n', long = "namespace", default_value = "default")]
+    pub namespace: String,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> anyhow::Result<u8> {
-    anyhow::bail!("this subcommand is not built yet")
+pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
+    let state = global.state_dir();
+    let store = Store::open(&state)?;
+    let layout = Layout::new(&state);
+    let grace = if args.now { Some(1) } else { args.grace_period };
+    let mut code = 0;
+    for name in &args.names {
+        let key = ObjectKey::new(&args.namespace, name);
+        let result = match args.resource.as_str() {
+            "pod" | "pods" | "po" => delete_pod(&store, &layout, &key, grace, args.wait),
+            "job" | "jobs" | "job.batch" | "jobs.batch" => {
+                delete_job(&store, &layout, &key, grace, args.wait)
+            }
+            other => {
+                eprintln!("error: the server doesn't have a resource type \"{other}\"");
+                return Ok(1);
+            }
+        };
+        match result? {
+            Some(kind) => println!(
+                "{kind} \"{name}\" deleted from {} namespace",
+                args.namespace
+            ),
+            None => {
+                let plural = if args.resource.starts_with("job") {
+                    "jobs.batch"
+                } else {
+                    "pods"
+                };
+                eprintln!("Error from server (NotFound): {plural} \"{name}\" not found");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn delete_pod(
+    store: &Store,
+    layout: &Layout,
+    key: &ObjectKey,
+    grace: Option<i64>,
+    wait: bool,
+) -> anyhow::Result<Option<&'static str>> {
+    let Some(pod) = store.get::<Pod>(Resource::PODS, key)? else {
+        return Ok(None);
+    };
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let dir = layout.pod_dir(&key.namespace, &key.name, &uid);
+    let owner = instance::pod_owner(&dir).filter(|pid| instance::instance_alive(layout, *pid));
+    match owner {
+        Some(pid) => {
+            let request = ControlRequest::DeletePod {
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                grace_period_seconds: grace,
+            };
+            instance::send_request(layout, pid, &request)?;
+            if wait {
+                // The running instance removes the pod once its containers are gone.
+                let limit = Duration::from_secs(grace.unwrap_or(30).max(0) as u64 + 60);
+                let start = Instant::now();
+                while store
+                    .get::<Pod>(Resource::PODS, key)?
+                    .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()))
+                {
+                    if start.elapsed() > limit {
+                        anyhow::bail!("timed out waiting for pod {:?} to be deleted", key.name);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        None => {
+            // Nobody runs it any more: it is finished (or was recovered); remove it.
+            store.delete(Resource::PODS, key)?;
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    Ok(Some("pod"))
+}
+
+fn delete_job(
+    store: &Store,
+    layout: &Layout,
+    key: &ObjectKey,
+    grace: Option<i64>,
+    wait: bool,
+) -> anyhow::Result<Option<&'static str>> {
+    let Some(job) = store.get::<Job>(Resource::JOBS, key)? else {
+        return Ok(None);
+    };
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    // Background propagation: the Job's pods go with it.
+    let pods: Vec<Pod> = store.list(Resource::PODS, Some(&key.namespace))?;
+    for pod in pods {
+        let owned = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| o.uid == uid);
+        if owned {
+            let pod_key = ObjectKey::new(
+                &key.namespace,
+                pod.metadata.name.clone().unwrap_or_default(),
+            );
+            delete_pod(store, layout, &pod_key, grace, wait)?;
+        }
+    }
+    store.delete(Resource::JOBS, key)?;
+    Ok(Some("job.batch"))
 }

@@ -1,12 +1,264 @@
-//! Placeholder until this subcommand lands.
+//! `podrun run -f FILE…`: run Pods and Jobs in the foreground, printing rows exactly as
+//! `kubectl get pods -w` would, and exit with the result.
+//!
+//! Exit codes: 0 every awaited pod and Job succeeded, 1 one failed, 2 invalid input,
+//! 124 `--timeout` expired, 130/143 interrupted by SIGINT/SIGTERM (after every pod was
+//! deleted gracefully).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::time::Duration;
+
+use podrun_lifecycle::print::pod_row;
+use podrun_model::Object;
+use podrun_node::{Node, NodeEvent};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::Global;
 
-/// Arguments.
+/// Arguments of `podrun run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Manifest files (YAML or JSON; `-` reads standard input). Repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<String>,
+    /// Give up after this long (e.g. `30s`, `2m`): delete everything gracefully, exit 124.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+}
 
 /// Runs the subcommand.
-pub fn run(_args: Args, _global: &Global) -> anyhow::Result<u8> {
-    anyhow::bail!("this subcommand is not built yet")
+pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
+    let objects = match crate::manifest::read_all(&args.files) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(2);
+        }
+    };
+    let admitted = match admit(objects) {
+        Ok(a) => a,
+        Err(messages) => {
+            for m in messages {
+                eprintln!("{m}");
+            }
+            return Ok(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_objects(admitted, args.timeout, global))
+}
+
+/// Validated objects, ready to create.
+struct Admitted {
+    objects: Vec<Object>,
+}
+
+/// Defaults and validates every object; all errors are reported, none is created.
+fn admit(objects: Vec<Object>) -> Result<Admitted, Vec<String>> {
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for object in objects {
+        let admitted = match object {
+            Object::Pod(pod) => podrun_model::admit_pod(*pod).map(|p| Object::Pod(Box::new(p))),
+            Object::Job(job) => podrun_model::admit_job(*job).map(|j| Object::Job(Box::new(j))),
+            Object::Service(svc) => {
+                podrun_model::admit_service(*svc).map(|s| Object::Service(Box::new(s)))
+            }
+            other => Ok(other),
+        };
+        match admitted {
+            Ok(o) => ok.push(o),
+            // kubectl prefixes the API server's message with "The".
+            Err(e) => errors.push(format!("The {e}")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(Admitted { objects: ok })
+    } else {
+        Err(errors)
+    }
+}
+
+async fn run_objects(
+    admitted: Admitted,
+    timeout: Option<Duration>,
+    global: &Global,
+) -> anyhow::Result<u8> {
+    let (node, recovery) = Node::open(&global.state_dir())?;
+    for line in &recovery.reports {
+        eprintln!("podrun: {line}");
+    }
+    tokio::spawn(node.clone().serve_control());
+    let mut events = node.subscribe();
+
+    // Pods and Jobs whose end `run` waits for; pods with restartPolicy Always run
+    // until everything else is done (or until interrupted when alone).
+    let mut awaited_pods: BTreeSet<String> = BTreeSet::new();
+    let mut awaited_jobs: BTreeSet<String> = BTreeSet::new();
+    let mut failed = false;
+    let mut errors = Vec::new();
+    for object in admitted.objects {
+        match object {
+            Object::Pod(pod) => {
+                let policy = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.restart_policy.clone())
+                    .unwrap_or_default();
+                match node.create_pod(*pod) {
+                    Ok(pod) => {
+                        if policy != "Always" {
+                            awaited_pods.insert(key(&pod.metadata));
+                        }
+                    }
+                    Err(e) => errors.push(format!("Error from server (AlreadyExists): {e}")),
+                }
+            }
+            Object::Job(job) => match node.create_job(*job) {
+                Ok(job) => {
+                    awaited_jobs.insert(key(&job.metadata));
+                }
+                Err(e) => errors.push(format!("Error from server (AlreadyExists): {e}")),
+            },
+            Object::ConfigMap(cm) => node.add_config_map(&cm),
+            Object::Secret(s) => node.add_secret(&s),
+            Object::Service(mut svc) => {
+                if let Err(e) = node
+                    .store()
+                    .put(podrun_registry::Resource::SERVICES, &mut *svc)
+                {
+                    errors.push(format!("error: {e}"));
+                }
+            }
+            // Accepted so that manifests written for a cluster run unchanged.
+            Object::ServiceAccount(_) | Object::Namespace(_) => {}
+            other => errors.push(format!(
+                "error: podrun run does not run {} objects yet ({})",
+                other.kind(),
+                other.name().unwrap_or_default()
+            )),
+        }
+    }
+    for e in &errors {
+        eprintln!("{e}");
+    }
+    if !errors.is_empty() {
+        failed = true;
+    }
+
+    let mut printer = Printer::default();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut exit: Option<u8> = None;
+    let mut stopping = false;
+    let start_done = awaited_pods.is_empty() && awaited_jobs.is_empty();
+    if node.running_pods() == 0 && awaited_jobs.is_empty() {
+        return Ok(u8::from(failed));
+    }
+    loop {
+        let sleep = async {
+            match deadline {
+                Some(d) if exit.is_none() => tokio::time::sleep_until(d).await,
+                _ => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(NodeEvent::Pod(pod)) => printer.pod(&pod),
+                Ok(NodeEvent::PodFinished(pod)) => {
+                    printer.pod(&pod);
+                    let k = key(&pod.metadata);
+                    if awaited_pods.remove(&k) {
+                        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                        if phase != Some("Succeeded") {
+                            failed = true;
+                        }
+                    }
+                }
+                Ok(NodeEvent::Job(job)) => {
+                    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+                    let done = |t: &str| conditions.into_iter().flatten().any(|c| c.type_ == t && c.status == "True");
+                    if done("Failed") {
+                        failed = true;
+                        awaited_jobs.remove(&key(&job.metadata));
+                    } else if done("Complete") {
+                        awaited_jobs.remove(&key(&job.metadata));
+                    }
+                }
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+            _ = sigint.recv() => { exit.get_or_insert(130); }
+            _ = sigterm.recv() => { exit.get_or_insert(143); }
+            () = sleep => {
+                eprintln!("error: timed out waiting for the pods to finish");
+                exit = Some(124);
+            }
+        }
+        let all_done = !start_done && awaited_pods.is_empty() && awaited_jobs.is_empty();
+        if (all_done || exit.is_some()) && !stopping {
+            stopping = true;
+            node.delete_all_pods();
+        }
+        // Done when nothing is left running: after our own graceful stop, or because
+        // every pod was deleted from another terminal.
+        let nothing_awaited = awaited_pods.is_empty() && awaited_jobs.is_empty();
+        if (stopping || nothing_awaited) && node.running_pods() == 0 {
+            break;
+        }
+    }
+    let _ = std::io::stdout().flush();
+    Ok(exit.unwrap_or(u8::from(failed)))
+}
+
+fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Prints `kubectl get pods -w` rows: a header before the first row, then one row each
+/// time a pod's visible columns change. Like kubectl's watch output, each line is laid
+/// out on its own.
+#[derive(Default)]
+struct Printer {
+    header: bool,
+    last: BTreeMap<String, (String, String, String)>,
+}
+
+impl Printer {
+    fn pod(&mut self, pod: &k8s_openapi::api::core::v1::Pod) {
+        let row = pod_row(pod, podrun_node::now());
+        let k = key(&pod.metadata);
+        let visible = (row.ready.clone(), row.status.clone(), row.restarts.clone());
+        if self.last.get(&k) == Some(&visible) {
+            return;
+        }
+        self.last.insert(k, visible);
+        let mut out = std::io::stdout().lock();
+        // kubectl lays each watch row out together with the header, so a column is as
+        // wide as the wider of the header and that row's cell.
+        let header: Vec<String> = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+            .map(String::from)
+            .to_vec();
+        let text = crate::table::render(&[
+            header,
+            vec![row.name, row.ready, row.status, row.restarts, row.age],
+        ]);
+        let (head, line) = text.split_once('\n').unwrap_or((&text, ""));
+        if !self.header {
+            self.header = true;
+            let _ = writeln!(out, "{}", head.trim_end());
+        }
+        let _ = out.write_all(line.as_bytes());
+        let _ = out.flush();
+    }
 }

@@ -104,3 +104,14 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test never
+/// leaves a `podrun run` behind holding the test's output open.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,602 @@
+//! The pod worker: one tokio task per pod that carries out what its
+//! [`PodMachine`] decides and feeds the results back.
+//!
+//! The worker never decides anything itself. It waits on exactly three things: an input
+//! from the container processes, probes and hooks it started (process exits arrive from
+//! pidfds, so they are seen within milliseconds), a control command (deletion), or the
+//! machine's next timer.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::Timestamp;
+use podrun_lifecycle::{
+    Action, ContainerId, ExitStatus, HookKind, PodMachine, ProbeKind, ProbeResult, StopSignal,
+};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use crate::handler::{self, HandlerOutcome};
+use crate::instance;
+use crate::layout::Layout;
+use crate::runtime::{BindMount, ContainerLaunch, ContainerProcess, PodIdentity};
+use crate::{NodeShared, PodCommand};
+
+/// Inputs from the work the pod worker started.
+#[derive(Debug)]
+enum Input {
+    Exited {
+        id: ContainerId,
+        restart_count: i32,
+        exit: ExitStatus,
+    },
+    Hook {
+        id: ContainerId,
+        restart_count: i32,
+        hook: HookKind,
+        result: Result<(), String>,
+    },
+    Probe {
+        id: ContainerId,
+        restart_count: i32,
+        probe: ProbeKind,
+        result: ProbeResult,
+    },
+}
+
+/// The pod's timeline: one JSON line per input and action, with nanosecond wall-clock
+/// times, in `<pod dir>/timeline.jsonl`. It is how latencies are measured and how a
+/// pod's lifecycle can be drawn afterwards.
+struct Timeline {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+}
+
+impl Timeline {
+    fn open(pod_dir: &Path) -> Self {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(pod_dir.join("timeline.jsonl"))
+            .ok()
+            .map(std::io::BufWriter::new);
+        Self { file }
+    }
+
+    fn record(&mut self, event: &str, id: Option<ContainerId>, detail: &str) {
+        use std::io::Write;
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let container = id.map_or(String::new(), |id| format!("{id:?}"));
+        let line = serde_json::json!({
+            "t": crate::now().as_nanosecond().to_string(),
+            "event": event,
+            "container": container,
+            "detail": detail,
+        });
+        let _ = writeln!(file, "{line}");
+    }
+
+    fn flush(&mut self) {
+        use std::io::Write;
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+        }
+    }
+}
+
+struct Running {
+    restart_count: i32,
+    process: Arc<ContainerProcess>,
+    env: Arc<Vec<(String, String)>>,
+    pid_file: PathBuf,
+}
+
+/// Runs one pod to its end. Returns when the pod is finished (terminal phase and no
+/// process left).
+pub(crate) async fn run_pod(
+    shared: Arc<NodeShared>,
+    mut pod: Pod,
+    mut commands: mpsc::UnboundedReceiver<PodCommand>,
+) {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let layout = shared.layout.clone();
+    let pod_dir = layout.pod_dir(&ns, &name, &uid);
+    let _ = std::fs::create_dir_all(&pod_dir);
+    let _ = std::fs::write(pod_dir.join("owner"), format!("{}\n", std::process::id()));
+
+    let mut machine = PodMachine::new(pod.clone(), crate::now());
+    let (tx, mut inputs) = mpsc::unbounded_channel::<Input>();
+    let mut running: HashMap<ContainerId, Running> = HashMap::new();
+    let mut hooks: HashMap<(ContainerId, HookKind), AbortHandle> = HashMap::new();
+    let mut worker = Worker {
+        shared: &shared,
+        layout: &layout,
+        pod_dir: &pod_dir,
+        identity: PodIdentity {
+            namespace: ns.clone(),
+            name: name.clone(),
+            uid: uid.clone(),
+        },
+        tx,
+    };
+    let mut last_status = None;
+    let mut commands_open = true;
+    let mut timeline = Timeline::open(&pod_dir);
+    let mut last_phase = String::new();
+
+    loop {
+        while let Some(action) = machine.poll_action() {
+            // Publish what is visible before a container starts (e.g. `Init:1/2`, or
+            // `PodInitializing` between the last sidecar being started and the first
+            // regular container), as the kubelet's status sync would have seen it.
+            if matches!(action, Action::StartContainer { .. }) {
+                publish_if_changed(&shared, &mut pod, &machine, &mut last_status);
+            }
+            record_action(&mut timeline, &action);
+            worker.carry_out(action, &mut machine, &mut running, &mut hooks);
+        }
+        publish_if_changed(&shared, &mut pod, &machine, &mut last_status);
+        let phase = last_status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase != last_phase {
+            timeline.record("phase", None, &phase);
+            last_phase = phase;
+        }
+        if machine.is_finished() {
+            break;
+        }
+        let deadline = machine.poll_timeout().map(to_instant);
+        tokio::select! {
+            input = inputs.recv() => {
+                // The worker holds a sender itself, so the channel never closes.
+                let Some(input) = input else { break };
+                let now = crate::now();
+                match input {
+                    Input::Exited { id, restart_count, exit } => {
+                        timeline.record("exited", Some(id), &exit.exit_code.to_string());
+                        if running.get(&id).is_some_and(|r| r.restart_count == restart_count)
+                            && let Some(r) = running.remove(&id)
+                        {
+                            let _ = std::fs::remove_file(&r.pid_file);
+                        }
+                        machine.handle_container_exited(id, restart_count, exit, now);
+                    }
+                    Input::Hook { id, restart_count, hook, result } => {
+                        timeline.record("hook-done", Some(id), &format!("{hook:?} {}", result.is_ok()));
+                        hooks.remove(&(id, hook));
+                        machine.handle_hook_result(id, restart_count, hook, result, now);
+                    }
+                    Input::Probe { id, restart_count, probe, result } => {
+                        timeline.record("probe", Some(id), &format!("{probe:?} {result:?}"));
+                        machine.handle_probe_result(id, restart_count, probe, result, now);
+                    }
+                }
+            }
+            command = commands.recv(), if commands_open => {
+                match command {
+                    Some(PodCommand::Delete { grace_period_seconds }) => {
+                        let now = crate::now();
+                        if pod.metadata.deletion_timestamp.is_none() {
+                            pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+                            pod.metadata.deletion_grace_period_seconds = Some(
+                                grace_period_seconds
+                                    .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+                                    .unwrap_or(30),
+                            );
+                        }
+                        machine.handle_delete(grace_period_seconds, now);
+                        // Publish the deletion timestamp even if the status did not change.
+                        last_status = None;
+                    }
+                    None => commands_open = false,
+                }
+            }
+            () = sleep_until(deadline) => {
+                machine.handle_timeout(crate::now());
+            }
+        }
+    }
+    timeline.record("finished", None, &last_phase);
+    timeline.flush();
+    let _ = std::fs::remove_file(pod_dir.join("owner"));
+    shared.finished(&pod);
+}
+
+fn record_action(timeline: &mut Timeline, action: &Action) {
+    match action {
+        Action::StartContainer { id, restart_count } => {
+            timeline.record("start", Some(*id), &restart_count.to_string());
+        }
+        Action::RunHook { id, hook, .. } => {
+            timeline.record("hook", Some(*id), &format!("{hook:?}"))
+        }
+        Action::CancelHook { id, hook, .. } => {
+            timeline.record("cancel-hook", Some(*id), &format!("{hook:?}"));
+        }
+        Action::RunProbe { .. } => {}
+        Action::Signal { id, signal, .. } => {
+            timeline.record("signal", Some(*id), &format!("{signal:?}"));
+        }
+    }
+}
+
+/// Stores and announces the pod when its status changed since the last publication.
+fn publish_if_changed(
+    shared: &NodeShared,
+    pod: &mut Pod,
+    machine: &PodMachine,
+    last: &mut Option<k8s_openapi::api::core::v1::PodStatus>,
+) {
+    let status = machine.status();
+    if last.as_ref() == Some(&status) {
+        return;
+    }
+    *last = Some(status.clone());
+    let mut status = status;
+    // Pods share the host's network until pod sandboxes get their own.
+    status.host_ip = Some("127.0.0.1".into());
+    status.pod_ip = Some("127.0.0.1".into());
+    pod.status = Some(status);
+    shared.publish(pod);
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Converts an engine deadline into the tokio clock.
+fn to_instant(at: Timestamp) -> tokio::time::Instant {
+    let now = crate::now();
+    let wait = at.duration_since(now);
+    let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
+    tokio::time::Instant::now() + wait
+}
+
+struct Worker<'a> {
+    shared: &'a NodeShared,
+    layout: &'a Layout,
+    pod_dir: &'a Path,
+    identity: PodIdentity,
+    tx: mpsc::UnboundedSender<Input>,
+}
+
+impl Worker<'_> {
+    fn carry_out(
+        &mut self,
+        action: Action,
+        machine: &mut PodMachine,
+        running: &mut HashMap<ContainerId, Running>,
+        hooks: &mut HashMap<(ContainerId, HookKind), AbortHandle>,
+    ) {
+        match action {
+            Action::StartContainer { id, restart_count } => {
+                let now = crate::now();
+                match self.start(machine.pod(), id, restart_count) {
+                    Ok(r) => {
+                        let process = r.process.clone();
+                        let tx = self.tx.clone();
+                        let message_file = self.layout.termination_log(
+                            self.pod_dir,
+                            &container(machine.pod(), id).name,
+                            restart_count,
+                        );
+                        tokio::spawn(async move {
+                            let info = process.wait().await;
+                            let message = std::fs::read_to_string(&message_file)
+                                .ok()
+                                .filter(|m| !m.is_empty())
+                                .map(|m| truncate(m, 4096));
+                            let _ = tx.send(Input::Exited {
+                                id,
+                                restart_count,
+                                exit: ExitStatus {
+                                    exit_code: info.exit_code,
+                                    signal: info.signal,
+                                    oom_killed: false,
+                                    message,
+                                },
+                            });
+                        });
+                        running.insert(id, r);
+                        machine.handle_container_started(id, restart_count, now);
+                    }
+                    Err((reason, message)) => {
+                        machine.handle_container_start_failed(
+                            id,
+                            restart_count,
+                            reason,
+                            &message,
+                            now,
+                        );
+                    }
+                }
+            }
+            Action::RunHook {
+                id,
+                restart_count,
+                hook,
+            } => {
+                let Some(r) = running
+                    .get(&id)
+                    .filter(|r| r.restart_count == restart_count)
+                else {
+                    machine.handle_hook_result(
+                        id,
+                        restart_count,
+                        hook,
+                        Err("container is not running".into()),
+                        crate::now(),
+                    );
+                    return;
+                };
+                let c = container(machine.pod(), id);
+                let handler = c.lifecycle.as_ref().and_then(|l| match hook {
+                    HookKind::PostStart => l.post_start.clone(),
+                    HookKind::PreStop => l.pre_stop.clone(),
+                });
+                let Some(handler) = handler else {
+                    machine.handle_hook_result(id, restart_count, hook, Ok(()), crate::now());
+                    return;
+                };
+                let process = r.process.clone();
+                let env = r.env.clone();
+                let ports = c.ports.clone().unwrap_or_default();
+                let tx = self.tx.clone();
+                let task = tokio::spawn(async move {
+                    let outcome =
+                        handler::run_hook_with_ports(&handler, &process, &env, pod_ip(), &ports)
+                            .await;
+                    let result = match outcome {
+                        HandlerOutcome::Success => Ok(()),
+                        HandlerOutcome::Failure(msg) => Err(msg),
+                    };
+                    let _ = tx.send(Input::Hook {
+                        id,
+                        restart_count,
+                        hook,
+                        result,
+                    });
+                });
+                hooks.insert((id, hook), task.abort_handle());
+            }
+            Action::CancelHook { id, hook, .. } => {
+                if let Some(task) = hooks.remove(&(id, hook)) {
+                    task.abort();
+                }
+            }
+            Action::RunProbe {
+                id,
+                restart_count,
+                probe,
+            } => {
+                let c = container(machine.pod(), id);
+                let spec = match probe {
+                    ProbeKind::Startup => c.startup_probe.clone(),
+                    ProbeKind::Readiness => c.readiness_probe.clone(),
+                    ProbeKind::Liveness => c.liveness_probe.clone(),
+                };
+                let (Some(spec), Some(r)) = (
+                    spec,
+                    running
+                        .get(&id)
+                        .filter(|r| r.restart_count == restart_count),
+                ) else {
+                    machine.handle_probe_result(
+                        id,
+                        restart_count,
+                        probe,
+                        ProbeResult::Failure,
+                        crate::now(),
+                    );
+                    return;
+                };
+                let process = r.process.clone();
+                let env = r.env.clone();
+                let ports = c.ports.clone().unwrap_or_default();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let outcome =
+                        handler::run_probe_with_ports(&spec, &process, &env, pod_ip(), &ports)
+                            .await;
+                    let result = match outcome {
+                        HandlerOutcome::Success => ProbeResult::Success,
+                        HandlerOutcome::Failure(msg) => {
+                            tracing::debug!(?id, ?probe, %msg, "probe failed");
+                            ProbeResult::Failure
+                        }
+                    };
+                    let _ = tx.send(Input::Probe {
+                        id,
+                        restart_count,
+                        probe,
+                        result,
+                    });
+                });
+            }
+            Action::Signal {
+                id,
+                restart_count,
+                signal,
+            } => {
+                if let Some(r) = running
+                    .get(&id)
+                    .filter(|r| r.restart_count == restart_count)
+                {
+                    let sig = match signal {
+                        StopSignal::Term => nix::sys::signal::Signal::SIGTERM,
+                        StopSignal::Kill => nix::sys::signal::Signal::SIGKILL,
+                    };
+                    if let Err(e) = r.process.signal(sig) {
+                        tracing::debug!(?id, %e, "signal failed (process already gone)");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates and starts one container instance. Errors carry the kubelet's waiting
+    /// reason and a message.
+    fn start(
+        &self,
+        pod: &Pod,
+        id: ContainerId,
+        restart_count: i32,
+    ) -> Result<Running, (&'static str, String)> {
+        let c = container(pod, id);
+        let image = c.image.clone().unwrap_or_default();
+        let lookup = |kind: &str, name: &str, key: &str| self.shared.lookup(pod, kind, name, key);
+        let env = podrun_model::container_env(pod, c, &lookup)
+            .map_err(|e| ("CreateContainerConfigError", e))?;
+        let argv = podrun_model::container_argv(c, &env);
+        if c.command.as_ref().is_none_or(|cmd| cmd.is_empty()) {
+            return Err((
+                "CreateContainerConfigError",
+                format!(
+                    "container {:?} has no command: podrun runs containers as processes on the host \
+                     filesystem and does not pull or run image {image:?}; set `command`",
+                    c.name
+                ),
+            ));
+        }
+        let mounts = self
+            .mounts(pod, c)
+            .map_err(|e| ("CreateContainerConfigError", e))?;
+        let log_path = self.layout.log_file(self.pod_dir, &c.name, restart_count);
+        let message_host = self
+            .layout
+            .termination_log(self.pod_dir, &c.name, restart_count);
+        let _ = std::fs::create_dir_all(self.pod_dir.join(&c.name));
+        let _ = std::fs::write(&message_host, b"");
+        let message_path = c
+            .termination_message_path
+            .clone()
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let launch = ContainerLaunch {
+            pod: self.identity.clone(),
+            container_name: c.name.clone(),
+            restart_count,
+            argv,
+            env: env.clone(),
+            working_dir: c.working_dir.clone().map(PathBuf::from),
+            mounts,
+            log_path,
+            termination_message: Some((message_host, PathBuf::from(message_path))),
+            hostname: Some(
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.hostname.clone())
+                    .unwrap_or_else(|| self.identity.name.clone()),
+            ),
+        };
+        let process =
+            ContainerProcess::spawn(&launch).map_err(|e| ("RunContainerError", e.to_string()))?;
+        let pid_file = self.layout.pid_file(self.pod_dir, &c.name, restart_count);
+        let _ = instance::write_pid_record(&pid_file, process.pid());
+        Ok(Running {
+            restart_count,
+            process: Arc::new(process),
+            env: Arc::new(env),
+            pid_file,
+        })
+    }
+
+    /// The container's volume mounts as host directories.
+    fn mounts(&self, pod: &Pod, c: &Container) -> Result<Vec<BindMount>, String> {
+        let volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for m in c.volume_mounts.iter().flatten() {
+            let Some(v) = volumes.iter().find(|v| v.name == m.name) else {
+                return Err(format!("volume {:?} not found", m.name));
+            };
+            let mut source = if v.empty_dir.is_some() {
+                let dir = self.layout.empty_dir(self.pod_dir, &v.name);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("emptyDir {:?}: {}: {e}", v.name, dir.display()))?;
+                dir
+            } else if let Some(hp) = &v.host_path {
+                let path = PathBuf::from(&hp.path);
+                match hp.type_.as_deref().unwrap_or("") {
+                    "DirectoryOrCreate" => std::fs::create_dir_all(&path)
+                        .map_err(|e| format!("hostPath {:?}: {e}", hp.path))?,
+                    "FileOrCreate" if !path.exists() => std::fs::write(&path, b"")
+                        .map_err(|e| format!("hostPath {:?}: {e}", hp.path))?,
+                    "Directory" if !path.is_dir() => {
+                        return Err(format!(
+                            "hostPath type check failed: {} is not a directory",
+                            hp.path
+                        ));
+                    }
+                    "File" if !path.is_file() => {
+                        return Err(format!(
+                            "hostPath type check failed: {} is not a file",
+                            hp.path
+                        ));
+                    }
+                    _ if !path.exists() => {
+                        return Err(format!("hostPath {}: no such file or directory", hp.path));
+                    }
+                    _ => {}
+                }
+                path
+            } else {
+                return Err(format!(
+                    "volume {:?}: only emptyDir and hostPath volumes can be mounted by this node",
+                    v.name
+                ));
+            };
+            if let Some(sub) = m.sub_path.as_ref().filter(|s| !s.is_empty()) {
+                source = source.join(sub);
+                std::fs::create_dir_all(&source).map_err(|e| format!("subPath {sub:?}: {e}"))?;
+            }
+            out.push(BindMount {
+                source,
+                target: PathBuf::from(&m.mount_path),
+                read_only: m.read_only.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The address probes and hooks use when a handler names no host. Pods share the
+/// host's network until pod sandboxes have their own.
+fn pod_ip() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+
+fn container(pod: &Pod, id: ContainerId) -> &Container {
+    let spec = pod.spec.as_ref();
+    let c = match id {
+        ContainerId::Init(i) => spec.and_then(|s| s.init_containers.as_ref()?.get(i)),
+        ContainerId::Regular(i) => spec.and_then(|s| s.containers.get(i)),
+    };
+    // Invariant: the machine only names containers of the spec it was built from.
+    c.expect("container id from the machine exists in the pod spec")
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
