@@ -140,7 +140,11 @@ impl Store {
 
     /// Lists the objects of a resource, in one namespace or all (`None`), sorted by
     /// namespace then name as the API server lists them.
-    pub fn list<T: StoredObject>(&self, resource: Resource, namespace: Option<&str>) -> Result<Vec<T>> {
+    pub fn list<T: StoredObject>(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+    ) -> Result<Vec<T>> {
         let dir = self.root.join(resource.0);
         let namespaces: Vec<String> = match namespace {
             Some(ns) => vec![ns.to_string()],
@@ -287,7 +291,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::create_dir_all(dir).map_err(io_err(dir))?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("object"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object"),
         std::process::id()
     ));
     fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
@@ -328,12 +334,23 @@ mod tests {
             .unwrap();
         assert_eq!(got.metadata.resource_version.as_deref(), Some("2"));
         let all: Vec<Pod> = store.list(Resource::PODS, None).unwrap();
-        let names: Vec<_> = all.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        let names: Vec<_> = all
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["a", "b", "c"]);
         let default: Vec<Pod> = store.list(Resource::PODS, Some("default")).unwrap();
         assert_eq!(default.len(), 2);
-        assert!(store.delete(Resource::PODS, &ObjectKey::new("default", "a")).unwrap());
-        assert!(!store.delete(Resource::PODS, &ObjectKey::new("default", "a")).unwrap());
+        assert!(
+            store
+                .delete(Resource::PODS, &ObjectKey::new("default", "a"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .delete(Resource::PODS, &ObjectKey::new("default", "a"))
+                .unwrap()
+        );
         assert_eq!(store.revision().unwrap(), 4);
     }
 
@@ -345,7 +362,9 @@ mod tests {
             .put(Resource::PODS, &mut pod("default", "x"))
             .unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let x: Option<Pod> = store.get(Resource::PODS, &ObjectKey::new("default", "x")).unwrap();
+        let x: Option<Pod> = store
+            .get(Resource::PODS, &ObjectKey::new("default", "x"))
+            .unwrap();
         assert!(x.is_some());
         assert_eq!(store.revision().unwrap(), 1);
     }
