@@ -15,6 +15,7 @@ mod build;
 mod config;
 mod live;
 mod rules;
+pub mod service;
 
 pub use build::{build, build_all};
 pub use config::{
