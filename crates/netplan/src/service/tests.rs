@@ -94,8 +94,7 @@ fn probabilities_are_one_over_the_endpoints_left() {
     // The last endpoint is taken unconditionally.
     let last_jump = text
         .lines()
-        .filter(|l| l.contains("-> 198.18.0.5:80"))
-        .next()
+        .find(|l| l.contains("-> 198.18.0.5:80"))
         .unwrap();
     assert!(!last_jump.contains("statistic"), "{last_jump}");
 }
