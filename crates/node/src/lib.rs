@@ -9,12 +9,14 @@
 //! The node reads and writes objects through `podrun_registry::Store` only, so `podrun
 //! get` in another terminal sees what it does.
 
+pub mod dns;
 pub mod handler;
 pub mod instance;
 pub mod job;
 pub mod layout;
 mod pod;
 pub mod runtime;
+pub mod service;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,0 +1,260 @@
+//! The embedded DNS server: UDP and TCP on one address (the bridge IP, port 53),
+//! cluster names answered from a shared [`DnsView`], everything else forwarded verbatim
+//! to the host's resolvers.
+//!
+//! Forwarding relays the client's own bytes and the upstream's answer unchanged, so
+//! nothing the host resolver says (EDNS, DNSSEC bits, truncation) is lost or re-encoded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinHandle;
+
+use super::{DnsView, Lookup};
+
+/// TTL of cluster answers: short, because endpoints change as pods come and go.
+const CLUSTER_TTL: u32 = 5;
+
+/// How long one upstream gets to answer a forwarded query.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Largest UDP message accepted (EDNS payloads are at most this in practice).
+const MAX_UDP: usize = 4096;
+
+/// A running DNS server; dropping it stops the listeners.
+pub struct DnsServer {
+    addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the answering code shares across queries.
+struct Shared {
+    view: Arc<RwLock<DnsView>>,
+    domain: String,
+    upstreams: Vec<SocketAddr>,
+}
+
+// === impl DnsServer ===
+
+impl DnsServer {
+    /// Binds UDP and TCP on `addr` and serves until dropped. `upstreams` are the host's
+    /// resolvers (port 53 is added); the server's own address is left out so a query
+    /// never loops back to it.
+    pub async fn start(
+        addr: SocketAddr,
+        view: Arc<RwLock<DnsView>>,
+        domain: &str,
+        upstreams: &[IpAddr],
+    ) -> std::io::Result<Self> {
+        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        let addr = udp.local_addr()?;
+        let tcp = TcpListener::bind(addr).await?;
+        let shared = Arc::new(Shared {
+            view,
+            domain: domain.to_string(),
+            upstreams: upstreams
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, 53))
+                .filter(|u| *u != addr)
+                .collect(),
+        });
+        let udp_task = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; MAX_UDP];
+                loop {
+                    let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+                        continue;
+                    };
+                    let query = buf[..n].to_vec();
+                    let shared = shared.clone();
+                    let udp = udp.clone();
+                    tokio::spawn(async move {
+                        if let Some(reply) = shared.answer(&query, false).await {
+                            let _ = udp.send_to(&reply, peer).await;
+                        }
+                    });
+                }
+            })
+        };
+        let tcp_task = {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = tcp.accept().await else {
+                        continue;
+                    };
+                    tokio::spawn(serve_tcp(stream, shared.clone()));
+                }
+            })
+        };
+        tracing::info!(%addr, "cluster DNS listening");
+        Ok(Self {
+            addr,
+            tasks: vec![udp_task, tcp_task],
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Serves length-prefixed queries on one TCP connection until the client closes it.
+async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
+    loop {
+        let mut len = [0u8; 2];
+        if stream.read_exact(&mut len).await.is_err() {
+            return;
+        }
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if stream.read_exact(&mut query).await.is_err() {
+            return;
+        }
+        let Some(reply) = shared.answer(&query, true).await else {
+            return;
+        };
+        let Ok(n) = u16::try_from(reply.len()) else {
+            return;
+        };
+        if stream.write_all(&n.to_be_bytes()).await.is_err()
+            || stream.write_all(&reply).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// The reply bytes for one query, or `None` when there is nothing to say (garbage in,
+    /// or every upstream silent).
+    async fn answer(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let request = match Message::from_vec(query) {
+            Ok(m) => m,
+            Err(_) => {
+                // A header we can read gets FORMERR; anything shorter is dropped.
+                let id = u16::from_be_bytes([*query.first()?, *query.get(1)?]);
+                return Message::error_msg(id, OpCode::Query, ResponseCode::FormErr)
+                    .to_vec()
+                    .ok();
+            }
+        };
+        let Some(q) = request.queries.first().cloned() else {
+            return self.reply(&request, ResponseCode::FormErr, Vec::new());
+        };
+        if request.metadata.message_type != MessageType::Query
+            || request.metadata.op_code != OpCode::Query
+        {
+            return self.reply(&request, ResponseCode::NotImp, Vec::new());
+        }
+        let lookup = {
+            let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+            view.lookup(&q.name().to_ascii(), &self.domain)
+        };
+        match lookup {
+            Lookup::Forward => self
+                .forward(query, tcp)
+                .await
+                .or_else(|| self.reply(&request, ResponseCode::ServFail, Vec::new())),
+            Lookup::NxDomain => self.reply(&request, ResponseCode::NXDomain, Vec::new()),
+            Lookup::Found(ips) => {
+                let wants_a = matches!(q.query_type(), RecordType::A | RecordType::ANY)
+                    && matches!(q.query_class(), DNSClass::IN | DNSClass::ANY);
+                let answers = if wants_a {
+                    ips.into_iter()
+                        .map(|ip| {
+                            Record::from_rdata(q.name().clone(), CLUSTER_TTL, RData::A(A(ip)))
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                self.reply(&request, ResponseCode::NoError, answers)
+            }
+        }
+    }
+
+    fn reply(
+        &self,
+        request: &Message,
+        code: ResponseCode,
+        answers: Vec<Record>,
+    ) -> Option<Vec<u8>> {
+        let mut m = Message::response(request.metadata.id, request.metadata.op_code);
+        m.metadata.response_code = code;
+        m.metadata.authoritative = true;
+        m.metadata.recursion_desired = request.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
+        m.add_queries(request.queries.iter().cloned());
+        m.add_answers(answers);
+        m.to_vec().ok()
+    }
+
+    /// Relays the query to each upstream in turn until one answers.
+    async fn forward(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        for upstream in &self.upstreams {
+            let attempt = async {
+                if tcp {
+                    forward_tcp(*upstream, query).await
+                } else {
+                    forward_udp(*upstream, query).await
+                }
+            };
+            match tokio::time::timeout(UPSTREAM_TIMEOUT, attempt).await {
+                Ok(Ok(reply)) => return Some(reply),
+                Ok(Err(e)) => tracing::debug!(%upstream, %e, "upstream DNS failed"),
+                Err(_) => tracing::debug!(%upstream, "upstream DNS timed out"),
+            }
+        }
+        None
+    }
+}
+
+async fn forward_udp(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let bind: SocketAddr = if upstream.is_ipv4() {
+        "0.0.0.0:0".parse().map_err(std::io::Error::other)?
+    } else {
+        "[::]:0".parse().map_err(std::io::Error::other)?
+    };
+    let sock = UdpSocket::bind(bind).await?;
+    sock.connect(upstream).await?;
+    sock.send(query).await?;
+    let mut buf = vec![0u8; MAX_UDP];
+    loop {
+        let n = sock.recv(&mut buf).await?;
+        // Only the reply to this query counts (same id); stray datagrams are skipped.
+        if n >= 2 && query.len() >= 2 && buf[..2] == query[..2] {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
+
+async fn forward_tcp(upstream: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(upstream).await?;
+    let len = u16::try_from(query.len()).map_err(std::io::Error::other)?;
+    s.write_all(&len.to_be_bytes()).await?;
+    s.write_all(query).await?;
+    let mut l = [0u8; 2];
+    s.read_exact(&mut l).await?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(l))];
+    s.read_exact(&mut reply).await?;
+    Ok(reply)
+}

@@ -1,0 +1,500 @@
+//! Services on the node: ClusterIP allocation (persisted in the state directory),
+//! endpoints that follow pod readiness, kube-proxy-style DNAT rules in the host's nat
+//! table, and the names the cluster DNS serves.
+//!
+//! [`Services`] keeps the Services and the latest view of every pod. Each change (a
+//! Service created or deleted, a pod event) recomputes the [`plan::Plan`] and, when the
+//! rule text differs from what was applied, replaces our chains in one atomic
+//! `iptables-restore --noflush` call, so a connection never sees half an update.
+
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, RwLock};
+
+use k8s_openapi::api::core::v1::{Pod, Service};
+use podrun_netplan::service::{
+    self as rules, Ipv4Cidr, ProxyConfig, ServiceError, allocate_cluster_ip,
+};
+use tokio::sync::broadcast;
+
+use crate::NodeEvent;
+use crate::dns::{CLUSTER_DOMAIN, DnsServer, DnsView, ResolvConf};
+
+/// The default service CIDR.
+pub const DEFAULT_SERVICE_CIDR: &str = "198.19.0.0/16";
+
+/// Errors of the Service driver.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Allocation or configuration, worded as the API server words it.
+    #[error(transparent)]
+    Plan(#[from] ServiceError),
+    /// Running iptables failed.
+    #[error("{tool}: {message}")]
+    Iptables {
+        /// Which tool.
+        tool: &'static str,
+        /// Its stderr.
+        message: String,
+    },
+    /// A file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What happened.
+        source: std::io::Error,
+    },
+}
+
+/// Where Services live.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// ClusterIPs come from here.
+    pub service_cidr: Ipv4Cidr,
+    /// Chain prefix, pod CIDR and bridge.
+    pub proxy: ProxyConfig,
+    /// The allocation file (`<state>/services/clusterips`).
+    pub allocations: PathBuf,
+    /// Whether to touch iptables at all (false only where rules are not wanted, e.g.
+    /// when not root: Services then only get their ClusterIP and DNS names).
+    pub apply_rules: bool,
+}
+
+struct State {
+    services: BTreeMap<(String, String), Service>,
+    pods: BTreeMap<(String, String), Arc<Pod>>,
+    /// ClusterIP → "namespace/name".
+    allocated: BTreeMap<Ipv4Addr, String>,
+    applied: Option<String>,
+}
+
+/// The node's Services.
+pub struct Services {
+    config: ServiceConfig,
+    state: Mutex<State>,
+    dns: Arc<RwLock<DnsView>>,
+    dns_server: Mutex<Option<DnsServer>>,
+}
+
+// === impl ServiceConfig ===
+
+impl ServiceConfig {
+    /// The defaults: service CIDR 198.19.0.0/16, chains `PODRUN-*`, the `podrun0` bridge
+    /// and pod CIDR 198.18.0.0/16, allocations under `state_dir`.
+    pub fn defaults(state_dir: &std::path::Path) -> Result<Self, Error> {
+        Ok(Self {
+            service_cidr: DEFAULT_SERVICE_CIDR.parse()?,
+            proxy: ProxyConfig::new(
+                rules::DEFAULT_PREFIX,
+                crate::sandbox::DEFAULT_POD_CIDR.parse()?,
+                crate::sandbox::BRIDGE,
+            )?,
+            allocations: state_dir.join("services").join("clusterips"),
+            apply_rules: nix::unistd::geteuid().is_root(),
+        })
+    }
+}
+
+// === impl Services ===
+
+impl Services {
+    /// Loads the allocations and removes rules a dead instance left behind (they are
+    /// rebuilt from this instance's Services).
+    pub fn open(config: ServiceConfig) -> Result<Self, Error> {
+        let allocated = load_allocations(&config.allocations)?;
+        let this = Self {
+            config,
+            state: Mutex::new(State {
+                services: BTreeMap::new(),
+                pods: BTreeMap::new(),
+                allocated,
+                applied: None,
+            }),
+            dns: Arc::new(RwLock::new(DnsView::default())),
+            dns_server: Mutex::new(None),
+        };
+        if this.config.apply_rules {
+            cleanup_rules(&this.config.proxy)?;
+        }
+        Ok(this)
+    }
+
+    /// The names the cluster DNS serves, kept current.
+    pub fn dns_view(&self) -> Arc<RwLock<DnsView>> {
+        self.dns.clone()
+    }
+
+    /// Registers an admitted Service: allocates its ClusterIP (keeping the one this
+    /// Service already held, or the one it asks for), records it and updates rules and
+    /// DNS. Returns the Service with `spec.clusterIP(s)` filled.
+    pub fn create(&self, mut service: Service) -> Result<Service, Error> {
+        let ns = service
+            .metadata
+            .namespace
+            .get_or_insert_with(|| "default".into())
+            .clone();
+        let name = service.metadata.name.clone().unwrap_or_default();
+        let owner = format!("{ns}/{name}");
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let spec = service.spec.get_or_insert_with(Default::default);
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if !headless {
+            let requested = spec
+                .cluster_ip
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<Ipv4Addr>()
+                        .map_err(|_| ServiceError::InvalidCidr(format!("{s} (spec.clusterIP)")))
+                })
+                .transpose()?;
+            let held = st
+                .allocated
+                .iter()
+                .find(|(_, o)| **o == owner)
+                .map(|(ip, _)| *ip);
+            let ip = match (requested, held) {
+                (None, Some(ip)) => ip,
+                (Some(r), Some(h)) if r == h => h,
+                _ => {
+                    let used: BTreeSet<Ipv4Addr> = st
+                        .allocated
+                        .iter()
+                        .filter(|(_, o)| **o != owner)
+                        .map(|(ip, _)| *ip)
+                        .collect();
+                    allocate_cluster_ip(self.config.service_cidr, &used, requested)?
+                }
+            };
+            st.allocated.retain(|_, o| *o != owner);
+            st.allocated.insert(ip, owner);
+            save_allocations(&self.config.allocations, &st.allocated)?;
+            spec.cluster_ip = Some(ip.to_string());
+            spec.cluster_ips = Some(vec![ip.to_string()]);
+        } else {
+            spec.cluster_ips = Some(vec!["None".into()]);
+        }
+        spec.type_.get_or_insert_with(|| "ClusterIP".into());
+        st.services.insert((ns, name), service.clone());
+        self.sync(&mut st)?;
+        Ok(service)
+    }
+
+    /// Removes a Service: releases its ClusterIP, drops its rules and names.
+    pub fn delete(&self, namespace: &str, name: &str) -> Result<bool, Error> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let existed = st
+            .services
+            .remove(&(namespace.to_string(), name.to_string()))
+            .is_some();
+        let owner = format!("{namespace}/{name}");
+        let before = st.allocated.len();
+        st.allocated.retain(|_, o| *o != owner);
+        if st.allocated.len() != before {
+            save_allocations(&self.config.allocations, &st.allocated)?;
+        }
+        self.sync(&mut st)?;
+        Ok(existed)
+    }
+
+    /// The Services registered here.
+    pub fn list(&self) -> Vec<Service> {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.services.values().cloned().collect()
+    }
+
+    /// Takes in a pod's latest object (from `NodeEvent::Pod`): its readiness and IP
+    /// decide whether it is an endpoint.
+    pub fn handle_pod(&self, pod: Arc<Pod>) -> Result<(), Error> {
+        let key = (
+            pod.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.pods.insert(key, pod);
+        self.sync(&mut st)
+    }
+
+    /// Forgets a pod that finished (from `NodeEvent::PodFinished`).
+    pub fn handle_pod_finished(&self, pod: &Pod) -> Result<(), Error> {
+        let key = (
+            pod.metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            pod.metadata.name.clone().unwrap_or_default(),
+        );
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.pods.remove(&key).is_some() {
+            self.sync(&mut st)?;
+        }
+        Ok(())
+    }
+
+    /// Follows node events until the channel closes: every pod change may change
+    /// endpoints. The cluster DNS is started on `dns_addr` when the first pod with an
+    /// address in the pod CIDR (a sandboxed pod) shows up.
+    pub fn follow(
+        self: Arc<Self>,
+        mut events: broadcast::Receiver<NodeEvent>,
+        dns_addr: Option<SocketAddr>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let event = match events.recv().await {
+                    Ok(e) => e,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let result = match event {
+                    NodeEvent::Pod(pod) => {
+                        if let Some(addr) = dns_addr
+                            && self.is_sandboxed(&pod)
+                            && let Err(e) = self.ensure_dns(addr).await
+                        {
+                            tracing::error!(%addr, %e, "cannot start cluster DNS");
+                        }
+                        self.handle_pod(pod)
+                    }
+                    NodeEvent::PodFinished(pod) => self.handle_pod_finished(&pod),
+                    _ => Ok(()),
+                };
+                if let Err(e) = result {
+                    tracing::error!(%e, "cannot update Service rules");
+                }
+            }
+        })
+    }
+
+    fn is_sandboxed(&self, pod: &Pod) -> bool {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
+            .is_some_and(|ip| self.config.proxy.pod_cidr.contains(ip))
+    }
+
+    /// Starts the cluster DNS server on `addr` unless it runs already. Upstreams are the
+    /// host's resolvers from `/etc/resolv.conf`.
+    pub async fn ensure_dns(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        if let Some(s) = self
+            .dns_server
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
+            return Ok(s.local_addr());
+        }
+        let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstreams: Vec<IpAddr> = ResolvConf::parse(&host).nameserver_ips();
+        let server = DnsServer::start(addr, self.dns.clone(), CLUSTER_DOMAIN, &upstreams).await?;
+        let local = server.local_addr();
+        let mut slot = self.dns_server.lock().unwrap_or_else(|e| e.into_inner());
+        // Another caller may have won the race while we bound; keep theirs.
+        if slot.is_none() {
+            *slot = Some(server);
+        }
+        Ok(local)
+    }
+
+    /// Removes every rule (when the node stops). Allocations stay, so the Services
+    /// get the same ClusterIPs when they come back.
+    pub fn shutdown(&self) -> Result<(), Error> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.applied = None;
+        *self.dns_server.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if self.config.apply_rules {
+            cleanup_rules(&self.config.proxy)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&self, st: &mut State) -> Result<(), Error> {
+        let plan = plan::plan(st.services.values(), st.pods.values().map(|p| p.as_ref()));
+        *self.dns.write().unwrap_or_else(|e| e.into_inner()) = plan.dns;
+        if !self.config.apply_rules {
+            return Ok(());
+        }
+        let live = live_chains(&self.config.proxy, "nat")?;
+        let text = rules::restore_text(&self.config.proxy, &plan.rules, &live);
+        if st.applied.as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        ensure_jumps(&self.config.proxy)?;
+        run_restore(&text)?;
+        st.applied = Some(text);
+        Ok(())
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        if self.config.apply_rules
+            && let Err(e) = cleanup_rules(&self.config.proxy)
+        {
+            tracing::warn!(%e, "cannot remove Service rules");
+        }
+    }
+}
+
+/// Removes our jump rules and chains from the host tables; a no-op when there are none.
+/// Crash recovery calls this for the rules of an instance that died.
+pub fn cleanup_rules(proxy: &ProxyConfig) -> Result<(), Error> {
+    for jump in rules::jump_rules(proxy) {
+        // A rule may be present more than once if two instances raced; remove all.
+        for _ in 0..16 {
+            if !iptables(jump.table, "-C", jump.chain, &jump.spec)? {
+                break;
+            }
+            iptables(jump.table, "-D", jump.chain, &jump.spec)?;
+        }
+    }
+    let nat = live_chains(proxy, "nat")?;
+    let filter = live_chains(proxy, "filter")?;
+    let text = rules::cleanup_text(proxy, &nat, filter.contains(&proxy.services_chain()));
+    if !text.is_empty() {
+        run_restore(&text)?;
+    }
+    Ok(())
+}
+
+fn ensure_jumps(proxy: &ProxyConfig) -> Result<(), Error> {
+    for jump in rules::jump_rules(proxy) {
+        // The jump targets must exist before the jump can be added.
+        let chain = jump.spec.last().cloned().unwrap_or_default();
+        let _ = Command::new("iptables")
+            .args(["-w", "-t", jump.table, "-N", &chain])
+            .stderr(Stdio::null())
+            .status();
+        if !iptables(jump.table, "-C", jump.chain, &jump.spec)? {
+            iptables(jump.table, "-I", jump.chain, &jump.spec)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `iptables -w -t TABLE OP CHAIN SPEC…`; for `-C`, returns whether the rule exists.
+fn iptables(table: &str, op: &str, chain: &str, spec: &[String]) -> Result<bool, Error> {
+    let out = Command::new("iptables")
+        .args(["-w", "-t", table, op, chain])
+        .args(spec)
+        .output()
+        .map_err(|e| Error::Iptables {
+            tool: "iptables",
+            message: e.to_string(),
+        })?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    // `-C` exits 1 for "no such rule" and for "no such chain": both mean absent.
+    if op == "-C" && out.status.code() == Some(1) {
+        return Ok(false);
+    }
+    Err(Error::Iptables {
+        tool: "iptables",
+        message: format!("{op} {chain}: {stderr}"),
+    })
+}
+
+fn live_chains(proxy: &ProxyConfig, table: &str) -> Result<BTreeSet<String>, Error> {
+    let out = Command::new("iptables-save")
+        .args(["-t", table])
+        .output()
+        .map_err(|e| Error::Iptables {
+            tool: "iptables-save",
+            message: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Iptables {
+            tool: "iptables-save",
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(rules::own_chains_in_save(
+        proxy,
+        &String::from_utf8_lossy(&out.stdout),
+        table,
+    ))
+}
+
+fn run_restore(text: &str) -> Result<(), Error> {
+    let err = |message: String| Error::Iptables {
+        tool: "iptables-restore",
+        message,
+    };
+    let mut child = Command::new("iptables-restore")
+        .args(["-w", "--noflush"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| err(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| err(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| err(e.to_string()))?;
+    if !out.status.success() {
+        return Err(err(format!(
+            "{}\n--- input ---\n{text}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+fn load_allocations(path: &std::path::Path) -> Result<BTreeMap<Ipv4Addr, String>, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (ip, owner) = l.split_once(' ')?;
+            Some((ip.parse().ok()?, owner.trim().to_string()))
+        })
+        .collect())
+}
+
+/// Writes the allocation file atomically (temp file, rename), so a crash never leaves it
+/// half written.
+fn save_allocations(
+    path: &std::path::Path,
+    allocated: &BTreeMap<Ipv4Addr, String>,
+) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let text: String = allocated
+        .iter()
+        .map(|(ip, owner)| format!("{ip} {owner}\n"))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests;
