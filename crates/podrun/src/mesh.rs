@@ -1,0 +1,176 @@
+//! Sidecar injection inside `podrun run`: `--inject`, or automatically where Istio's
+//! webhook would be called (namespace labelled `istio-injection=enabled`, or a pod
+//! labelled `sidecar.istio.io/inject=true`). The injected containers run the podrun
+//! binary itself (`podrun proxy-init`, `podrun proxy`), so nothing else is installed.
+
+use std::collections::BTreeSet;
+
+use podrun_inject::{MeshConfig, NativeSidecars, ObjectOutcome, Runtime, inject_object};
+use podrun_model::Object;
+
+/// The mesh configuration `podrun run` injects with: native sidecars (podrun's engine
+/// is a 1.34 kubelet) whose commands are this very binary.
+pub fn config() -> MeshConfig {
+    let podrun_path = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.to_str().map(String::from))
+        .unwrap_or_else(|| "podrun".into());
+    MeshConfig {
+        runtime: Runtime::Podrun,
+        native_sidecars: NativeSidecars::True,
+        podrun_path,
+        ..MeshConfig::default()
+    }
+}
+
+/// Injects the objects that should be injected; `all` is `--inject`. Messages (skips,
+/// warnings) go to `notes`.
+pub fn inject_all(
+    objects: Vec<Object>,
+    all: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Object>, String> {
+    let enabled_namespaces: BTreeSet<String> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Namespace(ns) => {
+                let on = ns
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("istio-injection"))
+                    .is_some_and(|v| v == "enabled");
+                on.then(|| ns.metadata.name.clone().unwrap_or_default())
+            }
+            _ => None,
+        })
+        .collect();
+    let config = config();
+    let mut out = Vec::with_capacity(objects.len());
+    for (index, object) in objects.into_iter().enumerate() {
+        if !matches!(
+            object,
+            Object::Pod(_) | Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_)
+        ) {
+            out.push(object);
+            continue;
+        }
+        let namespace = object
+            .metadata()
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        if !all && !enabled_namespaces.contains(&namespace) && !asks_for_injection(&object) {
+            out.push(object);
+            continue;
+        }
+        if !podrun_node::pod_network_available() {
+            // istio-init would install its capture rules in the host's network namespace.
+            return Err(format!(
+                "{} {:?}: sidecar injection needs pods with their own network namespace, \
+                 which this podrun cannot create (run as root)",
+                object.kind(),
+                object.metadata().name.clone().unwrap_or_default()
+            ));
+        }
+        let value = object.to_json();
+        match inject_object(&value, &config, index, notes).map_err(|e| e.to_string())? {
+            ObjectOutcome::Injected(mut v) => {
+                drop_control_plane_volumes(&mut v);
+                let injected =
+                    podrun_model::decode_object(v, "injected").map_err(|e| e.to_string())?;
+                out.push(injected);
+            }
+            ObjectOutcome::Unchanged => out.push(object),
+        }
+    }
+    Ok(out)
+}
+
+/// A pod (template) labelled `sidecar.istio.io/inject=true` asks for injection even
+/// where its namespace does not.
+fn asks_for_injection(object: &Object) -> bool {
+    let labels = match object {
+        Object::Pod(p) => p.metadata.labels.clone(),
+        Object::Job(j) => j
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref()?.labels.clone()),
+        Object::Deployment(d) => d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone()),
+        Object::ReplicaSet(r) => r
+            .spec
+            .template
+            .as_ref()
+            .and_then(|t| t.metadata.as_ref()?.labels.clone()),
+        _ => None,
+    };
+    labels
+        .and_then(|l| l.get("sidecar.istio.io/inject").cloned())
+        .is_some_and(|v| v == "true")
+}
+
+/// Volumes an Istio control plane provides (the mesh CA's root certificate and CRL, a
+/// projected service-account token for it). podrun's proxy talks to no control plane,
+/// so inside `podrun run` they are left out rather than failing to mount.
+const CONTROL_PLANE_VOLUMES: [&str; 3] = ["istio-token", "istiod-ca-cert", "istio-ca-crl"];
+
+fn drop_control_plane_volumes(object: &mut serde_json::Value) {
+    let pointer = if object.get("kind").and_then(|k| k.as_str()) == Some("Pod") {
+        "/spec"
+    } else {
+        "/spec/template/spec"
+    };
+    let Some(spec) = object.pointer_mut(pointer) else {
+        return;
+    };
+    let keep = |v: &serde_json::Value| {
+        let name = v.get("name").and_then(|n| n.as_str()).unwrap_or_default();
+        !CONTROL_PLANE_VOLUMES.contains(&name)
+    };
+    if let Some(volumes) = spec.get_mut("volumes").and_then(|v| v.as_array_mut()) {
+        volumes.retain(keep);
+    }
+    for list in ["initContainers", "containers"] {
+        let Some(containers) = spec.get_mut(list).and_then(|c| c.as_array_mut()) else {
+            continue;
+        };
+        for c in containers {
+            if let Some(mounts) = c.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
+                mounts.retain(keep);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_plane_volumes_and_their_mounts_are_dropped_from_templates() {
+        let mut d = serde_json::json!({
+            "kind": "Deployment",
+            "spec": {"template": {"spec": {
+                "volumes": [{"name": "istio-token"}, {"name": "istio-envoy"}],
+                "initContainers": [{"name": "istio-proxy", "volumeMounts": [
+                    {"name": "istiod-ca-cert"}, {"name": "istio-envoy"}]}],
+                "containers": [{"name": "app"}]
+            }}}
+        });
+        drop_control_plane_volumes(&mut d);
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(
+            spec["volumes"],
+            serde_json::json!([{"name": "istio-envoy"}])
+        );
+        assert_eq!(
+            spec["initContainers"][0]["volumeMounts"],
+            serde_json::json!([{"name": "istio-envoy"}])
+        );
+    }
+}
