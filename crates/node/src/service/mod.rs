@@ -28,6 +28,12 @@ use crate::dns::{CLUSTER_DOMAIN, DnsServer, DnsView, ResolvConf};
 /// The default service CIDR.
 pub const DEFAULT_SERVICE_CIDR: &str = "198.19.0.0/16";
 
+/// The pod CIDR Services treat as "from a pod" by default (the sandbox's default).
+pub const DEFAULT_POD_CIDR: &str = "198.18.0.0/16";
+
+/// The host bridge pods send through by default (the sandbox's bridge).
+pub const DEFAULT_BRIDGE: &str = "podrun0";
+
 /// Errors of the Service driver.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,8 +98,8 @@ impl ServiceConfig {
             service_cidr: DEFAULT_SERVICE_CIDR.parse()?,
             proxy: ProxyConfig::new(
                 rules::DEFAULT_PREFIX,
-                crate::sandbox::DEFAULT_POD_CIDR.parse()?,
-                crate::sandbox::BRIDGE,
+                DEFAULT_POD_CIDR.parse()?,
+                DEFAULT_BRIDGE,
             )?,
             allocations: state_dir.join("services").join("clusterips"),
             apply_rules: nix::unistd::geteuid().is_root(),
@@ -331,6 +337,7 @@ impl Services {
         }
         ensure_jumps(&self.config.proxy)?;
         run_restore(&text)?;
+        ensure_hairpin(&self.config.proxy.bridge);
         st.applied = Some(text);
         Ok(())
     }
@@ -368,6 +375,15 @@ pub fn cleanup_rules(proxy: &ProxyConfig) -> Result<(), Error> {
 }
 
 fn ensure_jumps(proxy: &ProxyConfig) -> Result<(), Error> {
+    // DNAT to a pod turns a packet that arrived on the bridge into a forwarded one;
+    // without forwarding, every Service connection from a pod would be dropped.
+    let forward = std::path::Path::new("/proc/sys/net/ipv4/ip_forward");
+    if std::fs::read_to_string(forward).is_ok_and(|v| v.trim() != "1") {
+        std::fs::write(forward, b"1").map_err(|source| Error::Io {
+            path: forward.to_path_buf(),
+            source,
+        })?;
+    }
     for jump in rules::jump_rules(proxy) {
         // The jump targets must exist before the jump can be added.
         let chain = jump.spec.last().cloned().unwrap_or_default();
@@ -380,6 +396,25 @@ fn ensure_jumps(proxy: &ProxyConfig) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Turns on hairpin mode on every port of the bridge. With bridge netfilter on, a
+/// packet DNATed back to the pod that sent it is bridged out of the port it came in
+/// by, which a bridge refuses unless the port is in hairpin mode; the masquerade rule
+/// then makes the reply come back through the host. New pods add ports, so this runs
+/// on every sync; ports already in hairpin mode are left alone.
+fn ensure_hairpin(bridge: &str) {
+    let Ok(ports) = std::fs::read_dir(format!("/sys/class/net/{bridge}/brif")) else {
+        return;
+    };
+    for port in ports.flatten() {
+        let file = port.path().join("hairpin_mode");
+        if std::fs::read_to_string(&file).is_ok_and(|v| v.trim() == "0")
+            && let Err(e) = std::fs::write(&file, b"1")
+        {
+            tracing::warn!(port = ?port.file_name(), %e, "cannot turn on hairpin mode");
+        }
+    }
 }
 
 /// Runs `iptables -w -t TABLE OP CHAIN SPEC…`; for `-C`, returns whether the rule exists.
@@ -396,8 +431,9 @@ fn iptables(table: &str, op: &str, chain: &str, spec: &[String]) -> Result<bool,
         return Ok(true);
     }
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    // `-C` exits 1 for "no such rule" and for "no such chain": both mean absent.
-    if op == "-C" && out.status.code() == Some(1) {
+    // `-C` fails with "Bad rule" when the rule is missing and with "does not exist"
+    // when its target chain is: both mean absent.
+    if op == "-C" && (stderr.contains("Bad rule") || stderr.contains("does not exist")) {
         return Ok(false);
     }
     Err(Error::Iptables {
