@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Pod sandbox costs (root): sandbox setup and teardown p50/p99 from the pods' timelines,
+# pods/s for 100 pods created at once until all are Running, and podrun's own RSS with
+# 100 pods running; the peer is the same network plumbing done by iproute2 commands
+# (`ip netns add` + veth into the bridge + address + route), measured in the same run.
+#   bash bench/sandbox.sh [PODS]        (root; default 100)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pods=${1:-100}
+cargo build --release -q -p podrun
+bin=$PWD/target/release/podrun
+state=$(mktemp -d)
+manifest=$state/pods.yaml
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  for i in $(seq "$pods"); do ip netns del "bench-peer-$i" 2>/dev/null || true; done
+  ip link del bench-peer-br 2>/dev/null || true
+  rm -rf "$state"
+}
+trap cleanup EXIT
+for i in $(seq "$pods"); do
+  printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: bench-%s}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: ["sleep", "1000"]}\n' "$i" >>"$manifest"
+done
+
+# podrun: 100 pods at once, until every one is Running.
+s=$(date +%s%N)
+"$bin" --state-dir "$state/s" run -f "$manifest" >"$state/rows" 2>"$state/err" &
+pid=$!
+while [ "$(grep -c ' Running ' "$state/rows" || true)" -lt "$pods" ]; do
+  kill -0 "$pid" 2>/dev/null || { cat "$state/err"; exit 1; }
+  sleep 0.01
+done
+e=$(date +%s%N)
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+kill -TERM "$pid"; wait "$pid" || true; pid=
+running_ms=$(( (e - s) / 1000000 ))
+
+# Peer: the same plumbing with iproute2, one pod after the other.
+ip link add bench-peer-br type bridge && ip link set bench-peer-br up
+ps=$(date +%s%N)
+for i in $(seq "$pods"); do
+  ip netns add "bench-peer-$i"
+  ip link add "bpv$i" type veth peer name eth0 netns "bench-peer-$i"
+  ip link set "bpv$i" master bench-peer-br up
+  ip -n "bench-peer-$i" addr add "198.19.$((i / 250)).$((i % 250 + 2))/16" dev eth0
+  ip -n "bench-peer-$i" link set lo up
+  ip -n "bench-peer-$i" link set eth0 up
+  ip -n "bench-peer-$i" route add default via 198.19.0.1 dev eth0 2>/dev/null || true
+done
+pe=$(date +%s%N)
+for i in $(seq "$pods"); do ip link del "bpv$i"; ip netns del "bench-peer-$i"; done
+pd=$(date +%s%N)
+ip link del bench-peer-br
+
+python3 - "$state/s" "$pods" "$running_ms" "$rss" "$(( (pe - ps) / 1000 ))" "$(( (pd - pe) / 1000 ))" <<'PY'
+import json, pathlib, sys
+state, pods, running_ms, rss, peer_setup_us, peer_down_us = sys.argv[1:]
+pods, running_ms = int(pods), int(running_ms)
+setup, down = [], []
+for tl in pathlib.Path(state).glob("pods/*/timeline.jsonl"):
+    for line in tl.read_text().splitlines():
+        e = json.loads(line)
+        if e["event"] == "sandbox-setup":
+            setup.append(int(e["detail"]) / 1000)
+        if e["event"] == "sandbox-teardown":
+            down.append(int(e["detail"]) / 1000)
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p))] if v else float("nan")
+peer_setup = int(peer_setup_us) / 1000 / pods
+peer_down = int(peer_down_us) / 1000 / pods
+rate = pods / (running_ms / 1000)
+print(f"sandboxes measured: setup {len(setup)}, teardown {len(down)}")
+print(f"sandbox setup    p50 {pct(setup, .5):7.2f} ms  p99 {pct(setup, .99):7.2f} ms   iproute2 peer {peer_setup:6.2f} ms/pod  ratio p50/peer {pct(setup, .5) / peer_setup:.2f}")
+print(f"sandbox teardown p50 {pct(down, .5):7.2f} ms  p99 {pct(down, .99):7.2f} ms   iproute2 peer {peer_down:6.2f} ms/pod  ratio p50/peer {pct(down, .5) / peer_down:.2f}")
+print(f"{pods} pods created at once to Running: {running_ms} ms = {rate:.1f} pods/s (target >= 50)")
+print(f"podrun RSS at {pods} running pods: {int(rss) / 1024:.1f} MiB")
+PY

@@ -1,0 +1,761 @@
+//! Pod sandboxes: the namespaces and network a pod's containers share.
+//!
+//! As root every pod gets, before its first container starts:
+//! * a network namespace (made on a dedicated thread with `unshare`, kept as an fd and
+//!   bind-mounted at `/run/netns/podrun-<uid8>` so `ip netns` lists it) with `lo` up and
+//!   `eth0`, the pod end of a veth pair whose host end (`podrunv<uid8>`) is attached to the
+//!   host bridge [`BRIDGE`]; `eth0` has an address from the pod CIDR ([`ipam`]) and a default
+//!   route via the bridge's address. The host does not forward for pods, so nothing leaves
+//!   the machine unless masquerading is asked for ([`masquerade`]);
+//! * a UTS namespace whose hostname is `spec.hostname` or the pod's name, and an IPC
+//!   namespace;
+//! * with `shareProcessNamespace: true`, one PID namespace for the whole pod whose init
+//!   reaps orphans (otherwise each container has its own, see [`crate::runtime`]).
+//!
+//! `hostNetwork: true` pods keep the host's network and hostname (their pod IP is the host
+//! IP) but still get their own IPC namespace.
+//!
+//! Every sandbox is recorded in `<state>/sandboxes/<uid>.json` before anything is created,
+//! so [`recover`] can remove what a killed podrun left behind, and [`leftovers`] /
+//! [`clean`] (used by `podrun doctor`) can find it. Everything is named with a podrun
+//! prefix; nothing without one is ever touched.
+
+pub mod ipam;
+pub mod masquerade;
+pub mod netlink;
+mod ns;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::PodNamespaces;
+use ipam::{Ipam, Ipv4Cidr};
+use netlink::Netlink;
+
+/// The host bridge every pod's veth is attached to.
+pub const BRIDGE: &str = "podrun0";
+/// Where network namespaces are bind-mounted (as `ip netns` does).
+pub const NETNS_DIR: &str = "/run/netns";
+/// Prefix of podrun's network namespace names.
+pub const NETNS_PREFIX: &str = "podrun-";
+/// Prefix of the host ends of podrun's veth pairs.
+pub const VETH_PREFIX: &str = "podrunv";
+/// The name the init of a shared PID namespace shows in `ps`.
+pub const INIT_NAME: &str = "podrun-pause";
+/// The default pod CIDR.
+pub const DEFAULT_POD_CIDR: &str = "198.18.0.0/16";
+
+/// How pods are networked.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// Where pod addresses come from; the bridge gets the first address.
+    pub pod_cidr: Ipv4Cidr,
+    /// Masquerade pod traffic leaving the machine.
+    pub masquerade: bool,
+    /// Host-wide root of the address allocations (normally [`ipam::IPAM_ROOT`]).
+    pub ipam_root: PathBuf,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        Self {
+            pod_cidr: Ipv4Cidr::from_str_default(),
+            masquerade: false,
+            ipam_root: PathBuf::from(ipam::IPAM_ROOT),
+        }
+    }
+}
+
+impl Ipv4Cidr {
+    fn from_str_default() -> Self {
+        // Invariant: the constant is a valid CIDR (checked by a unit test).
+        DEFAULT_POD_CIDR.parse().expect("default pod CIDR is valid")
+    }
+}
+
+/// What a pod asks of its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `spec.hostname`, if set.
+    pub hostname: Option<String>,
+    /// `spec.hostNetwork`.
+    pub host_network: bool,
+    /// `spec.shareProcessNamespace`.
+    pub share_process_namespace: bool,
+}
+
+impl SandboxSpec {
+    /// The sandbox `pod` needs.
+    pub fn from_pod(pod: &Pod) -> Self {
+        let spec = pod.spec.as_ref();
+        Self {
+            uid: pod.metadata.uid.clone().unwrap_or_default(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            hostname: spec.and_then(|s| s.hostname.clone()),
+            host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+            share_process_namespace: spec
+                .and_then(|s| s.share_process_namespace)
+                .unwrap_or(false),
+        }
+    }
+
+    /// The hostname inside the pod: `spec.hostname`, else the pod's name.
+    pub fn pod_hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The first 8 characters of the uid (hex in an API-server uid), used in names.
+    pub fn uid8(&self) -> String {
+        self.uid
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect::<String>()
+            .to_ascii_lowercase()
+    }
+}
+
+/// Features of `spec` a podrun without root cannot provide. Pods without root share the
+/// host network (one warning says so); pods that need more than that are refused.
+pub fn needs_root(spec: &SandboxSpec) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if spec.share_process_namespace {
+        out.push("shareProcessNamespace (a PID namespace)");
+    }
+    if spec.hostname.is_some() {
+        out.push("spec.hostname (a UTS namespace)");
+    }
+    out
+}
+
+/// The warning printed once when podrun runs pods without root.
+pub const NO_ROOT_WARNING: &str = "warning: not running as root: pods share the host's network, \
+hostname, IPC and process list (no pod IPs, no isolation); pods that set hostname or \
+shareProcessNamespace are refused";
+
+/// Why a sandbox could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The pod needs features only root can give.
+    #[error("pod {pod:?} needs root for {}; run podrun as root", features.join(", "))]
+    NeedsRoot {
+        /// The pod's name.
+        pod: String,
+        /// What it needs.
+        features: Vec<&'static str>,
+    },
+    /// A setup step failed.
+    #[error("{step}: {source}")]
+    Setup {
+        /// The step.
+        step: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn step(step: &str) -> impl FnOnce(std::io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Setup {
+        step: step.to_string(),
+        source,
+    }
+}
+
+/// What is recorded about a sandbox in the state directory, before anything is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxRecord {
+    /// Pod uid.
+    pub uid: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub name: String,
+    /// The podrun process that made it.
+    pub owner_pid: u32,
+    /// Its start time (clock ticks since boot).
+    pub owner_start: u64,
+    /// `/run/netns` name of the network namespace.
+    pub netns: Option<String>,
+    /// Host end of the veth pair.
+    pub veth: Option<String>,
+    /// The pod's address.
+    pub ip: Option<Ipv4Addr>,
+    /// The CIDR it came from.
+    pub cidr: Option<String>,
+    /// Host pid and start time of the shared PID namespace's init.
+    pub init: Option<(u32, u64)>,
+}
+
+impl SandboxRecord {
+    /// Whether the podrun that made it still runs.
+    pub fn owner_alive(&self) -> bool {
+        crate::instance::process_start_time(self.owner_pid) == Some(self.owner_start)
+    }
+}
+
+/// `<state>/sandboxes`.
+pub fn records_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("sandboxes")
+}
+
+/// A pod's sandbox. Dropping it destroys it.
+#[derive(Debug)]
+pub struct Sandbox {
+    record: SandboxRecord,
+    record_path: Option<PathBuf>,
+    net: Option<OwnedFd>,
+    uts: Option<OwnedFd>,
+    ipc: Option<OwnedFd>,
+    init: Option<ns::PodInit>,
+    ipam: Option<Ipam>,
+    pod_ip: IpAddr,
+    host_ip: IpAddr,
+    setup: Duration,
+    destroyed: bool,
+}
+
+impl Sandbox {
+    /// Makes the sandbox for `spec` (blocking: a few netlink round trips and a thread; call
+    /// from a blocking context). Without root only a pod that [`needs_root`] nothing from
+    /// gets one, and it is the host itself.
+    pub fn create(
+        spec: &SandboxSpec,
+        cfg: &NetworkConfig,
+        state_dir: &Path,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let host_ip = host_ip();
+        let pid = std::process::id();
+        let mut sb = Sandbox {
+            record: SandboxRecord {
+                uid: spec.uid.clone(),
+                namespace: spec.namespace.clone(),
+                name: spec.name.clone(),
+                owner_pid: pid,
+                owner_start: crate::instance::process_start_time(pid).unwrap_or(0),
+                netns: None,
+                veth: None,
+                ip: None,
+                cidr: None,
+                init: None,
+            },
+            record_path: None,
+            net: None,
+            uts: None,
+            ipc: None,
+            init: None,
+            ipam: None,
+            pod_ip: host_ip,
+            host_ip,
+            setup: Duration::ZERO,
+            destroyed: false,
+        };
+        if !crate::runtime::isolation_available() {
+            let features = needs_root(spec);
+            if !features.is_empty() {
+                return Err(SandboxError::NeedsRoot {
+                    pod: spec.name.clone(),
+                    features,
+                });
+            }
+            sb.destroyed = true;
+            return Ok(sb);
+        }
+        let uid8 = spec.uid8();
+        if !spec.host_network {
+            let ipam = Ipam::new(&cfg.ipam_root, cfg.pod_cidr);
+            let ip = ipam
+                .allocate(&spec.uid, state_dir)
+                .map_err(step("allocate pod IP"))?;
+            sb.ipam = Some(ipam);
+            sb.record.ip = Some(ip);
+            sb.record.cidr = Some(cfg.pod_cidr.to_string());
+            sb.record.netns = Some(format!("{NETNS_PREFIX}{uid8}"));
+            sb.record.veth = Some(format!("{VETH_PREFIX}{uid8}"));
+            sb.pod_ip = IpAddr::V4(ip);
+        }
+        // Recorded before anything is created: a podrun killed half-way leaves nothing
+        // that recovery cannot find.
+        let dir = records_dir(state_dir);
+        std::fs::create_dir_all(&dir).map_err(step("create sandbox records"))?;
+        let path = dir.join(format!("{}.json", spec.uid));
+        write_record(&path, &sb.record)?;
+        sb.record_path = Some(path.clone());
+        if let Err(e) = sb.build(spec, cfg) {
+            sb.destroy();
+            return Err(e);
+        }
+        write_record(&path, &sb.record)?;
+        sb.setup = started.elapsed();
+        Ok(sb)
+    }
+
+    fn build(&mut self, spec: &SandboxSpec, cfg: &NetworkConfig) -> Result<(), SandboxError> {
+        let netns_path = self
+            .record
+            .netns
+            .as_ref()
+            .map(|n| Path::new(NETNS_DIR).join(n));
+        let created = ns::create(ns::Request {
+            netns_path,
+            hostname: (!spec.host_network).then(|| spec.pod_hostname().to_string()),
+        })
+        .map_err(step("create namespaces"))?;
+        self.net = created.net;
+        self.uts = created.uts;
+        self.ipc = Some(created.ipc);
+        if let (Some(net), Some(mut pod_nl), Some(ip), Some(veth)) = (
+            self.net.as_ref(),
+            created.netlink,
+            self.record.ip,
+            self.record.veth.clone(),
+        ) {
+            let mut host_nl = Netlink::open().map_err(step("netlink"))?;
+            let bridge = ensure_bridge(&mut host_nl, &cfg.pod_cidr)?;
+            host_nl
+                .create_veth(&veth, bridge, "eth0", std::os::fd::AsRawFd::as_raw_fd(net))
+                .map_err(step("create veth pair"))?;
+            let eth0 = pod_nl
+                .link_index("eth0")
+                .map_err(step("find eth0"))?
+                .ok_or_else(|| SandboxError::Setup {
+                    step: "find eth0".into(),
+                    source: std::io::Error::other("eth0 missing in the pod's namespace"),
+                })?;
+            pod_nl
+                .add_address(eth0, ip, cfg.pod_cidr.prefix())
+                .map_err(step("add pod address"))?;
+            pod_nl.set_up(eth0).map_err(step("set eth0 up"))?;
+            pod_nl
+                .add_default_route(cfg.pod_cidr.gateway(), eth0)
+                .map_err(step("add default route"))?;
+        }
+        if spec.share_process_namespace {
+            let init = ns::start_init([self.net.as_ref(), self.uts.as_ref(), self.ipc.as_ref()])
+                .map_err(step("start the pod's init"))?;
+            self.record.init = Some((
+                init.pid,
+                crate::instance::process_start_time(init.pid).unwrap_or(0),
+            ));
+            self.init = Some(init);
+        }
+        Ok(())
+    }
+
+    /// The namespaces containers of this pod join.
+    pub fn namespaces(&self) -> PodNamespaces<'_> {
+        PodNamespaces {
+            net: self.net.as_ref().map(|f| f.as_fd()),
+            uts: self.uts.as_ref().map(|f| f.as_fd()),
+            ipc: self.ipc.as_ref().map(|f| f.as_fd()),
+            pid_init: self.init.as_ref().map(|i| i.pidfd.as_fd()),
+        }
+    }
+
+    /// `status.podIP`.
+    pub fn pod_ip(&self) -> IpAddr {
+        self.pod_ip
+    }
+
+    /// `status.hostIP`.
+    pub fn host_ip(&self) -> IpAddr {
+        self.host_ip
+    }
+
+    /// Whether the pod has a network namespace of its own.
+    pub fn has_own_network(&self) -> bool {
+        self.net.is_some()
+    }
+
+    /// The `/run/netns` name of its network namespace.
+    pub fn netns_name(&self) -> Option<&str> {
+        self.record.netns.as_deref()
+    }
+
+    /// How long [`Sandbox::create`] took.
+    pub fn setup_time(&self) -> Duration {
+        self.setup
+    }
+
+    /// What is recorded about it.
+    pub fn record(&self) -> &SandboxRecord {
+        &self.record
+    }
+
+    /// Removes everything: the init (and with it a shared PID namespace), the veth pair,
+    /// the `/run/netns` mount, the namespaces' fds, the address and the record. Idempotent;
+    /// errors are logged, and every step is tried. Returns how long it took.
+    pub fn destroy(&mut self) -> Duration {
+        let started = Instant::now();
+        if self.destroyed {
+            return Duration::ZERO;
+        }
+        self.destroyed = true;
+        if let Some(init) = self.init.take() {
+            init.kill();
+        }
+        teardown(&self.record);
+        self.net = None;
+        self.uts = None;
+        self.ipc = None;
+        if let (Some(ipam), Some(ip)) = (&self.ipam, self.record.ip)
+            && let Err(e) = ipam.release(ip, &self.record.uid)
+        {
+            tracing::warn!(%ip, error = %e, "cannot release pod IP");
+        }
+        if let Some(path) = &self.record_path {
+            let _ = std::fs::remove_file(path);
+        }
+        started.elapsed()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.destroy();
+    }
+}
+
+fn write_record(path: &Path, record: &SandboxRecord) -> Result<(), SandboxError> {
+    let text = serde_json::to_vec(record).map_err(|e| SandboxError::Setup {
+        step: "encode sandbox record".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(step("write sandbox record"))?;
+    std::fs::rename(&tmp, path).map_err(step("write sandbox record"))
+}
+
+/// Removes a sandbox's veth and netns mount (shared by destroy and recovery).
+fn teardown(record: &SandboxRecord) {
+    if let Some(veth) = &record.veth {
+        match Netlink::open().and_then(|mut nl| nl.delete_link(veth)) {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(%veth, error = %e, "cannot delete veth"),
+        }
+    }
+    if let Some(netns) = &record.netns
+        && let Err(e) = ns::unbind_netns(&Path::new(NETNS_DIR).join(netns))
+    {
+        tracing::warn!(%netns, error = %e, "cannot remove network namespace mount");
+    }
+}
+
+/// Creates the bridge on demand and gives it the gateway address; returns its index.
+fn ensure_bridge(nl: &mut Netlink, cidr: &Ipv4Cidr) -> Result<u32, SandboxError> {
+    // Most pods find the bridge ready: skip the address request once it was added by
+    // this process for this CIDR.
+    static READY: std::sync::Mutex<Vec<(u32, Ipv4Cidr)>> = std::sync::Mutex::new(Vec::new());
+    let index = match nl.link_index(BRIDGE).map_err(step("find bridge"))? {
+        Some(i) => i,
+        None => {
+            nl.create_bridge(BRIDGE).map_err(step("create bridge"))?;
+            nl.link_index(BRIDGE)
+                .map_err(step("find bridge"))?
+                .ok_or_else(|| SandboxError::Setup {
+                    step: "create bridge".into(),
+                    source: std::io::Error::other("bridge vanished after creation"),
+                })?
+        }
+    };
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    if !ready.contains(&(index, *cidr)) {
+        nl.add_address(index, cidr.gateway(), cidr.prefix())
+            .map_err(step("add bridge address"))?;
+        nl.set_up(index).map_err(step("set bridge up"))?;
+        ready.push((index, *cidr));
+    }
+    Ok(index)
+}
+
+/// The host's address as `status.hostIP`: the source address of its default route, or
+/// loopback on a machine without one. Connecting a UDP socket sends nothing.
+pub fn host_ip() -> IpAddr {
+    static IP: OnceLock<IpAddr> = OnceLock::new();
+    *IP.get_or_init(|| {
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| {
+                // TEST-NET-1: only used to select a route; no packet is sent.
+                s.connect("192.0.2.1:9")?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .ok()
+            .filter(|ip| !ip.is_unspecified())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    })
+}
+
+// === recovery, leftovers, clean-up ===
+
+/// Removes the sandboxes of podruns on `state_dir` that died (their records say what
+/// they created) and the addresses they held. Returns one line per sandbox removed.
+pub fn recover(state_dir: &Path, ipam_root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, record) in read_records(state_dir) {
+        if record.owner_alive() {
+            continue;
+        }
+        remove_dead(&record, ipam_root);
+        let _ = std::fs::remove_file(&path);
+        out.push(format!(
+            "removed the sandbox of pod {}/{} left by podrun (pid {}){}",
+            record.namespace,
+            record.name,
+            record.owner_pid,
+            record
+                .ip
+                .map(|ip| format!(": network namespace, veth, address {ip}"))
+                .unwrap_or_default()
+        ));
+    }
+    for ipam in ipam::all(ipam_root) {
+        if let Ok(released) = ipam.release_dead(|h| h.state_dir == state_dir)
+            && !released.is_empty()
+        {
+            out.push(format!(
+                "released {} address(es) of {} held by podruns that died",
+                released.len(),
+                ipam.cidr()
+            ));
+        }
+    }
+    out
+}
+
+fn remove_dead(record: &SandboxRecord, ipam_root: &Path) {
+    if let Some((pid, start)) = record.init
+        && crate::instance::process_start_time(pid) == Some(start)
+    {
+        // SAFETY: kill(2) of the init we started, verified by its start time.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    teardown(record);
+    if let (Some(ip), Some(cidr)) = (
+        record.ip,
+        record.cidr.as_deref().and_then(|c| c.parse().ok()),
+    ) {
+        let _ = Ipam::new(ipam_root, cidr).release(ip, &record.uid);
+    }
+}
+
+fn read_records(state_dir: &Path) -> Vec<(PathBuf, SandboxRecord)> {
+    let Ok(entries) = std::fs::read_dir(records_dir(state_dir)) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| {
+            let text = std::fs::read(e.path()).ok()?;
+            Some((e.path(), serde_json::from_slice(&text).ok()?))
+        })
+        .collect()
+}
+
+/// What podrun left behind on this host, as `podrun doctor` reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Leftovers {
+    /// `/run/netns/podrun-*` whose pod no live podrun holds.
+    pub netns: Vec<String>,
+    /// `podrunv*` links whose pod no live podrun holds.
+    pub veths: Vec<String>,
+    /// Addresses held by podruns that died (`<cidr> <ip> <uid>`).
+    pub allocations: Vec<String>,
+    /// Sandbox records in the state directory whose podrun died.
+    pub records: Vec<String>,
+    /// `podrun-pause` processes whose podrun is gone (pid).
+    pub processes: Vec<u32>,
+}
+
+impl Leftovers {
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.netns.is_empty()
+            && self.veths.is_empty()
+            && self.allocations.is_empty()
+            && self.records.is_empty()
+            && self.processes.is_empty()
+    }
+}
+
+/// Finds leftovers: podrun-named namespaces and veths that no live podrun's address
+/// allocation accounts for, dead allocations, dead records, orphaned inits.
+pub fn leftovers(state_dir: &Path, ipam_root: &Path) -> Leftovers {
+    let mut live_uid8 = std::collections::BTreeSet::new();
+    let mut out = Leftovers::default();
+    for ipam in ipam::all(ipam_root) {
+        for (ip, holder) in ipam.list().unwrap_or_default() {
+            match holder {
+                Some(h) if h.alive() => {
+                    live_uid8.insert(uid8_of(&h.uid));
+                }
+                Some(h) => out
+                    .allocations
+                    .push(format!("{} {ip} {}", ipam.cidr(), h.uid)),
+                None => {}
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(NETNS_DIR) {
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(u) = name.strip_prefix(NETNS_PREFIX)
+                && !live_uid8.contains(u)
+            {
+                out.netns.push(name);
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/class/net") {
+        for e in entries.filter_map(|e| e.ok()) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(u) = name.strip_prefix(VETH_PREFIX)
+                && !live_uid8.contains(u)
+            {
+                out.veths.push(name);
+            }
+        }
+    }
+    for (path, record) in read_records(state_dir) {
+        if !record.owner_alive() {
+            out.records.push(path.display().to_string());
+        }
+    }
+    out.processes = orphaned_inits();
+    out.netns.sort();
+    out.veths.sort();
+    out
+}
+
+fn uid8_of(uid: &str) -> String {
+    SandboxSpec {
+        uid: uid.to_string(),
+        namespace: String::new(),
+        name: String::new(),
+        hostname: None,
+        host_network: false,
+        share_process_namespace: false,
+    }
+    .uid8()
+}
+
+/// `podrun-pause` processes whose parent is no longer a podrun (normally they die with
+/// it through PR_SET_PDEATHSIG).
+fn orphaned_inits() -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim_end() != INIT_NAME {
+                return false;
+            }
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                .unwrap_or(1);
+            ppid == 1
+        })
+        .collect()
+}
+
+/// Removes `found` (from [`leftovers`]). Returns one line per thing removed or failed.
+pub fn clean(found: &Leftovers, state_dir: &Path, ipam_root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, record) in read_records(state_dir) {
+        if found.records.contains(&path.display().to_string()) {
+            remove_dead(&record, ipam_root);
+            let _ = std::fs::remove_file(&path);
+            out.push(format!("removed sandbox record {}", path.display()));
+        }
+    }
+    for name in &found.veths {
+        match Netlink::open().and_then(|mut nl| nl.delete_link(name)) {
+            Ok(_) => out.push(format!("deleted veth {name}")),
+            Err(e) => out.push(format!("cannot delete veth {name}: {e}")),
+        }
+    }
+    for name in &found.netns {
+        match ns::unbind_netns(&Path::new(NETNS_DIR).join(name)) {
+            Ok(_) => out.push(format!("removed network namespace {name}")),
+            Err(e) => out.push(format!("cannot remove network namespace {name}: {e}")),
+        }
+    }
+    for ipam in ipam::all(ipam_root) {
+        if let Ok(released) = ipam.release_dead(|_| true) {
+            for ip in released {
+                out.push(format!("released address {ip} of {}", ipam.cidr()));
+            }
+        }
+    }
+    for pid in &found.processes {
+        // SAFETY: kill(2) of an orphaned podrun-pause found just now by name and parent.
+        unsafe {
+            libc::kill(*pid as i32, libc::SIGKILL);
+        }
+        out.push(format!("killed orphaned {INIT_NAME} (pid {pid})"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_cidr_is_valid() {
+        assert_eq!(
+            NetworkConfig::default().pod_cidr.to_string(),
+            DEFAULT_POD_CIDR
+        );
+    }
+
+    #[test]
+    fn names_fit_in_an_interface_name() {
+        let spec = uid8_of("0A1b2c3d-4e5f-4000-8000-000000000000");
+        assert_eq!(spec, "0a1b2c3d");
+        assert!(format!("{VETH_PREFIX}{spec}").len() <= 15);
+    }
+
+    #[test]
+    fn without_root_hostname_and_shared_pid_are_refused() {
+        let mut spec = SandboxSpec {
+            uid: "u".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            hostname: None,
+            host_network: false,
+            share_process_namespace: false,
+        };
+        assert!(needs_root(&spec).is_empty());
+        assert_eq!(spec.pod_hostname(), "web");
+        spec.hostname = Some("h".into());
+        spec.share_process_namespace = true;
+        assert_eq!(needs_root(&spec).len(), 2);
+        assert_eq!(spec.pod_hostname(), "h");
+    }
+}
