@@ -126,6 +126,34 @@ pub struct SecurityPlan {
     pub fs_group: Option<u32>,
 }
 
+// === impl SecurityPlan ===
+
+impl SecurityPlan {
+    /// Fits a privileged plan to this host: "every capability" is every capability podrun
+    /// itself holds (containerd uses its own current set the same way), since a process
+    /// can never gain one its parent lacks. Other plans are returned unchanged, so an
+    /// explicitly added capability that podrun lacks fails the start instead of being
+    /// dropped silently.
+    pub fn for_host(mut self) -> Self {
+        if self.privileged
+            && let Some(own) = own_permitted()
+        {
+            let c = &mut self.capabilities;
+            c.bounding = CapSet(c.bounding.0 & own.0);
+            c.permitted = CapSet(c.permitted.0 & own.0);
+            c.effective = CapSet(c.effective.0 & own.0);
+        }
+        self
+    }
+}
+
+/// This process's permitted capabilities (`CapPrm` of `/proc/self/status`).
+fn own_permitted() -> Option<CapSet> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapPrm:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok().map(CapSet)
+}
+
 // === impl CapSet ===
 
 impl CapSet {
@@ -230,21 +258,20 @@ pub fn plan(pod: &Pod, container: &Container) -> Result<SecurityPlan, String> {
     }
     let uid = id_of(run_as_user, "runAsUser")?;
     let gid = id_of(run_as_group, "runAsGroup")?;
-    let fs_group = psc.fs_group.map(|g| id_of(Some(g), "fsGroup")).transpose()?;
+    let fs_group = psc
+        .fs_group
+        .map(|g| id_of(Some(g), "fsGroup"))
+        .transpose()?;
 
     // containerd: the image user's groups (none without metadata), then fsGroup, then
     // supplementalGroups.
     let mut groups = Vec::new();
-    for g in fs_group
-        .into_iter()
-        .map(Ok)
-        .chain(
-            psc.supplemental_groups
-                .iter()
-                .flatten()
-                .map(|&g| id_of(Some(g), "supplementalGroups")),
-        )
-    {
+    for g in fs_group.into_iter().map(Ok).chain(
+        psc.supplemental_groups
+            .iter()
+            .flatten()
+            .map(|&g| id_of(Some(g), "supplementalGroups")),
+    ) {
         let g = g?;
         if !groups.contains(&g) {
             groups.push(g);
@@ -307,6 +334,101 @@ pub fn plan(pod: &Pod, container: &Container) -> Result<SecurityPlan, String> {
     })
 }
 
+/// A container's security settings and cgroup, made ready for its launch.
+#[derive(Debug, Default)]
+pub struct PreparedContainer {
+    /// The merged securityContext (`None` without root: podrun's own credentials stay).
+    pub plan: Option<SecurityPlan>,
+    /// The container's cgroup (`None` when cgroups are not used).
+    pub cgroup: Option<crate::cgroup::ContainerCgroup>,
+}
+
+/// Fields of a securityContext that only root can honour.
+fn root_only_fields(plan: &SecurityPlan, c: &Container) -> Vec<&'static str> {
+    let sc = c.security_context.as_ref();
+    let mut out = Vec::new();
+    if plan.credentials != Credentials::default() {
+        out.push("runAsUser/runAsGroup/supplementalGroups/fsGroup");
+    }
+    if plan.privileged {
+        out.push("privileged");
+    }
+    if sc.is_some_and(|s| s.capabilities.is_some()) {
+        out.push("capabilities");
+    }
+    if plan.read_only_rootfs {
+        out.push("readOnlyRootFilesystem");
+    }
+    out
+}
+
+/// Decides the container's securityContext and creates its cgroup (in the pod's
+/// `podrun/<uid>`). Without root, a container that needs a setting only root can apply is
+/// refused rather than run without it. Errors are `CreateContainerConfigError` messages.
+pub fn prepare(pod: &Pod, c: &Container) -> Result<PreparedContainer, String> {
+    let plan = plan(pod, c)?.for_host();
+    let resources = crate::cgroup::ResourcePlan::from_container(c).map_err(|e| e.to_string())?;
+    if !crate::runtime::isolation_available() {
+        let mut needs = root_only_fields(&plan, c);
+        if resources.is_constrained() {
+            needs.push("resources");
+        }
+        if !needs.is_empty() {
+            return Err(format!(
+                "container {:?} sets {} which needs root: refusing to run it without",
+                c.name,
+                needs.join(", ")
+            ));
+        }
+        return Ok(PreparedContainer::default());
+    }
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let cgroup = match crate::cgroup::host()
+        .and_then(|h| crate::cgroup::PodCgroup::create(h, uid))
+        .and_then(|pc| pc.container(&c.name, &resources))
+    {
+        Ok(cg) => Some(cg),
+        Err(e) if resources.is_constrained() => return Err(e.to_string()),
+        Err(e) => {
+            // Nothing to enforce: the container runs, only unaccounted.
+            tracing::warn!(%e, container = %c.name, "no cgroup for the container");
+            None
+        }
+    };
+    Ok(PreparedContainer {
+        plan: Some(plan),
+        cgroup,
+    })
+}
+
+// === impl PreparedContainer ===
+
+impl PreparedContainer {
+    /// Puts the settings into `launch`. A non-root container gets a termination-message
+    /// file it can write (0666, as the kubelet makes it).
+    pub fn apply(&self, launch: &mut crate::runtime::ContainerLaunch) {
+        if let Some(plan) = &self.plan {
+            launch.credentials = Some(plan.credentials.clone());
+            launch.capabilities = Some(plan.capabilities);
+            launch.no_new_privs = plan.no_new_privs;
+            launch.read_only_rootfs = plan.read_only_rootfs;
+            if plan.credentials.uid != 0
+                && let Some((host, _)) = &launch.termination_message
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(host);
+                let _ = std::fs::set_permissions(host, std::fs::Permissions::from_mode(0o666));
+            }
+        }
+        if let Some(cg) = &self.cgroup {
+            launch.cgroup = cg.dirs().to_vec();
+        }
+    }
+}
+
 fn unknown_cap(name: &str) -> String {
     format!("unknown capability {name:?} to add or drop")
 }
@@ -361,7 +483,14 @@ mod tests {
     #[test]
     fn no_security_context_is_root_with_runtime_defaults() {
         let p = plan_of(serde_json::json!(null), serde_json::json!(null)).unwrap();
-        assert_eq!(p.credentials, Credentials { uid: 0, gid: 0, groups: vec![] });
+        assert_eq!(
+            p.credentials,
+            Credentials {
+                uid: 0,
+                gid: 0,
+                groups: vec![]
+            }
+        );
         let caps = p.capabilities;
         assert_eq!(caps.bounding, CapSet::runtime_default());
         assert_eq!(caps.permitted, caps.bounding);
@@ -378,11 +507,41 @@ mod tests {
     fn credentials_table() {
         let cases = [
             // (pod sc, container sc, uid, gid, groups)
-            (serde_json::json!({"runAsUser": 1000}), serde_json::json!(null), 1000, 0, vec![]),
-            (serde_json::json!({"runAsUser": 1000, "runAsGroup": 3000}), serde_json::json!({"runAsUser": 2000}), 2000, 3000, vec![]),
-            (serde_json::json!({"runAsGroup": 3000}), serde_json::json!({"runAsGroup": 4000}), 0, 4000, vec![]),
-            (serde_json::json!({"fsGroup": 2000, "supplementalGroups": [5, 2000, 6, 5]}), serde_json::json!(null), 0, 0, vec![2000, 5, 6]),
-            (serde_json::json!({"supplementalGroups": [7]}), serde_json::json!({"runAsUser": 1}), 1, 0, vec![7]),
+            (
+                serde_json::json!({"runAsUser": 1000}),
+                serde_json::json!(null),
+                1000,
+                0,
+                vec![],
+            ),
+            (
+                serde_json::json!({"runAsUser": 1000, "runAsGroup": 3000}),
+                serde_json::json!({"runAsUser": 2000}),
+                2000,
+                3000,
+                vec![],
+            ),
+            (
+                serde_json::json!({"runAsGroup": 3000}),
+                serde_json::json!({"runAsGroup": 4000}),
+                0,
+                4000,
+                vec![],
+            ),
+            (
+                serde_json::json!({"fsGroup": 2000, "supplementalGroups": [5, 2000, 6, 5]}),
+                serde_json::json!(null),
+                0,
+                0,
+                vec![2000, 5, 6],
+            ),
+            (
+                serde_json::json!({"supplementalGroups": [7]}),
+                serde_json::json!({"runAsUser": 1}),
+                1,
+                0,
+                vec![7],
+            ),
         ];
         for (i, (psc, csc, uid, gid, groups)) in cases.into_iter().enumerate() {
             let p = plan_of(psc, csc).unwrap();
@@ -392,21 +551,47 @@ mod tests {
 
     #[test]
     fn run_as_non_root_refusals_use_the_kubelet_messages() {
-        let err = plan_of(serde_json::json!({"runAsNonRoot": true}), serde_json::json!(null)).unwrap_err();
+        let err = plan_of(
+            serde_json::json!({"runAsNonRoot": true}),
+            serde_json::json!(null),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             r#"container has runAsNonRoot and image will run as root (pod: "p_ns(u-1)", container: c)"#
         );
-        let err = plan_of(serde_json::json!(null), serde_json::json!({"runAsNonRoot": true, "runAsUser": 0})).unwrap_err();
+        let err = plan_of(
+            serde_json::json!(null),
+            serde_json::json!({"runAsNonRoot": true, "runAsUser": 0}),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             r#"container's runAsUser breaks non-root policy (pod: "p_ns(u-1)", container: c)"#
         );
         // A non-zero uid at either level satisfies it.
-        assert!(plan_of(serde_json::json!({"runAsNonRoot": true, "runAsUser": 1000}), serde_json::json!(null)).is_ok());
-        assert!(plan_of(serde_json::json!({"runAsNonRoot": true}), serde_json::json!({"runAsUser": 5})).is_ok());
+        assert!(
+            plan_of(
+                serde_json::json!({"runAsNonRoot": true, "runAsUser": 1000}),
+                serde_json::json!(null)
+            )
+            .is_ok()
+        );
+        assert!(
+            plan_of(
+                serde_json::json!({"runAsNonRoot": true}),
+                serde_json::json!({"runAsUser": 5})
+            )
+            .is_ok()
+        );
         // The container can switch the policy off.
-        assert!(plan_of(serde_json::json!({"runAsNonRoot": true}), serde_json::json!({"runAsNonRoot": false})).is_ok());
+        assert!(
+            plan_of(
+                serde_json::json!({"runAsNonRoot": true}),
+                serde_json::json!({"runAsNonRoot": false})
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -423,12 +608,30 @@ mod tests {
             s
         };
         let cases = [
-            (serde_json::json!({"capabilities": {"add": ["NET_ADMIN"]}}), with(def, &["NET_ADMIN"], &[])),
-            (serde_json::json!({"capabilities": {"drop": ["NET_RAW", "CAP_CHOWN"]}}), with(def, &[], &["NET_RAW", "CHOWN"])),
-            (serde_json::json!({"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}}), with(CapSet::EMPTY, &["NET_ADMIN", "NET_RAW"], &[])),
-            (serde_json::json!({"capabilities": {"add": ["ALL"], "drop": ["SYS_ADMIN"]}}), with(CapSet::all(), &[], &["SYS_ADMIN"])),
-            (serde_json::json!({"capabilities": {"drop": ["all"]}}), CapSet::EMPTY),
-            (serde_json::json!({"privileged": true, "capabilities": {"drop": ["ALL"]}}), CapSet::all()),
+            (
+                serde_json::json!({"capabilities": {"add": ["NET_ADMIN"]}}),
+                with(def, &["NET_ADMIN"], &[]),
+            ),
+            (
+                serde_json::json!({"capabilities": {"drop": ["NET_RAW", "CAP_CHOWN"]}}),
+                with(def, &[], &["NET_RAW", "CHOWN"]),
+            ),
+            (
+                serde_json::json!({"capabilities": {"drop": ["ALL"], "add": ["NET_ADMIN", "NET_RAW"]}}),
+                with(CapSet::EMPTY, &["NET_ADMIN", "NET_RAW"], &[]),
+            ),
+            (
+                serde_json::json!({"capabilities": {"add": ["ALL"], "drop": ["SYS_ADMIN"]}}),
+                with(CapSet::all(), &[], &["SYS_ADMIN"]),
+            ),
+            (
+                serde_json::json!({"capabilities": {"drop": ["all"]}}),
+                CapSet::EMPTY,
+            ),
+            (
+                serde_json::json!({"privileged": true, "capabilities": {"drop": ["ALL"]}}),
+                CapSet::all(),
+            ),
         ];
         for (i, (sc, want)) in cases.into_iter().enumerate() {
             let p = plan_of(serde_json::json!(null), sc).unwrap();
@@ -436,18 +639,34 @@ mod tests {
             assert_eq!(p.capabilities.effective, want, "case {i}");
             assert_eq!(p.capabilities.permitted, want, "case {i}");
         }
-        let err = plan_of(serde_json::json!(null), serde_json::json!({"capabilities": {"add": ["FLY"]}})).unwrap_err();
+        let err = plan_of(
+            serde_json::json!(null),
+            serde_json::json!({"capabilities": {"add": ["FLY"]}}),
+        )
+        .unwrap_err();
         assert!(err.contains("unknown capability \"FLY\""), "{err}");
     }
 
     #[test]
     fn escalation_read_only_and_privileged() {
-        let p = plan_of(serde_json::json!(null), serde_json::json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true})).unwrap();
+        let p = plan_of(
+            serde_json::json!(null),
+            serde_json::json!({"allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true}),
+        )
+        .unwrap();
         assert!(p.no_new_privs);
         assert!(p.read_only_rootfs);
-        let p = plan_of(serde_json::json!(null), serde_json::json!({"allowPrivilegeEscalation": true})).unwrap();
+        let p = plan_of(
+            serde_json::json!(null),
+            serde_json::json!({"allowPrivilegeEscalation": true}),
+        )
+        .unwrap();
         assert!(!p.no_new_privs);
-        let p = plan_of(serde_json::json!(null), serde_json::json!({"privileged": true})).unwrap();
+        let p = plan_of(
+            serde_json::json!(null),
+            serde_json::json!({"privileged": true}),
+        )
+        .unwrap();
         assert!(p.privileged);
         assert_eq!(p.capabilities.bounding, CapSet::all());
         assert!(!p.no_new_privs);
@@ -455,9 +674,17 @@ mod tests {
 
     #[test]
     fn out_of_range_ids_are_errors() {
-        let err = plan_of(serde_json::json!({"runAsUser": -1}), serde_json::json!(null)).unwrap_err();
+        let err = plan_of(
+            serde_json::json!({"runAsUser": -1}),
+            serde_json::json!(null),
+        )
+        .unwrap_err();
         assert!(err.contains("runAsUser"), "{err}");
-        let err = plan_of(serde_json::json!({"fsGroup": 4294967296i64}), serde_json::json!(null)).unwrap_err();
+        let err = plan_of(
+            serde_json::json!({"fsGroup": 4294967296i64}),
+            serde_json::json!(null),
+        )
+        .unwrap_err();
         assert!(err.contains("fsGroup"), "{err}");
     }
 }

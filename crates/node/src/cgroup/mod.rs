@@ -164,7 +164,11 @@ impl ResourcePlan {
                     .cpu_quota_us
                     .map_or_else(|| "max".to_string(), |q| q.to_string());
                 out.push((0, "cpu.max", format!("{quota} {CFS_PERIOD_US}")));
-                out.push((0, "cpu.weight", shares_to_weight(self.cpu_shares).to_string()));
+                out.push((
+                    0,
+                    "cpu.weight",
+                    shares_to_weight(self.cpu_shares).to_string(),
+                ));
             }
         }
         out
@@ -238,7 +242,8 @@ pub fn decide_hierarchy(
 
 /// Detects the host's cgroup layout from `/proc/self/mounts`.
 pub fn detect() -> Result<Hierarchy, CgroupError> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").map_err(|e| io("/proc/self/mounts", &e))?;
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").map_err(|e| io("/proc/self/mounts", &e))?;
     decide_hierarchy(&mounts, &|p| {
         std::fs::read_to_string(p.join("cgroup.controllers")).ok()
     })
@@ -324,9 +329,15 @@ impl PodCgroup {
     }
 
     /// Creates the container's cgroup (`<pod>/<container>`) and writes `plan` into it.
-    pub fn container(&self, name: &str, plan: &ResourcePlan) -> Result<ContainerCgroup, CgroupError> {
+    pub fn container(
+        &self,
+        name: &str,
+        plan: &ResourcePlan,
+    ) -> Result<ContainerCgroup, CgroupError> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(CgroupError::Unavailable(format!("bad container name {name:?}")));
+            return Err(CgroupError::Unavailable(format!(
+                "bad container name {name:?}"
+            )));
         }
         let dirs: Vec<PathBuf> = self.dirs().into_iter().map(|d| d.join(name)).collect();
         for d in &dirs {
@@ -369,46 +380,83 @@ fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
     write(&path, "+memory +cpu")
 }
 
-/// Removes each pod directory with its container children, killing what is left inside.
-async fn remove_tree(pod_dirs: &[PathBuf]) -> Result<(), CgroupError> {
+/// [`remove_tree`] for startup recovery, outside any runtime.
+fn remove_tree_blocking(pod_dirs: &[PathBuf]) -> Result<(), CgroupError> {
     let mut last = Ok(());
-    for pod in pod_dirs {
-        if !pod.exists() {
-            continue;
-        }
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(pod)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path())
-                    .collect()
-            })
-            .unwrap_or_default();
-        dirs.push(pod.clone());
-        for d in dirs {
-            if let Err(e) = remove_dir(&d).await {
-                last = Err(e);
+    for d in tree_order(pod_dirs) {
+        for attempt in 0..40 {
+            match try_remove(&d, attempt == 39) {
+                Ok(true) => break,
+                Ok(false) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => {
+                    last = Err(e);
+                    break;
+                }
             }
         }
     }
     last
 }
 
-/// rmdir with bounded retries (about 2 s in all): a cgroup stays busy until its last
-/// task is gone, which follows a SIGKILL by a few milliseconds.
-async fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
-    for attempt in 0..40 {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if attempt == 39 => return Err(io(dir, &e)),
-            Err(_) => {
-                kill_members(dir);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+/// The container directories of each pod directory, then the pod directory.
+fn tree_order(pod_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for pod in pod_dirs.iter().filter(|p| p.exists()) {
+        if let Ok(rd) = std::fs::read_dir(pod) {
+            out.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+        out.push(pod.clone());
+    }
+    out
+}
+
+/// One rmdir attempt: `Ok(true)` when gone, `Ok(false)` when still busy (members were
+/// sent SIGKILL), an error on the last attempt.
+fn try_remove(dir: &Path, last: bool) -> Result<bool, CgroupError> {
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) if last => Err(io(dir, &e)),
+        Err(_) => {
+            kill_members(dir);
+            Ok(false)
+        }
+    }
+}
+
+/// Removes each pod directory with its container children, killing what is left inside.
+async fn remove_tree(pod_dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    let mut last = Ok(());
+    for d in tree_order(pod_dirs) {
+        for attempt in 0..40 {
+            match try_remove(&d, attempt == 39) {
+                Ok(true) => break,
+                Ok(false) => tokio::time::sleep(Duration::from_millis(50)).await,
+                Err(e) => {
+                    last = Err(e);
+                    break;
+                }
             }
         }
     }
-    Ok(())
+    last
+}
+
+/// Removes the cgroups of the pod `uid` when the pod ends (nothing when cgroups are not
+/// used).
+pub async fn remove_pod(uid: &str) {
+    if uid.is_empty() || uid.contains('/') {
+        return;
+    }
+    if let Ok(h) = host()
+        && let Err(e) = remove_tree(&h.pod_dirs(uid)).await
+    {
+        tracing::warn!(%e, "cannot remove the pod's cgroup");
+    }
 }
 
 /// SIGKILLs every process in the cgroup `dir`: only podrun's own containers live there.
@@ -465,7 +513,7 @@ pub fn oom_kill_count(text: &str) -> Option<u64> {
 /// whose pod directory is here and is not run by a live podrun. Cgroups of pods of other
 /// state directories (other podrun instances) are never touched. Returns the removed
 /// pod uids.
-pub async fn remove_leftovers(layout: &Layout) -> Vec<String> {
+pub fn remove_leftovers(layout: &Layout) -> Vec<String> {
     let Ok(hierarchy) = host() else {
         return Vec::new();
     };
@@ -487,8 +535,8 @@ pub async fn remove_leftovers(layout: &Layout) -> Vec<String> {
     for uid in ours {
         let dirs = hierarchy.pod_dirs(&uid);
         if dirs.iter().any(|d| d.exists()) {
-            match remove_tree(&dirs).await {
-                Ok(()) => removed.push(uid),
+            match remove_tree_blocking(&dirs) {
+                Ok(()) => removed.push(format!("removed leftover cgroup {PARENT}/{uid}")),
                 Err(e) => tracing::warn!(%e, "cannot remove a leftover pod cgroup"),
             }
         }

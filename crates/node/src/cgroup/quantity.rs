@@ -12,7 +12,11 @@ struct Parsed {
 }
 
 fn parse(s: &str) -> Result<Parsed, String> {
-    let bad = || format!("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s:?}");
+    let bad = || {
+        format!(
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s:?}"
+        )
+    };
     let s = s.trim();
     let s = s.strip_prefix('+').unwrap_or(s);
     if s.starts_with('-') {
@@ -131,14 +135,28 @@ mod tests {
 
     #[test]
     fn cpu_quantities() {
-        for (q, want) in [("250m", 250), ("0.5", 500), ("2", 2000), ("1.0001", 1001), ("100u", 1)] {
+        for (q, want) in [
+            ("250m", 250),
+            ("0.5", 500),
+            ("2", 2000),
+            ("1.0001", 1001),
+            ("100u", 1),
+        ] {
             assert_eq!(millicores(q), Ok(want), "{q}");
         }
     }
 
     #[test]
     fn bad_quantities_are_errors() {
-        for q in ["", "abc", "1.2.3", "-1", "5Xi", "1e99", "99999999999999999999999Ei"] {
+        for q in [
+            "",
+            "abc",
+            "1.2.3",
+            "-1",
+            "5Xi",
+            "1e99",
+            "99999999999999999999999Ei",
+        ] {
             assert!(bytes(q).is_err(), "{q}");
         }
     }

@@ -39,7 +39,12 @@ fn unified_host_with_controllers_uses_v2() {
         (p == Path::new("/sys/fs/cgroup")).then(|| "cpuset cpu io memory pids\n".into())
     })
     .unwrap();
-    assert_eq!(h, Hierarchy::V2 { root: "/sys/fs/cgroup".into() });
+    assert_eq!(
+        h,
+        Hierarchy::V2 {
+            root: "/sys/fs/cgroup".into()
+        }
+    );
     assert!(decide_hierarchy(V2_MOUNTS, &|_: &Path| Some("pids".into())).is_err());
     assert!(decide_hierarchy("proc /proc proc rw 0 0\n", &|_: &Path| None).is_err());
 }
@@ -48,11 +53,36 @@ fn unified_host_with_controllers_uses_v2() {
 fn resource_plan_table() {
     let cases = [
         (serde_json::json!(null), None, None, 2),
-        (serde_json::json!({"limits": {"memory": "50Mi"}}), Some(52_428_800), None, 2),
-        (serde_json::json!({"limits": {"cpu": "500m"}}), None, Some(50_000), 512),
-        (serde_json::json!({"limits": {"cpu": "2"}, "requests": {"cpu": "250m"}}), None, Some(200_000), 256),
-        (serde_json::json!({"limits": {"cpu": "1m"}}), None, Some(1_000), 2),
-        (serde_json::json!({"requests": {"cpu": "1", "memory": "1Gi"}}), None, None, 1024),
+        (
+            serde_json::json!({"limits": {"memory": "50Mi"}}),
+            Some(52_428_800),
+            None,
+            2,
+        ),
+        (
+            serde_json::json!({"limits": {"cpu": "500m"}}),
+            None,
+            Some(50_000),
+            512,
+        ),
+        (
+            serde_json::json!({"limits": {"cpu": "2"}, "requests": {"cpu": "250m"}}),
+            None,
+            Some(200_000),
+            256,
+        ),
+        (
+            serde_json::json!({"limits": {"cpu": "1m"}}),
+            None,
+            Some(1_000),
+            2,
+        ),
+        (
+            serde_json::json!({"requests": {"cpu": "1", "memory": "1Gi"}}),
+            None,
+            None,
+            1024,
+        ),
     ];
     for (i, (res, mem, quota, shares)) in cases.into_iter().enumerate() {
         let p = ResourcePlan::from_container(&container(res)).unwrap();
@@ -60,7 +90,9 @@ fn resource_plan_table() {
         assert_eq!(p.cpu_quota_us, quota, "case {i}");
         assert_eq!(p.cpu_shares, shares, "case {i}");
     }
-    let err = ResourcePlan::from_container(&container(serde_json::json!({"limits": {"memory": "lots"}})));
+    let err = ResourcePlan::from_container(&container(
+        serde_json::json!({"limits": {"memory": "lots"}}),
+    ));
     assert!(err.is_err());
 }
 
@@ -102,7 +134,13 @@ fn weight_conversion_matches_runc() {
 
 #[test]
 fn oom_counter_is_read_from_either_file() {
-    assert_eq!(oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), Some(3));
-    assert_eq!(oom_kill_count("low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n"), Some(1));
+    assert_eq!(
+        oom_kill_count("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"),
+        Some(3)
+    );
+    assert_eq!(
+        oom_kill_count("low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\n"),
+        Some(1)
+    );
     assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
 }

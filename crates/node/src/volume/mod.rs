@@ -74,8 +74,13 @@ pub fn is_managed(volume: &Volume) -> bool {
 pub fn prepare(ctx: &VolumeContext<'_>, volume: &Volume) -> Result<PreparedVolume, String> {
     let dir = ctx.layout.empty_dir(ctx.pod_dir, &volume.name);
     if let Some(ed) = &volume.empty_dir {
-        prepare_empty_dir(&dir, ed.medium.as_deref(), ed.size_limit.as_ref().map(|q| q.0.as_str()), ctx.fs_group)
-            .map_err(|e| format!("emptyDir {:?}: {e}", volume.name))?;
+        prepare_empty_dir(
+            &dir,
+            ed.medium.as_deref(),
+            ed.size_limit.as_ref().map(|q| q.0.as_str()),
+            ctx.fs_group,
+        )
+        .map_err(|e| format!("emptyDir {:?}: {e}", volume.name))?;
         return Ok(PreparedVolume {
             path: dir,
             force_read_only: false,
@@ -87,7 +92,12 @@ pub fn prepare(ctx: &VolumeContext<'_>, volume: &Volume) -> Result<PreparedVolum
     } else if let Some(s) = &volume.secret {
         payload::secret(s, ctx.lookup)
     } else if let Some(d) = &volume.downward_api {
-        payload::downward_api(d.items.as_deref().unwrap_or_default(), d.default_mode, ctx.pod, node)
+        payload::downward_api(
+            d.items.as_deref().unwrap_or_default(),
+            d.default_mode,
+            ctx.pod,
+            node,
+        )
     } else if let Some(p) = &volume.projected {
         payload::projected(p, ctx.pod, ctx.lookup, node)
     } else {
@@ -97,7 +107,12 @@ pub fn prepare(ctx: &VolumeContext<'_>, volume: &Volume) -> Result<PreparedVolum
             volume.name
         ));
     };
-    let files = files.map_err(|e| format!("MountVolume.SetUp failed for volume {:?} : {e}", volume.name))?;
+    let files = files.map_err(|e| {
+        format!(
+            "MountVolume.SetUp failed for volume {:?} : {e}",
+            volume.name
+        )
+    })?;
     if !dir.exists() {
         write_payload(&dir, &files, ctx.fs_group)
             .map_err(|e| format!("volume {:?}: writing {}: {e}", volume.name, dir.display()))?;
@@ -110,12 +125,20 @@ pub fn prepare(ctx: &VolumeContext<'_>, volume: &Volume) -> Result<PreparedVolum
 
 /// Writes the files into a fresh directory next to `dir`, then renames it into place, so
 /// a container never sees half a volume.
-pub fn write_payload(dir: &Path, files: &[FileEntry], fs_group: Option<u32>) -> std::io::Result<()> {
-    let parent = dir.parent().ok_or_else(|| std::io::Error::other("volume directory has no parent"))?;
+pub fn write_payload(
+    dir: &Path,
+    files: &[FileEntry],
+    fs_group: Option<u32>,
+) -> std::io::Result<()> {
+    let parent = dir
+        .parent()
+        .ok_or_else(|| std::io::Error::other("volume directory has no parent"))?;
     std::fs::create_dir_all(parent)?;
     let tmp = parent.join(format!(
         ".{}.tmp",
-        dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        dir.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp)?;
@@ -128,7 +151,11 @@ pub fn write_payload(dir: &Path, files: &[FileEntry], fs_group: Option<u32>) -> 
         std::fs::write(&path, &f.data)?;
         // The kubelet's SetVolumeOwnership for read-only volumes: group fsGroup, readable
         // by the group.
-        let mode = if fs_group.is_some() { f.mode | 0o440 } else { f.mode };
+        let mode = if fs_group.is_some() {
+            f.mode | 0o440
+        } else {
+            f.mode
+        };
         if let Some(g) = fs_group {
             std::os::unix::fs::chown(&path, None, Some(g))?;
         }
@@ -156,7 +183,11 @@ pub fn prepare_empty_dir(
     let memory = match medium.unwrap_or("") {
         "" => false,
         "Memory" => true,
-        other => return Err(format!("medium {other:?} is not supported (only \"\" and \"Memory\")")),
+        other => {
+            return Err(format!(
+                "medium {other:?} is not supported (only \"\" and \"Memory\")"
+            ));
+        }
     };
     let fresh = !dir.exists();
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -169,7 +200,8 @@ pub fn prepare_empty_dir(
             }
             options.push_str(&format!(",size={bytes}"));
         }
-        mount_tmpfs(dir, &options).map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))?;
+        mount_tmpfs(dir, &options)
+            .map_err(|e| format!("mounting tmpfs on {}: {e}", dir.display()))?;
     }
     if fresh || memory {
         let mode = if fs_group.is_some() { 0o2777 } else { 0o777 };
@@ -274,6 +306,40 @@ pub fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
 }
 
 /// ConfigMap/Secret data of the pod's namespace as bytes, from the node's string store.
-pub fn lookup_from(map: Option<std::collections::HashMap<String, String>>) -> Option<BTreeMap<String, Vec<u8>>> {
+pub fn lookup_from(
+    map: Option<std::collections::HashMap<String, String>>,
+) -> Option<BTreeMap<String, Vec<u8>>> {
     map.map(|m| m.into_iter().map(|(k, v)| (k, v.into_bytes())).collect())
+}
+
+/// [`prepare`] with the node's ConfigMaps and Secrets of the pod's namespace.
+pub(crate) fn prepare_for(
+    shared: &crate::NodeShared,
+    pod_dir: &Path,
+    pod: &Pod,
+    volume: &Volume,
+) -> Result<PreparedVolume, String> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let lookup = |kind: &str, name: &str| {
+        let config = shared.config.lock().unwrap_or_else(|e| e.into_inner());
+        lookup_from(
+            config
+                .get(&(kind.to_string(), ns.clone(), name.to_string()))
+                .cloned(),
+        )
+    };
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group)
+        .and_then(|g| u32::try_from(g).ok());
+    let ctx = VolumeContext {
+        pod,
+        pod_dir,
+        layout: &shared.layout,
+        lookup: &lookup,
+        fs_group,
+    };
+    prepare(&ctx, volume)
 }

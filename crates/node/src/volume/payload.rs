@@ -62,7 +62,9 @@ fn mode_of(mode: Option<i32>, default: u32) -> Result<u32, String> {
     match mode {
         None => Ok(default),
         Some(m) if (0..=0o777).contains(&m) => Ok(m as u32),
-        Some(m) => Err(format!("invalid file mode {m}: must be between 0 and 0777 (511)")),
+        Some(m) => Err(format!(
+            "invalid file mode {m}: must be between 0 and 0777 (511)"
+        )),
     }
 }
 
@@ -101,7 +103,10 @@ fn keyed_payload(
                     if optional {
                         continue;
                     }
-                    return Err(format!("{what} references non-existent config key: {}", item.key));
+                    return Err(format!(
+                        "{what} references non-existent config key: {}",
+                        item.key
+                    ));
                 };
                 out.push(FileEntry {
                     path: item.path.clone(),
@@ -115,7 +120,10 @@ fn keyed_payload(
 }
 
 /// A `configMap` volume's files.
-pub fn config_map(src: &ConfigMapVolumeSource, lookup: ObjectLookup<'_>) -> Result<Vec<FileEntry>, String> {
+pub fn config_map(
+    src: &ConfigMapVolumeSource,
+    lookup: ObjectLookup<'_>,
+) -> Result<Vec<FileEntry>, String> {
     let mode = mode_of(src.default_mode, DEFAULT_MODE)?;
     keyed_payload(
         "configmap",
@@ -128,7 +136,10 @@ pub fn config_map(src: &ConfigMapVolumeSource, lookup: ObjectLookup<'_>) -> Resu
 }
 
 /// A `secret` volume's files.
-pub fn secret(src: &SecretVolumeSource, lookup: ObjectLookup<'_>) -> Result<Vec<FileEntry>, String> {
+pub fn secret(
+    src: &SecretVolumeSource,
+    lookup: ObjectLookup<'_>,
+) -> Result<Vec<FileEntry>, String> {
     let name = src.secret_name.clone().unwrap_or_default();
     let mode = mode_of(src.default_mode, DEFAULT_MODE)?;
     keyed_payload(
@@ -157,7 +168,10 @@ pub fn downward_api(
         } else if let Some(rf) = &item.resource_field_ref {
             resource_value(pod, rf, node)?
         } else {
-            return Err(format!("downwardAPI item {:?}: fieldRef or resourceFieldRef is required", item.path));
+            return Err(format!(
+                "downwardAPI item {:?}: fieldRef or resourceFieldRef is required",
+                item.path
+            ));
         };
         out.push(FileEntry {
             path: item.path.clone(),
@@ -207,7 +221,12 @@ pub fn projected(
                 mode_of(default_mode, DEFAULT_MODE)?,
             )?
         } else if let Some(d) = &source.downward_api {
-            downward_api(d.items.as_deref().unwrap_or_default(), default_mode, pod, node)?
+            downward_api(
+                d.items.as_deref().unwrap_or_default(),
+                default_mode,
+                pod,
+                node,
+            )?
         } else if source.service_account_token.is_some() {
             return Err(
                 "projected volume source serviceAccountToken is not supported by this node: \
@@ -239,7 +258,11 @@ fn field_value(pod: &Pod, path: &str) -> Result<String, String> {
             "metadata.annotations" => &m.annotations,
             _ => return Err(format!("unsupported fieldPath: {path}")),
         };
-        return Ok(map.as_ref().and_then(|x| x.get(key)).cloned().unwrap_or_default());
+        return Ok(map
+            .as_ref()
+            .and_then(|x| x.get(key))
+            .cloned()
+            .unwrap_or_default());
     }
     let s = |o: &Option<String>| o.clone().unwrap_or_default();
     Ok(match path {
@@ -270,7 +293,9 @@ fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -280,7 +305,11 @@ fn go_quote(s: &str) -> String {
 
 /// A `resourceFieldRef`: the container's limit (the node's allocatable when unset) or
 /// request, divided by `divisor` and rounded up, as the kubelet reports it.
-fn resource_value(pod: &Pod, rf: &ResourceFieldSelector, node: Allocatable) -> Result<String, String> {
+fn resource_value(
+    pod: &Pod,
+    rf: &ResourceFieldSelector,
+    node: Allocatable,
+) -> Result<String, String> {
     let spec = pod.spec.as_ref().ok_or("pod has no spec")?;
     let name = rf.container_name.as_deref().unwrap_or_default();
     let c = spec

@@ -41,11 +41,23 @@ fn config_map_all_keys_with_default_mode() {
     assert_eq!(
         files,
         [
-            FileEntry { path: "a.conf".into(), data: b"A".to_vec(), mode: 0o644 },
-            FileEntry { path: "b".into(), data: b"B".to_vec(), mode: 0o644 },
+            FileEntry {
+                path: "a.conf".into(),
+                data: b"A".to_vec(),
+                mode: 0o644
+            },
+            FileEntry {
+                path: "b".into(),
+                data: b"B".to_vec(),
+                mode: 0o644
+            },
         ]
     );
-    let files = config_map(&cm(serde_json::json!({"name": "cfg", "defaultMode": 0o400})), &store).unwrap();
+    let files = config_map(
+        &cm(serde_json::json!({"name": "cfg", "defaultMode": 0o400})),
+        &store,
+    )
+    .unwrap();
     assert!(files.iter().all(|f| f.mode == 0o400));
 }
 
@@ -57,7 +69,10 @@ fn config_map_items_rename_and_set_modes() {
     ]}));
     let files = config_map(&src, &store).unwrap();
     assert_eq!(files.len(), 2);
-    assert_eq!((files[0].path.as_str(), files[0].mode), ("dir/renamed", 0o600));
+    assert_eq!(
+        (files[0].path.as_str(), files[0].mode),
+        ("dir/renamed", 0o600)
+    );
     assert_eq!((files[1].path.as_str(), files[1].mode), ("a", 0o644));
 }
 
@@ -65,24 +80,56 @@ fn config_map_items_rename_and_set_modes() {
 fn missing_objects_and_keys() {
     let err = config_map(&cm(serde_json::json!({"name": "nope"})), &store).unwrap_err();
     assert_eq!(err, "configmap \"nope\" not found");
-    assert!(config_map(&cm(serde_json::json!({"name": "nope", "optional": true})), &store).unwrap().is_empty());
-    let err = config_map(&cm(serde_json::json!({"name": "cfg", "items": [{"key": "zz", "path": "z"}]})), &store).unwrap_err();
+    assert!(
+        config_map(
+            &cm(serde_json::json!({"name": "nope", "optional": true})),
+            &store
+        )
+        .unwrap()
+        .is_empty()
+    );
+    let err = config_map(
+        &cm(serde_json::json!({"name": "cfg", "items": [{"key": "zz", "path": "z"}]})),
+        &store,
+    )
+    .unwrap_err();
     assert_eq!(err, "configmap references non-existent config key: zz");
     let ok = config_map(&cm(serde_json::json!({"name": "cfg", "optional": true, "items": [{"key": "zz", "path": "z"}]})), &store).unwrap();
     assert!(ok.is_empty());
-    let err = config_map(&cm(serde_json::json!({"name": "cfg", "items": [{"key": "b", "path": "../escape"}]})), &store).unwrap_err();
+    let err = config_map(
+        &cm(serde_json::json!({"name": "cfg", "items": [{"key": "b", "path": "../escape"}]})),
+        &store,
+    )
+    .unwrap_err();
     assert!(err.contains(".."), "{err}");
-    let err = config_map(&cm(serde_json::json!({"name": "cfg", "defaultMode": 0o1777})), &store).unwrap_err();
+    let err = config_map(
+        &cm(serde_json::json!({"name": "cfg", "defaultMode": 0o1777})),
+        &store,
+    )
+    .unwrap_err();
     assert!(err.contains("invalid file mode"), "{err}");
 }
 
 #[test]
 fn secret_files() {
-    let src: SecretVolumeSource = serde_json::from_value(serde_json::json!({"secretName": "creds", "defaultMode": 0o440})).unwrap();
+    let src: SecretVolumeSource =
+        serde_json::from_value(serde_json::json!({"secretName": "creds", "defaultMode": 0o440}))
+            .unwrap();
     let files = secret(&src, &store).unwrap();
-    assert_eq!(files, [FileEntry { path: "token".into(), data: b"s3cr3t".to_vec(), mode: 0o440 }]);
-    let src: SecretVolumeSource = serde_json::from_value(serde_json::json!({"secretName": "other"})).unwrap();
-    assert_eq!(secret(&src, &store).unwrap_err(), "secret \"other\" not found");
+    assert_eq!(
+        files,
+        [FileEntry {
+            path: "token".into(),
+            data: b"s3cr3t".to_vec(),
+            mode: 0o440
+        }]
+    );
+    let src: SecretVolumeSource =
+        serde_json::from_value(serde_json::json!({"secretName": "other"})).unwrap();
+    assert_eq!(
+        secret(&src, &store).unwrap_err(),
+        "secret \"other\" not found"
+    );
 }
 
 #[test]
@@ -103,7 +150,10 @@ fn downward_api_fields_and_resources() {
     .unwrap();
     let files = downward_api(&items, None, &pod(), NODE).unwrap();
     let text = |p: &str| {
-        let f = files.iter().find(|f| f.path == p).unwrap_or_else(|| panic!("{p}"));
+        let f = files
+            .iter()
+            .find(|f| f.path == p)
+            .unwrap_or_else(|| panic!("{p}"));
         String::from_utf8(f.data.clone()).unwrap()
     };
     assert_eq!(text("name"), "web");
@@ -117,17 +167,27 @@ fn downward_api_fields_and_resources() {
     assert_eq!(text("mem_limit"), "64");
     assert_eq!(text("mem_request"), "0");
     assert_eq!(text("cpu_request"), "250");
-    assert_eq!(files.iter().find(|f| f.path == "annotations").unwrap().mode, 0o600);
+    assert_eq!(
+        files.iter().find(|f| f.path == "annotations").unwrap().mode,
+        0o600
+    );
     let unset: Vec<DownwardAPIVolumeFile> = serde_json::from_value(serde_json::json!([
         {"path": "m", "resourceFieldRef": {"containerName": "main", "resource": "limits.ephemeral-storage"}},
     ]))
     .unwrap();
-    assert_eq!(downward_api(&unset, None, &pod(), NODE).unwrap()[0].data, b"0");
+    assert_eq!(
+        downward_api(&unset, None, &pod(), NODE).unwrap()[0].data,
+        b"0"
+    );
     let bad: Vec<DownwardAPIVolumeFile> = serde_json::from_value(serde_json::json!([
         {"path": "x", "fieldRef": {"fieldPath": "spec.nope"}},
     ]))
     .unwrap();
-    assert!(downward_api(&bad, None, &pod(), NODE).unwrap_err().contains("unsupported fieldPath"));
+    assert!(
+        downward_api(&bad, None, &pod(), NODE)
+            .unwrap_err()
+            .contains("unsupported fieldPath")
+    );
 }
 
 #[test]
@@ -163,10 +223,18 @@ fn projected_merges_sources_and_refuses_tokens() {
         "sources": [{"serviceAccountToken": {"path": "token"}}],
     }))
     .unwrap();
-    assert!(projected(&tok, &pod(), &store, NODE).unwrap_err().contains("serviceAccountToken is not supported"));
+    assert!(
+        projected(&tok, &pod(), &store, NODE)
+            .unwrap_err()
+            .contains("serviceAccountToken is not supported")
+    );
     let dup: ProjectedVolumeSource = serde_json::from_value(serde_json::json!({
         "sources": [{"configMap": {"name": "cfg"}}, {"configMap": {"name": "cfg"}}],
     }))
     .unwrap();
-    assert!(projected(&dup, &pod(), &store, NODE).unwrap_err().contains("conflicting path"));
+    assert!(
+        projected(&dup, &pod(), &store, NODE)
+            .unwrap_err()
+            .contains("conflicting path")
+    );
 }
