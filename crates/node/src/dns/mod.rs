@@ -12,6 +12,7 @@ pub mod server;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -133,6 +134,58 @@ pub fn pod_files(pod: &Pod, pod_ip: Ipv4Addr, cluster: &ClusterDns) -> Result<Po
         hosts: hosts_file(pod, pod_ip, &cluster.domain),
         resolv: resolv_conf(pod, cluster)?.render(),
     })
+}
+
+/// The pod-directory file that becomes the pod's `/etc/hosts`.
+pub fn hosts_path(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("etc-hosts")
+}
+
+/// The pod-directory file that becomes the pod's `/etc/resolv.conf`.
+pub fn resolv_path(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("etc-resolv.conf")
+}
+
+/// Writes the pod's `/etc/hosts` and `/etc/resolv.conf` into its pod directory, for a
+/// pod with its own network namespace at `pod_ip` whose cluster DNS listens on
+/// `nameserver` (the bridge IP). The host's resolver settings come from its
+/// `/etc/resolv.conf`.
+pub fn write_pod_files(
+    pod: &Pod,
+    pod_ip: Ipv4Addr,
+    nameserver: Ipv4Addr,
+    pod_dir: &Path,
+) -> Result<(), String> {
+    let cluster = ClusterDns {
+        domain: CLUSTER_DOMAIN.into(),
+        nameserver,
+        host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    let files = pod_files(pod, pod_ip, &cluster)?;
+    for (path, text) in [
+        (hosts_path(pod_dir), files.hosts),
+        (resolv_path(pod_dir), files.resolv),
+    ] {
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Bind mounts of the files [`write_pod_files`] wrote, for every container of the pod;
+/// none when they were not written (the pod shares the host's network).
+pub fn pod_file_mounts(pod_dir: &Path) -> Vec<crate::runtime::BindMount> {
+    [
+        (hosts_path(pod_dir), "/etc/hosts"),
+        (resolv_path(pod_dir), "/etc/resolv.conf"),
+    ]
+    .into_iter()
+    .filter(|(source, _)| source.is_file())
+    .map(|(source, target)| crate::runtime::BindMount {
+        source,
+        target: PathBuf::from(target),
+        read_only: false,
+    })
+    .collect()
 }
 
 /// The pod's hostname: `spec.hostname`, else its name cut to 63 characters (a DNS label).
