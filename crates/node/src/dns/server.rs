@@ -5,7 +5,7 @@
 //! Forwarding relays the client's own bytes and the upstream's answer unchanged, so
 //! nothing the host resolver says (EDNS, DNSSEC bits, truncation) is lost or re-encoded.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -44,13 +44,13 @@ struct Shared {
 
 impl DnsServer {
     /// Binds UDP and TCP on `addr` and serves until dropped. `upstreams` are the host's
-    /// resolvers (port 53 is added); the server's own address is left out so a query
-    /// never loops back to it.
+    /// resolvers; the server's own address is left out so a query never loops back to
+    /// it.
     pub async fn start(
         addr: SocketAddr,
         view: Arc<RwLock<DnsView>>,
         domain: &str,
-        upstreams: &[IpAddr],
+        upstreams: &[SocketAddr],
     ) -> std::io::Result<Self> {
         let udp = Arc::new(UdpSocket::bind(addr).await?);
         let addr = udp.local_addr()?;
@@ -58,11 +58,7 @@ impl DnsServer {
         let shared = Arc::new(Shared {
             view,
             domain: domain.to_string(),
-            upstreams: upstreams
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, 53))
-                .filter(|u| *u != addr)
-                .collect(),
+            upstreams: upstreams.iter().copied().filter(|u| *u != addr).collect(),
         });
         let udp_task = {
             let shared = shared.clone();

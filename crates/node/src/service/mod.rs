@@ -11,7 +11,7 @@ pub mod plan;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, RwLock};
@@ -301,7 +301,11 @@ impl Services {
             return Ok(s.local_addr());
         }
         let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let upstreams: Vec<IpAddr> = ResolvConf::parse(&host).nameserver_ips();
+        let upstreams: Vec<SocketAddr> = ResolvConf::parse(&host)
+            .nameserver_ips()
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, 53))
+            .collect();
         let server = DnsServer::start(addr, self.dns.clone(), CLUSTER_DOMAIN, &upstreams).await?;
         let local = server.local_addr();
         let mut slot = self.dns_server.lock().unwrap_or_else(|e| e.into_inner());
