@@ -313,3 +313,36 @@ async fn memory_limit_breach_is_an_oom_kill_with_137_and_cgroup_is_removed() {
         assert!(!d.exists(), "{} must be gone", d.display());
     }
 }
+
+#[tokio::test]
+async fn exec_probes_run_as_the_container_user_with_its_capabilities() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (pod, c) = pod_with(
+        serde_json::json!({"runAsUser": 1234, "runAsGroup": 5678}),
+        serde_json::json!({"allowPrivilegeEscalation": false}),
+    );
+    let l = launch(dir.path(), "sleep 30", &pod, &c);
+    let process = ContainerProcess::spawn(&l).expect("spawn");
+    let out = podrun_node::runtime::exec_in(
+        &process,
+        &[
+            "sh".into(),
+            "-c".into(),
+            "id -u; id -g; grep -E 'CapBnd|NoNewPrivs' /proc/self/status".into(),
+        ],
+        &[("PATH".into(), "/usr/bin:/bin".into())],
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("exec");
+    let text = out.text();
+    assert_eq!(out.exit_code, 0, "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(&lines[..2], ["1234", "5678"], "{text}");
+    let bnd = u64::from_str_radix(status_field(&text, "CapBnd:"), 16).unwrap();
+    assert_eq!(bnd, CapSet::runtime_default().0);
+    assert_eq!(status_field(&text, "NoNewPrivs:"), "1");
+    process.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), process.wait()).await;
+}
