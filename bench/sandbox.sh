@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pods=${1:-100}
-cargo build --release -q -p podrun
-bin=$PWD/target/release/podrun
+[ -n "${PODRUN_BIN:-}" ] || cargo build --release -p podrun
+bin=${PODRUN_BIN:-$PWD/target/release/podrun}
 state=$(mktemp -d)
 manifest=$state/pods.yaml
 pid=
