@@ -383,10 +383,13 @@ pub fn prepare(pod: &Pod, c: &Container) -> Result<PreparedContainer, String> {
         return Ok(PreparedContainer::default());
     }
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let pod_resources = crate::cgroup::ResourcePlan::for_pod(pod).map_err(|e| e.to_string())?;
     let cgroup = match crate::cgroup::host()
         .and_then(|h| crate::cgroup::PodCgroup::create(h, uid))
-        .and_then(|pc| pc.container(&c.name, &resources))
-    {
+        .and_then(|pc| {
+            pc.apply(&pod_resources)?;
+            pc.container(&c.name, &resources)
+        }) {
         Ok(cg) => Some(cg),
         Err(e) if resources.is_constrained() => return Err(e.to_string()),
         Err(e) => {

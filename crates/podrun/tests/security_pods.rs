@@ -46,6 +46,7 @@ spec:
     assert_eq!(term["reason"], "OOMKilled", "{pod}");
     assert_eq!(term["exitCode"], 137, "{pod}");
     assert_eq!(pod["status"]["phase"], "Failed");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{pod}");
     let uid = pod["metadata"]["uid"].as_str().expect("uid");
     for d in cgroup_dirs(uid) {
         assert!(!d.exists(), "{} must be removed with the pod", d.display());

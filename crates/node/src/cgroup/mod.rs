@@ -133,6 +133,51 @@ impl ResourcePlan {
         })
     }
 
+    /// The pod-level values the kubelet gives the pod cgroup: the sum of the regular
+    /// (and sidecar) containers' limits when every one of them has that limit, but at
+    /// least the largest init container's; the shares of the summed cpu requests.
+    pub fn for_pod(pod: &k8s_openapi::api::core::v1::Pod) -> Result<Self, CgroupError> {
+        let Some(spec) = pod.spec.as_ref() else {
+            return Ok(Self {
+                memory_limit: None,
+                cpu_quota_us: None,
+                cpu_shares: MIN_SHARES,
+            });
+        };
+        let mut long_running: Vec<ResourcePlan> = Vec::new();
+        let mut init: Vec<ResourcePlan> = Vec::new();
+        for c in &spec.containers {
+            long_running.push(Self::from_container(c)?);
+        }
+        for c in spec.init_containers.iter().flatten() {
+            let plan = Self::from_container(c)?;
+            if podrun_model::is_sidecar(c) {
+                long_running.push(plan);
+            } else {
+                init.push(plan);
+            }
+        }
+        let sum = |f: fn(&ResourcePlan) -> Option<u64>| -> Option<u64> {
+            let total = long_running.iter().map(f).sum::<Option<u64>>()?;
+            let init_max = init
+                .iter()
+                .map(f)
+                .collect::<Option<Vec<u64>>>()
+                .map(|v| v.into_iter().max().unwrap_or(0));
+            // An init container without the limit leaves the pod unbounded.
+            Some(total.max(init_max?))
+        };
+        let memory_limit = sum(|p| p.memory_limit);
+        let cpu_quota_us = sum(|p| p.cpu_quota_us);
+        let shares = long_running.iter().map(|p| p.cpu_shares).sum::<u64>();
+        let init_shares = init.iter().map(|p| p.cpu_shares).max().unwrap_or(0);
+        Ok(Self {
+            memory_limit,
+            cpu_quota_us,
+            cpu_shares: shares.max(init_shares).clamp(MIN_SHARES, MAX_SHARES),
+        })
+    }
+
     /// Whether the container asked for any limit or request (and so must not run without
     /// cgroups).
     pub fn is_constrained(&self) -> bool {
@@ -178,6 +223,58 @@ impl ResourcePlan {
 /// runc's conversion of `cpu.shares` [2, 262144] to `cpu.weight` [1, 10000].
 pub fn shares_to_weight(shares: u64) -> u64 {
     1 + (shares.saturating_sub(2) * 9999) / 262_142
+}
+
+/// The pod's QoS class as the API server computes it: `Guaranteed` when every container
+/// has cpu and memory limits equal to its requests, `BestEffort` when no container asks
+/// for cpu or memory at all, `Burstable` otherwise.
+pub fn qos_class(pod: &k8s_openapi::api::core::v1::Pod) -> &'static str {
+    let Some(spec) = pod.spec.as_ref() else {
+        return "BestEffort";
+    };
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let res = c.resources.as_ref();
+        let limits = res.and_then(|r| r.limits.as_ref());
+        let requests = res.and_then(|r| r.requests.as_ref());
+        for name in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(name)).map(|q| q.0.as_str());
+            // Requests default to limits (the API server's defaulting).
+            let request = requests
+                .and_then(|r| r.get(name))
+                .map(|q| q.0.as_str())
+                .or(limit);
+            let is_zero = |q: Option<&str>| match name {
+                "cpu" => q.is_none_or(|q| quantity::millicores(q).is_ok_and(|v| v == 0)),
+                _ => q.is_none_or(|q| quantity::bytes(q).is_ok_and(|v| v == 0)),
+            };
+            if !is_zero(request) || !is_zero(limit) {
+                any = true;
+            }
+            let same = match (limit, request, name) {
+                (Some(l), Some(r), "cpu") => {
+                    quantity::millicores(l).ok() == quantity::millicores(r).ok()
+                }
+                (Some(l), Some(r), _) => quantity::bytes(l).ok() == quantity::bytes(r).ok(),
+                _ => false,
+            };
+            if !same {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 // === detection ===
@@ -321,6 +418,19 @@ impl PodCgroup {
             hierarchy,
             uid: uid.to_string(),
         })
+    }
+
+    /// Writes the pod-level values (see [`ResourcePlan::for_pod`]) into the pod's cgroup.
+    pub fn apply(&self, plan: &ResourcePlan) -> Result<(), CgroupError> {
+        let dirs = self.dirs();
+        for (index, file, value) in plan.files(&self.hierarchy) {
+            let path = dirs[index.min(dirs.len() - 1)].join(file);
+            if file == "memory.swap.max" && !path.exists() {
+                continue;
+            }
+            write(&path, &value)?;
+        }
+        Ok(())
     }
 
     /// The pod's directories.

@@ -144,3 +144,73 @@ fn oom_counter_is_read_from_either_file() {
     );
     assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
 }
+
+#[test]
+fn qos_class_table() {
+    let pod = |containers: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({"spec": {"containers": containers}})).unwrap()
+    };
+    let cases = [
+        (serde_json::json!([{"name": "a"}]), "BestEffort"),
+        (
+            serde_json::json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]),
+            "Guaranteed",
+        ),
+        (
+            serde_json::json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}}]),
+            "Guaranteed",
+        ),
+        (
+            serde_json::json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}}]),
+            "Burstable",
+        ),
+        (
+            serde_json::json!([{"name": "a", "resources": {"limits": {"memory": "1Gi"}}}]),
+            "Burstable",
+        ),
+        (
+            serde_json::json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}, {"name": "b"}]),
+            "Burstable",
+        ),
+        (
+            serde_json::json!([{"name": "a", "resources": {"requests": {"cpu": "0"}}}]),
+            "BestEffort",
+        ),
+    ];
+    for (i, (containers, want)) in cases.into_iter().enumerate() {
+        assert_eq!(qos_class(&pod(containers)), want, "case {i}");
+    }
+}
+
+#[test]
+fn pod_level_values_sum_containers_when_all_are_limited() {
+    let pod = |spec: serde_json::Value| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({"spec": spec})).unwrap()
+    };
+    let limited = |name: &str, mem: &str, cpu: &str| serde_json::json!({"name": name, "resources": {"limits": {"memory": mem, "cpu": cpu}}});
+    let p = ResourcePlan::for_pod(&pod(serde_json::json!({
+        "containers": [limited("a", "100Mi", "500m"), limited("b", "50Mi", "250m")],
+        "initContainers": [limited("i", "120Mi", "2")],
+    })))
+    .unwrap();
+    assert_eq!(p.memory_limit, Some(150 * 1024 * 1024));
+    // The init container's larger cpu limit wins.
+    assert_eq!(p.cpu_quota_us, Some(200_000));
+    assert_eq!(p.cpu_shares, 2048);
+    // A sidecar counts with the regular containers.
+    let mut sidecar = limited("s", "10Mi", "100m");
+    sidecar["restartPolicy"] = "Always".into();
+    let p = ResourcePlan::for_pod(&pod(serde_json::json!({
+        "containers": [limited("a", "100Mi", "500m")],
+        "initContainers": [sidecar],
+    })))
+    .unwrap();
+    assert_eq!(p.memory_limit, Some(110 * 1024 * 1024));
+    // One container without a limit leaves the pod unbounded.
+    let p = ResourcePlan::for_pod(&pod(serde_json::json!({
+        "containers": [limited("a", "100Mi", "500m"), {"name": "b"}],
+    })))
+    .unwrap();
+    assert_eq!((p.memory_limit, p.cpu_quota_us), (None, None));
+    assert_eq!(p.cpu_shares, 514);
+}
