@@ -29,9 +29,13 @@ pub const MASQ_MARK: &str = "0x4000";
 /// The default chain-name prefix.
 pub const DEFAULT_PREFIX: &str = "PODRUN-";
 
+/// Length of the hash in `SVC-`/`SEP-` chain names.
+const HASH_LEN: usize = 10;
+
 /// The longest prefix that still leaves room for `SVC-` plus the hash within iptables'
-/// 28-character chain-name limit.
-pub const MAX_PREFIX_LEN: usize = 11;
+/// 28-character chain-name limit (room for a per-instance prefix such as
+/// `PODRUN4194304-`).
+pub const MAX_PREFIX_LEN: usize = 28 - 4 - HASH_LEN;
 
 /// Errors of service planning.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -291,7 +295,7 @@ impl ProxyConfig {
                 .strip_prefix("SVC-")
                 .or_else(|| rest.strip_prefix("SEP-"))
                 .is_some_and(|h| {
-                    h.len() == 13
+                    h.len() == HASH_LEN
                         && h.bytes()
                             .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b))
                 })
@@ -299,7 +303,8 @@ impl ProxyConfig {
 }
 
 /// kube-proxy names chains after a hash of the service port (base32 of SHA-256, 16
-/// characters); a 64-bit FNV-1a in base32 is as stable and fits the same budget.
+/// characters); 50 bits of a 64-bit FNV-1a in base32 are as stable and leave room for a
+/// longer prefix.
 fn hash_name(key: &str) -> String {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -307,17 +312,8 @@ fn hash_name(key: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    // 13 groups of 5 bits cover the 64 bits (the last group has 4).
-    (0..13)
-        .map(|i| {
-            let shift = 64u32.saturating_sub(5 * (i + 1));
-            let bits = if i == 12 {
-                h & 0xf
-            } else {
-                (h >> shift) & 0x1f
-            };
-            ALPHABET[bits as usize] as char
-        })
+    (0..HASH_LEN)
+        .map(|i| ALPHABET[((h >> (64 - 5 * (i as u32 + 1))) & 0x1f) as usize] as char)
         .collect()
 }
 

@@ -195,3 +195,79 @@ fn pod_reaches_service_by_name_and_cluster_ip_and_unready_pod_drops_out() {
         "Service still listed"
     );
 }
+
+fn chain_exists(chain: &str) -> bool {
+    let save = std::process::Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&save.stdout).contains(&format!(":{chain} "))
+}
+
+#[test]
+fn rules_of_a_killed_podrun_are_removed_by_the_next_start() {
+    let podrun = Podrun::new();
+    let manifest = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: leftover
+spec:
+  selector:
+    app: leftover
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: sleeper
+  labels:
+    app: leftover
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleep
+    image: busybox
+    command: ["sleep", "60"]
+"#;
+    let mut run = ChildGuard(
+        podrun
+            .command()
+            .args(["run", "-f", "-", "--timeout", "60s"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    run.0
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let chain = format!("PODRUN{}-SERVICES", run.0.id());
+    let start = Instant::now();
+    while !chain_exists(&chain) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{chain} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run.0.kill().unwrap();
+    run.0.wait().unwrap();
+    assert!(chain_exists(&chain), "SIGKILL cannot have removed {chain}");
+
+    let out = podrun.run_manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: once\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n    command: [\"true\"]\n",
+        &["--timeout", "30s"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!chain_exists(&chain), "{chain} survived the next start");
+    let filter = std::process::Command::new("iptables-save")
+        .args(["-t", "filter"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&filter.stdout).contains(&chain));
+}

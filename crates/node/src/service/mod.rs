@@ -12,7 +12,7 @@ pub mod plan;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -77,7 +77,8 @@ struct State {
     pods: BTreeMap<(String, String), Arc<Pod>>,
     /// ClusterIP → "namespace/name".
     allocated: BTreeMap<Ipv4Addr, String>,
-    applied: Option<String>,
+    /// The rules last applied; `None` when nothing of ours is installed.
+    applied: Option<Vec<podrun_netplan::service::ServiceRules>>,
 }
 
 /// The node's Services.
@@ -97,7 +98,7 @@ impl ServiceConfig {
         Ok(Self {
             service_cidr: DEFAULT_SERVICE_CIDR.parse()?,
             proxy: ProxyConfig::new(
-                rules::DEFAULT_PREFIX,
+                &instance_prefix(std::process::id()),
                 DEFAULT_POD_CIDR.parse()?,
                 DEFAULT_BRIDGE,
             )?,
@@ -126,7 +127,11 @@ impl Services {
             dns_server: Mutex::new(None),
         };
         if this.config.apply_rules {
+            // Our own prefix may hold rules of a dead process that had our pid.
             cleanup_rules(&this.config.proxy)?;
+            for line in cleanup_dead_instances(&this.config.proxy)? {
+                tracing::info!("{line}");
+            }
         }
         Ok(this)
     }
@@ -269,9 +274,18 @@ impl Services {
                         {
                             tracing::error!(%addr, %e, "cannot start cluster DNS");
                         }
-                        self.handle_pod(pod)
+                        // iptables runs as a child process: keep it off the async workers.
+                        let this = self.clone();
+                        tokio::task::spawn_blocking(move || this.handle_pod(pod))
+                            .await
+                            .unwrap_or(Ok(()))
                     }
-                    NodeEvent::PodFinished(pod) => self.handle_pod_finished(&pod),
+                    NodeEvent::PodFinished(pod) => {
+                        let this = self.clone();
+                        tokio::task::spawn_blocking(move || this.handle_pod_finished(&pod))
+                            .await
+                            .unwrap_or(Ok(()))
+                    }
                     _ => Ok(()),
                 };
                 if let Err(e) = result {
@@ -334,15 +348,25 @@ impl Services {
         if !self.config.apply_rules {
             return Ok(());
         }
-        let live = live_chains(&self.config.proxy, "nat")?;
-        let text = rules::restore_text(&self.config.proxy, &plan.rules, &live);
-        if st.applied.as_deref() == Some(text.as_str()) {
+        // Pod events come by the hundred; unchanged endpoints cost nothing, and a node
+        // without Services never touches iptables.
+        let unchanged = match &st.applied {
+            Some(applied) => *applied == plan.rules,
+            None => plan.rules.is_empty() && st.services.is_empty(),
+        };
+        if unchanged {
+            if !st.services.is_empty() {
+                // A new pod brings a new bridge port.
+                ensure_hairpin(&self.config.proxy.bridge);
+            }
             return Ok(());
         }
+        let live = live_chains(&self.config.proxy, "nat")?;
+        let text = rules::restore_text(&self.config.proxy, &plan.rules, &live);
         ensure_jumps(&self.config.proxy)?;
         run_restore(&text)?;
         ensure_hairpin(&self.config.proxy.bridge);
-        st.applied = Some(text);
+        st.applied = Some(plan.rules);
         Ok(())
     }
 }
@@ -355,6 +379,53 @@ impl Drop for Services {
             tracing::warn!(%e, "cannot remove Service rules");
         }
     }
+}
+
+/// The chain prefix of the podrun with process id `pid`: `PODRUN<pid>-`. Every
+/// instance owns its own chains, so two podruns on one host never overwrite each
+/// other's Services, and the rules of one that died can be told apart and removed.
+pub fn instance_prefix(pid: u32) -> String {
+    format!("PODRUN{pid}-")
+}
+
+/// Removes the Service rules of podrun instances that are no longer running (after a
+/// SIGKILL), found by their `PODRUN<pid>-SERVICES` chains. Returns one report line per
+/// instance cleaned.
+pub fn cleanup_dead_instances(template: &ProxyConfig) -> Result<Vec<String>, Error> {
+    let mut pids = BTreeSet::new();
+    for table in ["nat", "filter"] {
+        let save = iptables_save(table)?;
+        for line in save.lines() {
+            let Some(name) = line
+                .strip_prefix(':')
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                continue;
+            };
+            if let Some(pid) = name
+                .strip_prefix("PODRUN")
+                .and_then(|r| r.strip_suffix("-SERVICES"))
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                pids.insert(pid);
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for pid in pids {
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let proxy = ProxyConfig {
+            prefix: instance_prefix(pid),
+            ..template.clone()
+        };
+        cleanup_rules(&proxy)?;
+        reports.push(format!(
+            "removed the Service rules of podrun {pid}, which is no longer running"
+        ));
+    }
+    Ok(reports)
 }
 
 /// Removes our jump rules and chains from the host tables; a no-op when there are none.
@@ -447,6 +518,14 @@ fn iptables(table: &str, op: &str, chain: &str, spec: &[String]) -> Result<bool,
 }
 
 fn live_chains(proxy: &ProxyConfig, table: &str) -> Result<BTreeSet<String>, Error> {
+    Ok(rules::own_chains_in_save(
+        proxy,
+        &iptables_save(table)?,
+        table,
+    ))
+}
+
+fn iptables_save(table: &str) -> Result<String, Error> {
     let out = Command::new("iptables-save")
         .args(["-t", table])
         .output()
@@ -460,11 +539,7 @@ fn live_chains(proxy: &ProxyConfig, table: &str) -> Result<BTreeSet<String>, Err
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    Ok(rules::own_chains_in_save(
-        proxy,
-        &String::from_utf8_lossy(&out.stdout),
-        table,
-    ))
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn run_restore(text: &str) -> Result<(), Error> {
