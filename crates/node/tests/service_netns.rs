@@ -338,6 +338,35 @@ async fn pod_reaches_service_by_dns_name_and_cluster_ip_and_unready_pods_drop_ou
         assert_eq!(seen, BTreeSet::from(["a".into(), "b".into()]), "{url}");
     }
 
+    // A headless Service: its name gives the ready pod IPs, and a pod whose hostname
+    // and subdomain match it gets its own name.
+    let mut headless = web_service();
+    headless.metadata.name = Some("hl".into());
+    headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
+    let headless = services.create(headless).unwrap();
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    let mut a = Pod::clone(&pod("a", f.pod_ip(0), true));
+    let spec = a.spec.as_mut().unwrap();
+    spec.hostname = Some("a0".into());
+    spec.subdomain = Some("hl".into());
+    services.handle_pod(Arc::new(a)).unwrap();
+    let (ok, out) = f.run_in(2, &files, "getent ahostsv4 hl.default.svc.cluster.local");
+    assert!(ok, "{out}");
+    for i in 0..2 {
+        assert!(out.contains(&f.pod_ip(i).to_string()), "{out}");
+    }
+    let (ok, out) = f.run_in(2, &files, "getent hosts a0.hl.default.svc.cluster.local");
+    assert!(ok && out.starts_with(&format!("{} ", f.pod_ip(0))), "{out}");
+    // The pod-IP form answers with the address it spells.
+    let dashed = f.pod_ip(1).to_string().replace('.', "-");
+    let (ok, out) = f.run_in(
+        2,
+        &files,
+        &format!("getent hosts {dashed}.default.pod.cluster.local"),
+    );
+    assert!(ok && out.starts_with(&format!("{} ", f.pod_ip(1))), "{out}");
+    assert!(services.delete("default", "hl").unwrap());
+
     // Pod a turns unready: no connection lands on it any more.
     services.handle_pod(pod("a", f.pod_ip(0), false)).unwrap();
     let bodies = curl_many(&f, 2, &files, "http://web/who", 20);
