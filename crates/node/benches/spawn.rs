@@ -54,6 +54,7 @@ fn main() {
                 log_path: dir.path().join(format!("c/{i}.log")),
                 termination_message: None,
                 hostname: None,
+                ..Default::default()
             };
             let t = Instant::now();
             let c = ContainerProcess::spawn(&launch).expect("spawn");

@@ -9,6 +9,7 @@
 //! The node reads and writes objects through `podrun_registry::Store` only, so `podrun
 //! get` in another terminal sees what it does.
 
+pub mod cgroup;
 pub mod dns;
 pub mod handler;
 pub mod instance;
@@ -16,7 +17,9 @@ pub mod job;
 pub mod layout;
 mod pod;
 pub mod runtime;
+pub mod security;
 pub mod service;
+pub mod volume;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -139,7 +142,9 @@ impl Node {
         std::fs::create_dir_all(layout.root())?;
         let store = Store::open(state_dir)?;
         let lock = InstanceLock::acquire(&layout)?;
-        let recovery = instance::recover(&layout, &store)?;
+        let mut recovery = instance::recover(&layout, &store)?;
+        recovery.reports.extend(cgroup::remove_leftovers(&layout));
+        volume::remove_leftovers(&layout);
         let (events, _) = broadcast::channel(4096);
         let shared = Arc::new(NodeShared {
             layout,
@@ -247,7 +252,7 @@ impl Node {
         }
         pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
             phase: Some("Pending".into()),
-            qos_class: Some("BestEffort".into()),
+            qos_class: Some(cgroup::qos_class(&pod).into()),
             ..Default::default()
         });
         self.shared.publish(&mut pod);

@@ -94,6 +94,7 @@ struct Running {
     process: Arc<ContainerProcess>,
     env: Arc<Vec<(String, String)>>,
     pid_file: PathBuf,
+    cgroup: Option<Arc<crate::cgroup::ContainerCgroup>>,
 }
 
 /// Runs one pod to its end. Returns when the pod is finished (terminal phase and no
@@ -205,6 +206,8 @@ pub(crate) async fn run_pod(
             }
         }
     }
+    crate::cgroup::remove_pod(&uid).await;
+    crate::volume::unmount_all(&pod_dir);
     timeline.record("finished", None, &last_phase);
     timeline.flush();
     let _ = std::fs::remove_file(pod_dir.join("owner"));
@@ -245,6 +248,7 @@ fn publish_if_changed(
     // Pods share the host's network until pod sandboxes get their own.
     status.host_ip = Some("127.0.0.1".into());
     status.pod_ip = Some("127.0.0.1".into());
+    status.qos_class = Some(crate::cgroup::qos_class(pod).into());
     pod.status = Some(status);
     shared.publish(pod);
 }
@@ -286,6 +290,7 @@ impl Worker<'_> {
                 match self.start(machine.pod(), id, restart_count) {
                     Ok(r) => {
                         let process = r.process.clone();
+                        let cgroup = r.cgroup.clone();
                         let tx = self.tx.clone();
                         let message_file = self.layout.termination_log(
                             self.pod_dir,
@@ -304,7 +309,7 @@ impl Worker<'_> {
                                 exit: ExitStatus {
                                     exit_code: info.exit_code,
                                     signal: info.signal,
-                                    oom_killed: false,
+                                    oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
                                     message,
                                 },
                             });
@@ -470,6 +475,8 @@ impl Worker<'_> {
                 ),
             ));
         }
+        let prepared =
+            crate::security::prepare(pod, c).map_err(|e| ("CreateContainerConfigError", e))?;
         let mounts = self
             .mounts(pod, c)
             .map_err(|e| ("CreateContainerConfigError", e))?;
@@ -483,7 +490,7 @@ impl Worker<'_> {
             .termination_message_path
             .clone()
             .unwrap_or_else(|| "/dev/termination-log".into());
-        let launch = ContainerLaunch {
+        let mut launch = ContainerLaunch {
             pod: self.identity.clone(),
             container_name: c.name.clone(),
             restart_count,
@@ -499,7 +506,9 @@ impl Worker<'_> {
                     .and_then(|s| s.hostname.clone())
                     .unwrap_or_else(|| self.identity.name.clone()),
             ),
+            ..Default::default()
         };
+        prepared.apply(&mut launch);
         let process =
             ContainerProcess::spawn(&launch).map_err(|e| ("RunContainerError", e.to_string()))?;
         let pid_file = self.layout.pid_file(self.pod_dir, &c.name, restart_count);
@@ -509,6 +518,7 @@ impl Worker<'_> {
             process: Arc::new(process),
             env: Arc::new(env),
             pid_file,
+            cgroup: prepared.cgroup.map(Arc::new),
         })
     }
 
@@ -524,11 +534,11 @@ impl Worker<'_> {
             let Some(v) = volumes.iter().find(|v| v.name == m.name) else {
                 return Err(format!("volume {:?} not found", m.name));
             };
-            let mut source = if v.empty_dir.is_some() {
-                let dir = self.layout.empty_dir(self.pod_dir, &v.name);
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| format!("emptyDir {:?}: {}: {e}", v.name, dir.display()))?;
-                dir
+            let mut forced_read_only = false;
+            let mut source = if crate::volume::is_managed(v) {
+                let p = crate::volume::prepare_for(self.shared, self.pod_dir, pod, v)?;
+                forced_read_only = p.force_read_only;
+                p.path
             } else if let Some(hp) = &v.host_path {
                 let path = PathBuf::from(&hp.path);
                 match hp.type_.as_deref().unwrap_or("") {
@@ -561,13 +571,12 @@ impl Worker<'_> {
                 ));
             };
             if let Some(sub) = m.sub_path.as_ref().filter(|s| !s.is_empty()) {
-                source = source.join(sub);
-                std::fs::create_dir_all(&source).map_err(|e| format!("subPath {sub:?}: {e}"))?;
+                source = crate::volume::sub_path(&source, sub)?;
             }
             out.push(BindMount {
                 source,
                 target: PathBuf::from(&m.mount_path),
-                read_only: m.read_only.unwrap_or(false),
+                read_only: m.read_only.unwrap_or(false) || forced_read_only,
             });
         }
         Ok(out)

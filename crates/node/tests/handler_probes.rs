@@ -223,6 +223,7 @@ fn container() -> ContainerProcess {
         log_path: dir.join(format!("{}.log", rand_id())),
         termination_message: None,
         hostname: None,
+        ..Default::default()
     };
     ContainerProcess::spawn(&launch).expect("spawn container")
 }

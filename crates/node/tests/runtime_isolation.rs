@@ -37,6 +37,7 @@ fn bash(dir: &Path, script: &str) -> ContainerLaunch {
         log_path: dir.join("c/0.log"),
         termination_message: None,
         hostname: None,
+        ..Default::default()
     }
 }
 

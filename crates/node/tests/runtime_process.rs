@@ -35,6 +35,7 @@ fn launch(dir: &Path, argv: &[&str]) -> ContainerLaunch {
         log_path: dir.join("c/0.log"),
         termination_message: None,
         hostname: None,
+        ..Default::default()
     }
 }
 

@@ -59,6 +59,9 @@ pub(crate) enum RawOp {
     PivotRoot {
         new_root: CString,
     },
+    ReadOnly {
+        target: CString,
+    },
 }
 
 /// Everything the child needs, built before cloning.
@@ -86,6 +89,22 @@ pub(crate) struct ChildPlan {
     pub parent_pidfd: RawFd,
     /// For exec in a running container: its pidfd and the namespaces to join.
     pub setns: Option<(RawFd, c_int)>,
+    /// `cgroup.procs` files of the container's cgroups: the child writes `0` (itself) to
+    /// each before anything else, so nothing it does escapes its limits.
+    pub cgroup_procs: Vec<OwnedFd>,
+    /// Credentials, capabilities and `no_new_privs` applied after the mounts, before exec.
+    pub security: Option<ChildSecurity>,
+}
+
+/// The security settings in raw form (see `crate::security::SecurityPlan`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChildSecurity {
+    /// (uid, gid, supplementary groups) to switch to.
+    pub credentials: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    /// (bounding, permitted, effective, inheritable, ambient) masks.
+    pub capabilities: Option<[u64; 5]>,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
 }
 
 // SAFETY: the raw pointers point into the CStrings owned by the same plan; the plan is moved
@@ -117,6 +136,16 @@ pub(crate) enum Stage {
     Chdir,
     /// `execve`; `searched` tells whether `$PATH` was searched.
     Exec,
+    /// Joining the container's cgroup.
+    Cgroup,
+    /// Dropping capabilities from the bounding set.
+    BoundingSet,
+    /// `setgroups`/`setresgid`/`setresuid`.
+    Credentials,
+    /// `capset` or the ambient set.
+    Capabilities,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    NoNewPrivs,
 }
 
 /// Written by the child, read by the parent after `clone` returns.
@@ -341,14 +370,24 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 libc::sigaction(sig, &dfl, std::ptr::null_mut());
             }
         }
+        for fd in &plan.cgroup_procs {
+            if libc::write(fd.as_raw_fd(), c"0".as_ptr() as *const c_void, 1) != 1 {
+                fail(args, Stage::Cgroup);
+            }
+        }
         if libc::setsid() < 0 {
             fail(args, Stage::Setsid);
         }
+        // Device nodes and mount points get exactly the modes asked for (a umask would
+        // leave /dev/null unwritable for a non-root user); the process's own umask is
+        // back in place before exec.
+        let umask = libc::umask(0);
         for (i, op) in plan.ops.iter().enumerate() {
             if run_op(op) != 0 {
                 fail(args, Stage::Op(i));
             }
         }
+        libc::umask(umask);
         if let Some(h) = &plan.hostname
             && libc::sethostname(h.as_ptr(), h.as_bytes().len()) != 0
         {
@@ -362,10 +401,20 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
             fail(args, Stage::Stdio);
         }
+        if let Some(sec) = &plan.security
+            && let Err(stage) = apply_security(sec)
+        {
+            fail(args, stage);
+        }
         if let Some(cwd) = &plan.cwd
             && libc::chdir(cwd.as_ptr()) != 0
         {
             fail(args, Stage::Chdir);
+        }
+        if plan.security.as_ref().is_some_and(|s| s.no_new_privs)
+            && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+        {
+            fail(args, Stage::NoNewPrivs);
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
@@ -398,6 +447,109 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         *libc::__errno_location() = last;
         fail(args, Stage::Exec)
     }
+}
+
+/// Applies credentials and capabilities in runc's order: shrink the bounding set (needs
+/// CAP_SETPCAP, so while still root), keep the permitted set across the uid change, switch
+/// groups and ids, then set permitted/effective/inheritable and the ambient set.
+///
+/// # Safety
+/// Only raw system calls on memory prepared by the parent; safe between clone and exec.
+unsafe fn apply_security(sec: &ChildSecurity) -> Result<(), Stage> {
+    // SAFETY: raw system calls with pointers into `sec`, which outlives the call.
+    unsafe {
+        if let Some([bounding, ..]) = sec.capabilities {
+            for cap in 0..64u32 {
+                if bounding & (1u64 << cap) == 0
+                    && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+                    && *libc::__errno_location() != libc::EINVAL
+                {
+                    // EINVAL: a capability number the running kernel does not know.
+                    return Err(Stage::BoundingSet);
+                }
+            }
+        }
+        if let Some((uid, gid, groups)) = &sec.credentials {
+            if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+                return Err(Stage::Credentials);
+            }
+            // Raw syscalls, not the libc wrappers: glibc's set*id broadcast the change to
+            // every thread of the process, and this child shares podrun's memory.
+            if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0
+                || libc::syscall(libc::SYS_setresgid, *gid, *gid, *gid) != 0
+                || libc::syscall(libc::SYS_setresuid, *uid, *uid, *uid) != 0
+            {
+                return Err(Stage::Credentials);
+            }
+            if libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) != 0 {
+                return Err(Stage::Credentials);
+            }
+        }
+        if let Some([_, permitted, effective, inheritable, ambient]) = sec.capabilities {
+            let header = CapHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let lo = |m: u64| m as u32;
+            let hi = |m: u64| (m >> 32) as u32;
+            let data = [
+                CapData {
+                    effective: lo(effective),
+                    permitted: lo(permitted),
+                    inheritable: lo(inheritable),
+                },
+                CapData {
+                    effective: hi(effective),
+                    permitted: hi(permitted),
+                    inheritable: hi(inheritable),
+                },
+            ];
+            if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != 0 {
+                return Err(Stage::Capabilities);
+            }
+            if libc::prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(Stage::Capabilities);
+            }
+            for cap in 0..64u32 {
+                if ambient & (1u64 << cap) != 0
+                    && libc::prctl(
+                        libc::PR_CAP_AMBIENT,
+                        libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                        cap as libc::c_ulong,
+                        0,
+                        0,
+                    ) != 0
+                {
+                    return Err(Stage::Capabilities);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+
+/// `struct __user_cap_data_struct`.
+#[repr(C)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
 }
 
 /// Runs one mount-namespace operation; returns 0 or -1 with errno set.
@@ -507,6 +659,23 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                 *flags,
                 data.as_ptr() as *const c_void,
             ),
+            RawOp::ReadOnly { target } => {
+                // Only this mount (not its submounts: volumes stay writable).
+                let attr = MountAttr {
+                    attr_set: MOUNT_ATTR_RDONLY,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    0 as libc::c_uint,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                ) as c_int
+            }
             RawOp::PivotRoot { new_root } => {
                 // runc's trick: pivot onto "." and lazily detach the old root stacked under it,
                 // so no put_old directory is needed.

@@ -37,7 +37,7 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub const MAX_EXEC_OUTPUT: usize = 10 * 1024;
 
 /// The pod a container belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodIdentity {
     /// `metadata.namespace`.
     pub namespace: String,
@@ -58,8 +58,9 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
-/// Everything needed to start one container instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything needed to start one container instance. The default is an empty launch
+/// (no command) that keeps today's behaviour for every optional setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerLaunch {
     /// Owning pod.
     pub pod: PodIdentity,
@@ -81,6 +82,16 @@ pub struct ContainerLaunch {
     pub termination_message: Option<(PathBuf, PathBuf)>,
     /// Hostname (own UTS namespace) when set.
     pub hostname: Option<String>,
+    /// uid, gid and supplementary groups to run as; `None` keeps podrun's own.
+    pub credentials: Option<crate::security::Credentials>,
+    /// Capability sets; `None` keeps podrun's own.
+    pub capabilities: Option<crate::security::CapabilitySets>,
+    /// Set `PR_SET_NO_NEW_PRIVS` before exec.
+    pub no_new_privs: bool,
+    /// Make the container's root view read-only (volumes stay as mounted).
+    pub read_only_rootfs: bool,
+    /// cgroup directories (one per hierarchy) the process joins before exec.
+    pub cgroup: Vec<PathBuf>,
 }
 
 /// How a container's main process ended.
@@ -167,6 +178,10 @@ pub struct ContainerProcess {
     proc: ProcessHandle,
     isolated: bool,
     ns_flags: libc::c_int,
+    /// The container's user, capabilities and cgroups: exec probes and hooks run with
+    /// them too, as the CRI's ExecSync runs a command with the container's process spec.
+    exec_security: Option<child::ChildSecurity>,
+    exec_cgroup: Vec<PathBuf>,
     working_dir: Option<PathBuf>,
     logs_rx: watch::Receiver<bool>,
     started_at: SystemTime,
@@ -252,7 +267,10 @@ impl ContainerProcess {
                 });
             }
             ensure_rootfs_mountpoint()?;
-            let plan = rootfs::plan_rootfs(&rootfs::RealHost, &binds)?;
+            let mut plan = rootfs::plan_rootfs(&rootfs::RealHost, &binds)?;
+            if launch.read_only_rootfs {
+                plan = rootfs::read_only_root(plan, binds.len());
+            }
             raw_ops(&plan)?
         } else {
             (Vec::new(), Vec::new())
@@ -273,7 +291,7 @@ impl ContainerProcess {
         let (err_r, err_w) = pipe_pair()?;
         let devnull = open_devnull()?;
         let sink = log::LogSink::open(&launch.log_path).map_err(|e| setup("create log file", e))?;
-        let plan = build_plan(
+        let mut plan = build_plan(
             &launch.argv,
             &env,
             launch.working_dir.as_deref(),
@@ -282,6 +300,36 @@ impl ContainerProcess {
             hostname,
             None,
         )?;
+        let needs_root = launch.credentials.is_some()
+            || launch.capabilities.is_some()
+            || launch.read_only_rootfs
+            || !launch.cgroup.is_empty();
+        if !isolated && needs_root {
+            return Err(setup_err(
+                "apply securityContext and resources",
+                "changing user, capabilities, root file system or cgroup needs root",
+            ));
+        }
+        plan.cgroup_procs = open_cgroup_procs(&launch.cgroup)?;
+        if launch.credentials.is_some() || launch.capabilities.is_some() || launch.no_new_privs {
+            plan.security = Some(child::ChildSecurity {
+                credentials: launch
+                    .credentials
+                    .as_ref()
+                    .map(|c| (c.uid, c.gid, c.groups.clone())),
+                capabilities: launch.capabilities.map(|c| {
+                    [
+                        c.bounding.0,
+                        c.permitted.0,
+                        c.effective.0,
+                        c.inheritable.0,
+                        c.ambient.0,
+                    ]
+                }),
+                no_new_privs: launch.no_new_privs,
+            });
+        }
+        let exec_security = plan.security.clone();
         let argv0 = launch.argv[0].clone();
         let cloned = child::run_on_spawner(move || child::clone_child(&plan, ns_flags))
             .and_then(|r| r)
@@ -316,6 +364,8 @@ impl ContainerProcess {
             proc,
             isolated,
             ns_flags,
+            exec_security,
+            exec_cgroup: launch.cgroup.clone(),
             working_dir: launch.working_dir.clone(),
             logs_rx,
             started_at,
@@ -418,7 +468,7 @@ pub async fn exec_in(
     let setns = container
         .isolated
         .then_some((container.pidfd(), container.ns_flags));
-    let plan = build_plan(
+    let mut plan = build_plan(
         argv,
         env,
         container.working_dir.as_deref(),
@@ -427,6 +477,9 @@ pub async fn exec_in(
         None,
         setns,
     )?;
+    plan.security = container.exec_security.clone();
+    // A cgroup already removed (the container is ending) just leaves the command outside.
+    plan.cgroup_procs = open_cgroup_procs(&container.exec_cgroup).unwrap_or_default();
     let argv0 = argv.first().cloned().unwrap_or_default();
     let cloned = child::run_on_spawner(move || child::clone_child(&plan, 0))
         .and_then(|r| r)
@@ -697,7 +750,22 @@ fn build_plan(
         stdio,
         parent_pidfd: child::self_pidfd().map_err(|e| setup("pidfd_open self", e))?,
         setns,
+        cgroup_procs: Vec::new(),
+        security: None,
     })
+}
+
+/// Opens `cgroup.procs` of each directory for the child to write itself into.
+fn open_cgroup_procs(dirs: &[PathBuf]) -> Result<Vec<OwnedFd>, SpawnError> {
+    dirs.iter()
+        .map(|d| {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("cgroup.procs"))
+                .map_err(|e| setup(&format!("open {}/cgroup.procs", d.display()), e))?;
+            above_stdio(f.into())
+        })
+        .collect()
 }
 
 /// Converts the plan into C strings, with a description of each op for error messages.
@@ -781,6 +849,10 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
                     data: cstring(options, "mount options")?,
                 },
                 format!("mounting {fstype} to rootfs at {:?}", inside(target)),
+            ),
+            MountOp::ReadOnly { target } => (
+                RawOp::ReadOnly { target: c(target)? },
+                format!("making {:?} read-only", inside(target)),
             ),
             MountOp::PivotRoot { new_root } => (
                 RawOp::PivotRoot {

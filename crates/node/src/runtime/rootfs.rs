@@ -138,6 +138,11 @@ pub enum MountOp {
         /// Mount options.
         options: String,
     },
+    /// Make the single mount at `target` read-only (its submounts keep their flags).
+    ReadOnly {
+        /// Where.
+        target: PathBuf,
+    },
     /// Switch the root to `new_root` and detach the old one.
     PivotRoot {
         /// The new root.
@@ -282,6 +287,47 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
     }
     ops.push(MountOp::PivotRoot { new_root: root });
     Ok(ops)
+}
+
+/// Turns a plan into one with a read-only root (`readOnlyRootFilesystem`): the mirrored
+/// host entries are bound read-only, and the root tmpfs and every shadow tmpfs are made
+/// read-only once all mount points exist in them. The last `volume_binds` binds (the
+/// volumes and the termination-message file) stay as requested, and so do `/dev`,
+/// `/dev/shm` and `/proc`, as with runc.
+pub fn read_only_root(mut ops: Vec<MountOp>, volume_binds: usize) -> Vec<MountOp> {
+    let total_binds = ops
+        .iter()
+        .filter(|op| matches!(op, MountOp::Bind { .. }))
+        .count();
+    let mirrors = total_binds.saturating_sub(volume_binds);
+    let dev = Path::new(ROOTFS_MOUNTPOINT).join("dev");
+    let mut seen = 0;
+    let mut read_only_tmpfs = Vec::new();
+    for op in ops.iter_mut() {
+        match op {
+            MountOp::Bind { read_only, .. } => {
+                if seen < mirrors {
+                    *read_only = true;
+                }
+                seen += 1;
+            }
+            MountOp::Tmpfs { target, .. } if !target.starts_with(&dev) => {
+                read_only_tmpfs.push(target.clone());
+            }
+            _ => {}
+        }
+    }
+    let at = ops
+        .iter()
+        .position(|op| matches!(op, MountOp::PivotRoot { .. }))
+        .unwrap_or(ops.len());
+    // Deepest first is not needed (the flag is per mount), but the root goes last so the
+    // shadows' paths are still reached through it.
+    read_only_tmpfs.reverse();
+    for (i, target) in read_only_tmpfs.into_iter().enumerate() {
+        ops.insert(at + i, MountOp::ReadOnly { target });
+    }
+    ops
 }
 
 /// A minimal `/dev` like a container runtime gives: the usual character devices, a private
