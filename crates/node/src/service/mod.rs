@@ -87,6 +87,7 @@ pub struct Services {
     state: Mutex<State>,
     dns: Arc<RwLock<DnsView>>,
     dns_server: Mutex<Option<DnsServer>>,
+    dns_failed: std::sync::atomic::AtomicBool,
 }
 
 // === impl ServiceConfig ===
@@ -125,6 +126,7 @@ impl Services {
             }),
             dns: Arc::new(RwLock::new(DnsView::default())),
             dns_server: Mutex::new(None),
+            dns_failed: std::sync::atomic::AtomicBool::new(false),
         };
         if this.config.apply_rules {
             // Our own prefix may hold rules of a dead process that had our pid.
@@ -272,7 +274,14 @@ impl Services {
                             && self.is_sandboxed(&pod)
                             && let Err(e) = self.ensure_dns(addr).await
                         {
-                            tracing::error!(%addr, %e, "cannot start cluster DNS");
+                            // Retried on every pod event (the address may be freed by
+                            // another podrun exiting), but said only once.
+                            if !self
+                                .dns_failed
+                                .swap(true, std::sync::atomic::Ordering::Relaxed)
+                            {
+                                tracing::warn!(%addr, %e, "cannot start cluster DNS");
+                            }
                         }
                         // iptables runs as a child process: keep it off the async workers.
                         let this = self.clone();
@@ -431,6 +440,12 @@ pub fn cleanup_dead_instances(template: &ProxyConfig) -> Result<Vec<String>, Err
 /// Removes our jump rules and chains from the host tables; a no-op when there are none.
 /// Crash recovery calls this for the rules of an instance that died.
 pub fn cleanup_rules(proxy: &ProxyConfig) -> Result<(), Error> {
+    let nat = live_chains(proxy, "nat")?;
+    let filter = live_chains(proxy, "filter")?;
+    // A jump needs its target chain, so no chains means nothing at all to remove.
+    if nat.is_empty() && filter.is_empty() {
+        return Ok(());
+    }
     for jump in rules::jump_rules(proxy) {
         // A rule may be present more than once if two instances raced; remove all.
         for _ in 0..16 {
@@ -440,8 +455,6 @@ pub fn cleanup_rules(proxy: &ProxyConfig) -> Result<(), Error> {
             iptables(jump.table, "-D", jump.chain, &jump.spec)?;
         }
     }
-    let nat = live_chains(proxy, "nat")?;
-    let filter = live_chains(proxy, "filter")?;
     let text = rules::cleanup_text(proxy, &nat, filter.contains(&proxy.services_chain()));
     if !text.is_empty() {
         run_restore(&text)?;
