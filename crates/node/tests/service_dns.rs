@@ -94,6 +94,7 @@ async fn cluster_names_are_answered_and_the_rest_forwarded() {
         view.clone(),
         "cluster.local",
         &[upstream],
+        None,
     )
     .await
     .unwrap();
@@ -163,6 +164,7 @@ async fn garbage_gets_formerr_and_silent_upstreams_servfail() {
         Arc::new(RwLock::new(DnsView::default())),
         "cluster.local",
         &[silent.local_addr().unwrap()],
+        None,
     )
     .await
     .unwrap();
@@ -181,4 +183,37 @@ async fn garbage_gets_formerr_and_silent_upstreams_servfail() {
 
     let r = ask_udp(server.local_addr(), &query("example.org.", RecordType::A)).await;
     assert_eq!(r.metadata.response_code, ResponseCode::ServFail);
+}
+
+#[tokio::test]
+async fn names_published_by_live_peers_are_answered_and_dead_ones_ignored() {
+    let peers = tempfile::tempdir().unwrap();
+    // pid 1 always runs; 999999999 never does.
+    std::fs::write(peers.path().join("1"), "svc other peer 198.19.9.9\n").unwrap();
+    std::fs::write(
+        peers.path().join("999999999"),
+        "svc other gone 198.19.9.8\n",
+    )
+    .unwrap();
+    let server = DnsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        Arc::new(RwLock::new(DnsView::default())),
+        "cluster.local",
+        &[],
+        Some(peers.path()),
+    )
+    .await
+    .unwrap();
+    let r = ask_udp(
+        server.local_addr(),
+        &query("peer.other.svc.cluster.local.", RecordType::A),
+    )
+    .await;
+    assert_eq!(addresses(&r), [Ipv4Addr::new(198, 19, 9, 9)]);
+    let r = ask_udp(
+        server.local_addr(),
+        &query("gone.other.svc.cluster.local.", RecordType::A),
+    )
+    .await;
+    assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
 }

@@ -293,6 +293,7 @@ fn config(f: &Fabric) -> ServiceConfig {
         proxy: f.proxy.clone(),
         allocations: f.dir.path().join("state/services/clusterips"),
         apply_rules: true,
+        dns_share: Some(f.dir.path().join("dns")),
     }
 }
 

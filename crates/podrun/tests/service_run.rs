@@ -246,7 +246,8 @@ spec:
         .unwrap()
         .write_all(manifest.as_bytes())
         .unwrap();
-    let chain = format!("PODRUN{}-SERVICES", run.0.id());
+    let pid = run.0.id();
+    let chain = format!("PODRUN{pid}-SERVICES");
     let start = Instant::now();
     while !chain_exists(&chain) {
         assert!(
@@ -258,6 +259,8 @@ spec:
     run.0.kill().unwrap();
     run.0.wait().unwrap();
     assert!(chain_exists(&chain), "SIGKILL cannot have removed {chain}");
+    let dns_file = std::path::Path::new("/run/podrun/dns").join(pid.to_string());
+    assert!(dns_file.exists(), "the run published no DNS names");
 
     let out = podrun.run_manifest(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: once\nspec:\n  restartPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n    command: [\"true\"]\n",
@@ -270,4 +273,9 @@ spec:
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&filter.stdout).contains(&chain));
+    assert!(
+        !dns_file.exists(),
+        "{} survived the next start",
+        dns_file.display()
+    );
 }

@@ -293,6 +293,43 @@ pub fn resolv_conf(pod: &Pod, cluster: &ClusterDns) -> Result<ResolvConf, String
 // === impl DnsView ===
 
 impl DnsView {
+    /// The view as text, one name a line (`svc <ns> <name> <ip,…>` and
+    /// `host <ns> <subdomain> <hostname> <ip>`), for other podruns on the host to read.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for ((ns, name), ips) in &self.services {
+            let ips: Vec<String> = ips.iter().map(Ipv4Addr::to_string).collect();
+            out.push_str(&format!("svc {ns} {name} {}\n", ips.join(",")));
+        }
+        for ((ns, sub, host), ip) in &self.hostnames {
+            out.push_str(&format!("host {ns} {sub} {host} {ip}\n"));
+        }
+        out
+    }
+
+    /// Parses [`DnsView::render`] output; lines that do not parse are skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut view = Self::default();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                ["svc", ns, name, ips] => {
+                    let ips = ips.split(',').filter_map(|ip| ip.parse().ok()).collect();
+                    view.services
+                        .insert((ns.to_string(), name.to_string()), ips);
+                }
+                ["host", ns, sub, host, ip] => {
+                    if let Ok(ip) = ip.parse() {
+                        view.hostnames
+                            .insert((ns.to_string(), sub.to_string(), host.to_string()), ip);
+                    }
+                }
+                _ => {}
+            }
+        }
+        view
+    }
+
     /// The answer for `name` (any case, with or without the trailing dot) under the
     /// cluster domain `domain`.
     pub fn lookup(&self, name: &str, domain: &str) -> Lookup {

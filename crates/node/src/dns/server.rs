@@ -6,6 +6,7 @@
 //! nothing the host resolver says (EDNS, DNSSEC bits, truncation) is lost or re-encoded.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ struct Shared {
     view: Arc<RwLock<DnsView>>,
     domain: String,
     upstreams: Vec<SocketAddr>,
+    peers: Option<PathBuf>,
 }
 
 // === impl DnsServer ===
@@ -45,12 +47,16 @@ struct Shared {
 impl DnsServer {
     /// Binds UDP and TCP on `addr` and serves until dropped. `upstreams` are the host's
     /// resolvers; the server's own address is left out so a query never loops back to
-    /// it.
+    /// it. `peers` is the directory where other podruns on the host publish their views
+    /// (one file per process id, see [`DnsView::render`]): a cluster name this view does
+    /// not know is looked up there before it is NXDOMAIN, so one server answers for
+    /// every podrun sharing the bridge.
     pub async fn start(
         addr: SocketAddr,
         view: Arc<RwLock<DnsView>>,
         domain: &str,
         upstreams: &[SocketAddr],
+        peers: Option<&Path>,
     ) -> std::io::Result<Self> {
         let udp = Arc::new(UdpSocket::bind(addr).await?);
         let addr = udp.local_addr()?;
@@ -59,6 +65,7 @@ impl DnsServer {
             view,
             domain: domain.to_string(),
             upstreams: upstreams.iter().copied().filter(|u| *u != addr).collect(),
+            peers: peers.map(Path::to_path_buf),
         });
         let udp_task = {
             let shared = shared.clone();
@@ -160,9 +167,14 @@ impl Shared {
         {
             return self.reply(&request, ResponseCode::NotImp, Vec::new());
         }
+        let name = q.name().to_ascii();
         let lookup = {
             let view = self.view.read().unwrap_or_else(|e| e.into_inner());
-            view.lookup(&q.name().to_ascii(), &self.domain)
+            view.lookup(&name, &self.domain)
+        };
+        let lookup = match lookup {
+            Lookup::NxDomain => self.lookup_peers(&name).unwrap_or(Lookup::NxDomain),
+            other => other,
         };
         match lookup {
             Lookup::Forward => self
@@ -185,6 +197,25 @@ impl Shared {
                 self.reply(&request, ResponseCode::NoError, answers)
             }
         }
+    }
+
+    /// The first answer a live peer's published view has for `name`.
+    fn lookup_peers(&self, name: &str) -> Option<Lookup> {
+        let dir = self.peers.as_ref()?;
+        let own = std::process::id().to_string();
+        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().into_owned();
+            // A file left by a podrun that died says nothing any more.
+            if pid == own || pid.parse::<u32>().is_err() || !Path::new("/proc").join(&pid).exists()
+            {
+                return None;
+            }
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            match DnsView::parse(&text).lookup(name, &self.domain) {
+                found @ Lookup::Found(_) => Some(found),
+                _ => None,
+            }
+        })
     }
 
     fn reply(

@@ -216,3 +216,10 @@ fn cluster_names_resolve_and_unknown_ones_are_nxdomain() {
     assert_eq!(v.lookup("notcluster.local", d), Lookup::Forward);
     assert_eq!(v.lookup("shop.svc.cluster.local", d), Lookup::Found(vec![]));
 }
+
+#[test]
+fn views_round_trip_through_text() {
+    let v = view();
+    assert_eq!(DnsView::parse(&v.render()), v);
+    assert_eq!(DnsView::parse("svc a\nbogus\n"), DnsView::default());
+}

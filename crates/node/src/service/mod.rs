@@ -28,6 +28,9 @@ use crate::dns::{CLUSTER_DOMAIN, DnsServer, DnsView, ResolvConf};
 /// The default service CIDR.
 pub const DEFAULT_SERVICE_CIDR: &str = "198.19.0.0/16";
 
+/// Host-wide directory where every podrun publishes its cluster DNS names.
+pub const DNS_SHARE_DIR: &str = "/run/podrun/dns";
+
 /// The pod CIDR Services treat as "from a pod" by default (the sandbox's default).
 pub const DEFAULT_POD_CIDR: &str = "198.18.0.0/16";
 
@@ -70,6 +73,9 @@ pub struct ServiceConfig {
     /// Whether to touch iptables at all (false only where rules are not wanted, e.g.
     /// when not root: Services then only get their ClusterIP and DNS names).
     pub apply_rules: bool,
+    /// Where this node publishes its DNS names for the other podruns on the host (and
+    /// reads theirs): `<dir>/<pid>`. `None` keeps the names to this process.
+    pub dns_share: Option<PathBuf>,
 }
 
 struct State {
@@ -105,6 +111,9 @@ impl ServiceConfig {
             )?,
             allocations: state_dir.join("services").join("clusterips"),
             apply_rules: nix::unistd::geteuid().is_root(),
+            dns_share: nix::unistd::geteuid()
+                .is_root()
+                .then(|| PathBuf::from(DNS_SHARE_DIR)),
         })
     }
 }
@@ -133,6 +142,9 @@ impl Services {
             cleanup_rules(&this.config.proxy)?;
             for line in cleanup_dead_instances(&this.config.proxy)? {
                 tracing::info!("{line}");
+            }
+            if let Some(dir) = &this.config.dns_share {
+                remove_dead_dns_files(dir);
             }
         }
         Ok(this)
@@ -329,7 +341,14 @@ impl Services {
             .into_iter()
             .map(|ip| SocketAddr::new(ip, 53))
             .collect();
-        let server = DnsServer::start(addr, self.dns.clone(), CLUSTER_DOMAIN, &upstreams).await?;
+        let server = DnsServer::start(
+            addr,
+            self.dns.clone(),
+            CLUSTER_DOMAIN,
+            &upstreams,
+            self.config.dns_share.as_deref(),
+        )
+        .await?;
         let local = server.local_addr();
         let mut slot = self.dns_server.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have won the race while we bound; keep theirs.
@@ -345,14 +364,36 @@ impl Services {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.applied = None;
         *self.dns_server.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.publish_dns(&DnsView::default());
         if self.config.apply_rules {
             cleanup_rules(&self.config.proxy)?;
         }
         Ok(())
     }
 
+    /// Writes this node's names where the other podruns' DNS servers look (atomically:
+    /// temp file, rename); a node without names has no file.
+    fn publish_dns(&self, view: &DnsView) {
+        let Some(dir) = &self.config.dns_share else {
+            return;
+        };
+        let file = dir.join(std::process::id().to_string());
+        if view.services.is_empty() && view.hostnames.is_empty() {
+            let _ = std::fs::remove_file(&file);
+            return;
+        }
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        let written = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, view.render()))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = written {
+            tracing::warn!(path = %file.display(), %e, "cannot publish DNS names");
+        }
+    }
+
     fn sync(&self, st: &mut State) -> Result<(), Error> {
         let plan = plan::plan(st.services.values(), st.pods.values().map(|p| p.as_ref()));
+        self.publish_dns(&plan.dns);
         *self.dns.write().unwrap_or_else(|e| e.into_inner()) = plan.dns;
         if !self.config.apply_rules {
             return Ok(());
@@ -382,6 +423,7 @@ impl Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
+        self.publish_dns(&DnsView::default());
         if self.config.apply_rules
             && let Err(e) = cleanup_rules(&self.config.proxy)
         {
@@ -435,6 +477,20 @@ pub fn cleanup_dead_instances(template: &ProxyConfig) -> Result<Vec<String>, Err
         ));
     }
     Ok(reports)
+}
+
+/// Removes the DNS names published by podruns that are no longer running.
+pub fn remove_dead_dns_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.trim_start_matches('.').trim_end_matches(".tmp");
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Removes our jump rules and chains from the host tables; a no-op when there are none.

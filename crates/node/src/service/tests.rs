@@ -178,6 +178,7 @@ fn allocations_persist_and_are_released() {
         .unwrap(),
         allocations: dir.path().join("services/clusterips"),
         apply_rules: false,
+        dns_share: None,
     };
     let services = super::Services::open(config.clone()).unwrap();
     let a = services.create(service("", IntOrString::Int(80))).unwrap();
