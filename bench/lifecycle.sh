@@ -2,11 +2,12 @@
 # Lifecycle latencies on real processes, from the pods' timelines, plus the wall time of
 # the exiting-pod example against a peer that runs the same commands in a plain shell.
 #   bash bench/lifecycle.sh [RUNS]        (root; default 30 runs)
+# PODRUN_BIN=path uses an existing binary instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-30}
-cargo build --release --locked -q -p podrun
-bin=target/release/podrun
+bin=${PODRUN_BIN:-target/release/podrun}
+[ -n "${PODRUN_BIN:-}" ] || cargo build --release --locked -q -p podrun
 state=$(mktemp -d)
 trap 'rm -rf "$state"' EXIT
 walls=()

@@ -16,7 +16,9 @@ pub mod instance;
 pub mod job;
 pub mod layout;
 mod pod;
+pub mod replicaset;
 pub mod runtime;
+pub mod sandbox;
 pub mod security;
 pub mod service;
 pub mod volume;
@@ -46,6 +48,12 @@ pub enum Error {
         /// Its name.
         name: String,
     },
+    /// An object derived from another (a pod from a template) is invalid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The pod's sandbox cannot be made (e.g. it needs root).
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::SandboxError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] podrun_registry::Error),
@@ -81,6 +89,12 @@ pub(crate) struct NodeShared {
     events: broadcast::Sender<NodeEvent>,
     pods: Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<PodCommand>>>,
     config: Mutex<HashMap<ConfigKey, HashMap<String, String>>>,
+    /// How pod sandboxes are networked.
+    network: std::sync::RwLock<Arc<sandbox::NetworkConfig>>,
+    /// Held while this node masquerades pod egress.
+    masquerade: Mutex<Option<sandbox::masquerade::Masquerade>>,
+    /// Set once every pod is being deleted: controllers stop replacing pods.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl NodeShared {
@@ -106,6 +120,11 @@ impl NodeShared {
         let _ = self
             .events
             .send(NodeEvent::PodFinished(Arc::new(pod.clone())));
+    }
+
+    /// The pod network settings in effect.
+    fn network_config(&self) -> sandbox::NetworkConfig {
+        sandbox::NetworkConfig::clone(&self.network.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A key of a ConfigMap (`kind` = "ConfigMap") or Secret known to this node.
@@ -143,6 +162,11 @@ impl Node {
         let store = Store::open(state_dir)?;
         let lock = InstanceLock::acquire(&layout)?;
         let mut recovery = instance::recover(&layout, &store)?;
+        // Sandboxes (netns, veth, addresses) of podruns on this state dir that died.
+        recovery.reports.extend(sandbox::recover(
+            state_dir,
+            Path::new(sandbox::ipam::IPAM_ROOT),
+        ));
         recovery.reports.extend(cgroup::remove_leftovers(&layout));
         volume::remove_leftovers(&layout);
         let (events, _) = broadcast::channel(4096);
@@ -152,6 +176,9 @@ impl Node {
             events,
             pods: Mutex::new(HashMap::new()),
             config: Mutex::new(HashMap::new()),
+            network: std::sync::RwLock::new(Arc::new(sandbox::NetworkConfig::default())),
+            masquerade: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         Ok((
             Self {
@@ -175,6 +202,31 @@ impl Node {
     /// Subscribes to node events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Sets how pods created from now on are networked (pod CIDR, masquerading). With
+    /// `masquerade`, installs the egress rule (as root) until the node is dropped.
+    pub fn set_network(&self, config: sandbox::NetworkConfig) -> Result<(), Error> {
+        let mut held = self
+            .shared
+            .masquerade
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *held = None;
+        if config.masquerade {
+            if !runtime::isolation_available() {
+                return Err(Error::Io(std::io::Error::other(
+                    "--masquerade needs root (an iptables rule and IP forwarding)",
+                )));
+            }
+            *held = Some(sandbox::masquerade::Masquerade::enable(config.pod_cidr)?);
+        }
+        *self
+            .shared
+            .network
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        Ok(())
     }
 
     /// Makes a ConfigMap's data available to `valueFrom`/`envFrom`.
@@ -217,6 +269,16 @@ impl Node {
     /// a live one is an [`Error::AlreadyExists`].
     pub fn create_pod(&self, mut pod: Pod) -> Result<Pod, Error> {
         let key = key_of(&pod.metadata);
+        if !runtime::isolation_available() {
+            let features = sandbox::needs_root(&sandbox::SandboxSpec::from_pod(&pod));
+            if !features.is_empty() {
+                return Err(sandbox::SandboxError::NeedsRoot {
+                    pod: key.name,
+                    features,
+                }
+                .into());
+            }
+        }
         if let Some(old) = self.shared.store.get::<Pod>(Resource::PODS, &key)? {
             let live = self
                 .shared
@@ -285,8 +347,12 @@ impl Node {
         }
     }
 
-    /// Asks every pod this node runs to terminate gracefully.
+    /// Asks every pod this node runs to terminate gracefully; controllers stop
+    /// replacing pods from then on.
     pub fn delete_all_pods(&self) {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
         for tx in pods.values() {
             let _ = tx.send(PodCommand::Delete {
@@ -302,6 +368,29 @@ impl Node {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .len()
+    }
+
+    /// Whether every pod is being deleted (the node is shutting down).
+    pub fn is_stopping(&self) -> bool {
+        self.shared
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Creates a Deployment's ReplicaSet and keeps its pods running.
+    pub fn create_deployment(
+        &self,
+        deployment: k8s_openapi::api::apps::v1::Deployment,
+    ) -> Result<(), Error> {
+        replicaset::create_deployment(self, deployment)
+    }
+
+    /// Runs a ReplicaSet: keeps its pods running until the node stops.
+    pub fn create_replica_set(
+        &self,
+        rs: k8s_openapi::api::apps::v1::ReplicaSet,
+    ) -> Result<(), Error> {
+        replicaset::create_replica_set(self, rs)
     }
 
     /// Creates a Job and runs its controller until the Job finishes.
@@ -397,6 +486,12 @@ pub fn random_suffix() -> String {
     (0..5)
         .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
         .collect()
+}
+
+/// Whether pods get their own network namespace (and so a mesh sidecar's capture rules
+/// stay inside the pod).
+pub fn pod_network_available() -> bool {
+    runtime::isolation_available()
 }
 
 /// This machine's host name, used as the node name.

@@ -24,6 +24,7 @@ use crate::handler::{self, HandlerOutcome};
 use crate::instance;
 use crate::layout::Layout;
 use crate::runtime::{BindMount, ContainerLaunch, ContainerProcess, PodIdentity};
+use crate::sandbox::{Sandbox, SandboxSpec};
 use crate::{NodeShared, PodCommand};
 
 /// Inputs from the work the pod worker started.
@@ -112,6 +113,54 @@ pub(crate) async fn run_pod(
     let _ = std::fs::create_dir_all(&pod_dir);
     let _ = std::fs::write(pod_dir.join("owner"), format!("{}\n", std::process::id()));
 
+    // The sandbox comes first: its address is part of the status the containers' downward
+    // API sees, and every container joins its namespaces.
+    let spec = SandboxSpec::from_pod(&pod);
+    let network = shared.network_config();
+    let state_dir = layout.root().to_path_buf();
+    let created =
+        tokio::task::spawn_blocking(move || Sandbox::create(&spec, &network, &state_dir)).await;
+    let mut sandbox = match created {
+        Ok(Ok(sandbox)) => sandbox,
+        Ok(Err(e)) => return sandbox_failed(&shared, pod, &pod_dir, &e.to_string()),
+        Err(e) => return sandbox_failed(&shared, pod, &pod_dir, &e.to_string()),
+    };
+    let net = NetStatus {
+        pod_ip: sandbox.pod_ip().to_string(),
+        host_ip: sandbox.host_ip().to_string(),
+    };
+    net.apply(pod.status.get_or_insert_with(Default::default));
+    // Probes and hooks reach a pod with its own network at its IP; a pod on the host
+    // network at loopback, where servers bound to either address answer.
+    // `/etc/hostname` shows the pod's hostname, as the kubelet mounts it.
+    let etc_hostname = (sandbox.has_own_network() && crate::runtime::isolation_available())
+        .then(|| {
+            let path = pod_dir.join("etc-hostname");
+            let name = SandboxSpec::from_pod(&pod).pod_hostname().to_string();
+            std::fs::write(&path, format!("{name}\n"))
+                .ok()
+                .map(|()| path)
+        })
+        .flatten();
+    // A pod with its own network gets the cluster DNS in /etc/resolv.conf and its own
+    // address in /etc/hosts, as the kubelet writes them.
+    if sandbox.has_own_network()
+        && let IpAddr::V4(ip) = sandbox.pod_ip()
+        && let Err(e) = crate::dns::write_pod_files(
+            &pod,
+            ip,
+            shared.network_config().pod_cidr.gateway(),
+            &pod_dir,
+        )
+    {
+        tracing::warn!(pod = ?pod.metadata.name, %e, "cannot write the pod's DNS files");
+    }
+    let probe_ip = if sandbox.has_own_network() {
+        sandbox.pod_ip()
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+
     let mut machine = PodMachine::new(pod.clone(), crate::now());
     let (tx, mut inputs) = mpsc::unbounded_channel::<Input>();
     let mut running: HashMap<ContainerId, Running> = HashMap::new();
@@ -126,11 +175,19 @@ pub(crate) async fn run_pod(
             uid: uid.clone(),
         },
         tx,
+        sandbox: &sandbox,
+        probe_ip,
+        etc_hostname,
     };
     let mut last_status = None;
     let mut commands_open = true;
     let mut timeline = Timeline::open(&pod_dir);
     let mut last_phase = String::new();
+    timeline.record(
+        "sandbox-setup",
+        None,
+        &sandbox.setup_time().as_micros().to_string(),
+    );
 
     loop {
         while let Some(action) = machine.poll_action() {
@@ -138,12 +195,12 @@ pub(crate) async fn run_pod(
             // `PodInitializing` between the last sidecar being started and the first
             // regular container), as the kubelet's status sync would have seen it.
             if matches!(action, Action::StartContainer { .. }) {
-                publish_if_changed(&shared, &mut pod, &machine, &mut last_status);
+                publish_if_changed(&shared, &mut pod, &machine, &mut last_status, &net);
             }
             record_action(&mut timeline, &action);
             worker.carry_out(action, &mut machine, &mut running, &mut hooks);
         }
-        publish_if_changed(&shared, &mut pod, &machine, &mut last_status);
+        publish_if_changed(&shared, &mut pod, &machine, &mut last_status, &net);
         let phase = last_status
             .as_ref()
             .and_then(|s| s.phase.clone())
@@ -206,6 +263,11 @@ pub(crate) async fn run_pod(
             }
         }
     }
+    drop(running);
+    let teardown = tokio::task::spawn_blocking(move || sandbox.destroy())
+        .await
+        .unwrap_or_default();
+    timeline.record("sandbox-teardown", None, &teardown.as_micros().to_string());
     crate::cgroup::remove_pod(&uid).await;
     crate::volume::unmount_all(&pod_dir);
     timeline.record("finished", None, &last_phase);
@@ -232,12 +294,33 @@ fn record_action(timeline: &mut Timeline, action: &Action) {
     }
 }
 
+/// The addresses a pod's status shows.
+struct NetStatus {
+    pod_ip: String,
+    host_ip: String,
+}
+
+impl NetStatus {
+    fn apply(&self, status: &mut k8s_openapi::api::core::v1::PodStatus) {
+        use k8s_openapi::api::core::v1::{HostIP, PodIP};
+        status.pod_ip = Some(self.pod_ip.clone());
+        status.pod_ips = Some(vec![PodIP {
+            ip: self.pod_ip.clone(),
+        }]);
+        status.host_ip = Some(self.host_ip.clone());
+        status.host_ips = Some(vec![HostIP {
+            ip: self.host_ip.clone(),
+        }]);
+    }
+}
+
 /// Stores and announces the pod when its status changed since the last publication.
 fn publish_if_changed(
     shared: &NodeShared,
     pod: &mut Pod,
     machine: &PodMachine,
     last: &mut Option<k8s_openapi::api::core::v1::PodStatus>,
+    net: &NetStatus,
 ) {
     let status = machine.status();
     if last.as_ref() == Some(&status) {
@@ -245,12 +328,23 @@ fn publish_if_changed(
     }
     *last = Some(status.clone());
     let mut status = status;
-    // Pods share the host's network until pod sandboxes get their own.
-    status.host_ip = Some("127.0.0.1".into());
-    status.pod_ip = Some("127.0.0.1".into());
+    net.apply(&mut status);
     status.qos_class = Some(crate::cgroup::qos_class(pod).into());
     pod.status = Some(status);
     shared.publish(pod);
+}
+
+/// Ends a pod whose sandbox could not be made: `Failed`, with the kubelet's event text
+/// as the message, and no container started.
+fn sandbox_failed(shared: &NodeShared, mut pod: Pod, pod_dir: &Path, error: &str) {
+    tracing::warn!(pod = ?pod.metadata.name, %error, "cannot create pod sandbox");
+    let status = pod.status.get_or_insert_with(Default::default);
+    status.phase = Some("Failed".into());
+    status.reason = Some("FailedCreatePodSandBox".into());
+    status.message = Some(format!("Failed to create pod sandbox: {error}"));
+    shared.publish(&mut pod);
+    let _ = std::fs::remove_file(pod_dir.join("owner"));
+    shared.finished(&pod);
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -274,6 +368,9 @@ struct Worker<'a> {
     pod_dir: &'a Path,
     identity: PodIdentity,
     tx: mpsc::UnboundedSender<Input>,
+    sandbox: &'a Sandbox,
+    probe_ip: IpAddr,
+    etc_hostname: Option<PathBuf>,
 }
 
 impl Worker<'_> {
@@ -359,9 +456,10 @@ impl Worker<'_> {
                 let env = r.env.clone();
                 let ports = c.ports.clone().unwrap_or_default();
                 let tx = self.tx.clone();
+                let probe_ip = self.probe_ip;
                 let task = tokio::spawn(async move {
                     let outcome =
-                        handler::run_hook_with_ports(&handler, &process, &env, pod_ip(), &ports)
+                        handler::run_hook_with_ports(&handler, &process, &env, probe_ip, &ports)
                             .await;
                     let result = match outcome {
                         HandlerOutcome::Success => Ok(()),
@@ -411,9 +509,10 @@ impl Worker<'_> {
                 let env = r.env.clone();
                 let ports = c.ports.clone().unwrap_or_default();
                 let tx = self.tx.clone();
+                let probe_ip = self.probe_ip;
                 tokio::spawn(async move {
                     let outcome =
-                        handler::run_probe_with_ports(&spec, &process, &env, pod_ip(), &ports)
+                        handler::run_probe_with_ports(&spec, &process, &env, probe_ip, &ports)
                             .await;
                     let result = match outcome {
                         HandlerOutcome::Success => ProbeResult::Success,
@@ -477,9 +576,38 @@ impl Worker<'_> {
         }
         let prepared =
             crate::security::prepare(pod, c).map_err(|e| ("CreateContainerConfigError", e))?;
-        let mounts = self
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let net_admin = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.capabilities.as_ref()?.add.as_ref())
+            .is_some_and(|add| {
+                add.iter()
+                    .any(|cap| cap == "NET_ADMIN" || cap == "CAP_NET_ADMIN")
+            });
+        if net_admin && !host_network && !crate::pod_network_available() {
+            // Such a container (e.g. a mesh's traffic-capture init step) would change the
+            // host's network instead of the pod's: refuse rather than downgrade.
+            return Err((
+                "CreateContainerConfigError",
+                format!(
+                    "container {:?} adds NET_ADMIN for the pod's own network namespace, \
+                     which this node cannot create; it would act on the host's network",
+                    c.name
+                ),
+            ));
+        }
+        let mut mounts = self
             .mounts(pod, c)
             .map_err(|e| ("CreateContainerConfigError", e))?;
+        if let Some(path) = &self.etc_hostname {
+            mounts.push(BindMount {
+                source: path.clone(),
+                target: PathBuf::from("/etc/hostname"),
+                read_only: true,
+            });
+        }
+        mounts.extend(crate::dns::pod_file_mounts(self.pod_dir));
         let log_path = self.layout.log_file(self.pod_dir, &c.name, restart_count);
         let message_host = self
             .layout
@@ -500,17 +628,24 @@ impl Worker<'_> {
             mounts,
             log_path,
             termination_message: Some((message_host, PathBuf::from(message_path))),
-            hostname: Some(
+            // A hostNetwork pod keeps the host's name, as in Kubernetes; otherwise the
+            // sandbox's UTS namespace already carries it.
+            hostname: (!pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.host_network)
+                .unwrap_or(false))
+            .then(|| {
                 pod.spec
                     .as_ref()
                     .and_then(|s| s.hostname.clone())
-                    .unwrap_or_else(|| self.identity.name.clone()),
-            ),
+                    .unwrap_or_else(|| self.identity.name.clone())
+            }),
             ..Default::default()
         };
         prepared.apply(&mut launch);
-        let process =
-            ContainerProcess::spawn(&launch).map_err(|e| ("RunContainerError", e.to_string()))?;
+        let process = ContainerProcess::spawn_in(&launch, self.sandbox.namespaces())
+            .map_err(|e| ("RunContainerError", e.to_string()))?;
         let pid_file = self.layout.pid_file(self.pod_dir, &c.name, restart_count);
         let _ = instance::write_pid_record(&pid_file, process.pid());
         Ok(Running {
@@ -581,12 +716,6 @@ impl Worker<'_> {
         }
         Ok(out)
     }
-}
-
-/// The address probes and hooks use when a handler names no host. Pods share the
-/// host's network until pod sandboxes have their own.
-fn pod_ip() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::LOCALHOST)
 }
 
 fn container(pod: &Pod, id: ContainerId) -> &Container {

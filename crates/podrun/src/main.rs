@@ -2,6 +2,7 @@
 
 mod cmd;
 mod manifest;
+mod mesh;
 mod table;
 
 use std::path::PathBuf;
@@ -63,6 +64,8 @@ enum Command {
     ProxyInit(cmd::proxy_init::Args),
     /// Run the mesh sidecar proxy.
     Proxy(cmd::proxy::Args),
+    /// Check host prerequisites and list (or --clean) what podrun left behind.
+    Doctor(cmd::doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Webhook(args) => cmd::webhook::run(args, &cli.global),
         Command::ProxyInit(args) => cmd::proxy_init::run(args, &cli.global),
         Command::Proxy(args) => cmd::proxy::run(args, &cli.global),
+        Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -19,6 +19,10 @@ pub fn config() -> MeshConfig {
         runtime: Runtime::Podrun,
         native_sidecars: NativeSidecars::True,
         podrun_path,
+        // podrun's engine probes the pod's IP, where inbound capture hands the probe to
+        // the proxy like any other inbound connection: no need to send app probes
+        // through the proxy's status port.
+        rewrite_app_http_probe: false,
         ..MeshConfig::default()
     }
 }

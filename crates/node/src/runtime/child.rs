@@ -89,6 +89,12 @@ pub(crate) struct ChildPlan {
     pub parent_pidfd: RawFd,
     /// For exec in a running container: its pidfd and the namespaces to join.
     pub setns: Option<(RawFd, c_int)>,
+    /// Extra clone flags of the process started after `setns` (e.g. `CLONE_NEWNS` for a
+    /// container that joins its pod's shared PID namespace but has its own mounts).
+    pub inner_flags: c_int,
+    /// Pod namespaces (fd, `CLONE_NEW*` type) the child joins before anything else, so
+    /// that mounts such as sysfs see the pod's network.
+    pub join: Vec<(RawFd, c_int)>,
     /// `cgroup.procs` files of the container's cgroups: the child writes `0` (itself) to
     /// each before anything else, so nothing it does escapes its limits.
     pub cgroup_procs: Vec<OwnedFd>,
@@ -319,7 +325,11 @@ extern "C" fn enter_then_spawn(arg: *mut c_void) -> c_int {
         let pid = libc::clone(
             child_main,
             args.inner_stack as *mut c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
+            libc::CLONE_VM
+                | libc::CLONE_VFORK
+                | libc::CLONE_PARENT
+                | libc::SIGCHLD
+                | plan.inner_flags,
             arg,
         );
         if pid < 0 {
@@ -377,6 +387,11 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         }
         if libc::setsid() < 0 {
             fail(args, Stage::Setsid);
+        }
+        for &(fd, nstype) in &plan.join {
+            if libc::setns(fd, nstype) != 0 {
+                fail(args, Stage::Setns);
+            }
         }
         // Device nodes and mount points get exactly the modes asked for (a umask would
         // leave /dev/null unwritable for a non-root user); the process's own umask is

@@ -16,7 +16,7 @@ mod process;
 pub mod rootfs;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,6 +27,7 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use child::{ChildPlan, ChildReport, RawOp, Stage};
+pub(crate) use child::{run_on_spawner, self_pidfd};
 use process::ProcessHandle;
 use rootfs::{MountOp, PlannedBind, ROOTFS_MOUNTPOINT};
 
@@ -92,6 +93,23 @@ pub struct ContainerLaunch {
     pub read_only_rootfs: bool,
     /// cgroup directories (one per hierarchy) the process joins before exec.
     pub cgroup: Vec<PathBuf>,
+}
+
+/// Namespaces of a pod sandbox that a container joins instead of getting its own (see
+/// `crate::sandbox`). A namespace left `None` is handled as without a sandbox: the container
+/// gets its own PID and UTS namespaces and shares the host's network and IPC.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PodNamespaces<'a> {
+    /// The pod's network namespace.
+    pub net: Option<BorrowedFd<'a>>,
+    /// The pod's UTS namespace (its hostname is already set); the container's `hostname`
+    /// is then ignored.
+    pub uts: Option<BorrowedFd<'a>>,
+    /// The pod's IPC namespace.
+    pub ipc: Option<BorrowedFd<'a>>,
+    /// A pidfd of the pod's init when `shareProcessNamespace` is set: the container is
+    /// started in that init's PID namespace instead of a new one of its own.
+    pub pid_init: Option<BorrowedFd<'a>>,
 }
 
 /// How a container's main process ended.
@@ -178,6 +196,10 @@ pub struct ContainerProcess {
     proc: ProcessHandle,
     isolated: bool,
     ns_flags: libc::c_int,
+    /// In a PID namespace shared with other containers: the main process is not that
+    /// namespace's init, so killing it would not end its children; SIGKILL goes to its
+    /// process group as well.
+    shared_pid: bool,
     /// The container's user, capabilities and cgroups: exec probes and hooks run with
     /// them too, as the CRI's ExecSync runs a command with the container's process spec.
     exec_security: Option<child::ChildSecurity>,
@@ -233,6 +255,16 @@ impl ContainerProcess {
     /// reason). Must be called inside a tokio runtime, which then delivers exit events and
     /// runs the log writers.
     pub fn spawn(launch: &ContainerLaunch) -> Result<ContainerProcess, SpawnError> {
+        Self::spawn_in(launch, PodNamespaces::default())
+    }
+
+    /// [`ContainerProcess::spawn`] inside a pod sandbox: the container joins the pod's
+    /// network, UTS and IPC namespaces (and its PID namespace when shared) before exec.
+    /// Joining needs root; without it only an empty `pod` is accepted.
+    pub fn spawn_in(
+        launch: &ContainerLaunch,
+        pod: PodNamespaces<'_>,
+    ) -> Result<ContainerProcess, SpawnError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SpawnError::NoRuntime);
         }
@@ -275,15 +307,42 @@ impl ContainerProcess {
         } else {
             (Vec::new(), Vec::new())
         };
-        let hostname = match (&launch.hostname, isolated) {
-            (Some(h), true) => Some(cstring(h, "hostname")?),
+        let joins_pod =
+            pod.net.is_some() || pod.uts.is_some() || pod.ipc.is_some() || pod.pid_init.is_some();
+        if !isolated && joins_pod {
+            return Err(setup_err(
+                "join pod namespaces",
+                "joining a pod sandbox needs root",
+            ));
+        }
+        let hostname = match (&launch.hostname, isolated, pod.uts) {
+            (Some(h), true, None) => Some(cstring(h, "hostname")?),
             _ => None,
         };
+        let shared_pid = pod.pid_init.is_some();
+        // `ns_flags`: the namespaces created by the clone itself. `exec_flags`: every
+        // namespace the container is in that exec probes and hooks must join too.
         let mut ns_flags = 0;
+        let mut exec_flags = 0;
         if isolated {
             ns_flags = libc::CLONE_NEWPID | libc::CLONE_NEWNS;
             if hostname.is_some() {
                 ns_flags |= libc::CLONE_NEWUTS;
+            }
+            exec_flags = ns_flags;
+            if shared_pid {
+                // The PID namespace is joined by an intermediate (setns only affects the
+                // children of the caller); the mount namespace is made by its child.
+                ns_flags = 0;
+            }
+            for (fd, flag) in [
+                (pod.net, libc::CLONE_NEWNET),
+                (pod.uts, libc::CLONE_NEWUTS),
+                (pod.ipc, libc::CLONE_NEWIPC),
+            ] {
+                if fd.is_some() {
+                    exec_flags |= flag;
+                }
             }
         }
 
@@ -298,8 +357,19 @@ impl ContainerProcess {
             [devnull.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],
             ops,
             hostname,
-            None,
+            pod.pid_init.map(|fd| (fd.as_raw_fd(), libc::CLONE_NEWPID)),
         )?;
+        plan.join = [
+            (pod.net, libc::CLONE_NEWNET),
+            (pod.uts, libc::CLONE_NEWUTS),
+            (pod.ipc, libc::CLONE_NEWIPC),
+        ]
+        .into_iter()
+        .filter_map(|(fd, flag)| Some((fd?.as_raw_fd(), flag)))
+        .collect();
+        if shared_pid {
+            plan.inner_flags = libc::CLONE_NEWNS;
+        }
         let needs_root = launch.credentials.is_some()
             || launch.capabilities.is_some()
             || launch.read_only_rootfs
@@ -336,16 +406,42 @@ impl ContainerProcess {
             .map_err(|e| setup("clone", e))?;
         let started_at = SystemTime::now();
         drop((out_w, err_w, devnull));
-        if cloned.report.stage != Stage::None {
+        let (pid, pidfd) = if shared_pid {
+            // `cloned` is the intermediate that joined the pod's PID namespace; it has
+            // exited, and its child (a sibling of ours) is the container.
             reap_failed(&cloned.pidfd);
-            return Err(report_error(
-                &cloned.report,
-                &argv0,
-                launch.working_dir.as_deref(),
-                &op_names,
-            ));
-        }
-        let proc = match ProcessHandle::watch(cloned.pid as u32, cloned.pidfd) {
+            let inner = cloned.report.inner_pid;
+            if cloned.report.stage != Stage::None {
+                if inner > 0 {
+                    reap_pid(inner);
+                }
+                return Err(report_error(
+                    &cloned.report,
+                    &argv0,
+                    launch.working_dir.as_deref(),
+                    &op_names,
+                ));
+            }
+            let fd = rustix::process::pidfd_open(
+                rustix::process::Pid::from_raw(inner)
+                    .ok_or_else(|| setup_err("clone", "no pid"))?,
+                rustix::process::PidfdFlags::empty(),
+            )
+            .map_err(|e| setup("pidfd_open", e.into()))?;
+            (inner, fd)
+        } else {
+            if cloned.report.stage != Stage::None {
+                reap_failed(&cloned.pidfd);
+                return Err(report_error(
+                    &cloned.report,
+                    &argv0,
+                    launch.working_dir.as_deref(),
+                    &op_names,
+                ));
+            }
+            (cloned.pid, cloned.pidfd)
+        };
+        let proc = match ProcessHandle::watch(pid as u32, pidfd) {
             Ok(p) => p,
             Err(e) => return Err(setup("watch pidfd", e)),
         };
@@ -359,11 +455,12 @@ impl ContainerProcess {
             );
             let _ = logs_tx.send(true);
         });
-        tracing::debug!(pod = %launch.pod.name, container = %launch.container_name, pid = cloned.pid, isolated, "container started");
+        tracing::debug!(pod = %launch.pod.name, container = %launch.container_name, pid, isolated, "container started");
         Ok(ContainerProcess {
             proc,
             isolated,
-            ns_flags,
+            ns_flags: exec_flags,
+            shared_pid,
             exec_security,
             exec_cgroup: launch.cgroup.clone(),
             working_dir: launch.working_dir.clone(),
@@ -422,15 +519,17 @@ impl ContainerProcess {
     /// SIGKILL of the init ends every process in it), and without isolation to its whole
     /// process group. Signalling an exited container does nothing.
     pub fn signal(&self, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
-        self.proc.signal(sig as i32, !self.isolated)
+        let group = !self.isolated || (self.shared_pid && sig == nix::sys::signal::Signal::SIGKILL);
+        self.proc.signal(sig as i32, group)
     }
 }
 
 impl Drop for ContainerProcess {
     fn drop(&mut self) {
         if self.proc.try_status().is_none() {
-            let _ = self.proc.signal(libc::SIGKILL, !self.isolated);
-            kill_and_reap_detached(self.proc.clone(), !self.isolated);
+            let group = !self.isolated || self.shared_pid;
+            let _ = self.proc.signal(libc::SIGKILL, group);
+            kill_and_reap_detached(self.proc.clone(), group);
         }
     }
 }
@@ -750,6 +849,8 @@ fn build_plan(
         stdio,
         parent_pidfd: child::self_pidfd().map_err(|e| setup("pidfd_open self", e))?,
         setns,
+        inner_flags: 0,
+        join: Vec::new(),
         cgroup_procs: Vec::new(),
         security: None,
     })

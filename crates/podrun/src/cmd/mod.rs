@@ -2,6 +2,7 @@
 //! `run(args, global) -> anyhow::Result<u8>` returning the process exit code.
 
 pub mod delete;
+pub mod doctor;
 pub mod get;
 pub mod inject;
 pub mod logs;

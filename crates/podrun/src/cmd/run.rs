@@ -26,6 +26,19 @@ pub struct Args {
     /// Give up after this long (e.g. `30s`, `2m`): delete everything gracefully, exit 124.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+    /// Inject the mesh sidecar (istio-init + istio-proxy, run by this binary) into every
+    /// pod and pod template. Without it, pods are injected where Istio's webhook would
+    /// be called: namespace labelled istio-injection=enabled, or pod labelled
+    /// sidecar.istio.io/inject=true.
+    #[arg(long)]
+    pub inject: bool,
+    /// Pod addresses come from this CIDR; the host bridge podrun0 gets its first address.
+    #[arg(long, default_value = podrun_node::sandbox::DEFAULT_POD_CIDR)]
+    pub pod_cidr: podrun_node::sandbox::ipam::Ipv4Cidr,
+    /// Let pods reach beyond this machine: masquerade their traffic (an iptables
+    /// MASQUERADE rule and IP forwarding, removed when the last podrun using them exits).
+    #[arg(long)]
+    pub masquerade: bool,
 }
 
 /// Runs the subcommand.
@@ -37,6 +50,17 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
+    let mut notes = Vec::new();
+    let objects = match crate::mesh::inject_all(objects, args.inject, &mut notes) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
+    for note in notes {
+        eprintln!("{note}");
+    }
     let admitted = match admit(objects) {
         Ok(a) => a,
         Err(messages) => {
@@ -50,7 +74,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(run_objects(admitted, args.timeout, global))
+    let network = podrun_node::sandbox::NetworkConfig {
+        pod_cidr: args.pod_cidr,
+        masquerade: args.masquerade,
+        ..Default::default()
+    };
+    runtime.block_on(run_objects(admitted, args.timeout, global, network))
 }
 
 /// Validated objects, ready to create.
@@ -88,11 +117,17 @@ async fn run_objects(
     admitted: Admitted,
     timeout: Option<Duration>,
     global: &Global,
+    network: podrun_node::sandbox::NetworkConfig,
 ) -> anyhow::Result<u8> {
     let (node, recovery) = Node::open(&global.state_dir())?;
     for line in &recovery.reports {
         eprintln!("podrun: {line}");
     }
+    if !podrun_node::runtime::isolation_available() {
+        eprintln!("{}", podrun_node::sandbox::NO_ROOT_WARNING);
+    }
+    let mut services = RunServices::start(&node, &global.state_dir(), &network)?;
+    node.set_network(network)?;
     tokio::spawn(node.clone().serve_control());
     let mut events = node.subscribe();
 
@@ -127,21 +162,23 @@ async fn run_objects(
             },
             Object::ConfigMap(cm) => node.add_config_map(&cm),
             Object::Secret(s) => node.add_secret(&s),
-            Object::Service(mut svc) => {
-                if let Err(e) = node
-                    .store()
-                    .put(podrun_registry::Resource::SERVICES, &mut *svc)
-                {
+            Object::Service(svc) => {
+                if let Err(e) = services.create(*svc) {
+                    errors.push(e);
+                }
+            }
+            Object::Deployment(d) => {
+                if let Err(e) = node.create_deployment(*d) {
+                    errors.push(format!("error: {e}"));
+                }
+            }
+            Object::ReplicaSet(rs) => {
+                if let Err(e) = node.create_replica_set(*rs) {
                     errors.push(format!("error: {e}"));
                 }
             }
             // Accepted so that manifests written for a cluster run unchanged.
             Object::ServiceAccount(_) | Object::Namespace(_) => {}
-            other => errors.push(format!(
-                "error: podrun run does not run {} objects yet ({})",
-                other.kind(),
-                other.name().unwrap_or_default()
-            )),
         }
     }
     for e in &errors {
@@ -260,5 +297,70 @@ impl Printer {
         }
         let _ = out.write_all(line.as_bytes());
         let _ = out.flush();
+    }
+}
+
+/// The Services of one `podrun run`: registered with the node's Service driver (ClusterIP,
+/// DNAT rules, DNS names) and stored for `podrun get services`; all removed again when
+/// the run ends, however it ends.
+struct RunServices {
+    driver: std::sync::Arc<podrun_node::service::Services>,
+    store: podrun_registry::Store,
+    created: Vec<podrun_registry::ObjectKey>,
+}
+
+impl RunServices {
+    /// Opens the driver and lets it follow pod events; the cluster DNS starts on the
+    /// bridge IP when the first sandboxed pod appears.
+    fn start(
+        node: &Node,
+        state_dir: &std::path::Path,
+        network: &podrun_node::sandbox::NetworkConfig,
+    ) -> anyhow::Result<Self> {
+        use podrun_node::service::{ServiceConfig, Services};
+        let mut config = ServiceConfig::defaults(state_dir)?;
+        let pod_cidr = network.pod_cidr;
+        config.proxy.pod_cidr =
+            podrun_netplan::service::Ipv4Cidr::new(pod_cidr.network(), pod_cidr.prefix())
+                .ok_or_else(|| anyhow::anyhow!("invalid pod CIDR {pod_cidr}"))?;
+        let driver = std::sync::Arc::new(Services::open(config)?);
+        let dns = std::net::SocketAddr::from((pod_cidr.gateway(), 53));
+        let dns = podrun_node::runtime::isolation_available().then_some(dns);
+        driver.clone().follow(node.subscribe(), dns);
+        Ok(Self {
+            driver,
+            store: node.store().clone(),
+            created: Vec::new(),
+        })
+    }
+
+    /// Registers and stores one admitted Service; the error is kubectl's wording.
+    fn create(&mut self, svc: k8s_openapi::api::core::v1::Service) -> Result<(), String> {
+        let name = svc.metadata.name.clone().unwrap_or_default();
+        let mut svc = self.driver.create(svc).map_err(|e| {
+            format!("The Service {name:?} is invalid: spec.clusterIPs: Invalid value: {e}")
+        })?;
+        self.store
+            .put(podrun_registry::Resource::SERVICES, &mut svc)
+            .map_err(|e| format!("error: {e}"))?;
+        self.created.push(podrun_registry::ObjectKey::new(
+            svc.metadata.namespace.clone().unwrap_or_default(),
+            name,
+        ));
+        Ok(())
+    }
+}
+
+impl Drop for RunServices {
+    fn drop(&mut self) {
+        for key in &self.created {
+            let _ = self.store.delete(podrun_registry::Resource::SERVICES, key);
+            if let Err(e) = self.driver.delete(&key.namespace, &key.name) {
+                eprintln!("podrun: cannot remove Service {}: {e}", key.name);
+            }
+        }
+        if let Err(e) = self.driver.shutdown() {
+            eprintln!("podrun: cannot remove Service rules: {e}");
+        }
     }
 }
