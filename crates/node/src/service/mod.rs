@@ -85,6 +85,9 @@ struct State {
     allocated: BTreeMap<Ipv4Addr, String>,
     /// The rules last applied; `None` when nothing of ours is installed.
     applied: Option<Vec<podrun_netplan::service::ServiceRules>>,
+    /// Our nat chains as the last restore left them, so later syncs need no
+    /// `iptables-save`.
+    chains: BTreeSet<String>,
 }
 
 /// The node's Services.
@@ -94,6 +97,7 @@ pub struct Services {
     dns: Arc<RwLock<DnsView>>,
     dns_server: Mutex<Option<DnsServer>>,
     dns_failed: std::sync::atomic::AtomicBool,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 // === impl ServiceConfig ===
@@ -132,10 +136,12 @@ impl Services {
                 pods: BTreeMap::new(),
                 allocated,
                 applied: None,
+                chains: BTreeSet::new(),
             }),
             dns: Arc::new(RwLock::new(DnsView::default())),
             dns_server: Mutex::new(None),
             dns_failed: std::sync::atomic::AtomicBool::new(false),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         };
         if this.config.apply_rules {
             // Our own prefix may hold rules of a dead process that had our pid.
@@ -167,6 +173,8 @@ impl Services {
         let name = service.metadata.name.clone().unwrap_or_default();
         let owner = format!("{ns}/{name}");
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Held until the new ClusterIP is published, so two podruns never pick the same.
+        let _share_lock = self.lock_share();
         let spec = service.spec.get_or_insert_with(Default::default);
         let headless = spec.cluster_ip.as_deref() == Some("None");
         if !headless {
@@ -188,12 +196,15 @@ impl Services {
                 (None, Some(ip)) => ip,
                 (Some(r), Some(h)) if r == h => h,
                 _ => {
-                    let used: BTreeSet<Ipv4Addr> = st
+                    let mut used: BTreeSet<Ipv4Addr> = st
                         .allocated
                         .iter()
                         .filter(|(_, o)| **o != owner)
                         .map(|(ip, _)| *ip)
                         .collect();
+                    // Other podruns on this host allocate from the same range in their
+                    // own state directories; the ClusterIPs they publish are taken.
+                    used.extend(self.peer_cluster_ips());
                     allocate_cluster_ip(self.config.service_cidr, &used, requested)?
                 }
             };
@@ -274,26 +285,33 @@ impl Services {
         dns_addr: Option<SocketAddr>,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
+            // Set once a sandboxed pod was seen: from then on the DNS server must run.
+            let mut dns_wanted = false;
+            // While another podrun holds the address, it is retried every second, so
+            // the names stay served when that podrun exits.
+            let mut retry = tokio::time::interval(std::time::Duration::from_secs(1));
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                let event = match events.recv().await {
-                    Ok(e) => e,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
+                let event = tokio::select! {
+                    event = events.recv() => match event {
+                        Ok(e) => e,
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    },
+                    _ = retry.tick(), if dns_wanted => {
+                        if let Some(addr) = dns_addr {
+                            self.start_dns_quietly(addr).await;
+                        }
+                        continue;
+                    }
                 };
                 let result = match event {
                     NodeEvent::Pod(pod) => {
                         if let Some(addr) = dns_addr
                             && self.is_sandboxed(&pod)
-                            && let Err(e) = self.ensure_dns(addr).await
                         {
-                            // Retried on every pod event (the address may be freed by
-                            // another podrun exiting), but said only once.
-                            if !self
-                                .dns_failed
-                                .swap(true, std::sync::atomic::Ordering::Relaxed)
-                            {
-                                tracing::warn!(%addr, %e, "cannot start cluster DNS");
-                            }
+                            dns_wanted = true;
+                            self.start_dns_quietly(addr).await;
                         }
                         // iptables runs as a child process: keep it off the async workers.
                         let this = self.clone();
@@ -314,6 +332,21 @@ impl Services {
                 }
             }
         })
+    }
+
+    /// Starts the DNS server if it does not run; a failure is reported once.
+    async fn start_dns_quietly(&self, addr: SocketAddr) {
+        // After shutdown the server stays down, whatever events still arrive.
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.ensure_dns(addr).await
+            && !self
+                .dns_failed
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(%addr, %e, "cannot start cluster DNS (retrying)");
+        }
     }
 
     fn is_sandboxed(&self, pod: &Pod) -> bool {
@@ -363,12 +396,54 @@ impl Services {
     pub fn shutdown(&self) -> Result<(), Error> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.applied = None;
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         *self.dns_server.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.publish_dns(&DnsView::default());
         if self.config.apply_rules {
             cleanup_rules(&self.config.proxy)?;
         }
         Ok(())
+    }
+
+    /// Locks the DNS share directory (host-wide) for an allocation; `None` when there
+    /// is no share directory or it cannot be locked (allocation then only avoids this
+    /// state directory's and the published addresses).
+    fn lock_share(&self) -> Option<std::fs::File> {
+        let dir = self.config.dns_share.as_ref()?;
+        std::fs::create_dir_all(dir).ok()?;
+        let file = std::fs::File::create(dir.join(".lock")).ok()?;
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: flock on a descriptor we own; released when the file is dropped.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        (rc == 0).then_some(file)
+    }
+
+    /// ClusterIPs in our range that live podruns on this host have published.
+    fn peer_cluster_ips(&self) -> BTreeSet<Ipv4Addr> {
+        let Some(dir) = &self.config.dns_share else {
+            return BTreeSet::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return BTreeSet::new();
+        };
+        let own = std::process::id().to_string();
+        entries
+            .flatten()
+            .filter(|e| {
+                let pid = e.file_name().to_string_lossy().into_owned();
+                pid != own && pid.parse::<u32>().is_ok() && Path::new("/proc").join(&pid).exists()
+            })
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .flat_map(|text| {
+                DnsView::parse(&text)
+                    .services
+                    .into_values()
+                    .flatten()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|ip| self.config.service_cidr.contains(*ip))
+            .collect()
     }
 
     /// Writes this node's names where the other podruns' DNS servers look (atomically:
@@ -411,10 +486,17 @@ impl Services {
             }
             return Ok(());
         }
-        let live = live_chains(&self.config.proxy, "nat")?;
+        // The first apply looks at the live table and installs the jumps; after that
+        // the chains are exactly what the last restore left.
+        let live = if st.applied.is_none() {
+            ensure_jumps(&self.config.proxy)?;
+            live_chains(&self.config.proxy, "nat")?
+        } else {
+            st.chains.clone()
+        };
         let text = rules::restore_text(&self.config.proxy, &plan.rules, &live);
-        ensure_jumps(&self.config.proxy)?;
         run_restore(&text)?;
+        st.chains = chains_after(&text);
         ensure_hairpin(&self.config.proxy.bridge);
         st.applied = Some(plan.rules);
         Ok(())
@@ -516,6 +598,25 @@ pub fn cleanup_rules(proxy: &ProxyConfig) -> Result<(), Error> {
         run_restore(&text)?;
     }
     Ok(())
+}
+
+/// The nat chains that exist after `text` was restored: declared, and not deleted.
+fn chains_after(text: &str) -> BTreeSet<String> {
+    let mut chains = BTreeSet::new();
+    let nat = text.split("*filter").next().unwrap_or_default();
+    for line in nat.lines() {
+        if let Some(rest) = line.strip_prefix(':') {
+            chains.insert(
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        } else if let Some(gone) = line.strip_prefix("-X ") {
+            chains.remove(gone.trim());
+        }
+    }
+    chains
 }
 
 fn ensure_jumps(proxy: &ProxyConfig) -> Result<(), Error> {
