@@ -12,8 +12,8 @@
 //! port without endpoints is rejected in the filter table, so clients fail fast instead of
 //! sending into the void.
 //!
-//! Every chain name starts with [`ProxyConfig::prefix`] (`PODRUN-` by default, where
-//! kube-proxy writes `KUBE-`), so the rules of one owner can be found, replaced and
+//! Every chain name starts with [`ProxyConfig::prefix`] (`PODRUN-`, or `PODRUN<pid>-` for
+//! one podrun process, where kube-proxy writes `KUBE-`), so the rules of one owner can be found, replaced and
 //! deleted without touching anyone else's. Nothing here runs a process or reads a file:
 //! the node gathers the live chain names, runs `iptables-restore --noflush` with
 //! [`restore_text`] and ensures the [`jump_rules`] with `iptables -C`/`-I`.
@@ -122,7 +122,7 @@ pub struct ServiceRules {
 /// Where the rules live and what counts as "from a pod".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
-    /// Prefix of every chain (`PODRUN-`).
+    /// Prefix of every chain (`PODRUN-`, `PODRUN<pid>-`).
     pub prefix: String,
     /// The pod CIDR: sources outside it (the host) are masqueraded.
     pub pod_cidr: Ipv4Cidr,
