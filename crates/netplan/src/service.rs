@@ -13,8 +13,8 @@
 //! sending into the void.
 //!
 //! Every chain name starts with [`ProxyConfig::prefix`] (`PODRUN-`, or `PODRUN<pid>-` for
-//! one podrun process, where kube-proxy writes `KUBE-`), so the rules of one owner can be found, replaced and
-//! deleted without touching anyone else's. Nothing here runs a process or reads a file:
+//! one podrun process, where kube-proxy writes `KUBE-`), so the rules of one owner can be
+//! found, replaced and deleted without touching anyone else's. Nothing here runs a process or reads a file:
 //! the node gathers the live chain names, runs `iptables-restore --noflush` with
 //! [`restore_text`] and ensures the [`jump_rules`] with `iptables -C`/`-I`.
 
