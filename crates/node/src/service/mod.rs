@@ -4,8 +4,10 @@
 //!
 //! [`Services`] keeps the Services and the latest view of every pod. Each change (a
 //! Service created or deleted, a pod event) recomputes the [`plan::Plan`] and, when the
-//! rule text differs from what was applied, replaces our chains in one atomic
-//! `iptables-restore --noflush` call, so a connection never sees half an update.
+//! rules differ from what was applied, replaces our chains in one atomic
+//! `iptables-restore --noflush` call, so a connection never sees half an update. Chains
+//! are named `PODRUN<pid>-*` per process; [`cleanup_dead_instances`] removes those of
+//! podruns that died.
 
 pub mod plan;
 
