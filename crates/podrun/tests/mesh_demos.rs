@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Podrun, ready_status, stderr, stdout};
+use common::{ChildGuard, Podrun, interrupt, ready_status, stderr, stdout};
 
 #[test]
 fn injected_exiting_app_ends_completed_and_exits_0() {
@@ -63,10 +63,6 @@ fn sleep_sample_runs_2_of_2_with_istio_init_and_istio_proxy_as_init_containers()
     let row: Vec<&str> = columns.lines().nth(1).unwrap().split_whitespace().collect();
     assert!(row[0].starts_with("sleep-"), "{columns}");
     assert_eq!(&row[1..], ["istio-init,istio-proxy", "sleep"], "{columns}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    interrupt(&child);
     assert_eq!(child.0.wait().unwrap().code(), Some(130));
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Podrun, processes_with, ready_status, stderr, stdout};
+use common::{Podrun, interrupt, processes_with, ready_status, stderr, stdout, wait_for};
 
 const EXITING_POD: &str = include_str!("../../../examples/exiting-pod.yaml");
 const ORDERING: &str = include_str!("../../../examples/sidecar-ordering.yaml");
@@ -161,22 +161,8 @@ spec:
   containers:
   - {name: web, image: nginx}
 "#;
-    let mut child = ChildGuard(
-        podrun
-            .command()
-            .args(["run", "-f", "-", "--timeout", "5s"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    {
-        use std::io::Write;
-        let mut stdin = child.0.stdin.take().unwrap();
-        stdin.write_all(manifest.as_bytes()).unwrap();
-    }
-    wait_for(|| {
+    let mut child = podrun.spawn_run(manifest, &["--timeout", "5s"]);
+    wait_for("condition", || {
         stdout(&podrun.run(&["get", "pod", "nocmd", "-o", "json"])).contains("has no command")
     });
     let json = stdout(&podrun.run(&["get", "pod", "nocmd", "-o", "json"]));
@@ -220,28 +206,12 @@ spec:
   volumes:
   - {name: data, emptyDir: {}}
 "#;
-    let mut child = ChildGuard(
-        podrun
-            .command()
-            .args(["run", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    {
-        use std::io::Write;
-        let mut stdin = child.0.stdin.take().unwrap();
-        stdin.write_all(manifest.as_bytes()).unwrap();
-    }
-    wait_for(|| stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running"));
+    let mut child = podrun.spawn_run(manifest, &[]);
+    wait_for("condition", || {
+        stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running")
+    });
     let dir = podrun.pod_dir("web");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.0.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    interrupt(&child);
     let status = child.0.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let events = std::fs::read_to_string(dir.join("volumes/data/events")).unwrap();
@@ -261,22 +231,10 @@ spec:
     image: busybox
     command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 1 & wait $!; done"]
 "#;
-    let mut child = ChildGuard(
-        podrun
-            .command()
-            .args(["run", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    {
-        use std::io::Write;
-        let mut stdin = child.0.stdin.take().unwrap();
-        stdin.write_all(manifest.as_bytes()).unwrap();
-    }
-    wait_for(|| stdout(&podrun.run(&["get", "pods"])).contains("1/1     Running"));
+    let mut child = podrun.spawn_run(manifest, &[]);
+    wait_for("condition", || {
+        stdout(&podrun.run(&["get", "pods"])).contains("1/1     Running")
+    });
     let started = Instant::now();
     let del = podrun.run(&["delete", "pod", "forever"]);
     assert_eq!(del.status.code(), Some(0), "{}", stderr(&del));
@@ -306,30 +264,11 @@ spec:
     command: ["sh", "-c", "sleep 1000 & exec sh -c 'sleep 999; echo {marker}'"]
 "#
     );
-    let mut child = ChildGuard(
-        podrun
-            .command()
-            .args(["run", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    {
-        use std::io::Write;
-        child
-            .0
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-    }
-    wait_for(|| !processes_with(&marker).is_empty());
+    let mut child = podrun.spawn_run(&manifest, &[]);
+    wait_for("condition", || !processes_with(&marker).is_empty());
     child.0.kill().unwrap();
     child.0.wait().unwrap();
-    wait_for(|| processes_with(&marker).is_empty());
+    wait_for("condition", || processes_with(&marker).is_empty());
     // The next podrun on this state directory finds the pod and reports it.
     let out = podrun.run_manifest(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: next}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [\"true\"]}\n",
@@ -344,15 +283,4 @@ spec:
     let json = stdout(&podrun.run(&["get", "pod", "orphan", "-o", "json"]));
     let pod: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(pod["status"]["phase"], "Failed");
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "condition not reached in 20s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

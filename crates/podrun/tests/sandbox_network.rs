@@ -6,18 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Podrun, stderr, stdout};
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{what}: not reached in 30s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use common::{ChildGuard, Podrun, stderr, stdout, wait_for};
 
 fn spawn_run(podrun: &Podrun, manifest: &str) -> ChildGuard {
     use std::io::Write;

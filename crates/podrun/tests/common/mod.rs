@@ -115,3 +115,50 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+impl Podrun {
+    /// Starts `podrun run -f - EXTRA…` in the background with `manifest` on stdin.
+    /// stdout is piped (read it from `.0.stdout`), stderr discarded.
+    pub fn spawn_run(&self, manifest: &str, extra: &[&str]) -> ChildGuard {
+        use std::io::Write;
+        let mut child = ChildGuard(
+            self.command()
+                .args(["run", "-f", "-"])
+                .args(extra)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("podrun runs"),
+        );
+        child
+            .0
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(manifest.as_bytes())
+            .expect("write manifest");
+        child
+    }
+}
+
+/// Waits (polling every 50 ms, at most 30 s) until `cond` holds; panics naming `what`.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{what}: not reached in 30s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGINT to a child.
+pub fn interrupt(child: &ChildGuard) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+}
