@@ -221,10 +221,24 @@ impl Ipam {
         Ok(out)
     }
 
+    /// The addresses in use, from the file names alone: allocation runs under the
+    /// host-wide lock, so it must not open every holder file as [`Ipam::list`] does.
+    fn used(&self) -> io::Result<BTreeSet<Ipv4Addr>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.parse::<Ipv4Addr>().ok())
+            .collect())
+    }
+
     /// Allocates an address for pod `uid`.
     pub fn allocate(&self, uid: &str, state_dir: &Path) -> io::Result<Ipv4Addr> {
         let _lock = self.lock()?;
-        let used: BTreeSet<Ipv4Addr> = self.list()?.into_iter().map(|(ip, _)| ip).collect();
+        let used = self.used()?;
         let cursor = self.dir.join(".last");
         let after = fs::read_to_string(&cursor)
             .ok()
@@ -232,13 +246,14 @@ impl Ipam {
         let ip = next_free(&self.cidr, &used, after).ok_or_else(|| {
             io::Error::other(format!("pod CIDR {} has no free address left", self.cidr))
         })?;
-        let pid = std::process::id();
-        let start = crate::instance::process_start_time(pid).unwrap_or(0);
+        let (pid, start) = super::own_identity();
+        // One write(2): a holder file is never seen half-written by `list`.
+        let line = format!("{uid} {pid} {start} {}\n", state_dir.display());
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(self.dir.join(ip.to_string()))?;
-        writeln!(f, "{uid} {pid} {start} {}", state_dir.display())?;
+        f.write_all(line.as_bytes())?;
         fs::write(&cursor, format!("{ip}\n"))?;
         Ok(ip)
     }
@@ -361,6 +376,29 @@ mod tests {
         assert_eq!(holder.uid, "u2");
         assert!(holder.alive());
         assert_eq!(all(root.path()).len(), 1);
+    }
+
+    #[test]
+    fn allocation_counts_unreadable_holders_as_used_and_skips_other_files() {
+        let root = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(root.path(), cidr("10.7.0.0/29")); // .2 … .6 for pods
+        let a = ipam.allocate("u1", Path::new("/s")).unwrap();
+        // A holder file whose content cannot be parsed still holds its address.
+        fs::write(ipam.dir.join("10.7.0.3"), "garbage").unwrap();
+        fs::write(ipam.dir.join("not-an-address"), "").unwrap();
+        let used = ipam.used().unwrap();
+        assert_eq!(used, BTreeSet::from([a, Ipv4Addr::new(10, 7, 0, 3)]));
+        assert_eq!(
+            ipam.allocate("u2", Path::new("/s")).unwrap(),
+            Ipv4Addr::new(10, 7, 0, 4)
+        );
+        let text = fs::read_to_string(ipam.dir.join("10.7.0.4")).unwrap();
+        let holder = Holder::parse(&text).unwrap();
+        assert_eq!(
+            (holder.uid.as_str(), holder.pid),
+            ("u2", std::process::id())
+        );
+        assert!(holder.alive());
     }
 
     #[test]

@@ -239,14 +239,14 @@ impl Sandbox {
     ) -> Result<Sandbox, SandboxError> {
         let started = Instant::now();
         let host_ip = host_ip();
-        let pid = std::process::id();
+        let (pid, owner_start) = own_identity();
         let mut sb = Sandbox {
             record: SandboxRecord {
                 uid: spec.uid.clone(),
                 namespace: spec.namespace.clone(),
                 name: spec.name.clone(),
                 owner_pid: pid,
-                owner_start: crate::instance::process_start_time(pid).unwrap_or(0),
+                owner_start,
                 netns: None,
                 veth: None,
                 ip: None,
@@ -325,10 +325,20 @@ impl Sandbox {
             self.record.veth.clone(),
         ) {
             let mut host_nl = Netlink::open().map_err(step("netlink"))?;
-            let bridge = ensure_bridge(&mut host_nl, &cfg.pod_cidr)?;
-            host_nl
-                .create_veth(&veth, bridge, "eth0", std::os::fd::AsRawFd::as_raw_fd(net))
-                .map_err(step("create veth pair"))?;
+            let net = std::os::fd::AsRawFd::as_raw_fd(net);
+            let (bridge, cached) = ensure_bridge(&mut host_nl, &cfg.pod_cidr)?;
+            if let Err(e) = host_nl.create_veth(&veth, bridge, "eth0", net) {
+                if !cached {
+                    return Err(step("create veth pair")(e));
+                }
+                // The remembered bridge may have been removed (and re-created under
+                // another index) behind this process's back: look it up afresh, once.
+                forget_bridge();
+                let (bridge, _) = ensure_bridge(&mut host_nl, &cfg.pod_cidr)?;
+                host_nl
+                    .create_veth(&veth, bridge, "eth0", net)
+                    .map_err(step("create veth pair"))?;
+            }
             let eth0 = pod_nl
                 .link_index("eth0")
                 .map_err(step("find eth0"))?
@@ -455,11 +465,22 @@ fn teardown(record: &SandboxRecord) {
     }
 }
 
-/// Creates the bridge on demand and gives it the gateway address; returns its index.
-fn ensure_bridge(nl: &mut Netlink, cidr: &Ipv4Cidr) -> Result<u32, SandboxError> {
-    // Most pods find the bridge ready: skip the address request once it was added by
-    // this process for this CIDR.
-    static READY: std::sync::Mutex<Vec<(u32, Ipv4Cidr)>> = std::sync::Mutex::new(Vec::new());
+/// The bridge as this process last set it up: its index and the CIDR whose gateway
+/// address it was given. Every pod after the first reuses it without a netlink round trip.
+static BRIDGE_READY: std::sync::Mutex<Option<(u32, Ipv4Cidr)>> = std::sync::Mutex::new(None);
+
+/// Creates the bridge on demand and gives it the gateway address; returns its index and
+/// whether it was remembered rather than looked up (a remembered index may be stale if
+/// something deleted the bridge since; the caller retries after [`forget_bridge`]).
+fn ensure_bridge(nl: &mut Netlink, cidr: &Ipv4Cidr) -> Result<(u32, bool), SandboxError> {
+    // Held across the look-up so concurrent first pods set the bridge up once; later pods
+    // only read the remembered index.
+    let mut ready = BRIDGE_READY.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((index, c)) = *ready
+        && c == *cidr
+    {
+        return Ok((index, true));
+    }
     let index = match nl.link_index(BRIDGE).map_err(step("find bridge"))? {
         Some(i) => i,
         None => {
@@ -472,14 +493,25 @@ fn ensure_bridge(nl: &mut Netlink, cidr: &Ipv4Cidr) -> Result<u32, SandboxError>
                 })?
         }
     };
-    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
-    if !ready.contains(&(index, *cidr)) {
-        nl.add_address(index, cidr.gateway(), cidr.prefix())
-            .map_err(step("add bridge address"))?;
-        nl.set_up(index).map_err(step("set bridge up"))?;
-        ready.push((index, *cidr));
-    }
-    Ok(index)
+    nl.add_address(index, cidr.gateway(), cidr.prefix())
+        .map_err(step("add bridge address"))?;
+    nl.set_up(index).map_err(step("set bridge up"))?;
+    *ready = Some((index, *cidr));
+    Ok((index, false))
+}
+
+/// Drops the remembered bridge so the next [`ensure_bridge`] looks it up again.
+fn forget_bridge() {
+    *BRIDGE_READY.lock().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// This process's pid and start time, as sandbox records and address allocations name
+/// their owner. The start time never changes, so `/proc` is read once, not per pod.
+pub(crate) fn own_identity() -> (u32, u64) {
+    static START: OnceLock<u64> = OnceLock::new();
+    let pid = std::process::id();
+    let start = *START.get_or_init(|| crate::instance::process_start_time(pid).unwrap_or(0));
+    (pid, start)
 }
 
 /// The host's address as `status.hostIP`: the source address of its default route, or

@@ -54,6 +54,8 @@ const IFINFOMSG_LEN: usize = 16;
 pub struct Netlink {
     fd: OwnedFd,
     seq: u32,
+    /// Reply buffer, allocated on the first request and reused by the next ones.
+    buf: Vec<u8>,
 }
 
 /// A request under construction: header, fixed part, attributes.
@@ -172,7 +174,11 @@ impl Netlink {
                 std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             );
         }
-        Ok(Self { fd, seq: 1 })
+        Ok(Self {
+            fd,
+            seq: 1,
+            buf: Vec::new(),
+        })
     }
 
     /// Sends one request and waits for its acknowledgement; a kernel error becomes the
@@ -198,7 +204,12 @@ impl Netlink {
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
-        let mut buf = vec![0u8; 32 * 1024];
+        // Large enough for any reply to these requests (a link dump of one link is a few
+        // KiB); kept across requests so a sandbox does not allocate one per round trip.
+        if self.buf.is_empty() {
+            self.buf = vec![0u8; 32 * 1024];
+        }
+        let buf = &mut self.buf;
         let mut reply = None;
         loop {
             // SAFETY: recv into a buffer we own.
