@@ -414,24 +414,7 @@ fn validate_containers(
         if !names.insert(c.name.as_str()) {
             errs.push(FieldError::duplicate(p.child("name"), &c.name));
         }
-        if let Some(lc) = &c.lifecycle {
-            errs.extend(validate_lifecycle(lc, grace, &p.child("lifecycle")));
-        }
-        errs.extend(validate_liveness_probe(
-            c.liveness_probe.as_ref(),
-            grace,
-            &p.child("livenessProbe"),
-        ));
-        errs.extend(validate_readiness_probe(
-            c.readiness_probe.as_ref(),
-            grace,
-            &p.child("readinessProbe"),
-        ));
-        errs.extend(validate_startup_probe(
-            c.startup_probe.as_ref(),
-            grace,
-            &p.child("startupProbe"),
-        ));
+        errs.extend(validate_hooks_and_probes(c, grace, &p));
         if c.restart_policy.is_some() {
             errs.push(FieldError::forbidden(
                 p.child("restartPolicy"),
@@ -483,24 +466,7 @@ fn validate_init_containers(
         // 0; kept so the message matches.
         errs.extend(host_port_conflicts(std::slice::from_ref(c), path, 0));
         if restart_always {
-            if let Some(lc) = &c.lifecycle {
-                errs.extend(validate_lifecycle(lc, grace, &p.child("lifecycle")));
-            }
-            errs.extend(validate_liveness_probe(
-                c.liveness_probe.as_ref(),
-                grace,
-                &p.child("livenessProbe"),
-            ));
-            errs.extend(validate_readiness_probe(
-                c.readiness_probe.as_ref(),
-                grace,
-                &p.child("readinessProbe"),
-            ));
-            errs.extend(validate_startup_probe(
-                c.startup_probe.as_ref(),
-                grace,
-                &p.child("startupProbe"),
-            ));
+            errs.extend(validate_hooks_and_probes(c, grace, &p));
         } else {
             if c.lifecycle.is_some() {
                 errs.push(FieldError::forbidden(p.child("lifecycle"), INIT_FORBIDDEN));
@@ -1085,6 +1051,30 @@ fn validate_readiness_probe(probe: Option<&Probe>, grace: Option<i64>, path: &Pa
             "must not be set for readinessProbes",
         ));
     }
+    errs
+}
+
+/// The lifecycle hooks and the three probes of a regular container or a sidecar.
+fn validate_hooks_and_probes(c: &Container, grace: Option<i64>, p: &Path) -> Errs {
+    let mut errs = Errs::new();
+    if let Some(lc) = &c.lifecycle {
+        errs.extend(validate_lifecycle(lc, grace, &p.child("lifecycle")));
+    }
+    errs.extend(validate_liveness_probe(
+        c.liveness_probe.as_ref(),
+        grace,
+        &p.child("livenessProbe"),
+    ));
+    errs.extend(validate_readiness_probe(
+        c.readiness_probe.as_ref(),
+        grace,
+        &p.child("readinessProbe"),
+    ));
+    errs.extend(validate_startup_probe(
+        c.startup_probe.as_ref(),
+        grace,
+        &p.child("startupProbe"),
+    ));
     errs
 }
 
