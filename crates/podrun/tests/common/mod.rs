@@ -105,12 +105,25 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         .collect()
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped, so a failing test never
-/// leaves a `podrun run` behind holding the test's output open.
+/// A child process stopped and reaped when dropped, so a test never leaves a
+/// `podrun run` behind holding the test's output open. It is interrupted first (SIGINT:
+/// podrun deletes its pods and their sandboxes before exiting), and killed only if it is
+/// still there after 10 s: a SIGKILLed podrun leaves its sandboxes for the next podrun on
+/// the same state directory, and a test's state directory is gone after the test.
 pub struct ChildGuard(pub std::process::Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
