@@ -151,8 +151,11 @@ spec:
     );
     assert_ne!(client_ip, ip);
 
-    drop(server);
     // A podrun killed with its pod running: the next start removes the sandbox.
+    let mut server = server;
+    server.0.kill().expect("SIGKILL podrun");
+    server.0.wait().expect("reap podrun");
+    drop(server);
     let out = podrun.run(&["doctor"]);
     assert!(
         stdout(&out).contains(&netns),
