@@ -149,9 +149,9 @@ async fn exit_is_noticed_promptly() {
         .await
         .expect("exit");
     let latency = exit.finished_at.duration_since(sent).unwrap_or_default();
-    // Generous bound: the benchmark measures the real figure.
+    // Generous bound (a 1 s poll would miss it): the benchmark measures the real figure.
     assert!(
-        latency < Duration::from_millis(250),
+        latency < Duration::from_millis(900),
         "exit noticed after {latency:?}"
     );
 }

@@ -100,6 +100,8 @@ pub struct Services {
     dns_server: Mutex<Option<DnsServer>>,
     dns_failed: std::sync::atomic::AtomicBool,
     stopped: std::sync::atomic::AtomicBool,
+    /// How many rule updates reached iptables.
+    restores: std::sync::atomic::AtomicU64,
 }
 
 // === impl ServiceConfig ===
@@ -144,6 +146,7 @@ impl Services {
             dns_server: Mutex::new(None),
             dns_failed: std::sync::atomic::AtomicBool::new(false),
             stopped: std::sync::atomic::AtomicBool::new(false),
+            restores: std::sync::atomic::AtomicU64::new(0),
         };
         if this.config.apply_rules {
             // Our own prefix may hold rules of a dead process that had our pid.
@@ -239,6 +242,11 @@ impl Services {
         }
         self.sync(&mut st)?;
         Ok(existed)
+    }
+
+    /// How many rule updates have reached iptables so far.
+    pub fn rule_updates(&self) -> u64 {
+        self.restores.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The Services registered here.
@@ -498,6 +506,8 @@ impl Services {
         };
         let text = rules::restore_text(&self.config.proxy, &plan.rules, &live);
         run_restore(&text)?;
+        self.restores
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         st.chains = chains_after(&text);
         ensure_hairpin(&self.config.proxy.bridge);
         st.applied = Some(plan.rules);
