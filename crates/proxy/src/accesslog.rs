@@ -82,25 +82,43 @@ fn dash(v: Option<&str>) -> &str {
     }
 }
 
-fn dash_addr(v: Option<SocketAddr>) -> String {
-    v.map_or_else(|| "-".to_string(), |a| a.to_string())
+/// An optional value that prints as `-` when unset.
+struct Dash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Dash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A start time printed as UTC ISO-8601 with milliseconds and `Z`.
+struct StartTime(SystemTime);
+
+impl std::fmt::Display for StartTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Times before 1970 cannot occur for a live connection; clamp rather than fail.
+        let since = self.0.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let secs = since.as_secs();
+        let millis = since.subsec_millis();
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60
+        )
+    }
 }
 
 /// Formats a time as UTC ISO-8601 with milliseconds and `Z`, e.g. `2025-03-04T10:15:22.481Z`.
 pub fn format_start_time(t: SystemTime) -> String {
-    // Times before 1970 cannot occur for a live connection; clamp rather than fail.
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let millis = since.subsec_millis();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    StartTime(t).to_string()
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
@@ -121,17 +139,23 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 impl AccessLogEntry {
     /// Renders Istio's default TEXT format (`EnvoyTextLogFormat`), with the trailing newline.
     pub fn render_text(&self) -> String {
+        let mut out = Vec::with_capacity(320);
+        self.write_text(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Appends the TEXT line to `out` without intermediate strings.
+    pub fn write_text(&self, out: &mut Vec<u8>) {
         let h = self.http.as_ref();
         let (method, path, protocol) = match h {
             Some(h) => (h.method.as_str(), h.path.as_str(), h.protocol),
             None => ("-", "-", "-"),
         };
-        let ust = h
-            .and_then(|h| h.upstream_service_time_ms)
-            .map_or_else(|| "-".to_string(), |v| v.to_string());
-        format!(
+        // Writing into a Vec cannot fail.
+        let _ = write!(
+            out,
             "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}\n",
-            format_start_time(self.start_time),
+            StartTime(self.start_time),
             dash(Some(method)),
             dash(Some(path)),
             dash(Some(protocol)),
@@ -143,19 +167,19 @@ impl AccessLogEntry {
             self.bytes_received,
             self.bytes_sent,
             self.duration_ms,
-            ust,
+            Dash(h.and_then(|h| h.upstream_service_time_ms)),
             dash(h.and_then(|h| h.x_forwarded_for.as_deref())),
             dash(h.and_then(|h| h.user_agent.as_deref())),
             dash(h.and_then(|h| h.request_id.as_deref())),
             dash(h.and_then(|h| h.authority.as_deref())),
-            dash_addr(self.upstream_host),
+            Dash(self.upstream_host),
             dash(self.upstream_cluster.as_deref()),
-            dash_addr(self.upstream_local),
+            Dash(self.upstream_local),
             self.downstream_local,
             self.downstream_remote,
             dash(self.sni.as_deref()),
             dash(self.route_name),
-        )
+        );
     }
 
     /// Renders one JSON object (Istio's JSON access-log field names) plus newline.
@@ -326,15 +350,17 @@ impl AccessLog {
 
     /// Records one entry.
     pub fn record(&self, entry: &AccessLogEntry) {
-        let line = match self.format {
-            AccessLogFormat::Off => return,
-            AccessLogFormat::Text => entry.render_text(),
-            AccessLogFormat::Json => entry.render_json(),
-        };
+        if self.format == AccessLogFormat::Off {
+            return;
+        }
         // A poisoned lock only means another thread panicked mid-write; the buffer is
         // still a valid byte vector, so keep logging.
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.buf.extend_from_slice(line.as_bytes());
+        match self.format {
+            AccessLogFormat::Off => {}
+            AccessLogFormat::Text => entry.write_text(&mut inner.buf),
+            AccessLogFormat::Json => inner.buf.extend_from_slice(entry.render_json().as_bytes()),
+        }
         if self.flush_each_line {
             Self::write_out(&mut inner);
         }

@@ -5,14 +5,16 @@
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -22,11 +24,10 @@ use crate::accesslog::{AccessLogEntry, HttpFields};
 use crate::body::{Counted, Ending, Finish, ResponseBody};
 use crate::config::Direction;
 use crate::drain::Phase;
-use crate::io::SharedStream;
-use crate::metrics::RequestLabels;
+use crate::metrics::{RequestLabels, RequestSeries};
 use crate::proxy::Shared;
 use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
-use crate::upstream::{Checkout, Sender, UpstreamProtocol};
+use crate::upstream::{Checkout, ReqBody, Sender, UpstreamProtocol};
 
 /// The downstream HTTP version, as detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,100 @@ pub struct HttpConn {
     pub(crate) peer: SocketAddr,
     pub(crate) source: Option<IpAddr>,
     pub(crate) version: DownstreamHttp,
+    /// `cluster` as the access log and metrics print it.
+    pub(crate) cluster_name: String,
+    /// The metric series the last request on this connection went to, by
+    /// (response code, flags, gRPC): most requests on a connection end alike.
+    pub(crate) series: Mutex<Option<((u16, ResponseFlags, bool), RequestSeries)>>,
+    /// The HTTP/1 upstream connection the last request used: the next request of a
+    /// keep-alive client takes it again without the pool (its exchange is over by
+    /// then); it goes back to the pool when the downstream connection ends.
+    pub(crate) upstream: Mutex<Option<(http1::SendRequest<ReqBody>, SocketAddr)>>,
+}
+
+impl HttpConn {
+    /// The connection's own HTTP/1 upstream, if it can take a request now.
+    fn take_upstream(&self) -> Option<Checkout> {
+        let (sender, local) = self
+            .upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()?;
+        if sender.is_ready() && !sender.is_closed() {
+            return Some(Checkout {
+                sender: Sender::Http1(sender),
+                local,
+                reused: true,
+            });
+        }
+        // Not done with its exchange yet (or closed): the pool decides.
+        self.shared
+            .pool
+            .release_http1(self.orig_dst, self.source, local, sender);
+        None
+    }
+
+    /// Keeps `sender` for the next request, or gives it to the pool.
+    fn keep_upstream(&self, sender: http1::SendRequest<ReqBody>, local: SocketAddr) {
+        let mut slot = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() && self.version == DownstreamHttp::Http1 {
+            *slot = Some((sender, local));
+        } else {
+            drop(slot);
+            self.shared
+                .pool
+                .release_http1(self.orig_dst, self.source, local, sender);
+        }
+    }
+
+    /// Gives the kept upstream connection back to the pool.
+    fn release_upstream(&self) {
+        let kept = self
+            .upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((sender, local)) = kept {
+            self.shared
+                .pool
+                .release_http1(self.orig_dst, self.source, local, sender);
+        }
+    }
+
+    fn request_labels(&self, grpc: bool, status: u16, flags: ResponseFlags) -> RequestLabels {
+        RequestLabels {
+            reporter: self.direction.reporter(),
+            source_workload: self.shared.config.workload.clone(),
+            destination_service: self.cluster.destination_service(self.orig_dst),
+            destination_cluster: self.cluster_name.clone(),
+            request_protocol: if grpc { "grpc" } else { "http" },
+            response_code: status,
+            response_flags: flags.to_string(),
+        }
+    }
+
+    /// Counts one finished request in its metric series.
+    fn record_request(
+        &self,
+        grpc: bool,
+        status: u16,
+        flags: ResponseFlags,
+        sizes: (u64, u64),
+        duration_ms: u64,
+    ) {
+        let key = (status, flags, grpc);
+        let mut cache = self.series.lock().unwrap_or_else(|p| p.into_inner());
+        let series = match &mut *cache {
+            Some((k, series)) if *k == key => series,
+            slot => {
+                let labels = self.request_labels(grpc, status, flags);
+                &mut slot
+                    .insert((key, self.shared.metrics.request_series(&labels)))
+                    .1
+            }
+        };
+        series.record(duration_ms, sizes.0, sizes.1);
+    }
 }
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -57,18 +152,19 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 
 /// A random UUID v4, as Envoy generates for `x-request-id`.
 fn uuid_v4() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-    format!(
-        "{}-{}-{}-{}-{}",
-        h(0..4),
-        h(4..6),
-        h(6..8),
-        h(8..10),
-        h(10..16)
-    )
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 fn header_str(h: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -147,20 +243,12 @@ impl RequestLog {
         let shared = &self.conn.shared;
         let duration_ms = self.start.elapsed().as_millis() as u64;
         let bytes_received = self.req_bytes.load(Ordering::Relaxed);
-        let cluster = self.conn.cluster.to_string();
-        shared.metrics.record_request(
-            &RequestLabels {
-                reporter: self.conn.direction.reporter(),
-                source_workload: shared.config.workload.clone(),
-                destination_service: self.conn.cluster.destination_service(self.conn.orig_dst),
-                destination_cluster: cluster.clone(),
-                request_protocol: if self.grpc { "grpc" } else { "http" },
-                response_code: self.status,
-                response_flags: self.flags.to_string(),
-            },
+        self.conn.record_request(
+            self.grpc,
+            self.status,
+            self.flags,
+            (bytes_received, bytes_sent),
             duration_ms,
-            bytes_received,
-            bytes_sent,
         );
         shared.log.record(&AccessLogEntry {
             start_time: self.start_time,
@@ -174,7 +262,7 @@ impl RequestLog {
             bytes_sent,
             duration_ms,
             upstream_host: self.upstream_host,
-            upstream_cluster: Some(cluster),
+            upstream_cluster: Some(self.conn.cluster_name.clone()),
             upstream_local: self.upstream_local,
             downstream_local: self.conn.orig_dst,
             downstream_remote: self.conn.peer,
@@ -205,8 +293,17 @@ impl Finish for RequestLog {
 /// Serves one sniffed HTTP connection until it closes or the proxy exits.
 pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
     let shared = conn.shared.clone();
-    let stream = Arc::new(stream);
-    let io = TokioIo::new(SharedStream(stream.clone()));
+    // A second descriptor of the socket, so a `408` can still be written after hyper
+    // gave up on a slow client's request head and dropped its stream. hyper itself
+    // gets the plain `TcpStream`, whose reads skip zeroing and needless retries.
+    let spare = match stream.as_fd().try_clone_to_owned() {
+        Ok(fd) => Some(std::net::TcpStream::from(fd)),
+        Err(err) => {
+            tracing::debug!(%err, "cannot duplicate the downstream socket");
+            None
+        }
+    };
+    let io = TokioIo::new(stream);
     let inbound = conn.direction == Direction::Inbound;
     let mut phase = shared.control.subscribe();
     let limits = &shared.config.limits;
@@ -278,14 +375,19 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
             }
         }
     };
+    conn.release_upstream();
     if let Err(err) = result {
-        connection_error(&conn, &stream, &err);
+        connection_error(&conn, spare.as_ref(), &err);
     }
 }
 
 /// Logs a connection-level failure; hyper already answered 400/431 for parse errors,
 /// and we answer 408 to a client too slow to send its request head.
-fn connection_error(conn: &Arc<HttpConn>, stream: &TcpStream, err: &hyper::Error) {
+fn connection_error(
+    conn: &Arc<HttpConn>,
+    stream: Option<&std::net::TcpStream>,
+    err: &hyper::Error,
+) {
     let (status, details) = if err.is_parse_too_large() {
         (431, "http1.headers_too_large")
     } else if err.is_parse() || err.is_parse_status() {
@@ -293,8 +395,9 @@ fn connection_error(conn: &Arc<HttpConn>, stream: &TcpStream, err: &hyper::Error
     } else if err.is_timeout() {
         let reply =
             b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-        let status = match stream.try_write(reply) {
-            Ok(n) if n == reply.len() => 408,
+        // The socket is non-blocking: a client that is not reading gets nothing.
+        let status = match stream.map(|mut s| std::io::Write::write(&mut s, reply)) {
+            Some(Ok(n)) if n == reply.len() => 408,
             _ => 0,
         };
         (status, "request_header_timeout")
@@ -308,20 +411,9 @@ fn connection_error(conn: &Arc<HttpConn>, stream: &TcpStream, err: &hyper::Error
         ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR
     };
     let shared = &conn.shared;
-    shared.metrics.record_request(
-        &RequestLabels {
-            reporter: conn.direction.reporter(),
-            source_workload: shared.config.workload.clone(),
-            destination_service: conn.cluster.destination_service(conn.orig_dst),
-            destination_cluster: conn.cluster.to_string(),
-            request_protocol: "http",
-            response_code: status,
-            response_flags: flags.to_string(),
-        },
-        0,
-        0,
-        0,
-    );
+    shared
+        .metrics
+        .record_request(&conn.request_labels(false, status, flags), 0, 0, 0);
     shared.log.record(&AccessLogEntry {
         start_time: SystemTime::now(),
         http: Some(HttpFields {
@@ -343,7 +435,7 @@ fn connection_error(conn: &Arc<HttpConn>, stream: &TcpStream, err: &hyper::Error
         bytes_sent: 0,
         duration_ms: 0,
         upstream_host: None,
-        upstream_cluster: Some(conn.cluster.to_string()),
+        upstream_cluster: Some(conn.cluster_name.clone()),
         upstream_local: None,
         downstream_local: conn.orig_dst,
         downstream_remote: conn.peer,
@@ -430,13 +522,16 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         DownstreamHttp::Http1 => UpstreamProtocol::Http1,
         DownstreamHttp::Http2 => UpstreamProtocol::Http2,
     };
+    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
     let pq = parts
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_string(), |p| p.to_string());
     parts.uri = match protocol {
         // HTTP/1 upstreams get origin-form; CONNECT keeps its authority-form.
-        UpstreamProtocol::Http1 if parts.method == Method::CONNECT => parts.uri.clone(),
+        UpstreamProtocol::Http1 if parts.method == Method::CONNECT || origin_form => {
+            std::mem::take(&mut parts.uri)
+        }
         UpstreamProtocol::Http1 => pq.parse().unwrap_or_else(|_| Uri::from_static("/")),
         UpstreamProtocol::Http2 => {
             let auth = authority
@@ -454,7 +549,13 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     let mut fresh_only = false;
     let (response, sent_at) = loop {
         let now = Instant::now();
-        let checkout = if fresh_only {
+        let kept = match protocol {
+            UpstreamProtocol::Http1 if !fresh_only && !upgrade => conn.take_upstream(),
+            _ => None,
+        };
+        let checkout = if let Some(kept) = kept {
+            Ok(kept)
+        } else if fresh_only {
             shared
                 .pool
                 .checkout_fresh(conn.orig_dst, conn.source, protocol)
@@ -479,9 +580,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
             Sender::Http1(mut s) => {
                 let fut = s.try_send_request(upstream_req);
                 if !upgrade {
-                    shared
-                        .pool
-                        .release_http1(conn.orig_dst, conn.source, local, s);
+                    conn.keep_upstream(s, local);
                 }
                 futures::future::Either::Left(fut)
             }

@@ -21,7 +21,6 @@ pub mod client;
 pub mod config;
 pub mod drain;
 pub mod http;
-pub mod io;
 pub mod metrics;
 pub mod orig_dst;
 pub mod proxy;

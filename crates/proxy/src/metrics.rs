@@ -210,14 +210,18 @@ impl Metrics {
 
     /// Records one finished HTTP request.
     pub fn record_request(&self, labels: &RequestLabels, duration_ms: u64, req: u64, resp: u64) {
-        self.requests.get_or_create(labels).inc();
-        self.request_duration
-            .get_or_create(labels)
-            .observe(duration_ms as f64);
-        self.request_bytes.get_or_create(labels).observe(req as f64);
-        self.response_bytes
-            .get_or_create(labels)
-            .observe(resp as f64);
+        self.request_series(labels).record(duration_ms, req, resp);
+    }
+
+    /// The four per-request series of one label set, as shared handles: a
+    /// connection keeps them while its requests end alike, and skips the look-ups.
+    pub fn request_series(&self, labels: &RequestLabels) -> RequestSeries {
+        RequestSeries {
+            requests: self.requests.get_or_create(labels).clone(),
+            duration: self.request_duration.get_or_create(labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(labels).clone(),
+        }
     }
 
     /// Counts one accepted downstream connection; the returned guard keeps it in the
@@ -230,6 +234,25 @@ impl Metrics {
             metrics: self.clone(),
             labels,
         }
+    }
+}
+
+/// Handles on the per-request series of one label set (see [`Metrics::request_series`]).
+#[derive(Debug, Clone)]
+pub struct RequestSeries {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
+}
+
+impl RequestSeries {
+    /// Records one finished HTTP request.
+    pub fn record(&self, duration_ms: u64, req: u64, resp: u64) {
+        self.requests.inc();
+        self.duration.observe(duration_ms as f64);
+        self.request_bytes.observe(req as f64);
+        self.response_bytes.observe(resp as f64);
     }
 }
 

@@ -474,6 +474,9 @@ async fn handle_connection(
             let conn = Arc::new(HttpConn {
                 shared: shared.clone(),
                 direction,
+                cluster_name: cluster.to_string(),
+                series: std::sync::Mutex::new(None),
+                upstream: std::sync::Mutex::new(None),
                 cluster,
                 orig_dst,
                 peer,
