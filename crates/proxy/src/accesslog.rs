@@ -152,9 +152,9 @@ impl AccessLogEntry {
             None => ("-", "-", "-"),
         };
         // Writing into a Vec cannot fail.
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}\n",
+            "[{}] \"{} {} {}\" {} {} {} {} \"{}\" {} {} {} {} \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}",
             StartTime(self.start_time),
             dash(Some(method)),
             dash(Some(path)),

@@ -52,12 +52,15 @@ pub struct HttpConn {
     pub(crate) cluster_name: String,
     /// The metric series the last request on this connection went to, by
     /// (response code, flags, gRPC): most requests on a connection end alike.
-    pub(crate) series: Mutex<Option<((u16, ResponseFlags, bool), RequestSeries)>>,
+    pub(crate) series: Mutex<Option<(SeriesKey, RequestSeries)>>,
     /// The HTTP/1 upstream connection the last request used: the next request of a
     /// keep-alive client takes it again without the pool (its exchange is over by
     /// then); it goes back to the pool when the downstream connection ends.
     pub(crate) upstream: Mutex<Option<(http1::SendRequest<ReqBody>, SocketAddr)>>,
 }
+
+/// What tells a request's metric series apart on one connection.
+type SeriesKey = (u16, ResponseFlags, bool);
 
 impl HttpConn {
     /// The connection's own HTTP/1 upstream, if it can take a request now.
