@@ -1,9 +1,10 @@
 //! The small HTTP endpoints: health (15021), agent status (15020), Prometheus stats
 //! (15090) and admin (15000). Routing is a pure function of endpoint, method, path
-//! and peer; the server around it is a plain HTTP/1.1 accept loop.
+//! and peer; the server around it is a plain HTTP/1.1 accept loop. The status port
+//! also runs the app probes the injector moved onto it ([`crate::app_probe`]).
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::app_probe::{self, ProbeTarget};
 use crate::drain::Phase;
 use crate::proxy::Shared;
 
@@ -23,7 +25,7 @@ use crate::proxy::Shared;
 pub enum Endpoint {
     /// 15021: `GET /healthz/ready` only.
     Health,
-    /// 15020: readiness, `/quitquitquit`, `/drain`, merged metrics.
+    /// 15020: readiness, `/quitquitquit`, `/drain`, merged metrics, app probes.
     Status,
     /// 15090: `/stats/prometheus`.
     Stats,
@@ -46,6 +48,9 @@ pub enum AdminAction {
     Drain,
     /// Exit now.
     Quit,
+    /// Run the stored app probe or hook for the request path (`/app-health/…`,
+    /// `/app-lifecycle/…`); a path without one gets 400.
+    AppProbe,
     /// Reply with this status and text.
     Reply(u16, &'static str),
 }
@@ -80,6 +85,12 @@ pub fn route_admin(
         (Endpoint::Status, "/stats/prometheus" | "/metrics") => read(AdminAction::Metrics),
         (Endpoint::Status | Endpoint::Admin, "/quitquitquit") => guarded(AdminAction::Quit),
         (Endpoint::Status, "/drain") => guarded(AdminAction::Drain),
+        // Any method, as Istio's agent: the kubelet only ever sends GET.
+        (Endpoint::Status, p)
+            if p.starts_with("/app-health/") || p.starts_with("/app-lifecycle/") =>
+        {
+            AdminAction::AppProbe
+        }
         (Endpoint::Stats, "/stats/prometheus" | "/metrics") => read(AdminAction::Metrics),
         (Endpoint::Admin, "/drain_listeners") => guarded(AdminAction::Drain),
         (Endpoint::Admin, "/ready") => read(AdminAction::ServerState),
@@ -122,11 +133,12 @@ fn envoy_stats(shared: &Shared) -> String {
     out
 }
 
-fn respond(
+async fn respond(
     shared: &Shared,
     req: &Request<Incoming>,
     peer: SocketAddr,
     endpoint: Endpoint,
+    local_port: u16,
 ) -> Response<Full<Bytes>> {
     let action = route_admin(
         endpoint,
@@ -135,6 +147,7 @@ fn respond(
         peer.ip().is_loopback() || peer.ip().to_canonical().is_loopback(),
     );
     match action {
+        AdminAction::AppProbe => app_probe_reply(shared, req, local_port).await,
         AdminAction::Readiness => {
             if shared.control.is_ready() {
                 text(200, Bytes::new())
@@ -174,8 +187,47 @@ fn respond(
     }
 }
 
+/// Runs the stored app probe for the request's path.
+async fn app_probe_reply(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    local_port: u16,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let Some(probe) = shared.config.app_probers.get(path) else {
+        tracing::info!(path, "no app prober for this path");
+        return text(
+            400,
+            format!("app prober config does not exist for {path}\n"),
+        );
+    };
+    let target = ProbeTarget {
+        destination: shared
+            .config
+            .app_probe_destination
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        source_v4: shared.config.inbound_source_v4,
+        source_v6: shared.config.inbound_source_v6,
+        status_port: local_port,
+    };
+    let reply = app_probe::run(probe, &target, req.headers()).await;
+    if reply.status.is_success() {
+        tracing::debug!(path, status = reply.status.as_u16(), "app probe");
+    } else {
+        tracing::info!(
+            path,
+            status = reply.status.as_u16(),
+            body = %String::from_utf8_lossy(&reply.body).trim_end(),
+            "app probe failed"
+        );
+    }
+    text(reply.status.as_u16(), reply.body)
+}
+
 /// Serves `endpoint` on `listener` until the proxy exits.
 pub async fn serve(listener: TcpListener, endpoint: Endpoint, shared: Arc<Shared>) {
+    // The port the kubelet dialled; a probe's `Host` naming it is rewritten to the app's.
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(a) => a,
@@ -189,8 +241,11 @@ pub async fn serve(listener: TcpListener, endpoint: Endpoint, shared: Arc<Shared
         tokio::spawn(async move {
             let svc_shared = shared.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
-                let r = respond(&svc_shared, &req, peer, endpoint);
-                async move { Ok::<_, Infallible>(r) }
+                let shared = svc_shared.clone();
+                async move {
+                    let r = respond(&shared, &req, peer, endpoint, local_port).await;
+                    Ok::<_, Infallible>(r)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -284,6 +339,34 @@ mod tests {
                 "/drain_listeners",
                 true,
                 Drain,
+            ),
+            (
+                Endpoint::Status,
+                Method::GET,
+                "/app-health/web/readyz",
+                false,
+                AppProbe,
+            ),
+            (
+                Endpoint::Status,
+                Method::GET,
+                "/app-lifecycle/web/prestopz",
+                false,
+                AppProbe,
+            ),
+            (
+                Endpoint::Status,
+                Method::GET,
+                "/app-health/unknown",
+                false,
+                AppProbe,
+            ),
+            (
+                Endpoint::Health,
+                Method::GET,
+                "/app-health/web/readyz",
+                false,
+                Reply(404, "not found\n"),
             ),
             (Endpoint::Admin, Method::GET, "/ready", true, ServerState),
             (Endpoint::Admin, Method::GET, "/stats", true, Stats),

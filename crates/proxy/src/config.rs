@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::app_probe::AppProbers;
+
 /// Which listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -198,6 +200,11 @@ pub struct ProxyConfig {
     pub access_log_flush_interval: Duration,
     /// Workload name for metric labels (`POD_NAME`), `unknown` when not set.
     pub workload: String,
+    /// App probes and hooks the injector moved onto the status port
+    /// (`ISTIO_KUBE_APP_PROBERS`), keyed by `/app-health/…` and `/app-lifecycle/…` path.
+    pub app_probers: AppProbers,
+    /// Where app probes are sent: the pod IP (`INSTANCE_IP`); `None` sends them to 127.0.0.1.
+    pub app_probe_destination: Option<IpAddr>,
 }
 
 impl Default for ProxyConfig {
@@ -217,6 +224,8 @@ impl Default for ProxyConfig {
             access_log_format: AccessLogFormat::Text,
             access_log_flush_interval: Duration::from_secs(1),
             workload: "unknown".to_string(),
+            app_probers: AppProbers::default(),
+            app_probe_destination: None,
         }
     }
 }

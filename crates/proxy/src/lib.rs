@@ -16,6 +16,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod app_probe;
 pub mod body;
 pub mod client;
 pub mod config;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ArgAction;
+use podrun_proxy::app_probe::parse_app_probers;
 use podrun_proxy::config::{
     AccessLogFormat, DrainSettings, Limits, ListenAddrs, OutboundPolicy, ProxyConfig,
     parse_pod_ports, parse_service,
@@ -131,6 +132,18 @@ struct RunArgs {
     /// Workload name for metric labels.
     #[arg(long, env = "POD_NAME", default_value = "unknown")]
     workload: String,
+    /// App probes and hooks the injector moved onto the status port, as it records them
+    /// (JSON object keyed by `/app-health/<container>/<probe>` path).
+    #[arg(long, env = "ISTIO_KUBE_APP_PROBERS", default_value = "", hide = true)]
+    app_probers: String,
+    /// The pod's IP, where app probes are sent; empty sends them to 127.0.0.1.
+    #[arg(long, env = "INSTANCE_IP", default_value = "")]
+    instance_ip: String,
+    /// Send app probes to loopback instead of the pod's IP (Istio's legacy behaviour).
+    #[arg(long, env = "REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", action = ArgAction::Set,
+          num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    rewrite_probe_legacy_localhost_destination: bool,
     /// Treat every outbound connection as addressed to this `IP:PORT` instead of
     /// reading SO_ORIGINAL_DST: lets benchmarks and debugging run without capture rules.
     #[arg(long, hide = true)]
@@ -197,6 +210,11 @@ impl RunArgs {
         if self.concurrency == 0 {
             anyhow::bail!("--concurrency must be at least 1");
         }
+        let app_probers = parse_app_probers(&self.app_probers)?;
+        let app_probe_destination = app_probe_destination(
+            &self.instance_ip,
+            self.rewrite_probe_legacy_localhost_destination,
+        )?;
         Ok(ProxyConfig {
             listen: ListenAddrs {
                 outbound: at(self.outbound_port),
@@ -241,8 +259,32 @@ impl RunArgs {
             },
             access_log_flush_interval: self.access_log_flush_interval,
             workload: self.workload.clone(),
+            app_probers,
+            app_probe_destination,
         })
     }
+}
+
+/// Where app probes go: the pod IP from `INSTANCE_IP`, or loopback (of the pod IP's
+/// family) in legacy mode; `None` (127.0.0.1) when the IP is unknown.
+fn app_probe_destination(
+    instance_ip: &str,
+    legacy_localhost: bool,
+) -> anyhow::Result<Option<IpAddr>> {
+    let text = instance_ip.trim();
+    let ip = if text.is_empty() {
+        None
+    } else {
+        Some(
+            text.parse::<IpAddr>()
+                .with_context(|| format!("INSTANCE_IP {text:?} is not an IP address"))?,
+        )
+    };
+    Ok(match (ip, legacy_localhost) {
+        (Some(IpAddr::V6(_)), true) => Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+        (_, true) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        (ip, false) => ip,
+    })
 }
 
 /// Reads `terminationDrainDuration` (a protobuf duration string like `"5s"`) from the
@@ -285,6 +327,17 @@ fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run_proxy(args: &RunArgs) -> anyhow::Result<u8> {
     let config = args.to_config()?;
+    for (path, probe) in config.app_probers.iter() {
+        if let podrun_proxy::app_probe::ProbeAction::Http(http) = &probe.action
+            && http.https
+        {
+            tracing::warn!(
+                path,
+                port = http.port,
+                "HTTPS app probes are not supported; this probe will always fail"
+            );
+        }
+    }
     let runtime = if args.concurrency <= 1 {
         small_runtime()?
     } else {
@@ -430,6 +483,39 @@ mod tests {
         assert!(cli.args.run.to_config().is_err());
         let cli = Cli::try_parse_from(["proxy", "--concurrency", "0"]).unwrap();
         assert!(cli.args.run.to_config().is_err());
+    }
+
+    #[test]
+    fn app_probers_and_instance_ip() {
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--app-probers",
+            r#"{"/app-health/web/readyz":{"httpGet":{"path":"/ready","port":8080}}}"#,
+            "--instance-ip",
+            "198.18.0.7",
+        ])
+        .unwrap();
+        let c = cli.args.run.to_config().unwrap();
+        assert_eq!(c.app_probers.len(), 1);
+        assert!(c.app_probers.get("/app-health/web/readyz").is_some());
+        assert_eq!(c.app_probe_destination, Some("198.18.0.7".parse().unwrap()));
+
+        let cli = Cli::try_parse_from(["proxy", "--app-probers", "{\"/app-health/web/readyz\":"])
+            .unwrap();
+        let err = cli.args.run.to_config().unwrap_err().to_string();
+        assert!(err.contains("ISTIO_KUBE_APP_PROBERS"), "{err}");
+        let cli = Cli::try_parse_from(["proxy", "--instance-ip", "pod"]).unwrap();
+        assert!(cli.args.run.to_config().is_err());
+
+        assert_eq!(app_probe_destination("", false).unwrap(), None);
+        assert_eq!(
+            app_probe_destination("fd00::7", true).unwrap(),
+            Some("::1".parse().unwrap())
+        );
+        assert_eq!(
+            app_probe_destination("198.18.0.7", true).unwrap(),
+            Some("127.0.0.1".parse().unwrap())
+        );
     }
 
     #[test]
