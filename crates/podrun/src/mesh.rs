@@ -19,10 +19,8 @@ pub fn config() -> MeshConfig {
         runtime: Runtime::Podrun,
         native_sidecars: NativeSidecars::True,
         podrun_path,
-        // podrun's engine probes the pod's IP, where inbound capture hands the probe to
-        // the proxy like any other inbound connection: no need to send app probes
-        // through the proxy's status port.
-        rewrite_app_http_probe: false,
+        // App probes are rewritten onto the proxy's status port (15020) as Istio's
+        // default: the proxy runs them against the app from 127.0.0.6.
         ..MeshConfig::default()
     }
 }

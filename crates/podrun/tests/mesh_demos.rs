@@ -66,3 +66,104 @@ fn sleep_sample_runs_2_of_2_with_istio_init_and_istio_proxy_as_init_containers()
     interrupt(&child);
     assert_eq!(child.0.wait().unwrap().code(), Some(130));
 }
+
+/// An app whose readiness probe the injector moved onto the proxy's status port: the pod
+/// still becomes 2/2 Running, and the app sees the probe coming from the proxy's
+/// capture-exempt source `127.0.0.6` with its own port in `Host`.
+const PROBED_APP: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: probed
+spec:
+  containers:
+    - name: web
+      image: python
+      ports:
+        - {name: http, containerPort: 8080}
+      readinessProbe:
+        httpGet: {path: /ready, port: http}
+        periodSeconds: 1
+      livenessProbe:
+        tcpSocket: {port: 8080}
+        initialDelaySeconds: 1
+        periodSeconds: 1
+      command:
+        - python3
+        - -c
+        - |
+          import http.server, signal, sys
+          signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+          class H(http.server.BaseHTTPRequestHandler):
+              def do_GET(self):
+                  print("probe", self.client_address[0], self.path, self.headers.get("Host"),
+                        self.headers.get("User-Agent"), flush=True)
+                  self.send_response(200 if self.path == "/ready" else 404)
+                  self.send_header("content-length", "0")
+                  self.end_headers()
+              def log_message(self, *args):
+                  pass
+          http.server.ThreadingHTTPServer(("0.0.0.0", 8080), H).serve_forever()
+"#;
+
+#[test]
+fn injected_app_readiness_probe_is_served_through_the_status_port() {
+    let podrun = Podrun::new();
+    let manifest = podrun.state_dir().join("probed.yaml");
+    std::fs::write(&manifest, PROBED_APP).unwrap();
+    let mut child = ChildGuard(
+        podrun
+            .command()
+            .args(["run", "--inject", "-f"])
+            .arg(&manifest)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running") {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "probed pod never 2/2 Running: {}",
+            stdout(&podrun.run(&["get", "pods"]))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The kubelet's probe targets the status port; the original is recorded for the proxy.
+    let columns = stdout(&podrun.run(&[
+        "get",
+        "pod",
+        "probed",
+        "-o",
+        "custom-columns=PATH:.spec.containers[0].readinessProbe.httpGet.path,PORT:.spec.containers[0].readinessProbe.httpGet.port,LIVE:.spec.containers[0].livenessProbe.httpGet.path",
+    ]));
+    let row: Vec<&str> = columns
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        ["/app-health/web/readyz", "15020", "/app-health/web/livez"],
+        "{columns}"
+    );
+    let logs = stdout(&podrun.run(&["logs", "probed", "-c", "web"]));
+    let probe = logs
+        .lines()
+        .find(|l| l.contains("probe ") && l.contains(" /ready "))
+        .unwrap_or_else(|| panic!("the app never saw its readiness probe: {logs}"));
+    let fields: Vec<&str> = probe.split_whitespace().collect();
+    assert_eq!(fields[1], "127.0.0.6", "{probe}");
+    assert!(
+        fields[3].ends_with(":8080"),
+        "Host names the app port: {probe}"
+    );
+    assert!(fields[4].starts_with("kube-probe/"), "{probe}");
+    // It did not come through the inbound capture listener, which would have logged it.
+    let proxy_logs = stdout(&podrun.run(&["logs", "probed", "-c", "istio-proxy"]));
+    assert!(!proxy_logs.contains("GET /ready"), "{proxy_logs}");
+    interrupt(&child);
+    assert_eq!(child.0.wait().unwrap().code(), Some(130));
+}
