@@ -29,6 +29,9 @@ use crate::proxy::Shared;
 use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
 use crate::upstream::{Checkout, ReqBody, Sender, UpstreamProtocol};
 
+/// hyper's default limit on request headers.
+const HYPER_MAX_HEADERS: usize = 100;
+
 /// The downstream HTTP version, as detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DownstreamHttp {
@@ -188,6 +191,20 @@ fn protocol_str(v: Version) -> &'static str {
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping the upgrade pair when the
 /// exchange is an upgrade.
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none of them: one pass over the names instead of a hash
+    // look-up per hop-by-hop header.
+    let hop_by_hop = |n: &HeaderName| {
+        n == header::CONNECTION
+            || n == header::UPGRADE
+            || n == KEEP_ALIVE
+            || n == PROXY_CONNECTION
+            || n == header::PROXY_AUTHORIZATION
+            || n == header::TE
+            || n == header::TRAILER
+    };
+    if !h.keys().any(hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -340,10 +357,14 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
             let mut b = hyper::server::conn::http1::Builder::new();
             b.timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .max_headers(limits.max_request_headers)
                 .max_header_size(limits.max_request_header_bytes)
                 .max_buf_size(limits.max_request_header_bytes.max(8192) + 8192)
                 .keep_alive(!(inbound && accepted_draining));
+            // hyper's own limit is 100 headers, parsed on the stack; a configured limit
+            // makes it allocate and zero an index array for every request.
+            if limits.max_request_headers != HYPER_MAX_HEADERS {
+                b.max_headers(limits.max_request_headers);
+            }
             let c = b.serve_connection(io, svc).with_upgrades();
             tokio::pin!(c);
             let mut draining = false;
