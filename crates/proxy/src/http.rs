@@ -18,6 +18,7 @@ use hyper::client::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::accesslog::{AccessLogEntry, HttpFields};
@@ -60,6 +61,12 @@ pub struct HttpConn {
     /// keep-alive client takes it again without the pool (its exchange is over by
     /// then); it goes back to the pool when the downstream connection ends.
     pub(crate) upstream: Mutex<Option<(http1::SendRequest<ReqBody>, SocketAddr)>>,
+    /// Inbound HTTP/2: the end of the app's connection this client's requests went to.
+    /// When the app closes it gracefully (GOAWAY), the client gets a GOAWAY too
+    /// instead of being moved silently to a new connection.
+    pub(crate) upstream_h2: Mutex<Option<watch::Receiver<bool>>>,
+    /// Wakes `serve` when `upstream_h2` is set.
+    pub(crate) upstream_h2_set: Notify,
 }
 
 /// What tells a request's metric series apart on one connection.
@@ -78,6 +85,7 @@ impl HttpConn {
                 sender: Sender::Http1(sender),
                 local,
                 reused: true,
+                closed: None,
             });
         }
         // Not done with its exchange yet (or closed): the pool decides.
@@ -97,6 +105,42 @@ impl HttpConn {
             self.shared
                 .pool
                 .release_http1(self.orig_dst, self.source, local, sender);
+        }
+    }
+
+    /// Follows the app's HTTP/2 connection `closed` for an inbound HTTP/2 client.
+    fn watch_upstream_h2(&self, closed: Option<&watch::Receiver<bool>>) {
+        let Some(closed) = closed else { return };
+        if self.direction != Direction::Inbound || self.version != DownstreamHttp::Http2 {
+            return;
+        }
+        let mut slot = self.upstream_h2.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|w| w.same_channel(closed)) {
+            return;
+        }
+        *slot = Some(closed.clone());
+        self.upstream_h2_set.notify_one();
+    }
+
+    /// Resolves once the app's HTTP/2 connection (the latest one this client's requests
+    /// used) has ended.
+    async fn upstream_h2_ended(&self) {
+        loop {
+            let watched = self
+                .upstream_h2
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            match watched {
+                Some(mut closed) => {
+                    tokio::select! {
+                        // An error means the pool's task is gone: ended too.
+                        _ = closed.wait_for(|c| *c) => return,
+                        () = self.upstream_h2_set.notified() => {}
+                    }
+                }
+                None => self.upstream_h2_set.notified().await,
+            }
         }
     }
 
@@ -386,11 +430,18 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
             );
             let c = b.serve_connection(io, svc);
             tokio::pin!(c);
+            let app_went_away = conn.upstream_h2_ended();
+            tokio::pin!(app_went_away);
             let mut draining = false;
             loop {
                 tokio::select! {
                     r = c.as_mut() => break r,
                     () = &mut drain_wait, if !draining => {
+                        draining = true;
+                        c.as_mut().graceful_shutdown();
+                    }
+                    // The app closed its connection: pass the GOAWAY on.
+                    () = &mut app_went_away, if !draining => {
                         draining = true;
                         c.as_mut().graceful_shutdown();
                     }
@@ -594,10 +645,12 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
             sender,
             local,
             reused,
+            closed,
         } = match checkout {
             Ok(c) => c,
             Err(failure) => return local_response(&conn, log, local_reply(&failure)),
         };
+        conn.watch_upstream_h2(closed.as_ref());
         log.upstream_local = Some(local);
         let sent_at = Instant::now();
         let fut = match sender {

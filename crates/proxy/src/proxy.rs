@@ -477,6 +477,8 @@ async fn handle_connection(
                 cluster_name: cluster.to_string(),
                 series: std::sync::Mutex::new(None),
                 upstream: std::sync::Mutex::new(None),
+                upstream_h2: std::sync::Mutex::new(None),
+                upstream_h2_set: tokio::sync::Notify::new(),
                 cluster,
                 orig_dst,
                 peer,

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::body::Counted;
@@ -121,6 +122,7 @@ struct IdleH1 {
 struct SharedH2 {
     sender: http2::SendRequest<ReqBody>,
     local: SocketAddr,
+    closed: watch::Receiver<bool>,
 }
 
 /// A sender checked out of the pool.
@@ -139,6 +141,9 @@ pub struct Checkout {
     pub local: SocketAddr,
     /// Whether the connection was reused from the pool (a stale one may fail at once).
     pub reused: bool,
+    /// For HTTP/2: becomes `true` once the upstream connection has ended (the app sent
+    /// GOAWAY and its last stream finished, or the connection failed).
+    pub closed: Option<watch::Receiver<bool>>,
 }
 
 #[derive(Default)]
@@ -246,6 +251,7 @@ impl Pool {
                     sender: Sender::Http1(sender),
                     local,
                     reused: false,
+                    closed: None,
                 })
             }
             UpstreamProtocol::Http2 => {
@@ -254,22 +260,26 @@ impl Pool {
                     .handshake::<_, ReqBody>(io)
                     .await
                     .map_err(|_| UpstreamFailure::ResetBeforeHeaders)?;
+                let (ended, closed) = watch::channel(false);
                 tokio::spawn(async move {
                     if let Err(err) = conn.await {
                         tracing::debug!(%err, "upstream http2 connection ended");
                     }
+                    let _ = ended.send(true);
                 });
                 self.lock().h2.insert(
                     key,
                     SharedH2 {
                         sender: sender.clone(),
                         local,
+                        closed: closed.clone(),
                     },
                 );
                 Ok(Checkout {
                     sender: Sender::Http2(sender),
                     local,
                     reused: false,
+                    closed: Some(closed),
                 })
             }
         }
@@ -287,6 +297,7 @@ impl Pool {
                             sender: Sender::Http1(entry.sender),
                             local: entry.local,
                             reused: true,
+                            closed: None,
                         });
                     }
                 }
@@ -302,6 +313,7 @@ impl Pool {
                     sender: Sender::Http2(shared.sender.clone()),
                     local: shared.local,
                     reused: true,
+                    closed: Some(shared.closed.clone()),
                 })
             }
         }
