@@ -70,13 +70,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    if std::env::var_os("PODRUN_LOG").is_some() {
+        logs.with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PODRUN_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
-        .with_writer(std::io::stderr)
         .init();
+    } else {
+        // A plain level needs no directive parser: a sidecar that never sets
+        // PODRUN_LOG keeps the filter's regex engine out of its memory.
+        logs.with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .init();
+    }
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args, &cli.global),
         Command::Get(args) => cmd::get::run(args, &cli.global),
