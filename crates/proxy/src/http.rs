@@ -316,7 +316,20 @@ impl RequestLog {
         );
         shared.log.record(&AccessLogEntry {
             start_time: self.start_time,
-            http: Some(self.fields.clone()),
+            // Emitted once (`armed`), so the fields can move into the entry.
+            http: Some(std::mem::replace(
+                &mut self.fields,
+                HttpFields {
+                    method: String::new(),
+                    path: String::new(),
+                    protocol: "",
+                    x_forwarded_for: None,
+                    user_agent: None,
+                    request_id: None,
+                    authority: None,
+                    upstream_service_time_ms: None,
+                },
+            )),
             response_code: self.status,
             flags: self.flags,
             details: self.details.take(),
@@ -598,21 +611,20 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         DownstreamHttp::Http2 => UpstreamProtocol::Http2,
     };
     let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.to_string());
+    let pq = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     parts.uri = match protocol {
         // HTTP/1 upstreams get origin-form; CONNECT keeps its authority-form.
         UpstreamProtocol::Http1 if parts.method == Method::CONNECT || origin_form => {
             std::mem::take(&mut parts.uri)
         }
-        UpstreamProtocol::Http1 => pq.parse().unwrap_or_else(|_| Uri::from_static("/")),
+        UpstreamProtocol::Http1 => pq(&parts.uri)
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/")),
         UpstreamProtocol::Http2 => {
             let auth = authority
                 .clone()
                 .unwrap_or_else(|| conn.orig_dst.to_string());
-            format!("http://{auth}{pq}")
+            format!("http://{auth}{}", pq(&parts.uri))
                 .parse()
                 .unwrap_or_else(|_| Uri::from_static("/"))
         }
@@ -707,9 +719,9 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
         || (upgrade && log.fields.method == "CONNECT" && parts.status.is_success());
     strip_hop_by_hop(&mut parts.headers, switching);
-    if let Ok(v) = HeaderValue::from_str(&service_ms.to_string()) {
-        parts.headers.insert(X_UPSTREAM_TIME.clone(), v);
-    }
+    parts
+        .headers
+        .insert(X_UPSTREAM_TIME.clone(), HeaderValue::from(service_ms));
     mark_close_if_draining(&conn, &mut parts.headers);
     if switching && let Some(down) = downstream_upgrade {
         let mut up_resp = Response::from_parts(parts.clone(), ());
