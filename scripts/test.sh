@@ -7,3 +7,5 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
+# Coverage-guided fuzzing of the proxy's first-bytes path, 15 s per target (docs/fuzzing.md).
+scripts/fuzz.sh 15

@@ -393,6 +393,10 @@ async fn detect(stream: &TcpStream, timeout: Option<Duration>) -> Detected {
     let mut backoff = Duration::from_millis(1);
     loop {
         let peeked = match deadline {
+            // `peek` is ready at once while any byte is buffered, so the deadline has
+            // to be checked here too or a client that stops after a partial prefix
+            // would keep this loop spinning forever.
+            Some(d) if Instant::now() >= d => return Detected::Tcp { sni: None },
             Some(d) => match tokio::time::timeout_at(d, stream.peek(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => return Detected::Tcp { sni: None },
@@ -413,6 +417,13 @@ async fn detect(stream: &TcpStream, timeout: Option<Duration>) -> Detected {
                 _ => return Detected::Tcp { sni: None },
             },
             Sniffed::NeedMore => {}
+        }
+        // A client that half-closed after a partial prefix sends nothing more: relay
+        // what it sent rather than wait for bytes that cannot come.
+        if let Ok(ready) = stream.ready(tokio::io::Interest::READABLE).await
+            && ready.is_read_closed()
+        {
+            return Detected::Tcp { sni: None };
         }
         // `peek` returns at once while any byte is buffered, so wait a little for the
         // rest of the first segment instead of spinning.

@@ -711,3 +711,29 @@ async fn wait_ready_client_sees_readiness() {
     .unwrap_err();
     assert!(err.contains("503"), "{err}");
 }
+
+/// A client that stops after a prefix the sniffer cannot classify yet ("GE") and
+/// half-closes is relayed as TCP, not held in the detection loop (found by fuzzing).
+#[tokio::test]
+async fn partial_prefix_then_half_close_is_relayed_not_held() {
+    let up = upstream_http(false).await;
+    let mut c = config();
+    // No detection timeout: only the half-close can end detection.
+    c.detection_timeout = None;
+    let p = TestProxy::start(c).await;
+    p.outbound_to(up.addr);
+    let mut s = TcpStream::connect(p.addrs.outbound).await.unwrap();
+    s.write_all(b"GE").await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut reply)).await;
+    assert!(read.is_ok(), "the proxy held the connection open");
+    // The upstream got "GE" and end of stream as a TCP relay: an HTTP server answers
+    // that with 400 or just closes.
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    assert_eq!(up.connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
