@@ -16,6 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10s}
+[ "$DURATION" = --configs-only ] && DURATION=0s
 PODRUN=${PODRUN:-target/release/podrun}
 OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
 OUT=${OUT:-target/bench-proxy}
@@ -46,7 +47,6 @@ frontend backend
   bind 127.0.0.1:$BACKEND_PORT
   http-request return status 200 content-type text/plain string "hello from backend"
 CFG
-taskset -c 1 haproxy -f "$OUT/backend.cfg" -db >/dev/null 2>&1 & pids+=($!)
 
 cat > "$OUT/haproxy.cfg" <<CFG
 global
@@ -67,16 +67,7 @@ backend be
   server b1 127.0.0.1:$BACKEND_PORT
 CFG
 
-start_podrun() {
-  taskset -c 0 "$PODRUN" proxy --listen-ip 127.0.0.1 --outbound-port $PODRUN_PORT \
-    --inbound-port 18006 --health-port 18021 --status-port 0 --stats-port 18090 --admin-port 0 \
-    --fixed-original-dst 127.0.0.1:$BACKEND_PORT >"$OUT/podrun-access.log" 2>/dev/null &
-  echo $!
-}
-start_haproxy() { taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy-access.log" 2>&1 & echo $!; }
-start_envoy() {
-  [ -n "$ENVOY" ] && [ -x "$ENVOY" ] || return 1
-  cat > "$OUT/envoy.yaml" <<CFG
+cat > "$OUT/envoy.yaml" <<CFG
 static_resources:
   listeners:
   - address: {socket_address: {address: 127.0.0.1, port_value: $ENVOY_PORT}}
@@ -107,6 +98,19 @@ static_resources:
       cluster_name: backend
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $BACKEND_PORT}}}}]}]
 CFG
+# bench/proxy/instructions.sh reuses these files.
+[ "${1:-}" = --configs-only ] && exit 0
+taskset -c 1 haproxy -f "$OUT/backend.cfg" -db >/dev/null 2>&1 & pids+=($!)
+
+start_podrun() {
+  taskset -c 0 "$PODRUN" proxy --listen-ip 127.0.0.1 --outbound-port $PODRUN_PORT \
+    --inbound-port 18006 --health-port 18021 --status-port 0 --stats-port 18090 --admin-port 0 \
+    --fixed-original-dst 127.0.0.1:$BACKEND_PORT >"$OUT/podrun-access.log" 2>/dev/null &
+  echo $!
+}
+start_haproxy() { taskset -c 0 haproxy -f "$OUT/haproxy.cfg" -db >"$OUT/haproxy-access.log" 2>&1 & echo $!; }
+start_envoy() {
+  [ -n "$ENVOY" ] && [ -x "$ENVOY" ] || return 1
   taskset -c 0 "$ENVOY" -c "$OUT/envoy.yaml" --concurrency 1 >"$OUT/envoy-access.log" 2>"$OUT/envoy.err" &
   echo $!
 }
