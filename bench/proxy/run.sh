@@ -135,7 +135,8 @@ run_target() { # name port pid
   sleep 1
   local idle=${pid:+$(rss_kb "$pid")}
   for rate in 1000 5000 max; do
-    local q=(); [ "$rate" != max ] && q=(-q "$rate")
+    # Fixed rates are open-loop: latency counts from when a request was due.
+    local q=(); [ "$rate" != max ] && q=(-q "$rate" --latency-correction)
     local t0=${pid:+$(cpu_ticks "$pid")}
     taskset -c 1 "$OHA" -z "$DURATION" -c 32 "${q[@]}" --no-tui --output-format json \
       "http://127.0.0.1:$port/" >"$OUT/$name-$rate.json"
