@@ -68,6 +68,11 @@ enum Command {
     Doctor(cmd::doctor::Args),
 }
 
+/// mimalloc: the proxy allocates a few small buffers per request, and glibc's
+/// allocator cost more instructions than request parsing (see docs/proxy-bench.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt().with_writer(std::io::stderr);
