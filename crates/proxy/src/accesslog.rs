@@ -85,7 +85,7 @@ fn dash(v: Option<&str>) -> &str {
 /// Formats a time as UTC ISO-8601 with milliseconds and `Z`, e.g. `2025-03-04T10:15:22.481Z`.
 pub fn format_start_time(t: SystemTime) -> String {
     let mut out = Vec::with_capacity(24);
-    LineWriter(&mut out).time(t);
+    LineWriter(&mut out).time(t, &mut SecondText::default());
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -104,6 +104,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A start time's text up to its seconds (`2025-03-04T10:15:22.`).
+#[derive(Debug, Default)]
+pub struct SecondText {
+    secs: Option<u64>,
+    text: Vec<u8>,
+}
+
 /// Appends access-log tokens to a byte buffer.
 struct LineWriter<'a>(&'a mut Vec<u8>);
 
@@ -119,6 +126,18 @@ impl LineWriter<'_> {
 
     fn num(&mut self, n: u64) {
         self.raw(itoa::Buffer::new().format(n));
+    }
+
+    /// An IPv4 octet in decimal, without a general-purpose integer formatter.
+    fn octet(&mut self, n: u8) {
+        let (h, t, o) = (n / 100, n / 10 % 10, n % 10);
+        if h > 0 {
+            self.0.extend_from_slice(&[b'0' + h, b'0' + t, b'0' + o]);
+        } else if t > 0 {
+            self.0.extend_from_slice(&[b'0' + t, b'0' + o]);
+        } else {
+            self.0.push(b'0' + o);
+        }
     }
 
     /// `n` with leading zeros to `width` digits.
@@ -148,7 +167,7 @@ impl LineWriter<'_> {
                     if i > 0 {
                         self.0.push(b'.');
                     }
-                    self.num(u64::from(octet));
+                    self.octet(octet);
                 }
                 self.0.push(b':');
                 self.num(u64::from(a.port()));
@@ -160,25 +179,35 @@ impl LineWriter<'_> {
         }
     }
 
-    /// UTC ISO-8601 with milliseconds and `Z`.
-    fn time(&mut self, t: SystemTime) {
+    /// UTC ISO-8601 with milliseconds and `Z`; `cache` keeps the text up to the
+    /// seconds, which lines written in the same second share.
+    fn time(&mut self, t: SystemTime, cache: &mut SecondText) {
         // Times before 1970 cannot occur for a live connection; clamp rather than fail.
         let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let secs = since.as_secs();
-        let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-        self.padded(y.max(0) as u64, 4);
-        self.0.push(b'-');
-        self.padded(u64::from(m), 2);
-        self.0.push(b'-');
-        self.padded(u64::from(d), 2);
-        self.0.push(b'T');
-        self.padded(rem / 3600, 2);
-        self.0.push(b':');
-        self.padded((rem / 60) % 60, 2);
-        self.0.push(b':');
-        self.padded(rem % 60, 2);
-        self.0.push(b'.');
+        if cache.secs != Some(secs) {
+            let mut text = Vec::with_capacity(20);
+            let mut w = LineWriter(&mut text);
+            let rem = secs % 86_400;
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            w.padded(y.max(0) as u64, 4);
+            w.0.push(b'-');
+            w.padded(u64::from(m), 2);
+            w.0.push(b'-');
+            w.padded(u64::from(d), 2);
+            w.0.push(b'T');
+            w.padded(rem / 3600, 2);
+            w.0.push(b':');
+            w.padded((rem / 60) % 60, 2);
+            w.0.push(b':');
+            w.padded(rem % 60, 2);
+            w.0.push(b'.');
+            *cache = SecondText {
+                secs: Some(secs),
+                text,
+            };
+        }
+        self.0.extend_from_slice(&cache.text);
         self.padded(u64::from(since.subsec_millis()), 3);
         self.0.push(b'Z');
     }
@@ -196,6 +225,12 @@ impl AccessLogEntry {
     /// `format!`: this runs once per request, and generic formatting of four socket
     /// addresses and a timestamp used to cost more than parsing the request.
     pub fn write_text(&self, out: &mut Vec<u8>) {
+        self.write_text_with(out, &mut SecondText::default());
+    }
+
+    /// [`Self::write_text`] reusing the start time's text of the previous line when
+    /// it fell in the same second.
+    pub fn write_text_with(&self, out: &mut Vec<u8>, second: &mut SecondText) {
         let h = self.http.as_ref();
         let (method, path, protocol) = match h {
             Some(h) => (h.method.as_str(), h.path.as_str(), h.protocol),
@@ -203,7 +238,7 @@ impl AccessLogEntry {
         };
         let mut w = LineWriter(out);
         w.raw("[");
-        w.time(self.start_time);
+        w.time(self.start_time, second);
         w.raw("] \"");
         w.text(Some(method));
         w.raw(" ");
@@ -339,6 +374,7 @@ impl AccessLogEntry {
 }
 
 struct Inner {
+    second: SecondText,
     buf: Vec<u8>,
     out: Box<dyn Write + Send>,
 }
@@ -401,6 +437,7 @@ impl AccessLog {
             flush_each_line: flush_interval.is_zero(),
             inner: Arc::new(Mutex::new(Inner {
                 buf: Vec::with_capacity(1024),
+                second: SecondText::default(),
                 out,
             })),
         }
@@ -432,7 +469,10 @@ impl AccessLog {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         match self.format {
             AccessLogFormat::Off => {}
-            AccessLogFormat::Text => entry.write_text(&mut inner.buf),
+            AccessLogFormat::Text => {
+                let Inner { buf, second, .. } = &mut *inner;
+                entry.write_text_with(buf, second);
+            }
             AccessLogFormat::Json => inner.buf.extend_from_slice(entry.render_json().as_bytes()),
         }
         if self.flush_each_line {
@@ -450,7 +490,7 @@ impl AccessLog {
         if inner.buf.is_empty() {
             return;
         }
-        let Inner { buf, out } = inner;
+        let Inner { buf, out, .. } = inner;
         // A closed stdout must not take the proxy down: drop the lines and go on.
         if let Err(err) = out.write_all(buf).and_then(|()| out.flush()) {
             tracing::debug!(%err, "access log write failed");
@@ -517,6 +557,38 @@ mod tests {
             downstream_remote: "10.244.2.5:53318".parse().unwrap(),
             sni: None,
             route_name: Some("default"),
+        }
+    }
+
+    #[test]
+    fn lines_sharing_a_second_text_match_lines_written_alone() {
+        let mut second = SecondText::default();
+        // Same second twice, the next second, then back (a late line), and octets of
+        // every width.
+        let times = [
+            1_741_083_322_481,
+            1_741_083_322_999,
+            1_741_083_323_000,
+            1_741_083_322_001,
+        ];
+        let addrs = [
+            "0.9.10.255:0",
+            "198.18.0.7:65535",
+            "100.1.20.3:80",
+            "10.244.2.5:53318",
+        ];
+        for (ms, addr) in times.into_iter().zip(addrs) {
+            let mut e = http_entry();
+            e.start_time = t(ms);
+            e.downstream_remote = addr.parse().unwrap();
+            let mut shared = Vec::new();
+            e.write_text_with(&mut shared, &mut second);
+            assert_eq!(String::from_utf8(shared).unwrap(), e.render_text());
+            assert!(e.render_text().contains(&format!(" {addr} ")));
+            assert!(
+                e.render_text()
+                    .starts_with(&format!("[{}]", format_start_time(t(ms))))
+            );
         }
     }
 

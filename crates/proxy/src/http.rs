@@ -203,7 +203,13 @@ static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection"
 /// A random UUID v4, as Envoy generates for `x-request-id`.
 fn uuid_v4() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut b: [u8; 16] = rand::random();
+    // Request ids need uniqueness, not secrecy: a per-thread xoshiro generator,
+    // seeded from the OS, is enough and costs a few instructions per id.
+    thread_local! {
+        static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+            std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
+    }
+    let mut b: [u8; 16] = RNG.with(|r| rand::Rng::random(&mut *r.borrow_mut()));
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let mut out = String::with_capacity(36);
