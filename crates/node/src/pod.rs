@@ -118,11 +118,8 @@ pub(crate) async fn run_pod(
     let spec = SandboxSpec::from_pod(&pod);
     let network = shared.network_config();
     let state_dir = layout.root().to_path_buf();
-    let created =
-        tokio::task::spawn_blocking(move || Sandbox::create(&spec, &network, &state_dir)).await;
-    let mut sandbox = match created {
-        Ok(Ok(sandbox)) => sandbox,
-        Ok(Err(e)) => return sandbox_failed(&shared, pod, &pod_dir, &e.to_string()),
+    let mut sandbox = match Sandbox::create_queued(spec, network, state_dir).await {
+        Ok(sandbox) => sandbox,
         Err(e) => return sandbox_failed(&shared, pod, &pod_dir, &e.to_string()),
     };
     let net = NetStatus {
@@ -183,6 +180,11 @@ pub(crate) async fn run_pod(
     let mut commands_open = true;
     let mut timeline = Timeline::open(&pod_dir);
     let mut last_phase = String::new();
+    timeline.record(
+        "sandbox-queued",
+        None,
+        &sandbox.queue_time().as_micros().to_string(),
+    );
     timeline.record(
         "sandbox-setup",
         None,

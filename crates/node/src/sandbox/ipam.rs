@@ -16,6 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -182,12 +183,21 @@ impl Ipam {
     }
 
     fn lock(&self) -> io::Result<File> {
-        fs::create_dir_all(&self.dir)?;
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join(".lock"))?;
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(self.dir.join(".lock"))
+        };
+        // The directory exists after the first allocation: only then is it made.
+        let f = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.dir)?;
+                open()?
+            }
+            other => other?,
+        };
         // SAFETY: flock on a descriptor we own; released when `f` is closed.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io::Error::last_os_error());
@@ -239,8 +249,16 @@ impl Ipam {
     pub fn allocate(&self, uid: &str, state_dir: &Path) -> io::Result<Ipv4Addr> {
         let _lock = self.lock()?;
         let used = self.used()?;
-        let cursor = self.dir.join(".last");
-        let after = fs::read_to_string(&cursor)
+        // The cursor is read and rewritten through one descriptor.
+        let cursor = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(self.dir.join(".last"))?;
+        let mut text = [0u8; 32];
+        let n = cursor.read_at(&mut text, 0)?;
+        let after = std::str::from_utf8(&text[..n])
             .ok()
             .and_then(|t| t.trim().parse().ok());
         let ip = next_free(&self.cidr, &used, after).ok_or_else(|| {
@@ -254,7 +272,9 @@ impl Ipam {
             .create_new(true)
             .open(self.dir.join(ip.to_string()))?;
         f.write_all(line.as_bytes())?;
-        fs::write(&cursor, format!("{ip}\n"))?;
+        // Always 16 bytes (the longest address and a newline), overwritten in place: no
+        // truncation, which costs more than the write on some file systems.
+        cursor.write_all_at(format!("{ip:<15}\n").as_bytes(), 0)?;
         Ok(ip)
     }
 
@@ -399,6 +419,25 @@ mod tests {
             ("u2", std::process::id())
         );
         assert!(holder.alive());
+    }
+
+    #[test]
+    fn the_cursor_is_rewritten_in_place_whatever_was_there() {
+        let root = tempfile::tempdir().unwrap();
+        let ipam = Ipam::new(root.path(), cidr("10.6.0.0/24")); // .2 … .254 for pods
+        fs::create_dir_all(&ipam.dir).unwrap();
+        // A longer cursor, as an older podrun wrote it: the next address wraps round to a
+        // shorter one, which must not leave a tail of the old text behind.
+        fs::write(ipam.dir.join(".last"), "10.6.0.254\n").unwrap();
+        let a = ipam.allocate("u1", Path::new("/s")).unwrap();
+        assert_eq!(a, Ipv4Addr::new(10, 6, 0, 2));
+        let text = fs::read_to_string(ipam.dir.join(".last")).unwrap();
+        assert_eq!(text.trim(), "10.6.0.2");
+        assert_eq!(text.len(), 16);
+        assert_eq!(
+            ipam.allocate("u2", Path::new("/s")).unwrap(),
+            Ipv4Addr::new(10, 6, 0, 3)
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Pod sandboxes: the namespaces and network a pod's containers share.
 //!
 //! As root every pod gets, before its first container starts:
-//! * a network namespace (made on a dedicated thread with `unshare`, kept as an fd and
-//!   bind-mounted at `/run/netns/podrun-<uid8>` so `ip netns` lists it) with `lo` up and
+//! * a network namespace (made with `unshare` on a sandbox worker ([`workers`]), kept as an
+//!   fd and bind-mounted at `/run/netns/podrun-<uid8>` so `ip netns` lists it) with `lo` up and
 //!   `eth0`, the pod end of a veth pair whose host end (`podrunv<uid8>`) is attached to the
 //!   host bridge [`BRIDGE`]; `eth0` has an address from the pod CIDR ([`ipam`]) and a default
 //!   route via the bridge's address. The host does not forward for pods, so nothing leaves
@@ -15,6 +15,12 @@
 //! `hostNetwork: true` pods keep the host's network and hostname (their pod IP is the host
 //! IP) but still get their own IPC namespace.
 //!
+//! Sandboxes are made by a few workers (one on two CPUs) in the order pods ask; a pod
+//! waits in their queue rather than competing for the CPU and the kernel's locks with
+//! every other new pod ([`workers`]). Pod networks are IPv4: no IPv6 address is
+//! configured on either end of a veth pair (`lo` keeps `::1`). Destroying a sandbox closes
+//! its network namespace, which takes the veth pair with it.
+//!
 //! Every sandbox is recorded in `<state>/sandboxes/<uid>.json` before anything is created,
 //! so [`recover`] can remove what a killed podrun left behind, and [`leftovers`] /
 //! [`clean`] (used by `podrun doctor`) can find it. Everything is named with a podrun
@@ -24,6 +30,7 @@ pub mod ipam;
 pub mod masquerade;
 pub mod netlink;
 mod ns;
+pub mod workers;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsFd, OwnedFd};
@@ -36,7 +43,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::runtime::PodNamespaces;
 use ipam::{Ipam, Ipv4Cidr};
-use netlink::Netlink;
+use netlink::{LinkRemoval, Netlink};
+use ns::Stranded;
+use workers::Worker;
 
 /// The host bridge every pod's veth is attached to.
 pub const BRIDGE: &str = "podrun0";
@@ -224,23 +233,98 @@ pub struct Sandbox {
     ipam: Option<Ipam>,
     pod_ip: IpAddr,
     host_ip: IpAddr,
+    queued: Duration,
     setup: Duration,
     destroyed: bool,
 }
 
+/// How long [`Sandbox::destroy`] waits for the kernel to remove a dead network namespace's
+/// veth pair before deleting it itself (something else still holds the namespace).
+const VETH_REMOVAL_WAIT: Duration = Duration::from_secs(5);
+
 impl Sandbox {
-    /// Makes the sandbox for `spec` (blocking: a few netlink round trips and a thread; call
-    /// from a blocking context). Without root only a pod that [`needs_root`] nothing from
-    /// gets one, and it is the host itself.
+    /// Makes the sandbox for `spec` on a sandbox worker and waits for it (blocking: call
+    /// from a blocking context; [`Sandbox::create_queued`] is the async form). Without
+    /// root only a pod that [`needs_root`] nothing from gets one, and it is the host
+    /// itself.
     pub fn create(
         spec: &SandboxSpec,
         cfg: &NetworkConfig,
         state_dir: &Path,
     ) -> Result<Sandbox, SandboxError> {
-        let started = Instant::now();
+        if let Some(sb) = Self::without_isolation(spec)? {
+            return Ok(sb);
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        Self::submit(
+            spec.clone(),
+            cfg.clone(),
+            state_dir.to_path_buf(),
+            move |r| {
+                let _ = tx.send(r);
+            },
+        )?;
+        rx.recv().map_err(|_| worker_lost())?
+    }
+
+    /// [`Sandbox::create`] for async callers: waits in the workers' queue without holding
+    /// a thread. [`Sandbox::queue_time`] says how long the wait was.
+    pub async fn create_queued(
+        spec: SandboxSpec,
+        cfg: NetworkConfig,
+        state_dir: PathBuf,
+    ) -> Result<Sandbox, SandboxError> {
+        if let Some(sb) = Self::without_isolation(&spec)? {
+            return Ok(sb);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        Self::submit(spec, cfg, state_dir, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.await.map_err(|_| worker_lost())?
+    }
+
+    /// The sandbox of a podrun without root: nothing to make, or an error if the pod
+    /// needs what only root can give. `None` as root.
+    fn without_isolation(spec: &SandboxSpec) -> Result<Option<Sandbox>, SandboxError> {
+        if crate::runtime::isolation_available() {
+            return Ok(None);
+        }
+        let features = needs_root(spec);
+        if !features.is_empty() {
+            return Err(SandboxError::NeedsRoot {
+                pod: spec.name.clone(),
+                features,
+            });
+        }
+        let mut sb = Sandbox::empty(spec);
+        sb.destroyed = true;
+        Ok(Some(sb))
+    }
+
+    fn submit(
+        spec: SandboxSpec,
+        cfg: NetworkConfig,
+        state_dir: PathBuf,
+        reply: impl FnOnce(Result<Sandbox, SandboxError>) + Send + 'static,
+    ) -> Result<(), SandboxError> {
+        workers::submit(move |worker, queued_at| {
+            let queued = queued_at.elapsed();
+            let mut stranded = false;
+            let result = Self::make(&spec, &cfg, &state_dir, worker, &mut stranded);
+            reply(result.map(|mut sb| {
+                sb.queued = queued;
+                sb
+            }));
+            if stranded { Err(Stranded) } else { Ok(()) }
+        })
+        .map_err(step("start a sandbox worker"))
+    }
+
+    fn empty(spec: &SandboxSpec) -> Sandbox {
         let host_ip = host_ip();
         let (pid, owner_start) = own_identity();
-        let mut sb = Sandbox {
+        Sandbox {
             record: SandboxRecord {
                 uid: spec.uid.clone(),
                 namespace: spec.namespace.clone(),
@@ -261,20 +345,23 @@ impl Sandbox {
             ipam: None,
             pod_ip: host_ip,
             host_ip,
+            queued: Duration::ZERO,
             setup: Duration::ZERO,
             destroyed: false,
-        };
-        if !crate::runtime::isolation_available() {
-            let features = needs_root(spec);
-            if !features.is_empty() {
-                return Err(SandboxError::NeedsRoot {
-                    pod: spec.name.clone(),
-                    features,
-                });
-            }
-            sb.destroyed = true;
-            return Ok(sb);
         }
+    }
+
+    /// Makes the sandbox on `worker` (as root). Sets `stranded` if the worker could not
+    /// return to its namespaces.
+    fn make(
+        spec: &SandboxSpec,
+        cfg: &NetworkConfig,
+        state_dir: &Path,
+        worker: &mut Worker,
+        stranded: &mut bool,
+    ) -> Result<Sandbox, SandboxError> {
+        let started = Instant::now();
+        let mut sb = Sandbox::empty(spec);
         let uid8 = spec.uid8();
         if !spec.host_network {
             let ipam = Ipam::new(&cfg.ipam_root, cfg.pod_cidr);
@@ -289,32 +376,61 @@ impl Sandbox {
             sb.pod_ip = IpAddr::V4(ip);
         }
         // Recorded before anything is created: a podrun killed half-way leaves nothing
-        // that recovery cannot find.
-        let dir = records_dir(state_dir);
-        std::fs::create_dir_all(&dir).map_err(step("create sandbox records"))?;
-        let path = dir.join(format!("{}.json", spec.uid));
-        write_record(&path, &sb.record)?;
+        // that recovery cannot find. (Killed during this write, it leaves an unreadable
+        // record but nothing it would describe.)
+        let path = records_dir(state_dir).join(format!("{}.json", spec.uid));
+        let first = encode_record(&sb.record)?;
+        match std::fs::write(&path, &first) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(records_dir(state_dir))
+                    .map_err(step("create sandbox records"))?;
+                std::fs::write(&path, &first)
+            }
+            other => other,
+        }
+        .map_err(step("write sandbox record"))?;
         sb.record_path = Some(path.clone());
-        if let Err(e) = sb.build(spec, cfg) {
+        if let Err(e) = sb.build(spec, cfg, worker, stranded) {
             sb.destroy();
             return Err(e);
         }
-        write_record(&path, &sb.record)?;
+        // Only the init is learnt while building; replace the record whole, never
+        // leaving a half-written one.
+        if sb.record.init.is_some() {
+            write_record(&path, &sb.record)?;
+        }
         sb.setup = started.elapsed();
         Ok(sb)
     }
 
-    fn build(&mut self, spec: &SandboxSpec, cfg: &NetworkConfig) -> Result<(), SandboxError> {
+    fn build(
+        &mut self,
+        spec: &SandboxSpec,
+        cfg: &NetworkConfig,
+        worker: &mut Worker,
+        stranded: &mut bool,
+    ) -> Result<(), SandboxError> {
         let netns_path = self
             .record
             .netns
             .as_ref()
             .map(|n| Path::new(NETNS_DIR).join(n));
-        let created = ns::create(ns::Request {
+        let req = ns::Request {
             netns_path,
             hostname: (!spec.host_network).then(|| spec.pod_hostname().to_string()),
-        })
-        .map_err(step("create namespaces"))?;
+        };
+        let created = match ns::create(&req, &worker.home) {
+            Ok(created) => created.map_err(step("create namespaces"))?,
+            Err(Stranded) => {
+                *stranded = true;
+                return Err(SandboxError::Setup {
+                    step: "create namespaces".into(),
+                    source: std::io::Error::other(
+                        "the sandbox worker could not return to podrun's namespaces",
+                    ),
+                });
+            }
+        };
         self.net = created.net;
         self.uts = created.uts;
         self.ipc = Some(created.ipc);
@@ -324,21 +440,12 @@ impl Sandbox {
             self.record.ip,
             self.record.veth.clone(),
         ) {
-            let mut host_nl = Netlink::open().map_err(step("netlink"))?;
             let net = std::os::fd::AsRawFd::as_raw_fd(net);
-            let (bridge, cached) = ensure_bridge(&mut host_nl, &cfg.pod_cidr)?;
-            if let Err(e) = host_nl.create_veth(&veth, bridge, "eth0", net) {
-                if !cached {
-                    return Err(step("create veth pair")(e));
-                }
-                // The remembered bridge may have been removed (and re-created under
-                // another index) behind this process's back: look it up afresh, once.
-                forget_bridge();
-                let (bridge, _) = ensure_bridge(&mut host_nl, &cfg.pod_cidr)?;
-                host_nl
-                    .create_veth(&veth, bridge, "eth0", net)
-                    .map_err(step("create veth pair"))?;
+            let attached = attach_veth(worker, &veth, net, &cfg.pod_cidr);
+            if attached.is_err() {
+                worker.reset_netlink();
             }
+            attached?;
             let eth0 = pod_nl
                 .link_index("eth0")
                 .map_err(step("find eth0"))?
@@ -347,12 +454,8 @@ impl Sandbox {
                     source: std::io::Error::other("eth0 missing in the pod's namespace"),
                 })?;
             pod_nl
-                .add_address(eth0, ip, cfg.pod_cidr.prefix())
-                .map_err(step("add pod address"))?;
-            pod_nl.set_up(eth0).map_err(step("set eth0 up"))?;
-            pod_nl
-                .add_default_route(cfg.pod_cidr.gateway(), eth0)
-                .map_err(step("add default route"))?;
+                .configure_pod(eth0, ip, cfg.pod_cidr.prefix(), cfg.pod_cidr.gateway())
+                .map_err(|(s, e)| step(s)(e))?;
         }
         if spec.share_process_namespace {
             let init = ns::start_init([self.net.as_ref(), self.uts.as_ref(), self.ipc.as_ref()])
@@ -396,9 +499,14 @@ impl Sandbox {
         self.record.netns.as_deref()
     }
 
-    /// How long [`Sandbox::create`] took.
+    /// How long making the sandbox took, from the moment a worker took it up.
     pub fn setup_time(&self) -> Duration {
         self.setup
+    }
+
+    /// How long the sandbox waited in the workers' queue before that.
+    pub fn queue_time(&self) -> Duration {
+        self.queued
     }
 
     /// What is recorded about it.
@@ -406,9 +514,10 @@ impl Sandbox {
         &self.record
     }
 
-    /// Removes everything: the init (and with it a shared PID namespace), the veth pair,
-    /// the `/run/netns` mount, the namespaces' fds, the address and the record. Idempotent;
-    /// errors are logged, and every step is tried. Returns how long it took.
+    /// Removes everything: the init (and with it a shared PID namespace), the `/run/netns`
+    /// mount and the namespaces' fds (the kernel then removes the dead network namespace
+    /// and its veth pair; this waits until the pair is gone), the address and the record.
+    /// Idempotent; errors are logged, and every step is tried. Returns how long it took.
     pub fn destroy(&mut self) -> Duration {
         let started = Instant::now();
         if self.destroyed {
@@ -418,10 +527,30 @@ impl Sandbox {
         if let Some(init) = self.init.take() {
             init.kill();
         }
-        teardown(&self.record);
+        let veth = self.record.veth.as_deref();
+        // Subscribed before the namespace can go, so its removal cannot be missed.
+        let removal = match (&self.net, veth) {
+            (Some(_), Some(veth)) => LinkRemoval::watch(veth).map_err(|e| {
+                tracing::warn!(%veth, error = %e, "cannot watch the veth's removal");
+            }),
+            _ => Err(()),
+        };
+        if let Some(netns) = &self.record.netns
+            && let Err(e) = ns::unbind_netns(&Path::new(NETNS_DIR).join(netns))
+        {
+            tracing::warn!(%netns, error = %e, "cannot remove network namespace mount");
+        }
         self.net = None;
         self.uts = None;
         self.ipc = None;
+        let removed = match removal {
+            Ok(None) => true,
+            Ok(Some(r)) => r.wait(VETH_REMOVAL_WAIT).unwrap_or(false),
+            Err(()) => false,
+        };
+        if !removed && let Some(veth) = veth {
+            delete_veth(veth);
+        }
         if let (Some(ipam), Some(ip)) = (&self.ipam, self.record.ip)
             && let Err(e) = ipam.release(ip, &self.record.uid)
         {
@@ -434,29 +563,70 @@ impl Sandbox {
     }
 }
 
+fn worker_lost() -> SandboxError {
+    SandboxError::Setup {
+        step: "make the sandbox".into(),
+        source: std::io::Error::other("the sandbox worker ended without an answer"),
+    }
+}
+
+/// Creates the pod's veth pair on the worker's host netlink socket: the host end up and
+/// attached to the bridge (made on demand), `eth0` inside the namespace `net`.
+fn attach_veth(
+    worker: &mut Worker,
+    veth: &str,
+    net: std::os::fd::RawFd,
+    cidr: &Ipv4Cidr,
+) -> Result<(), SandboxError> {
+    let host_nl = worker.host_netlink().map_err(step("netlink"))?;
+    let (bridge, cached) = ensure_bridge(host_nl, cidr)?;
+    if let Err(e) = host_nl.create_veth(veth, bridge, "eth0", net) {
+        if !cached {
+            return Err(step("create veth pair")(e));
+        }
+        // The remembered bridge may have been removed (and re-created under another
+        // index) behind this process's back: look it up afresh, once.
+        forget_bridge();
+        let (bridge, _) = ensure_bridge(host_nl, cidr)?;
+        host_nl
+            .create_veth(veth, bridge, "eth0", net)
+            .map_err(step("create veth pair"))?;
+    }
+    Ok(())
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.destroy();
     }
 }
 
-fn write_record(path: &Path, record: &SandboxRecord) -> Result<(), SandboxError> {
-    let text = serde_json::to_vec(record).map_err(|e| SandboxError::Setup {
+fn encode_record(record: &SandboxRecord) -> Result<Vec<u8>, SandboxError> {
+    serde_json::to_vec(record).map_err(|e| SandboxError::Setup {
         step: "encode sandbox record".into(),
         source: std::io::Error::other(e),
-    })?;
+    })
+}
+
+/// Replaces a record atomically.
+fn write_record(path: &Path, record: &SandboxRecord) -> Result<(), SandboxError> {
+    let text = encode_record(record)?;
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, text).map_err(step("write sandbox record"))?;
     std::fs::rename(&tmp, path).map_err(step("write sandbox record"))
 }
 
-/// Removes a sandbox's veth and netns mount (shared by destroy and recovery).
+/// Deletes a veth pair (both ends), if it is still there.
+fn delete_veth(veth: &str) {
+    if let Err(e) = Netlink::open().and_then(|mut nl| nl.delete_link(veth)) {
+        tracing::warn!(%veth, error = %e, "cannot delete veth");
+    }
+}
+
+/// Removes a dead podrun's sandbox's veth and netns mount (recovery and clean-up).
 fn teardown(record: &SandboxRecord) {
     if let Some(veth) = &record.veth {
-        match Netlink::open().and_then(|mut nl| nl.delete_link(veth)) {
-            Ok(_) => {}
-            Err(e) => tracing::warn!(%veth, error = %e, "cannot delete veth"),
-        }
+        delete_veth(veth);
     }
     if let Some(netns) = &record.netns
         && let Err(e) = ns::unbind_netns(&Path::new(NETNS_DIR).join(netns))

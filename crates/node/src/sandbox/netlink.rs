@@ -1,11 +1,14 @@
 //! A small route-netlink client: just the requests a pod network needs (bridge, veth
-//! pair, link up, IPv4 address, default route, link removal).
+//! pair, link up, IPv4 address, default route, link removal) and a wait for a link's
+//! removal.
 //!
 //! It speaks `NETLINK_ROUTE` over a plain blocking socket. A netlink socket belongs to the
 //! network namespace of the thread that created it, so a socket opened on a thread that
 //! has just entered a pod's namespace keeps configuring that namespace from any thread.
-//! Kept to ~300 lines on purpose: the few messages are fixed, and a hand-written encoder
-//! avoids an async stack (and a helper process) per sandbox.
+//! Requests that do not depend on each other's answers go out in one `sendto` (the kernel
+//! handles them in order and acknowledges each). Kept small on purpose: the few messages
+//! are fixed, and a hand-written encoder avoids an async stack (and a helper process) per
+//! sandbox.
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -29,12 +32,18 @@ const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_AF_SPEC: u16 = 26;
+const IFLA_NUM_TX_QUEUES: u16 = 31;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
 
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
+
+const IFLA_INET6_ADDR_GEN_MODE: u16 = 8;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
 
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
@@ -48,6 +57,13 @@ const NLA_F_NESTED: u16 = 0x8000;
 
 /// Length of `struct ifinfomsg`.
 const IFINFOMSG_LEN: usize = 16;
+/// Length of `struct nlmsghdr`.
+const NLMSGHDR_LEN: usize = 16;
+
+/// The link notification group (`RTNLGRP_LINK`).
+const RTNLGRP_LINK: u32 = 1;
+const NETLINK_ADD_MEMBERSHIP: libc::c_int = 1;
+const SO_ATTACH_FILTER: libc::c_int = 26;
 
 /// A route-netlink socket in the network namespace it was opened in.
 #[derive(Debug)]
@@ -160,20 +176,7 @@ impl Netlink {
         // SAFETY: `fd` is a fresh descriptor owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         // A kernel that never answers must not hang a pod worker.
-        let tv = libc::timeval {
-            tv_sec: 5,
-            tv_usec: 0,
-        };
-        // SAFETY: setsockopt with a valid timeval of the right size.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                &tv as *const libc::timeval as *const libc::c_void,
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            );
-        }
+        set_receive_timeout(&fd, std::time::Duration::from_secs(5));
         Ok(Self {
             fd,
             seq: 1,
@@ -184,9 +187,28 @@ impl Netlink {
     /// Sends one request and waits for its acknowledgement; a kernel error becomes the
     /// matching `io::Error`. Returns the payload of a non-ack reply (for `GETLINK`).
     fn request(&mut self, msg: Message) -> io::Result<Option<Vec<u8>>> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let bytes = msg.finish(seq);
+        let mut reply = None;
+        let mut acks = self.exchange(vec![msg], |_, body| reply = Some(body.to_vec()))?;
+        acks.pop()
+            .unwrap_or_else(|| Err(io::Error::other("no netlink acknowledgement")))?;
+        Ok(reply)
+    }
+
+    /// Sends `msgs` in one `sendto` and waits until each is acknowledged: one result per
+    /// message, in order (the kernel carries on after a failed one). `on_reply` sees the
+    /// payload of every non-ack reply with the index of its request.
+    fn exchange(
+        &mut self,
+        msgs: Vec<Message>,
+        mut on_reply: impl FnMut(usize, &[u8]),
+    ) -> io::Result<Vec<io::Result<()>>> {
+        let first = self.seq.wrapping_add(1);
+        let mut bytes = Vec::new();
+        for msg in msgs {
+            self.seq = self.seq.wrapping_add(1);
+            bytes.extend_from_slice(&msg.finish(self.seq));
+        }
+        let count = self.seq.wrapping_sub(first).wrapping_add(1) as usize;
         // SAFETY: an all-zero sockaddr_nl is valid; we set the family.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as u16;
@@ -209,55 +231,47 @@ impl Netlink {
         if self.buf.is_empty() {
             self.buf = vec![0u8; 32 * 1024];
         }
-        let buf = &mut self.buf;
-        let mut reply = None;
-        loop {
-            // SAFETY: recv into a buffer we own.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+        let mut results: Vec<Option<io::Result<()>>> = (0..count).map(|_| None).collect();
+        let mut pending = count;
+        while pending > 0 {
+            let n = recv_into(&self.fd, &mut self.buf)?;
+            let buf = &self.buf[..n];
             let mut off = 0usize;
-            let n = n as usize;
-            while off + 16 <= n {
-                let len =
-                    u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;
-                let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-                let rseq = u32::from_ne_bytes(buf[off + 8..off + 12].try_into().unwrap_or([0; 4]));
-                if len < 16 || off + len > n {
+            while off + NLMSGHDR_LEN <= n {
+                let (len, kind, rseq) = header(&buf[off..]);
+                if len < NLMSGHDR_LEN || off + len > n {
                     return Err(io::Error::other("malformed netlink reply"));
                 }
-                let body = &buf[off + 16..off + len];
-                if rseq == seq {
-                    match kind {
+                let body = &buf[off + NLMSGHDR_LEN..off + len];
+                let index = rseq.wrapping_sub(first) as usize;
+                if index < count && results[index].is_none() {
+                    let done = match kind {
                         NLMSG_ERROR => {
                             let code = body
                                 .get(0..4)
                                 .map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
                                 .unwrap_or(-libc::EPROTO);
-                            if code == 0 {
-                                return Ok(reply);
-                            }
-                            return Err(io::Error::from_raw_os_error(-code));
+                            Some(if code == 0 {
+                                Ok(())
+                            } else {
+                                Err(io::Error::from_raw_os_error(-code))
+                            })
                         }
-                        NLMSG_DONE => return Ok(reply),
-                        _ => reply = Some(body.to_vec()),
+                        NLMSG_DONE => Some(Ok(())),
+                        _ => {
+                            on_reply(index, body);
+                            None
+                        }
+                    };
+                    if let Some(r) = done {
+                        results[index] = Some(r);
+                        pending -= 1;
                     }
                 }
                 off += (len + 3) & !3;
             }
         }
+        Ok(results.into_iter().flatten().collect())
     }
 
     /// The index of link `name`, or `None` if there is none.
@@ -291,7 +305,17 @@ impl Netlink {
     }
 
     /// Creates a veth pair: `host` here, attached to `master` and up; `peer` created
-    /// directly inside the network namespace `peer_netns` (so it never needs a rename).
+    /// directly inside the network namespace `peer_netns` (so it never needs a rename). The
+    /// peer is left down: the kernel refuses to open one end of a pair before both exist,
+    /// so it is brought up from inside its namespace ([`Netlink::configure_pod`]).
+    ///
+    /// Both ends get one transmit and one receive queue, which is what the kernel leaves a
+    /// veth with anyway; asked for up front, it is not reduced to that after registration,
+    /// where every reduction waits for an RCU grace period while holding the RTNL lock
+    /// (which every other sandbox being made then waits for). The host end is a bridge
+    /// port and needs no IPv6 address: its autoconfiguration is turned off before it comes up
+    /// (see `no_ipv6_autoconf`). All in
+    /// one round trip.
     pub fn create_veth(
         &mut self,
         host: &str,
@@ -300,39 +324,42 @@ impl Netlink {
         peer_netns: RawFd,
     ) -> io::Result<()> {
         let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-        m.ifinfo(0, IFF_UP, IFF_UP);
+        m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, host);
         m.attr_u32(IFLA_MASTER, master);
+        m.attr_u32(IFLA_NUM_TX_QUEUES, 1);
+        m.attr_u32(IFLA_NUM_RX_QUEUES, 1);
         m.begin(IFLA_LINKINFO);
         m.attr_str(IFLA_INFO_KIND, "veth");
         m.begin(IFLA_INFO_DATA);
         m.begin_peer();
         m.attr_str(IFLA_IFNAME, peer);
         m.attr_u32(IFLA_NET_NS_FD, peer_netns as u32);
+        m.attr_u32(IFLA_NUM_TX_QUEUES, 1);
+        m.attr_u32(IFLA_NUM_RX_QUEUES, 1);
         m.end();
         m.end();
         m.end();
-        self.request(m).map(drop)
+        let mut up = Message::new(RTM_NEWLINK, 0);
+        up.ifinfo(0, IFF_UP, IFF_UP);
+        up.attr_str(IFLA_IFNAME, host);
+        let mut results = self
+            .exchange(vec![m, no_ipv6_autoconf(0, Some(host)), up], |_, _| {})?
+            .into_iter();
+        // A failed creation fails the rest too: report the first error.
+        results.next().unwrap_or(Ok(()))?;
+        results.next().map(ipv6_optional).unwrap_or(Ok(()))?;
+        results.next().unwrap_or(Ok(()))
     }
 
     /// Sets link `index` up.
     pub fn set_up(&mut self, index: u32) -> io::Result<()> {
-        let mut m = Message::new(RTM_NEWLINK, 0);
-        m.ifinfo(index, IFF_UP, IFF_UP);
-        self.request(m).map(drop)
+        self.request(set_up_message(index)).map(drop)
     }
 
     /// Adds `ip/prefix` to link `index`. Returns false if it was already there.
     pub fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> io::Result<bool> {
-        let mut m = Message::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
-        m.buf.push(libc::AF_INET as u8);
-        m.buf.push(prefix);
-        m.buf.push(0); // flags
-        m.buf.push(0); // scope: universe
-        m.buf.extend_from_slice(&index.to_ne_bytes());
-        m.attr(IFA_LOCAL, &ip.octets());
-        m.attr(IFA_ADDRESS, &ip.octets());
-        match self.request(m) {
+        match self.request(address_message(index, ip, prefix)) {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(e),
@@ -341,19 +368,38 @@ impl Netlink {
 
     /// Adds the default route via `gateway` out of link `oif`.
     pub fn add_default_route(&mut self, gateway: Ipv4Addr, oif: u32) -> io::Result<()> {
-        let mut m = Message::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
-        m.buf.push(libc::AF_INET as u8);
-        m.buf.push(0); // dst_len: default route
-        m.buf.push(0); // src_len
-        m.buf.push(0); // tos
-        m.buf.push(RT_TABLE_MAIN);
-        m.buf.push(RTPROT_BOOT);
-        m.buf.push(0); // scope: universe
-        m.buf.push(RTN_UNICAST);
-        m.buf.extend_from_slice(&0u32.to_ne_bytes());
-        m.attr(RTA_GATEWAY, &gateway.octets());
-        m.attr_u32(RTA_OIF, oif);
-        self.request(m).map(drop)
+        self.request(default_route_message(gateway, oif)).map(drop)
+    }
+
+    /// A pod's side of its network in one round trip: no IPv6 address autoconfiguration
+    /// on `eth0` (see `no_ipv6_autoconf`), `lo` and `eth0` up, `ip/prefix` on `eth0`, and the
+    /// default route via `gateway` out of `eth0`. A failure names its step.
+    pub fn configure_pod(
+        &mut self,
+        eth0: u32,
+        ip: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+    ) -> Result<(), (&'static str, io::Error)> {
+        const STEPS: [&str; 5] = [
+            "turn off IPv6 autoconfiguration on eth0",
+            "set lo up",
+            "set eth0 up",
+            "add pod address",
+            "add default route",
+        ];
+        let msgs = vec![
+            no_ipv6_autoconf(eth0, None),
+            set_up_message(LOOPBACK_INDEX),
+            set_up_message(eth0),
+            address_message(eth0, ip, prefix),
+            default_route_message(gateway, eth0),
+        ];
+        let results = self.exchange(msgs, |_, _| {}).map_err(|e| (STEPS[0], e))?;
+        for (i, (step, r)) in STEPS.into_iter().zip(results).enumerate() {
+            if i == 0 { ipv6_optional(r) } else { r }.map_err(|e| (step, e))?;
+        }
+        Ok(())
     }
 
     /// Deletes link `name` (for a veth, both ends). Returns false if there was none.
@@ -365,6 +411,231 @@ impl Netlink {
             Ok(_) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// `lo`'s index in every network namespace.
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Turns off IPv6 address autoconfiguration on link `index` (or `name`, with index 0):
+/// no link-local address, so no duplicate address detection, router solicitation or
+/// multicast listener reports. The pod network is IPv4; those would only be flooded
+/// through the bridge to every other pod, each by a kernel worker holding the RTNL lock
+/// that sandboxes being made wait for. Must come before the link is up (an address made
+/// then stays).
+fn no_ipv6_autoconf(index: u32, name: Option<&str>) -> Message {
+    let mut m = Message::new(RTM_NEWLINK, 0);
+    m.ifinfo(index, 0, 0);
+    if let Some(name) = name {
+        m.attr_str(IFLA_IFNAME, name);
+    }
+    m.begin(IFLA_AF_SPEC);
+    m.begin(libc::AF_INET6 as u16);
+    m.attr(IFLA_INET6_ADDR_GEN_MODE, &[IN6_ADDR_GEN_MODE_NONE]);
+    m.end();
+    m.end();
+    m
+}
+
+/// A kernel without IPv6 has no autoconfiguration to turn off.
+fn ipv6_optional(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => Ok(()),
+        other => other,
+    }
+}
+
+fn set_up_message(index: u32) -> Message {
+    let mut m = Message::new(RTM_NEWLINK, 0);
+    m.ifinfo(index, IFF_UP, IFF_UP);
+    m
+}
+
+fn address_message(index: u32, ip: Ipv4Addr, prefix: u8) -> Message {
+    let mut m = Message::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL);
+    m.buf.push(libc::AF_INET as u8);
+    m.buf.push(prefix);
+    m.buf.push(0); // flags
+    m.buf.push(0); // scope: universe
+    m.buf.extend_from_slice(&index.to_ne_bytes());
+    m.attr(IFA_LOCAL, &ip.octets());
+    m.attr(IFA_ADDRESS, &ip.octets());
+    m
+}
+
+fn default_route_message(gateway: Ipv4Addr, oif: u32) -> Message {
+    let mut m = Message::new(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL);
+    m.buf.push(libc::AF_INET as u8);
+    m.buf.push(0); // dst_len: default route
+    m.buf.push(0); // src_len
+    m.buf.push(0); // tos
+    m.buf.push(RT_TABLE_MAIN);
+    m.buf.push(RTPROT_BOOT);
+    m.buf.push(0); // scope: universe
+    m.buf.push(RTN_UNICAST);
+    m.buf.extend_from_slice(&0u32.to_ne_bytes());
+    m.attr(RTA_GATEWAY, &gateway.octets());
+    m.attr_u32(RTA_OIF, oif);
+    m
+}
+
+/// Length, type and sequence number of the message at the start of `buf` (at least a
+/// header long).
+fn header(buf: &[u8]) -> (usize, u16, u32) {
+    let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+    let seq = u32::from_ne_bytes([buf[8], buf[9], buf[10], buf[11]]);
+    (len, kind, seq)
+}
+
+/// One `recv` into `buf`, retried on EINTR.
+fn recv_into(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: recv into a buffer we own.
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+                0,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Sets how long a `recv` on `fd` may block.
+fn set_receive_timeout(fd: &OwnedFd, timeout: std::time::Duration) {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: setsockopt with a valid timeval of the right size.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+    }
+}
+
+/// A subscription to the removal of one link, made while the link still exists: the
+/// kernel's link notifications reach the socket only if they announce that link's
+/// removal (a socket filter drops the rest in the kernel), so many of these can wait at
+/// once without each receiving every other link's news.
+#[derive(Debug)]
+pub struct LinkRemoval {
+    nl: Netlink,
+    name: String,
+}
+
+impl LinkRemoval {
+    /// Watches link `name` (in the calling thread's network namespace). `None` if there is
+    /// no such link. Only a removal after this returns is seen.
+    pub fn watch(name: &str) -> io::Result<Option<Self>> {
+        let mut nl = Netlink::open()?;
+        let Some(index) = nl.link_index(name)? else {
+            return Ok(None);
+        };
+        // Classic BPF loads are big-endian; the message is in host order.
+        let kind = u32::from(u16::from_be_bytes(RTM_DELLINK.to_ne_bytes()));
+        let index_be = u32::from_be_bytes(index.to_ne_bytes());
+        let ld = |size: u32, k: u32| libc::sock_filter {
+            code: (libc::BPF_LD | size | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt,
+            jf,
+            k,
+        };
+        let ret = |k: u32| libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        let mut program = [
+            ld(libc::BPF_H, 4), // nlmsg_type
+            jeq(kind, 0, 3),
+            ld(libc::BPF_W, (NLMSGHDR_LEN + 4) as u32), // ifi_index
+            jeq(index_be, 0, 1),
+            ret(u32::MAX),
+            ret(0),
+        ];
+        let prog = libc::sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        let group = RTNLGRP_LINK;
+        // SAFETY: setsockopt with a filter program and a group number that live across
+        // the calls.
+        let failed = unsafe {
+            libc::setsockopt(
+                nl.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_ATTACH_FILTER,
+                &prog as *const libc::sock_fprog as *const libc::c_void,
+                std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+            ) != 0
+                || libc::setsockopt(
+                    nl.fd.as_raw_fd(),
+                    libc::SOL_NETLINK,
+                    NETLINK_ADD_MEMBERSHIP,
+                    &group as *const u32 as *const libc::c_void,
+                    std::mem::size_of::<u32>() as libc::socklen_t,
+                ) != 0
+        };
+        if failed {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(Self {
+            nl,
+            name: name.to_string(),
+        }))
+    }
+
+    /// Waits up to `timeout` for the link's removal. Returns whether it went.
+    pub fn wait(self, timeout: std::time::Duration) -> io::Result<bool> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            set_receive_timeout(&self.nl.fd, left.max(std::time::Duration::from_millis(1)));
+            match recv_into(&self.nl.fd, &mut buf) {
+                // Only the removal passes the filter.
+                Ok(n) if n >= NLMSGHDR_LEN && header(&buf).1 == RTM_DELLINK => return Ok(true),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                // Notifications were lost: ask instead (on another socket, as this one's
+                // filter would drop the answer).
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    if Netlink::open()?.link_index(&self.name)?.is_none() {
+                        return Ok(true);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }
@@ -384,6 +655,91 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(bytes[0..4].try_into().unwrap()), 44);
         assert_eq!(u32::from_ne_bytes(bytes[8..12].try_into().unwrap()), 7);
         assert_eq!(u16::from_ne_bytes([bytes[32], bytes[33]]), 9);
+    }
+
+    /// Runs `f` on a thread of its own in a new, empty network namespace (which goes with
+    /// the thread).
+    fn in_private_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: it creates a network namespace"
+        );
+        std::thread::spawn(move || {
+            // SAFETY: unshare(2) of this thread's network namespace only.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// A bridge and veth pairs `<name>`/`<name>p` in the calling thread's namespace.
+    fn pairs(nl: &mut Netlink, names: &[&str]) {
+        nl.create_bridge("br").unwrap();
+        let br = nl.link_index("br").unwrap().unwrap();
+        let here = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+        for name in names {
+            nl.create_veth(name, br, &format!("{name}p"), here.as_raw_fd())
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_pod_is_configured_in_one_round_trip_and_a_failure_names_its_step() {
+        in_private_netns(|| {
+            let mut nl = Netlink::open().unwrap();
+            pairs(&mut nl, &["v"]);
+            let eth0 = nl.link_index("vp").unwrap().unwrap();
+            let ip = Ipv4Addr::new(10, 1, 0, 2);
+            let gw = Ipv4Addr::new(10, 1, 0, 1);
+            nl.configure_pod(eth0, ip, 24, gw).unwrap();
+            // IPv6 works here (lo has ::1) but neither end of the pair made an address.
+            let v6 = std::fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap();
+            let links: Vec<&str> = v6
+                .lines()
+                .filter_map(|l| l.split_whitespace().last())
+                .collect();
+            assert!(links.contains(&"lo"), "{v6}");
+            assert!(!links.contains(&"v") && !links.contains(&"vp"), "{v6}");
+            // Everything is in place: the address and route exist already.
+            assert!(!nl.add_address(eth0, ip, 24).unwrap());
+            let again = nl.add_default_route(gw, eth0).unwrap_err();
+            assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+            // Each answer is matched to its request: here only the last one fails.
+            let (step, e) = nl
+                .configure_pod(eth0, Ipv4Addr::new(10, 1, 0, 3), 24, gw)
+                .unwrap_err();
+            assert_eq!(
+                (step, e.raw_os_error()),
+                ("add default route", Some(libc::EEXIST))
+            );
+            let (step, e) = nl.configure_pod(9999, ip, 24, gw).unwrap_err();
+            assert_eq!(
+                (step, e.raw_os_error()),
+                (
+                    "turn off IPv6 autoconfiguration on eth0",
+                    Some(libc::ENODEV)
+                )
+            );
+        });
+    }
+
+    #[test]
+    fn a_link_removal_is_seen_and_other_links_removals_are_not() {
+        in_private_netns(|| {
+            let mut nl = Netlink::open().unwrap();
+            pairs(&mut nl, &["a", "b"]);
+            assert!(LinkRemoval::watch("missing").unwrap().is_none());
+            let watch = LinkRemoval::watch("a").unwrap().unwrap();
+            assert!(nl.delete_link("b").unwrap());
+            // The socket filter drops b's removal: nothing arrives.
+            assert!(!watch.wait(std::time::Duration::from_millis(200)).unwrap());
+            let watch = LinkRemoval::watch("a").unwrap().unwrap();
+            // Deleting one end removes the pair: the watch on the other end sees it.
+            assert!(nl.delete_link("ap").unwrap());
+            assert!(watch.wait(std::time::Duration::from_secs(10)).unwrap());
+            assert_eq!(nl.link_index("a").unwrap(), None);
+        });
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Creating a pod's namespaces, and the pod's init for a shared PID namespace.
 //!
-//! Namespaces are made on a short-lived thread of their own with `unshare`: a thread can
-//! switch its network, UTS and IPC namespaces without affecting the rest of podrun, and
-//! it exits afterwards, so no pooled thread is ever left in a pod's namespace. What
-//! survives are file descriptors (and the `/run/netns` bind mount), which keep the
-//! namespaces alive until the sandbox is destroyed.
+//! Namespaces are made with `unshare` on one of the sandbox workers
+//! ([`super::workers`]): long-lived threads that only make sandboxes. A thread can switch
+//! its network, UTS and IPC namespaces without affecting the rest of podrun; the worker
+//! keeps descriptors of the namespaces it started in ([`Home`]) and goes back to them with
+//! `setns` as soon as the pod's are made. What survives are file descriptors (and the
+//! `/run/netns` bind mount), which keep the namespaces alive until the sandbox is
+//! destroyed. A worker that cannot go back is stranded and ends (see [`Stranded`]).
 
 use std::ffi::{CString, c_int, c_void};
 use std::io;
@@ -19,7 +21,7 @@ pub(crate) struct Created {
     pub net: Option<OwnedFd>,
     pub uts: Option<OwnedFd>,
     pub ipc: OwnedFd,
-    /// A netlink socket inside the pod's network namespace (with `lo` already up).
+    /// A netlink socket inside the pod's network namespace.
     pub netlink: Option<Netlink>,
 }
 
@@ -32,16 +34,58 @@ pub(crate) struct Request {
     pub hostname: Option<String>,
 }
 
-/// Creates the namespaces on a dedicated thread.
-pub(crate) fn create(req: Request) -> io::Result<Created> {
-    std::thread::Builder::new()
-        .name("podrun-netns".into())
-        .spawn(move || create_here(&req))?
-        .join()
-        .map_err(|_| io::Error::other("namespace thread panicked"))?
+/// The network, UTS and IPC namespaces a thread started in.
+#[derive(Debug)]
+pub(crate) struct Home {
+    net: OwnedFd,
+    uts: OwnedFd,
+    ipc: OwnedFd,
 }
 
-fn create_here(req: &Request) -> io::Result<Created> {
+/// The calling thread could not return to its [`Home`] namespaces: it must not be used
+/// for anything else.
+#[derive(Debug)]
+pub(crate) struct Stranded;
+
+impl Home {
+    /// The calling thread's namespaces.
+    pub fn here() -> io::Result<Self> {
+        Ok(Self {
+            net: open_own("net")?,
+            uts: open_own("uts")?,
+            ipc: open_own("ipc")?,
+        })
+    }
+
+    /// Makes the calling thread rejoin the namespaces among `flags`.
+    fn restore(&self, flags: c_int) -> Result<(), Stranded> {
+        for (fd, nstype) in [
+            (&self.net, libc::CLONE_NEWNET),
+            (&self.uts, libc::CLONE_NEWUTS),
+            (&self.ipc, libc::CLONE_NEWIPC),
+        ] {
+            // SAFETY: setns(2) of this thread into a namespace we hold a descriptor of.
+            if flags & nstype != 0 && unsafe { libc::setns(fd.as_raw_fd(), nstype) } != 0 {
+                tracing::error!(
+                    error = %io::Error::last_os_error(),
+                    "a sandbox worker cannot return to podrun's namespaces"
+                );
+                return Err(Stranded);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_own(kind: &str) -> io::Result<OwnedFd> {
+    let f = std::fs::File::open(format!("/proc/thread-self/ns/{kind}"))
+        .map_err(|e| with_step(&format!("open {kind} namespace"), e))?;
+    Ok(f.into())
+}
+
+/// Creates the namespaces on the calling thread, which is back in `home` afterwards
+/// (`Err(Stranded)` if it could not get back).
+pub(crate) fn create(req: &Request, home: &Home) -> Result<io::Result<Created>, Stranded> {
     let mut flags = libc::CLONE_NEWIPC;
     if req.netns_path.is_some() {
         flags |= libc::CLONE_NEWNET;
@@ -51,24 +95,35 @@ fn create_here(req: &Request) -> io::Result<Created> {
     }
     // SAFETY: unshare(2) of per-thread namespaces; only this thread changes.
     if unsafe { libc::unshare(flags) } != 0 {
-        return Err(with_step("unshare", io::Error::last_os_error()));
+        let e = io::Error::last_os_error();
+        // Nothing may have changed, but make sure.
+        home.restore(flags)?;
+        return Ok(Err(with_step("unshare", e)));
     }
+    let created = inside(req);
+    home.restore(flags)?;
+    Ok(created)
+}
+
+/// The part of [`create`] done inside the new namespaces.
+fn inside(req: &Request) -> io::Result<Created> {
     if let Some(h) = &req.hostname {
         nix::unistd::sethostname(h).map_err(|e| with_step("sethostname", e.into()))?;
     }
-    let open = |kind: &str| -> io::Result<OwnedFd> {
-        let f = std::fs::File::open(format!("/proc/thread-self/ns/{kind}"))
-            .map_err(|e| with_step(&format!("open {kind} namespace"), e))?;
-        Ok(f.into())
-    };
-    let ipc = open("ipc")?;
-    let uts = req.hostname.as_ref().map(|_| open("uts")).transpose()?;
+    let ipc = open_own("ipc")?;
+    let uts = req.hostname.as_ref().map(|_| open_own("uts")).transpose()?;
     let (net, netlink) = match &req.netns_path {
         Some(path) => {
-            let net = open("net")?;
+            let net = open_own("net")?;
             bind_netns(&net, path)?;
-            let mut nl = Netlink::open().map_err(|e| with_step("netlink in pod", e))?;
-            nl.set_up(1).map_err(|e| with_step("set lo up", e))?;
+            let nl = Netlink::open().map_err(|e| with_step("netlink in pod", e));
+            let nl = match nl {
+                Ok(nl) => nl,
+                Err(e) => {
+                    let _ = unbind_netns(path);
+                    return Err(e);
+                }
+            };
             (Some(net), Some(nl))
         }
         None => (None, None),
@@ -83,14 +138,23 @@ fn create_here(req: &Request) -> io::Result<Created> {
 
 /// Bind-mounts the namespace at `path`, as `ip netns add` does, so `ip netns` lists it.
 fn bind_netns(net: &OwnedFd, path: &Path) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| with_step("create /run/netns", e))?;
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+    };
+    // The directory exists after the first pod: only then is it made.
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| with_step("create /run/netns", e))?;
+            }
+            create()
+        }
+        other => other,
     }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| with_step(&format!("create {}", path.display()), e))?;
+    .map_err(|e| with_step(&format!("create {}", path.display()), e))?;
     let source = format!("/proc/self/fd/{}", net.as_raw_fd());
     if let Err(e) = nix::mount::mount(
         Some(source.as_str()),
