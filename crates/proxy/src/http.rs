@@ -393,7 +393,9 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
     let svc_conn = conn.clone();
     let svc = service_fn(move |req| {
         let c = svc_conn.clone();
-        async move { Ok::<_, Infallible>(handle(c, req).await) }
+        // Boxed: the request future is large, and hyper moves the future it holds.
+        let fut = Box::pin(handle(c, req));
+        async move { Ok::<_, Infallible>(fut.await) }
     });
     // A connection accepted while already draining is told to close through its
     // responses (HTTP/1 keep-alive off, `Connection: close`); shutting it down at once
