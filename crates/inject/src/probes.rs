@@ -58,14 +58,19 @@ fn rewrite_handler(
         return None;
     }
     let mut record = Map::new();
-    let mut https = false;
+    // Istio keeps the rest of an httpGet handler (host, httpHeaders) on the rewritten
+    // probe, changing only its port, path and an HTTPS scheme.
+    let mut new_get = Map::new();
     if let Some(mut http) = handler.remove("httpGet") {
         if let Some(obj) = http.as_object_mut() {
+            new_get = obj.clone();
+            if new_get.get("scheme").and_then(Value::as_str) == Some("HTTPS") {
+                new_get.insert("scheme".into(), json!("HTTP"));
+            }
             if let Some(port) = obj.get("port") {
                 let resolved = resolve_port(container, port);
                 obj.insert("port".into(), resolved);
             }
-            https = obj.get("scheme").and_then(Value::as_str) == Some("HTTPS");
         }
         record.insert("httpGet".into(), http);
     } else if let Some(mut tcp) = handler.remove("tcpSocket") {
@@ -87,12 +92,8 @@ fn rewrite_handler(
     {
         record.insert("timeoutSeconds".into(), t.clone());
     }
-    let mut new_get = Map::new();
     new_get.insert("path".into(), json!(path));
     new_get.insert("port".into(), json!(status_port));
-    if https {
-        new_get.insert("scheme".into(), json!("HTTP"));
-    }
     handler.insert("httpGet".into(), Value::Object(new_get));
     Some(Value::Object(record))
 }
@@ -133,6 +134,30 @@ pub fn rewrite_container(container: &mut Value, status_port: u16, probers: &mut 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_probe_keeps_its_headers_and_host_as_istio_does() {
+        let mut c = json!({
+            "name": "web",
+            "readinessProbe": {"httpGet": {
+                "port": 8080, "path": "/ready", "host": "web.local",
+                "httpHeaders": [{"name": "X-Probe", "value": "1"}]
+            }},
+        });
+        let mut probers = Probers::new();
+        rewrite_container(&mut c, 15020, &mut probers);
+        assert_eq!(
+            c["readinessProbe"],
+            json!({"httpGet": {
+                "path": "/app-health/web/readyz", "port": 15020, "host": "web.local",
+                "httpHeaders": [{"name": "X-Probe", "value": "1"}]
+            }})
+        );
+        assert_eq!(
+            probers["/app-health/web/readyz"]["httpGet"]["httpHeaders"],
+            json!([{"name": "X-Probe", "value": "1"}])
+        );
+    }
 
     #[test]
     fn http_tcp_and_exec_probes() {
