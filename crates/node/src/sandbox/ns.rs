@@ -57,6 +57,11 @@ impl Home {
         })
     }
 
+    /// A descriptor to duplicate (its network namespace's).
+    pub fn raw(&self) -> std::os::fd::RawFd {
+        self.net.as_raw_fd()
+    }
+
     /// Makes the calling thread rejoin the namespaces among `flags`.
     fn restore(&self, flags: c_int) -> Result<(), Stranded> {
         for (fd, nstype) in [
