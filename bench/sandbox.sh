@@ -2,7 +2,8 @@
 # Pod sandbox costs (root): sandbox setup and teardown p50/p99 from the pods' timelines,
 # with the time each pod waited for a sandbox worker reported apart and added back in,
 # pods/s for 100 pods created at once until all are Running, and podrun's own RSS with
-# 100 pods running; the peer is the same network plumbing done by iproute2 commands
+# 100 pods running; then setup again, for 100 pods a second podrun creates while the first
+# deletes its 100 (churn); the peer is the same network plumbing done by iproute2 commands
 # (`ip netns add` + veth into the bridge + address + route), measured in the same run.
 #   bash bench/sandbox.sh [PODS]        (root; default 100)
 set -euo pipefail
@@ -13,8 +14,10 @@ bin=${PODRUN_BIN:-$PWD/target/release/podrun}
 state=$(mktemp -d)
 manifest=$state/pods.yaml
 pid=
+pid2=
 cleanup() {
   [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ -n "$pid2" ] && kill -TERM "$pid2" 2>/dev/null && wait "$pid2" 2>/dev/null || true
   for i in $(seq "$pods"); do ip netns del "bench-peer-$i" 2>/dev/null || true; done
   ip link del bench-peer-br 2>/dev/null || true
   rm -rf "$state"
@@ -24,15 +27,24 @@ for i in $(seq "$pods"); do
   printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: bench-%s}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: ["sleep", "1000"]}\n' "$i" >>"$manifest"
 done
 
+# Starts podrun on state directory $1 with every pod of the manifest; sets $pid.
+start() {
+  : >"$state/$1.rows" # exists before running() reads it
+  "$bin" --state-dir "$state/$1" run -f "$manifest" >>"$state/$1.rows" 2>"$state/$1.err" &
+  pid=$!
+}
+# Waits until every pod of podrun $2 on state directory $1 is Running.
+running() {
+  while [ "$(grep -c ' Running ' "$state/$1.rows" || true)" -lt "$pods" ]; do
+    kill -0 "$2" 2>/dev/null || { cat "$state/$1.err"; exit 1; }
+    sleep 0.01
+  done
+}
+
 # podrun: 100 pods at once, until every one is Running.
-: >"$state/rows" # exists before the loop below reads it
 s=$(date +%s%N)
-"$bin" --state-dir "$state/s" run -f "$manifest" >>"$state/rows" 2>"$state/err" &
-pid=$!
-while [ "$(grep -c ' Running ' "$state/rows" || true)" -lt "$pods" ]; do
-  kill -0 "$pid" 2>/dev/null || { cat "$state/err"; exit 1; }
-  sleep 0.01
-done
+start s
+running s "$pid"
 e=$(date +%s%N)
 rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
 # Then every pod deleted at once (SIGTERM): until podrun has torn all of them down.
@@ -40,6 +52,16 @@ kill -TERM "$pid"; wait "$pid" || true; pid=
 d=$(date +%s%N)
 running_ms=$(( (e - s) / 1000000 ))
 down_ms=$(( (d - e) / 1000000 ))
+
+# Churn: a second podrun creates 100 pods while the first deletes its 100.
+start churn-old
+running churn-old "$pid"
+pid2=$pid
+kill -TERM "$pid2"
+start churn
+running churn "$pid"
+kill -TERM "$pid"; wait "$pid" || true; pid=
+wait "$pid2" || true; pid2=
 
 # Peer: the same plumbing with iproute2, one pod after the other.
 ip link add bench-peer-br type bridge && ip link set bench-peer-br up
@@ -62,6 +84,15 @@ python3 - "$state/s" "$pods" "$running_ms" "$rss" "$(( (pe - ps) / 1000 ))" "$((
 import json, pathlib, sys
 state, pods, running_ms, rss, peer_setup_us, peer_down_us, down_ms = sys.argv[1:]
 pods, running_ms, down_ms = int(pods), int(running_ms), int(down_ms)
+def events(state, name):
+    out = []
+    for tl in pathlib.Path(state).glob("pods/*/timeline.jsonl"):
+        for line in tl.read_text().splitlines():
+            e = json.loads(line)
+            if e["event"] == name:
+                out.append(int(e["detail"]) / 1000)
+    return out
+churn = events(pathlib.Path(state).parent / "churn", "sandbox-setup")
 setup, queued, total, down = [], [], [], []
 for tl in pathlib.Path(state).glob("pods/*/timeline.jsonl"):
     q = None
@@ -88,5 +119,6 @@ print(f"  queued + setup p50 {pct(total, .5):7.2f} ms  p99 {pct(total, .99):7.2f
 print(f"sandbox teardown p50 {pct(down, .5):7.2f} ms  p99 {pct(down, .99):7.2f} ms   iproute2 peer {peer_down:6.2f} ms/pod  ratio p50/peer {pct(down, .5) / peer_down:.2f}")
 print(f"{pods} pods created at once to Running: {running_ms} ms = {rate:.1f} pods/s (target >= 50)")
 print(f"{pods} pods deleted at once until podrun exited: {down_ms} ms")
+print(f"churn: sandbox setup while another podrun deletes {pods} pods  p50 {pct(churn, .5):7.2f} ms  p99 {pct(churn, .99):7.2f} ms  ({len(churn)} pods)")
 print(f"podrun RSS at {pods} running pods: {int(rss) / 1024:.1f} MiB")
 PY
