@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Podrun, interrupt, ready_status, stderr, stdout};
+use common::{ChildGuard, Podrun, interrupt, ready_status, stderr, stdout, wait_for};
 
 #[test]
 fn injected_exiting_app_ends_completed_and_exits_0() {
@@ -121,15 +121,9 @@ fn injected_app_readiness_probe_is_served_through_the_status_port() {
             .spawn()
             .unwrap(),
     );
-    let start = Instant::now();
-    while !stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running") {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "probed pod never 2/2 Running: {}",
-            stdout(&podrun.run(&["get", "pods"]))
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for("probed pod 2/2 Running", || {
+        stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running")
+    });
     // The kubelet's probe targets the status port; the original is recorded for the proxy.
     let columns = stdout(&podrun.run(&[
         "get",
