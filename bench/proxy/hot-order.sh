@@ -66,7 +66,7 @@ for _ in $(seq 300); do kill -0 "$proxy" 2>/dev/null || break; sleep 0.1; done
 wait "$proxy" 2>/dev/null || true
 
 python3 - "$OUT/proxy.cg" "$ORDER" <<'PY'
-import collections, sys
+import collections, re, sys
 cost, first = collections.Counter(), {}
 ob = fn = None
 after_calls = False
@@ -75,7 +75,9 @@ for line in open(sys.argv[1]):
         ob = line[3:].strip()
     elif line.startswith("fn="):
         fn = line[3:].strip() if ob and ob.endswith("/podrun") else None
-        if fn and not fn.startswith("0x"):
+        if fn:
+            fn = re.sub(r"'\d+$", "", fn)  # callgrind's mark of a recursive call
+        if fn and not fn.startswith(("0x", "(")):
             first.setdefault(fn, len(first))
     elif line.startswith("calls="):
         after_calls = True  # the next cost line is a call's inclusive cost

@@ -48,6 +48,7 @@ pub fn inject_all(
         })
         .collect();
     let config = config();
+    let mut checked_proxy_exec = false;
     let mut out = Vec::with_capacity(objects.len());
     for (index, object) in objects.into_iter().enumerate() {
         if !matches!(
@@ -75,6 +76,10 @@ pub fn inject_all(
                 object.metadata().name.clone().unwrap_or_default()
             ));
         }
+        if !checked_proxy_exec {
+            proxy_can_exec(&config.podrun_path)?;
+            checked_proxy_exec = true;
+        }
         let value = object.to_json();
         match inject_object(&value, &config, index, notes).map_err(|e| e.to_string())? {
             ObjectOutcome::Injected(mut v) => {
@@ -88,6 +93,37 @@ pub fn inject_all(
     }
     Ok(out)
 }
+
+/// The injected `istio-proxy` container runs this binary as UID/GID 1337. A binary
+/// that user cannot execute (typically under a home or temporary directory of mode
+/// 0700) would leave every injected pod failing with `permission denied`; say why up
+/// front instead. The kernel decides: the binary is run as that user with `--version`.
+fn proxy_can_exec(podrun_path: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let status = std::process::Command::new(podrun_path)
+        .arg("--version")
+        .uid(PROXY_UID)
+        .gid(PROXY_UID)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "the injected istio-proxy container runs {podrun_path} as UID {PROXY_UID}, \
+             which cannot execute it ({e}): every directory on its path needs search \
+             permission for other users (e.g. chmod o+x), or install podrun where they \
+             have it (e.g. /usr/local/bin)"
+        )),
+        Err(e) => Err(format!(
+            "cannot run {podrun_path} as the proxy's UID {PROXY_UID}: {e}"
+        )),
+    }
+}
+
+/// The UID and GID Istio's sidecar runs as.
+const PROXY_UID: u32 = 1337;
 
 /// A pod (template) labelled `sidecar.istio.io/inject=true` asks for injection even
 /// where its namespace does not.

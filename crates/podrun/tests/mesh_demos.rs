@@ -161,3 +161,30 @@ fn injected_app_readiness_probe_is_served_through_the_status_port() {
     interrupt(&child);
     assert_eq!(child.0.wait().unwrap().code(), Some(130));
 }
+
+#[test]
+fn inject_refuses_up_front_when_the_proxy_user_cannot_execute_podrun() {
+    let podrun = Podrun::new();
+    // A private directory (mode 0700, as temporary and home directories often are):
+    // UID 1337 cannot reach a binary inside it.
+    let private = tempfile::tempdir().unwrap();
+    let binary = private.path().join("podrun");
+    std::fs::hard_link(env!("CARGO_BIN_EXE_podrun"), &binary)
+        .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_podrun"), &binary).map(drop))
+        .unwrap();
+    let out = std::process::Command::new(&binary)
+        .arg("--state-dir")
+        .arg(podrun.state_dir())
+        .args(["run", "--inject", "-f", "../../examples/sleep.yaml"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(err.contains("runs") && err.contains("as UID 1337"), "{err}");
+    assert!(err.contains("chmod o+x"), "{err}");
+    assert!(
+        !stdout(&podrun.run(&["get", "pods"])).contains("sleep"),
+        "no pod was created"
+    );
+}

@@ -6,8 +6,9 @@
 //! a buffer that is written out every flush interval, like Envoy's
 //! `--file-flush-interval-msec`, or at once when the interval is zero.
 
+use std::borrow::Cow;
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +19,7 @@ use crate::route::ResponseFlags;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpFields {
     /// `%REQ(:METHOD)%`.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// `%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%`, including the query.
     pub path: String,
     /// `%PROTOCOL%`: `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
@@ -47,7 +48,7 @@ pub struct AccessLogEntry {
     /// `%RESPONSE_FLAGS%`.
     pub flags: ResponseFlags,
     /// `%RESPONSE_CODE_DETAILS%`.
-    pub details: Option<String>,
+    pub details: Option<Cow<'static, str>>,
     /// `%CONNECTION_TERMINATION_DETAILS%`.
     pub termination_details: Option<String>,
     /// `%UPSTREAM_TRANSPORT_FAILURE_REASON%`.
@@ -61,7 +62,7 @@ pub struct AccessLogEntry {
     /// `%UPSTREAM_HOST%`.
     pub upstream_host: Option<SocketAddr>,
     /// `%UPSTREAM_CLUSTER_RAW%`.
-    pub upstream_cluster: Option<String>,
+    pub upstream_cluster: Option<Arc<str>>,
     /// `%UPSTREAM_LOCAL_ADDRESS%`.
     pub upstream_local: Option<SocketAddr>,
     /// `%DOWNSTREAM_LOCAL_ADDRESS%`: the original destination.
@@ -85,7 +86,7 @@ fn dash(v: Option<&str>) -> &str {
 /// Formats a time as UTC ISO-8601 with milliseconds and `Z`, e.g. `2025-03-04T10:15:22.481Z`.
 pub fn format_start_time(t: SystemTime) -> String {
     let mut out = Vec::with_capacity(24);
-    LineWriter(&mut out).time(t, &mut SecondText::default());
+    LineWriter(&mut out).time(t, &mut TextCache::default());
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -104,12 +105,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// A start time's text up to its seconds (`2025-03-04T10:15:22.`).
+/// Text that consecutive lines share: the start time up to its seconds
+/// (`2025-03-04T10:15:22.`) and recently written IPv4 socket addresses. A proxy's lines
+/// repeat the same few addresses (its listener, the upstream, each keep-alive
+/// client), so most are copied instead of formatted.
 #[derive(Debug, Default)]
-pub struct SecondText {
+pub struct TextCache {
     secs: Option<u64>,
     text: Vec<u8>,
+    addrs: Vec<Option<(SocketAddrV4, AddrText)>>,
 }
+
+/// `255.255.255.255:65535` at most: 21 bytes.
+#[derive(Debug, Clone, Copy)]
+struct AddrText {
+    len: u8,
+    bytes: [u8; 21],
+}
+
+/// Slots of the address cache (direct-mapped).
+const ADDR_SLOTS: usize = 64;
 
 /// Appends access-log tokens to a byte buffer.
 struct LineWriter<'a>(&'a mut Vec<u8>);
@@ -159,18 +174,31 @@ impl LineWriter<'_> {
         }
     }
 
-    fn addr(&mut self, addr: Option<SocketAddr>) {
+    fn addr(&mut self, addr: Option<SocketAddr>, cache: &mut TextCache) {
         match addr {
             None => self.raw("-"),
             Some(SocketAddr::V4(a)) => {
-                for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.0.push(b'.');
-                    }
-                    self.octet(octet);
+                if cache.addrs.is_empty() {
+                    cache.addrs = vec![None; ADDR_SLOTS];
                 }
-                self.0.push(b':');
-                self.num(u64::from(a.port()));
+                let key = u32::from(*a.ip()) ^ u32::from(a.port()).rotate_left(16);
+                let slot = &mut cache.addrs[(key.wrapping_mul(0x9e37_79b9) >> 26) as usize];
+                match slot {
+                    Some((cached, text)) if *cached == a => {
+                        self.0.extend_from_slice(&text.bytes[..usize::from(text.len)]);
+                    }
+                    _ => {
+                        let start = self.0.len();
+                        self.addr_v4(a);
+                        let written = &self.0[start..];
+                        let mut text = AddrText {
+                            len: written.len() as u8,
+                            bytes: [0; 21],
+                        };
+                        text.bytes[..written.len()].copy_from_slice(written);
+                        *slot = Some((a, text));
+                    }
+                }
             }
             // Writing into a Vec cannot fail.
             Some(a) => {
@@ -179,9 +207,20 @@ impl LineWriter<'_> {
         }
     }
 
+    fn addr_v4(&mut self, a: SocketAddrV4) {
+        for (i, octet) in a.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                self.0.push(b'.');
+            }
+            self.octet(octet);
+        }
+        self.0.push(b':');
+        self.num(u64::from(a.port()));
+    }
+
     /// UTC ISO-8601 with milliseconds and `Z`; `cache` keeps the text up to the
     /// seconds, which lines written in the same second share.
-    fn time(&mut self, t: SystemTime, cache: &mut SecondText) {
+    fn time(&mut self, t: SystemTime, cache: &mut TextCache) {
         // Times before 1970 cannot occur for a live connection; clamp rather than fail.
         let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
         let secs = since.as_secs();
@@ -202,10 +241,8 @@ impl LineWriter<'_> {
             w.0.push(b':');
             w.padded(rem % 60, 2);
             w.0.push(b'.');
-            *cache = SecondText {
-                secs: Some(secs),
-                text,
-            };
+            cache.secs = Some(secs);
+            cache.text = text;
         }
         self.0.extend_from_slice(&cache.text);
         self.padded(u64::from(since.subsec_millis()), 3);
@@ -225,20 +262,20 @@ impl AccessLogEntry {
     /// `format!`: this runs once per request, and generic formatting of four socket
     /// addresses and a timestamp used to cost more than parsing the request.
     pub fn write_text(&self, out: &mut Vec<u8>) {
-        self.write_text_with(out, &mut SecondText::default());
+        self.write_text_with(out, &mut TextCache::default());
     }
 
-    /// [`Self::write_text`] reusing the start time's text of the previous line when
-    /// it fell in the same second.
-    pub fn write_text_with(&self, out: &mut Vec<u8>, second: &mut SecondText) {
+    /// [`Self::write_text`] reusing text of earlier lines: the start time's up to its
+    /// seconds, and socket addresses.
+    pub fn write_text_with(&self, out: &mut Vec<u8>, cache: &mut TextCache) {
         let h = self.http.as_ref();
         let (method, path, protocol) = match h {
-            Some(h) => (h.method.as_str(), h.path.as_str(), h.protocol),
+            Some(h) => (&*h.method, h.path.as_str(), h.protocol),
             None => ("-", "-", "-"),
         };
         let mut w = LineWriter(out);
         w.raw("[");
-        w.time(self.start_time, second);
+        w.time(self.start_time, cache);
         w.raw("] \"");
         w.text(Some(method));
         w.raw(" ");
@@ -275,15 +312,15 @@ impl AccessLogEntry {
         w.raw("\" \"");
         w.text(h.and_then(|h| h.authority.as_deref()));
         w.raw("\" \"");
-        w.addr(self.upstream_host);
+        w.addr(self.upstream_host, cache);
         w.raw("\" ");
         w.text(self.upstream_cluster.as_deref());
         w.raw(" ");
-        w.addr(self.upstream_local);
+        w.addr(self.upstream_local, cache);
         w.raw(" ");
-        w.addr(Some(self.downstream_local));
+        w.addr(Some(self.downstream_local), cache);
         w.raw(" ");
-        w.addr(Some(self.downstream_remote));
+        w.addr(Some(self.downstream_remote), cache);
         w.raw(" ");
         w.text(self.sni.as_deref());
         w.raw(" ");
@@ -306,7 +343,7 @@ impl AccessLogEntry {
             "start_time".into(),
             format_start_time(self.start_time).into(),
         );
-        m.insert("method".into(), s(h.map(|h| h.method.as_str())));
+        m.insert("method".into(), s(h.map(|h| &*h.method)));
         m.insert("path".into(), s(h.map(|h| h.path.as_str())));
         m.insert("protocol".into(), s(h.map(|h| h.protocol)));
         m.insert("response_code".into(), self.response_code.into());
@@ -374,7 +411,7 @@ impl AccessLogEntry {
 }
 
 struct Inner {
-    second: SecondText,
+    second: TextCache,
     buf: Vec<u8>,
     out: Box<dyn Write + Send>,
 }
@@ -437,7 +474,7 @@ impl AccessLog {
             flush_each_line: flush_interval.is_zero(),
             inner: Arc::new(Mutex::new(Inner {
                 buf: Vec::with_capacity(1024),
-                second: SecondText::default(),
+                second: TextCache::default(),
                 out,
             })),
         }
@@ -495,9 +532,12 @@ impl AccessLog {
         if let Err(err) = out.write_all(buf).and_then(|()| out.flush()) {
             tracing::debug!(%err, "access log write failed");
         }
+        // Keep room for as much as this flush wrote: under steady load the buffer is
+        // not regrown (and copied) every interval; once load drops, it shrinks.
+        let written = buf.len();
         buf.clear();
-        if buf.capacity() > 64 * 1024 {
-            buf.shrink_to(1024);
+        if buf.capacity() > 64 * 1024 && buf.capacity() > 2 * written {
+            buf.shrink_to(written.max(1024));
         }
     }
 }
@@ -561,10 +601,10 @@ mod tests {
     }
 
     #[test]
-    fn lines_sharing_a_second_text_match_lines_written_alone() {
-        let mut second = SecondText::default();
+    fn lines_sharing_a_text_cache_match_lines_written_alone() {
+        let mut cache = TextCache::default();
         // Same second twice, the next second, then back (a late line), and octets of
-        // every width.
+        // every width; then the same again in reverse, so addresses come from the cache.
         let times = [
             1_741_083_322_481,
             1_741_083_322_999,
@@ -577,12 +617,13 @@ mod tests {
             "100.1.20.3:80",
             "10.244.2.5:53318",
         ];
-        for (ms, addr) in times.into_iter().zip(addrs) {
+        let once = times.into_iter().zip(addrs);
+        for (ms, addr) in once.clone().chain(once.rev()) {
             let mut e = http_entry();
             e.start_time = t(ms);
             e.downstream_remote = addr.parse().unwrap();
             let mut shared = Vec::new();
-            e.write_text_with(&mut shared, &mut second);
+            e.write_text_with(&mut shared, &mut cache);
             assert_eq!(String::from_utf8(shared).unwrap(), e.render_text());
             assert!(e.render_text().contains(&format!(" {addr} ")));
             assert!(

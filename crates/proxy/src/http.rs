@@ -3,6 +3,7 @@
 //! `x-envoy-upstream-service-time`, local replies for upstream failures, and one
 //! access-log line per request.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
@@ -53,7 +54,7 @@ pub struct HttpConn {
     pub(crate) source: Option<IpAddr>,
     pub(crate) version: DownstreamHttp,
     /// `cluster` as the access log and metrics print it.
-    pub(crate) cluster_name: String,
+    pub(crate) cluster_name: Arc<str>,
     /// The metric series the last request on this connection went to, by
     /// (response code, flags, gRPC): most requests on a connection end alike.
     pub(crate) series: Mutex<Option<(SeriesKey, RequestSeries)>>,
@@ -163,7 +164,7 @@ impl HttpConn {
             reporter: self.direction.reporter(),
             source_workload: self.shared.config.workload.clone(),
             destination_service: self.cluster.destination_service(self.orig_dst),
-            destination_cluster: self.cluster_name.clone(),
+            destination_cluster: self.cluster_name.to_string(),
             request_protocol: if grpc { "grpc" } else { "http" },
             response_code: status,
             response_flags: flags.to_string(),
@@ -212,15 +213,29 @@ fn uuid_v4() -> String {
     let mut b: [u8; 16] = RNG.with(|r| rand::Rng::random(&mut *r.borrow_mut()));
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let mut out = String::with_capacity(36);
+    let mut text = [b'-'; 36];
+    let mut at = 0;
     for (i, byte) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            at += 1;
         }
-        out.push(char::from(HEX[usize::from(byte >> 4)]));
-        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0x0f)];
+        at += 2;
     }
-    out
+    // Hex digits and dashes only: always UTF-8.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
+}
+
+/// A request method as the access log prints it; standard methods without allocating.
+fn method_text(m: &Method) -> Cow<'static, str> {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    match STANDARD.iter().find(|s| **s == m.as_str()) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(m.to_string()),
+    }
 }
 
 fn header_str(h: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -288,7 +303,7 @@ struct RequestLog {
     req_bytes: Arc<AtomicU64>,
     status: u16,
     flags: ResponseFlags,
-    details: Option<String>,
+    details: Option<Cow<'static, str>>,
     transport_failure: Option<String>,
     upstream_host: Option<SocketAddr>,
     upstream_local: Option<SocketAddr>,
@@ -326,7 +341,7 @@ impl RequestLog {
             http: Some(std::mem::replace(
                 &mut self.fields,
                 HttpFields {
-                    method: String::new(),
+                    method: Cow::Borrowed(""),
                     path: String::new(),
                     protocol: "",
                     x_forwarded_for: None,
@@ -585,7 +600,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         start_time,
         start,
         fields: HttpFields {
-            method: req.method().to_string(),
+            method: method_text(req.method()),
             path,
             protocol: protocol_str(req.version()),
             x_forwarded_for: header_str(req.headers(), &X_FORWARDED_FOR),
@@ -722,7 +737,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     let service_ms = sent_at.elapsed().as_millis() as u64;
     log.fields.upstream_service_time_ms = Some(service_ms);
     log.status = response.status().as_u16();
-    log.details = Some("via_upstream".into());
+    log.details = Some(Cow::Borrowed("via_upstream"));
     let (mut parts, body) = response.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
         || (upgrade && log.fields.method == "CONNECT" && parts.status.is_success());
@@ -756,7 +771,7 @@ fn local_response(
 ) -> Response<ResponseBody> {
     log.status = reply.status;
     log.flags.insert(reply.flags);
-    log.details = Some(reply.details);
+    log.details = Some(reply.details.into());
     log.transport_failure = reply.transport_failure;
     let body = Bytes::from(reply.body);
     let mut resp = Response::new(ResponseBody::local(body.clone(), None));

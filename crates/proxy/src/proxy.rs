@@ -485,7 +485,7 @@ async fn handle_connection(
             let conn = Arc::new(HttpConn {
                 shared: shared.clone(),
                 direction,
-                cluster_name: cluster.to_string(),
+                cluster_name: cluster.to_string().into(),
                 series: std::sync::Mutex::new(None),
                 upstream: std::sync::Mutex::new(None),
                 upstream_h2: std::sync::Mutex::new(None),
@@ -603,7 +603,7 @@ impl TcpConn<'_> {
             bytes_sent: sent,
             duration_ms: self.start.elapsed().as_millis() as u64,
             upstream_host: (self.cluster != Cluster::BlackHole).then_some(self.orig_dst),
-            upstream_cluster: Some(self.cluster.to_string()),
+            upstream_cluster: Some(self.cluster.to_string().into()),
             upstream_local,
             downstream_local: self.orig_dst,
             downstream_remote: self.peer,
