@@ -168,6 +168,11 @@ fn inject_refuses_up_front_when_the_proxy_user_cannot_execute_podrun() {
     // A private directory (mode 0700, as temporary and home directories often are):
     // UID 1337 cannot reach a binary inside it.
     let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        private.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let binary = private.path().join("podrun");
     std::fs::hard_link(env!("CARGO_BIN_EXE_podrun"), &binary)
         .or_else(|_| std::fs::copy(env!("CARGO_BIN_EXE_podrun"), &binary).map(drop))
@@ -175,7 +180,7 @@ fn inject_refuses_up_front_when_the_proxy_user_cannot_execute_podrun() {
     let out = std::process::Command::new(&binary)
         .arg("--state-dir")
         .arg(podrun.state_dir())
-        .args(["run", "--inject", "-f", "../../examples/sleep.yaml"])
+        .args(["run", "--inject", "-f", "../../examples/exiting-app.yaml"])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -184,7 +189,7 @@ fn inject_refuses_up_front_when_the_proxy_user_cannot_execute_podrun() {
     assert!(err.contains("runs") && err.contains("as UID 1337"), "{err}");
     assert!(err.contains("chmod o+x"), "{err}");
     assert!(
-        !stdout(&podrun.run(&["get", "pods"])).contains("sleep"),
+        !stdout(&podrun.run(&["get", "pods"])).contains("exiting"),
         "no pod was created"
     );
 }

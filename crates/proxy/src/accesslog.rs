@@ -185,7 +185,8 @@ impl LineWriter<'_> {
                 let slot = &mut cache.addrs[(key.wrapping_mul(0x9e37_79b9) >> 26) as usize];
                 match slot {
                     Some((cached, text)) if *cached == a => {
-                        self.0.extend_from_slice(&text.bytes[..usize::from(text.len)]);
+                        self.0
+                            .extend_from_slice(&text.bytes[..usize::from(text.len)]);
                     }
                     _ => {
                         let start = self.0.len();
