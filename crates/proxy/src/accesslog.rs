@@ -12,6 +12,8 @@ use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::HeaderValue;
+
 use crate::config::AccessLogFormat;
 use crate::route::ResponseFlags;
 
@@ -25,13 +27,13 @@ pub struct HttpFields {
     /// `%PROTOCOL%`: `HTTP/1.1`, `HTTP/1.0` or `HTTP/2`.
     pub protocol: &'static str,
     /// `%REQ(X-FORWARDED-FOR)%`.
-    pub x_forwarded_for: Option<String>,
+    pub x_forwarded_for: Option<HeaderValue>,
     /// `%REQ(USER-AGENT)%`.
-    pub user_agent: Option<String>,
+    pub user_agent: Option<HeaderValue>,
     /// `%REQ(X-REQUEST-ID)%`.
-    pub request_id: Option<String>,
+    pub request_id: Option<HeaderValue>,
     /// `%REQ(:AUTHORITY)%`.
-    pub authority: Option<String>,
+    pub authority: Option<HeaderValue>,
     /// `%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%` in ms.
     pub upstream_service_time_ms: Option<u64>,
 }
@@ -73,6 +75,13 @@ pub struct AccessLogEntry {
     pub sni: Option<String>,
     /// `%ROUTE_NAME%`.
     pub route_name: Option<&'static str>,
+}
+
+/// A request header's value as the log prints it: visible ASCII, else unset. Header
+/// values are kept as they arrived (a reference-counted slice of the request), not
+/// copied into strings, until the line is written.
+fn header_text(v: &HeaderValue) -> Option<&str> {
+    v.to_str().ok()
 }
 
 /// `-` for an unset or empty value, as Envoy prints it.
@@ -123,8 +132,9 @@ struct AddrText {
     bytes: [u8; 21],
 }
 
-/// Slots of the address cache (direct-mapped).
-const ADDR_SLOTS: usize = 64;
+/// Slots of the address cache (direct-mapped; 8 KB): room for a few hundred
+/// keep-alive clients and upstream connections before they evict each other.
+const ADDR_SLOTS: usize = 256;
 
 /// Appends access-log tokens to a byte buffer.
 struct LineWriter<'a>(&'a mut Vec<u8>);
@@ -182,7 +192,7 @@ impl LineWriter<'_> {
                     cache.addrs = vec![None; ADDR_SLOTS];
                 }
                 let key = u32::from(*a.ip()) ^ u32::from(a.port()).rotate_left(16);
-                let slot = &mut cache.addrs[(key.wrapping_mul(0x9e37_79b9) >> 26) as usize];
+                let slot = &mut cache.addrs[(key.wrapping_mul(0x9e37_79b9) >> 24) as usize];
                 match slot {
                     Some((cached, text)) if *cached == a => {
                         self.0
@@ -305,13 +315,13 @@ impl AccessLogEntry {
             None => w.raw("-"),
         }
         w.raw(" \"");
-        w.text(h.and_then(|h| h.x_forwarded_for.as_deref()));
+        w.text(h.and_then(|h| h.x_forwarded_for.as_ref().and_then(header_text)));
         w.raw("\" \"");
-        w.text(h.and_then(|h| h.user_agent.as_deref()));
+        w.text(h.and_then(|h| h.user_agent.as_ref().and_then(header_text)));
         w.raw("\" \"");
-        w.text(h.and_then(|h| h.request_id.as_deref()));
+        w.text(h.and_then(|h| h.request_id.as_ref().and_then(header_text)));
         w.raw("\" \"");
-        w.text(h.and_then(|h| h.authority.as_deref()));
+        w.text(h.and_then(|h| h.authority.as_ref().and_then(header_text)));
         w.raw("\" \"");
         w.addr(self.upstream_host, cache);
         w.raw("\" ");
@@ -375,19 +385,19 @@ impl AccessLogEntry {
         );
         m.insert(
             "x_forwarded_for".into(),
-            s(h.and_then(|h| h.x_forwarded_for.as_deref())),
+            s(h.and_then(|h| h.x_forwarded_for.as_ref().and_then(header_text))),
         );
         m.insert(
             "user_agent".into(),
-            s(h.and_then(|h| h.user_agent.as_deref())),
+            s(h.and_then(|h| h.user_agent.as_ref().and_then(header_text))),
         );
         m.insert(
             "request_id".into(),
-            s(h.and_then(|h| h.request_id.as_deref())),
+            s(h.and_then(|h| h.request_id.as_ref().and_then(header_text))),
         );
         m.insert(
             "authority".into(),
-            s(h.and_then(|h| h.authority.as_deref())),
+            s(h.and_then(|h| h.authority.as_ref().and_then(header_text))),
         );
         m.insert("upstream_host".into(), a(self.upstream_host));
         m.insert(
@@ -578,9 +588,11 @@ mod tests {
                 path: "/headers".into(),
                 protocol: "HTTP/1.1",
                 x_forwarded_for: None,
-                user_agent: Some("curl/8.16.0".into()),
-                request_id: Some("0f6b1c2e-8d7a-4a51-9d0e-3c1f2b7a9e10".into()),
-                authority: Some("httpbin:8000".into()),
+                user_agent: Some(HeaderValue::from_static("curl/8.16.0")),
+                request_id: Some(HeaderValue::from_static(
+                    "0f6b1c2e-8d7a-4a51-9d0e-3c1f2b7a9e10",
+                )),
+                authority: Some(HeaderValue::from_static("httpbin:8000")),
                 upstream_service_time_ms: Some(5),
             }),
             response_code: 200,

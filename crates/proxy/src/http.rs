@@ -5,13 +5,17 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -202,7 +206,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// A random UUID v4, as Envoy generates for `x-request-id`.
-fn uuid_v4() -> String {
+fn uuid_v4() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // Request ids need uniqueness, not secrecy: a per-thread xoshiro generator,
     // seeded from the OS, is enough and costs a few instructions per id.
@@ -210,7 +214,9 @@ fn uuid_v4() -> String {
         static RNG: std::cell::RefCell<rand::rngs::SmallRng> =
             std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
     }
-    let mut b: [u8; 16] = RNG.with(|r| rand::Rng::random(&mut *r.borrow_mut()));
+    // One 128-bit draw (two generator steps), not sixteen byte-sized ones.
+    let n: u128 = RNG.with(|r| rand::Rng::random(&mut *r.borrow_mut()));
+    let mut b = n.to_le_bytes();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let mut text = [b'-'; 36];
@@ -223,8 +229,8 @@ fn uuid_v4() -> String {
         text[at + 1] = HEX[usize::from(byte & 0x0f)];
         at += 2;
     }
-    // Hex digits and dashes only: always UTF-8.
-    String::from_utf8(text.to_vec()).unwrap_or_default()
+    // Hex digits and dashes: always a valid header value.
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// A request method as the access log prints it; standard methods without allocating.
@@ -236,12 +242,6 @@ fn method_text(m: &Method) -> Cow<'static, str> {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(m.to_string()),
     }
-}
-
-fn header_str(h: &HeaderMap, name: &HeaderName) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 fn protocol_str(v: Version) -> &'static str {
@@ -388,6 +388,16 @@ impl Finish for RequestLog {
     }
 }
 
+/// What ends or drains a connection from outside.
+enum Signal {
+    /// The proxy drains (inbound only).
+    Drain,
+    /// The proxy exits.
+    Exit,
+    /// Inbound HTTP/2: the app closed its connection gracefully.
+    AppGone,
+}
+
 /// Serves one sniffed HTTP connection until it closes or the proxy exits.
 pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
     let shared = conn.shared.clone();
@@ -429,9 +439,19 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
         };
         let _ = phase.wait_for(|p| *p >= trigger).await;
     };
-    tokio::pin!(drain_wait);
-    let exited = shared.control.exited();
-    tokio::pin!(exited);
+    // The connection's rare signals. Inside `select!` they would be polled again on
+    // every wake of the connection's task, each poll taking the lock of a watch
+    // channel; `FuturesUnordered` polls only those that were woken.
+    let mut signals: FuturesUnordered<Pin<Box<dyn Future<Output = Signal> + Send + '_>>> =
+        FuturesUnordered::new();
+    signals.push(Box::pin(async move {
+        drain_wait.await;
+        Signal::Drain
+    }));
+    signals.push(Box::pin(async {
+        shared.control.exited().await;
+        Signal::Exit
+    }));
     let result = match conn.version {
         DownstreamHttp::Http1 => {
             let mut b = hyper::server::conn::http1::Builder::new();
@@ -450,12 +470,15 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
             let mut draining = false;
             loop {
                 tokio::select! {
+                    biased;
                     r = c.as_mut() => break r,
-                    () = &mut drain_wait, if !draining => {
-                        draining = true;
-                        c.as_mut().graceful_shutdown();
-                    }
-                    () = &mut exited => return,
+                    Some(signal) = signals.next() => match signal {
+                        Signal::Exit => return,
+                        Signal::Drain | Signal::AppGone => if !draining {
+                            draining = true;
+                            c.as_mut().graceful_shutdown();
+                        },
+                    },
                 }
             }
         }
@@ -466,26 +489,28 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
             );
             let c = b.serve_connection(io, svc);
             tokio::pin!(c);
-            let app_went_away = conn.upstream_h2_ended();
-            tokio::pin!(app_went_away);
+            // The app closed its connection: pass the GOAWAY on.
+            signals.push(Box::pin(async {
+                conn.upstream_h2_ended().await;
+                Signal::AppGone
+            }));
             let mut draining = false;
             loop {
                 tokio::select! {
+                    biased;
                     r = c.as_mut() => break r,
-                    () = &mut drain_wait, if !draining => {
-                        draining = true;
-                        c.as_mut().graceful_shutdown();
-                    }
-                    // The app closed its connection: pass the GOAWAY on.
-                    () = &mut app_went_away, if !draining => {
-                        draining = true;
-                        c.as_mut().graceful_shutdown();
-                    }
-                    () = &mut exited => return,
+                    Some(signal) = signals.next() => match signal {
+                        Signal::Exit => return,
+                        Signal::Drain | Signal::AppGone => if !draining {
+                            draining = true;
+                            c.as_mut().graceful_shutdown();
+                        },
+                    },
                 }
             }
         }
     };
+    drop(signals);
     conn.release_upstream();
     if let Err(err) = result {
         connection_error(&conn, spare.as_ref(), &err);
@@ -564,30 +589,28 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     let start_time = SystemTime::now();
     let start = Instant::now();
     let shared = conn.shared.clone();
-    let request_id = match header_str(req.headers(), &X_REQUEST_ID) {
-        Some(id) if !id.is_empty() => id,
+    let request_id = match req.headers().get(&X_REQUEST_ID) {
+        Some(id) if !id.is_empty() => id.clone(),
         _ => {
             let id = uuid_v4();
-            // A UUID is always a valid header value.
-            if let Ok(v) = HeaderValue::from_str(&id) {
-                req.headers_mut().insert(X_REQUEST_ID.clone(), v);
-            }
+            req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
             id
         }
     };
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.to_string())
-        .or_else(|| header_str(req.headers(), &header::HOST));
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.to_string());
+    let authority = match req.uri().authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    };
     let path = if req.method() == Method::CONNECT {
-        authority.clone().unwrap_or_default()
+        authority
+            .as_ref()
+            .and_then(|a| a.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
     } else {
-        path
+        req.uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.to_string())
     };
     let grpc = req
         .headers()
@@ -603,8 +626,8 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
             method: method_text(req.method()),
             path,
             protocol: protocol_str(req.version()),
-            x_forwarded_for: header_str(req.headers(), &X_FORWARDED_FOR),
-            user_agent: header_str(req.headers(), &header::USER_AGENT),
+            x_forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
             request_id: Some(request_id),
             authority: authority.clone(),
             upstream_service_time_ms: None,
@@ -645,8 +668,9 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
             .unwrap_or_else(|_| Uri::from_static("/")),
         UpstreamProtocol::Http2 => {
             let auth = authority
-                .clone()
-                .unwrap_or_else(|| conn.orig_dst.to_string());
+                .as_ref()
+                .and_then(|a| a.to_str().ok())
+                .map_or_else(|| conn.orig_dst.to_string(), str::to_string);
             format!("http://{auth}{}", pq(&parts.uri))
                 .parse()
                 .unwrap_or_else(|_| Uri::from_static("/"))
@@ -823,6 +847,7 @@ mod tests {
     #[test]
     fn request_ids_are_uuid_v4() {
         let id = uuid_v4();
+        let id = id.to_str().unwrap();
         assert_eq!(id.len(), 36);
         let parts: Vec<&str> = id.split('-').collect();
         assert_eq!(
