@@ -437,16 +437,27 @@ async fn run_http(
     target: &ProbeTarget,
     incoming: &HeaderMap,
 ) -> Result<ProbeReply, String> {
-    if http.https {
-        return Err(format!(
-            "HTTPS app probes are not supported by this proxy (port {}): \
-             serve the probe over HTTP or set sidecar.istio.io/rewriteAppHTTPProbers: \"false\"",
-            http.port
-        ));
-    }
     let req = app_request(http, target, incoming);
     let stream = connect(target, http.port).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if !http.https {
+        return exchange(TokioIo::new(stream), req, http.port).await;
+    }
+    // `scheme: HTTPS`: TLS without certificate verification, as the kubelet and
+    // Istio's prober connect (apps serve probes with self-signed certificates).
+    let name = rustls::pki_types::ServerName::IpAddress(target.destination.into());
+    let tls = tokio_rustls::TlsConnector::from(podrun_probe_tls::client_config())
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake with the app on port {}: {e}", http.port))?;
+    exchange(TokioIo::new(tls), req, http.port).await
+}
+
+/// One HTTP/1.1 request to the app on its own connection.
+async fn exchange<T>(io: T, req: Request<Empty<Bytes>>, port: u16) -> Result<ProbeReply, String>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| format!("HTTP handshake with the app: {e}"))?;
     let conn = tokio::spawn(conn);
@@ -454,7 +465,7 @@ async fn run_http(
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| format!("request to the app on port {}: {e}", http.port))?;
+            .map_err(|e| format!("request to the app on port {port}: {e}"))?;
         let status = resp.status();
         if status.is_redirection() {
             // A redirect without following it is success, as for the kubelet; its

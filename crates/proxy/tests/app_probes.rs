@@ -323,18 +323,71 @@ async fn body_is_bounded_and_a_silent_app_times_out() {
     assert!(String::from_utf8_lossy(&r.body).contains("within 1s"));
 }
 
+/// An HTTPS app with a self-signed certificate: `/ok` → 200 `secure`, anything else 404.
+async fn https_app() -> SocketAddr {
+    let ck = rcgen::generate_simple_self_signed(vec!["app.local".to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(|req: http::Request<Incoming>| async move {
+                    let ok = req.uri().path() == "/ok";
+                    let mut resp = Response::new(Full::new(Bytes::from_static(if ok {
+                        b"secure"
+                    } else {
+                        b""
+                    })));
+                    if !ok {
+                        *resp.status_mut() = http::StatusCode::NOT_FOUND;
+                    }
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 #[tokio::test]
-async fn https_probe_is_refused_with_a_reason() {
-    let app = App::start().await;
+async fn https_probe_speaks_tls_to_an_app_with_a_self_signed_certificate() {
+    let tls_port = https_app().await.port();
+    let plain = App::start().await;
     let (_p, status) = proxy_with(&format!(
-        r#"{{"/app-health/web/readyz":{{"httpGet":{{"path":"/ok","port":{},"scheme":"HTTPS"}}}}}}"#,
-        app.addr.port()
+        r#"{{"/app-health/web/readyz":{{"httpGet":{{"path":"/ok","port":{tls_port},"scheme":"HTTPS"}}}},
+            "/app-health/web/livez":{{"httpGet":{{"path":"/missing","port":{tls_port},"scheme":"HTTPS"}}}},
+            "/app-health/web/startupz":{{"httpGet":{{"path":"/ok","port":{},"scheme":"HTTPS"}}}}}}"#,
+        plain.addr.port()
     ))
     .await;
     let (r, _) = roundtrip(status, &get("/app-health/web/readyz", status)).await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"secure"[..]));
+    let (r, _) = roundtrip(status, &get("/app-health/web/livez", status)).await;
+    assert_eq!(r.status, 404);
+    // An app that speaks plain HTTP on an HTTPS probe's port fails the handshake.
+    let (r, _) = roundtrip(status, &get("/app-health/web/startupz", status)).await;
     assert_eq!(r.status, 500);
-    assert!(String::from_utf8_lossy(&r.body).contains("HTTPS"));
-    assert!(app.seen().is_empty());
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("TLS handshake"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 #[tokio::test]

@@ -2,16 +2,13 @@
 //! verification (as the kubelet does), redirects not followed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::HTTPGetAction;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 
 use super::{HandlerOutcome, USER_AGENT, dial, resolve_host};
 
@@ -134,7 +131,7 @@ async fn get(target: &HttpTarget, dial_timeout: Duration) -> Result<u16, String>
                 .and_then(|h| ServerName::try_from(h.to_string()).ok())
                 .unwrap_or(ServerName::IpAddress(ip.into())),
         };
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
+        let tls = tokio_rustls::TlsConnector::from(podrun_probe_tls::client_config())
             .connect(server_name, tcp)
             .await
             .map_err(|e| format!("tls: {e}"))?;
@@ -165,75 +162,4 @@ where
     };
     conn.abort();
     out
-}
-
-/// A TLS client that accepts any server certificate, as the kubelet's prober does
-/// (`InsecureSkipVerify`): probes check liveness, not identity. Signatures are still checked
-/// so the handshake itself is sound.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let verifier = Arc::new(DangerAcceptAnyCertificate(provider.clone()));
-            let builder = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                // Invariant: ring's default provider supports the safe default versions.
-                .expect("ring supports TLS 1.2 and 1.3");
-            let mut cfg = builder
-                .dangerous()
-                .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth();
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(cfg)
-        })
-        .clone()
-}
-
-#[derive(Debug)]
-struct DangerAcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for DangerAcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
