@@ -41,6 +41,23 @@ async fn answer(
             .header("location", "http://198.18.0.1/elsewhere")
             .body(Full::new(Bytes::new()).boxed())
             .expect("response")),
+        // Redirects on the same host, which probes follow.
+        "/to-fail" | "/to-ok" | "/loop" => Ok(http::Response::builder()
+            .status(if req.uri().path() == "/loop" {
+                307
+            } else {
+                302
+            })
+            .header(
+                "location",
+                match req.uri().path() {
+                    "/to-fail" => "fail",
+                    "/to-ok" => "/ok?from=redirect",
+                    _ => "/loop",
+                },
+            )
+            .body(Full::new(Bytes::new()).boxed())
+            .expect("response")),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(3)).await;
             full(200, "late")
@@ -257,7 +274,18 @@ async fn http_get_probe_status_headers_redirects_and_timeouts() {
         failure(run_probe(&http_probe(p, "/nope", "HTTP"), &c, &[], LOCALHOST).await),
         "HTTP probe failed with statuscode: 404"
     );
-    // 3xx is success and is not followed (the Location points nowhere reachable).
+    // A redirect to another host is success and is not followed (the Location points
+    // nowhere reachable); one on the same host is followed, at most 10 times.
+    assert_eq!(
+        failure(run_probe(&http_probe(p, "/to-fail", "HTTP"), &c, &[], LOCALHOST).await),
+        "HTTP probe failed with statuscode: 500"
+    );
+    assert_eq!(
+        run_probe(&http_probe(p, "/to-ok", "HTTP"), &c, &[], LOCALHOST).await,
+        HandlerOutcome::Success
+    );
+    let looping = failure(run_probe(&http_probe(p, "/loop", "HTTP"), &c, &[], LOCALHOST).await);
+    assert!(looping.ends_with("stopped after 10 redirects"), "{looping}");
     assert_eq!(
         run_probe(&http_probe(p, "/redirect", "HTTP"), &c, &[], LOCALHOST).await,
         HandlerOutcome::Success

@@ -24,6 +24,7 @@ use http::uri::PathAndQuery;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use podrun_prober::redirect;
 use serde_json::Value;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -437,6 +438,52 @@ async fn run_http(
     target: &ProbeTarget,
     incoming: &HeaderMap,
 ) -> Result<ProbeReply, String> {
+    // Redirects are followed while they stay on the app's address, as Istio's prober
+    // and the kubelet do; a redirect elsewhere answers the probe (success).
+    let first_host = target.destination.to_string();
+    let mut hop = http.clone();
+    for _ in 0..redirect::MAX_REDIRECTS {
+        let (status, location, body) = get_once(&hop, target, incoming).await?;
+        let Some(location) = location.filter(|_| redirect::is_redirect(status.as_u16())) else {
+            return Ok(if status.is_redirection() {
+                // A final 3xx is success, as for the kubelet; its Location means
+                // nothing to the kubelet, so answer a plain 200.
+                ProbeReply::ok()
+            } else {
+                ProbeReply { status, body }
+            });
+        };
+        let url = redirect::Url {
+            https: hop.https,
+            host: first_host.clone(),
+            port: hop.port,
+            path: hop.path.to_string(),
+        };
+        match redirect::next(&url, &first_host, &location) {
+            redirect::Next::Stop => return Ok(ProbeReply::ok()),
+            redirect::Next::Follow(next) => {
+                hop.https = next.https;
+                hop.port = next.port;
+                hop.path = next
+                    .path
+                    .parse()
+                    .map_err(|e| format!("redirect to {location:?}: {e}"))?;
+            }
+        }
+    }
+    Err(format!(
+        "stopped after {} redirects",
+        redirect::MAX_REDIRECTS
+    ))
+}
+
+/// One GET to the app on its own connection: status, `Location`, and the start of
+/// the body.
+async fn get_once(
+    http: &HttpProbe,
+    target: &ProbeTarget,
+    incoming: &HeaderMap,
+) -> Result<(StatusCode, Option<String>, Bytes), String> {
     let req = app_request(http, target, incoming);
     let stream = connect(target, http.port).await?;
     if !http.https {
@@ -445,15 +492,19 @@ async fn run_http(
     // `scheme: HTTPS`: TLS without certificate verification, as the kubelet and
     // Istio's prober connect (apps serve probes with self-signed certificates).
     let name = rustls::pki_types::ServerName::IpAddress(target.destination.into());
-    let tls = tokio_rustls::TlsConnector::from(podrun_probe_tls::client_config())
+    let tls = tokio_rustls::TlsConnector::from(podrun_prober::tls::client_config())
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS handshake with the app on port {}: {e}", http.port))?;
     exchange(TokioIo::new(tls), req, http.port).await
 }
 
-/// One HTTP/1.1 request to the app on its own connection.
-async fn exchange<T>(io: T, req: Request<Empty<Bytes>>, port: u16) -> Result<ProbeReply, String>
+/// One HTTP/1.1 request over `io`.
+async fn exchange<T>(
+    io: T,
+    req: Request<Empty<Bytes>>,
+    port: u16,
+) -> Result<(StatusCode, Option<String>, Bytes), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -467,13 +518,13 @@ where
             .await
             .map_err(|e| format!("request to the app on port {port}: {e}"))?;
         let status = resp.status();
-        if status.is_redirection() {
-            // A redirect without following it is success, as for the kubelet; its
-            // Location is meaningless to the kubelet, so answer a plain 200.
-            return Ok(ProbeReply::ok());
-        }
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = read_bounded(resp.into_body(), MAX_BODY).await;
-        Ok(ProbeReply { status, body })
+        Ok((status, location, body))
     }
     .await;
     conn.abort();

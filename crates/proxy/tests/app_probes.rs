@@ -26,9 +26,9 @@ struct Seen {
     headers: HeaderMap,
 }
 
-/// An HTTP/1 app: `/ok` → 200 `ready`, `/status/NNN` → NNN `status NNN`, `/redirect`
-/// → 302 to elsewhere, `/big` → 100 000 bytes, `/hang` → never answers. It records
-/// every request it receives.
+/// An HTTP/1 app: `/ok` → 200 `ready`, `/status/NNN` → NNN `status NNN`, `/redirect[/P]`
+/// → 302 to another host (to `P` on this one), `/big` → 100 000 bytes, `/hang` → never
+/// answers. It records every request it receives.
 struct App {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -61,13 +61,21 @@ impl App {
                                 headers: req.headers().clone(),
                             });
                             let mut status = 200;
+                            let mut location = None;
                             let body = if path == "/ok" {
                                 Bytes::from_static(b"ready")
                             } else if let Some(code) = path.strip_prefix("/status/") {
                                 status = code.parse().unwrap();
                                 Bytes::from(format!("status {code}"))
-                            } else if path == "/redirect" {
+                            } else if let Some(to) = path.strip_prefix("/redirect") {
+                                // `/redirect` leaves the host; `/redirect/ok` and
+                                // `/redirect/status/NNN` stay on it.
                                 status = 302;
+                                location = Some(if to.is_empty() {
+                                    "http://elsewhere.example/".to_string()
+                                } else {
+                                    to.to_string()
+                                });
                                 Bytes::new()
                             } else if path == "/big" {
                                 Bytes::from(vec![b'x'; 100_000])
@@ -80,11 +88,9 @@ impl App {
                             };
                             let mut resp = Response::new(Full::new(body));
                             *resp.status_mut() = status.try_into().unwrap();
-                            if status == 302 {
-                                resp.headers_mut().insert(
-                                    "location",
-                                    HeaderValue::from_static("http://elsewhere.example/"),
-                                );
+                            if let Some(location) = location {
+                                resp.headers_mut()
+                                    .insert("location", HeaderValue::from_str(&location).unwrap());
                             }
                             Ok::<_, Infallible>(resp)
                         }
@@ -192,18 +198,37 @@ async fn http_probe_passes_the_apps_status_and_body_through() {
 }
 
 #[tokio::test]
-async fn redirect_becomes_200_and_is_not_followed() {
+async fn redirects_are_followed_on_the_same_host_and_answer_200_elsewhere() {
     let app = App::start().await;
     let port = app.addr.port();
     let (_p, status) = proxy_with(&format!(
-        r#"{{"/app-health/web/readyz":{{"httpGet":{{"path":"/redirect","port":{port}}}}}}}"#
+        r#"{{"/app-health/web/readyz":{{"httpGet":{{"path":"/redirect","port":{port}}}}},
+            "/app-health/web/livez":{{"httpGet":{{"path":"/redirect/ok","port":{port}}}}},
+            "/app-health/web/startupz":{{"httpGet":{{"path":"/redirect/status/503","port":{port}}}}}}}"#
     ))
     .await;
+    // Another host: not followed, a plain 200 without the Location.
     let (r, _) = roundtrip(status, &get("/app-health/web/readyz", status)).await;
     assert_eq!(r.status, 200);
     assert!(r.body.is_empty());
     assert!(r.header("location").is_none());
     assert_eq!(app.seen().len(), 1);
+    // The same host: followed, and the final answer counts.
+    let (r, _) = roundtrip(status, &get("/app-health/web/livez", status)).await;
+    assert_eq!((r.status, &r.body[..]), (200, &b"ready"[..]));
+    let (r, _) = roundtrip(status, &get("/app-health/web/startupz", status)).await;
+    assert_eq!(r.status, 503);
+    let paths: Vec<String> = app.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/redirect",
+            "/redirect/ok",
+            "/ok",
+            "/redirect/status/503",
+            "/status/503"
+        ]
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
-//! httpGet handlers: one HTTP/1.1 GET per run, over plain TCP or TLS without certificate
-//! verification (as the kubelet does), redirects not followed.
+//! httpGet handlers: an HTTP/1.1 GET per run, over plain TCP or TLS without certificate
+//! verification, following redirects that stay on the same host (as the kubelet does).
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::HTTPGetAction;
+use podrun_prober::redirect;
 use rustls::pki_types::ServerName;
 
 use super::{HandlerOutcome, USER_AGENT, dial, resolve_host};
@@ -52,8 +53,13 @@ impl HttpTarget {
         }
     }
 
+    /// The URL's host name, without brackets.
+    fn hostname(&self) -> String {
+        self.host.clone().unwrap_or_else(|| self.pod_ip.to_string())
+    }
+
     fn url_host(&self) -> String {
-        let h = self.host.clone().unwrap_or_else(|| self.pod_ip.to_string());
+        let h = self.hostname();
         if h.contains(':') && !h.starts_with('[') {
             format!("[{h}]:{}", self.port)
         } else {
@@ -94,8 +100,43 @@ pub(super) async fn hook(target: &HttpTarget) -> HandlerOutcome {
     }
 }
 
-/// Sends the GET and returns the status code; the error text is Go-like.
+/// Sends the GET, following same-host redirects, and returns the final status code; the
+/// error text is Go-like.
 async fn get(target: &HttpTarget, dial_timeout: Duration) -> Result<u16, String> {
+    let first_host = target.hostname();
+    let mut current = target.clone();
+    for _ in 0..redirect::MAX_REDIRECTS {
+        let (status, location) = get_once(&current, dial_timeout).await?;
+        let Some(location) = location.filter(|_| redirect::is_redirect(status)) else {
+            return Ok(status);
+        };
+        let url = redirect::Url {
+            https: current.https,
+            host: current.hostname(),
+            port: current.port,
+            path: current.path.clone(),
+        };
+        match redirect::next(&url, &first_host, &location) {
+            // Another host: the redirect is the answer ("Probe terminated redirects").
+            redirect::Next::Stop => return Ok(status),
+            redirect::Next::Follow(next) => {
+                current.https = next.https;
+                current.port = next.port;
+                current.path = next.path;
+            }
+        }
+    }
+    Err(format!(
+        "stopped after {} redirects",
+        redirect::MAX_REDIRECTS
+    ))
+}
+
+/// One GET: the status code and the `Location` header.
+async fn get_once(
+    target: &HttpTarget,
+    dial_timeout: Duration,
+) -> Result<(u16, Option<String>), String> {
     let addr = resolve_host(target.host.as_deref(), target.pod_ip, target.port).await?;
     let tcp = dial(addr, dial_timeout).await?;
     let _ = tcp.set_nodelay(true);
@@ -131,7 +172,7 @@ async fn get(target: &HttpTarget, dial_timeout: Duration) -> Result<u16, String>
                 .and_then(|h| ServerName::try_from(h.to_string()).ok())
                 .unwrap_or(ServerName::IpAddress(ip.into())),
         };
-        let tls = tokio_rustls::TlsConnector::from(podrun_probe_tls::client_config())
+        let tls = tokio_rustls::TlsConnector::from(podrun_prober::tls::client_config())
             .connect(server_name, tcp)
             .await
             .map_err(|e| format!("tls: {e}"))?;
@@ -141,7 +182,11 @@ async fn get(target: &HttpTarget, dial_timeout: Duration) -> Result<u16, String>
     }
 }
 
-async fn send<T>(io: T, req: http::Request<Empty<Bytes>>, addr: SocketAddr) -> Result<u16, String>
+async fn send<T>(
+    io: T,
+    req: http::Request<Empty<Bytes>>,
+    addr: SocketAddr,
+) -> Result<(u16, Option<String>), String>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -153,10 +198,15 @@ where
     let out = match resp {
         Ok(resp) => {
             let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             // Drain (a bounded amount of) the body so the server sees a clean close.
             let _ =
                 tokio::time::timeout(Duration::from_millis(100), resp.into_body().collect()).await;
-            Ok(status)
+            Ok((status, location))
         }
         Err(e) => Err(e),
     };
