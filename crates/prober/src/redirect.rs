@@ -4,6 +4,8 @@
 //! another host ends the probe with the redirect response itself, which counts as
 //! success (the kubelet's "Probe terminated redirects" warning).
 
+use std::future::Future;
+
 /// Redirects followed before giving up, as Go's HTTP client.
 pub const MAX_REDIRECTS: usize = 10;
 
@@ -35,9 +37,9 @@ pub fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-/// The next request after a redirect from `current` to `location`, where `first_host`
-/// is the host name of the probe's first request.
-pub fn next(current: &Url, first_host: &str, location: &str) -> Next {
+/// The next request after a redirect from `current` to `location`. Only same-host
+/// redirects are followed, so `current` is on the first request's host.
+pub fn next(current: &Url, location: &str) -> Next {
     let location = location.trim();
     if location.is_empty() {
         return Next::Stop;
@@ -63,11 +65,33 @@ pub fn next(current: &Url, first_host: &str, location: &str) -> Next {
             ..current.clone()
         }
     };
-    if url.host == first_host {
+    if url.host == current.host {
         Next::Follow(url)
     } else {
         Next::Stop
     }
+}
+
+/// GETs `first`, then each same-host redirect target in turn, with `get`, which answers
+/// a URL with its status, its `Location` header, and what the caller keeps of the
+/// response. The last response's value is the answer: a final status, or a redirect
+/// that is not followed. More than [`MAX_REDIRECTS`] redirects are an error.
+pub async fn follow<R, F>(first: Url, mut get: impl FnMut(Url) -> F) -> Result<R, String>
+where
+    F: Future<Output = Result<(u16, Option<String>, R), String>>,
+{
+    let mut url = first;
+    for _ in 0..MAX_REDIRECTS {
+        let (status, location, value) = get(url.clone()).await?;
+        let Some(location) = location.filter(|_| is_redirect(status)) else {
+            return Ok(value);
+        };
+        match next(&url, &location) {
+            Next::Stop => return Ok(value),
+            Next::Follow(to) => url = to,
+        }
+    }
+    Err(format!("stopped after {MAX_REDIRECTS} redirects"))
 }
 
 /// `host[:port][/path]` (user info dropped) into a URL.
@@ -174,15 +198,11 @@ mod tests {
             ("/a/b/../c/./d", url(false, "10.0.0.5", 8080, "/a/c/d")),
         ];
         for (location, want) in cases {
-            assert_eq!(
-                next(&cur, "10.0.0.5", location),
-                Next::Follow(want),
-                "{location}"
-            );
+            assert_eq!(next(&cur, location), Next::Follow(want), "{location}");
         }
         let nested = url(false, "h", 80, "/a/b/c");
         assert_eq!(
-            next(&nested, "h", "../d"),
+            next(&nested, "../d"),
             Next::Follow(url(false, "h", 80, "/a/d"))
         );
     }
@@ -198,7 +218,7 @@ mod tests {
             "http://10.0.0.5:port/x",
             "",
         ] {
-            assert_eq!(next(&cur, "10.0.0.5", location), Next::Stop, "{location}");
+            assert_eq!(next(&cur, location), Next::Stop, "{location}");
         }
     }
 
@@ -206,10 +226,60 @@ mod tests {
     fn ipv6_hosts_compare_without_brackets() {
         let cur = url(false, "fd00::5", 8080, "/");
         assert_eq!(
-            next(&cur, "fd00::5", "http://[fd00::5]:9000/ok"),
+            next(&cur, "http://[fd00::5]:9000/ok"),
             Next::Follow(url(false, "fd00::5", 9000, "/ok"))
         );
-        assert_eq!(next(&cur, "fd00::5", "http://[fd00::6]/ok"), Next::Stop);
+        assert_eq!(next(&cur, "http://[fd00::6]/ok"), Next::Stop);
+    }
+
+    /// Runs `follow` against a fake server: each path answers (status, Location).
+    fn run_follow(routes: &[(&str, u16, Option<&str>)]) -> (Result<String, String>, usize) {
+        let mut requests = 0;
+        let get = |url: Url| {
+            requests += 1;
+            let (_, status, location) = routes
+                .iter()
+                .find(|(path, ..)| *path == url.path)
+                .copied()
+                .unwrap_or((url.path.as_str(), 404, None));
+            let answer = (
+                status,
+                location.map(String::from),
+                format!("{} {status}", url.path),
+            );
+            std::future::ready(Ok(answer))
+        };
+        let result = block_on(follow(url(false, "h", 80, "/start"), get));
+        (result, requests)
+    }
+
+    /// The futures here never wait: poll once with a no-op waker.
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(v) => v,
+            std::task::Poll::Pending => panic!("the fake server never waits"),
+        }
+    }
+
+    #[test]
+    fn follow_ends_at_a_final_answer_an_other_host_or_the_tenth_redirect() {
+        let (r, n) = run_follow(&[
+            ("/start", 302, Some("/a")),
+            ("/a", 307, Some("b")),
+            ("/b", 500, None),
+        ]);
+        assert_eq!((r, n), (Ok("/b 500".to_string()), 3));
+        let (r, n) = run_follow(&[("/start", 301, Some("http://other/x"))]);
+        assert_eq!((r, n), (Ok("/start 301".to_string()), 1));
+        // A 3xx without Location, or one Go does not follow, is the answer.
+        let (r, _) = run_follow(&[("/start", 302, None)]);
+        assert_eq!(r, Ok("/start 302".to_string()));
+        let (r, _) = run_follow(&[("/start", 304, Some("/a"))]);
+        assert_eq!(r, Ok("/start 304".to_string()));
+        let (r, n) = run_follow(&[("/start", 302, Some("/start"))]);
+        assert_eq!((r, n), (Err("stopped after 10 redirects".to_string()), 10));
     }
 
     #[test]

@@ -439,42 +439,34 @@ async fn run_http(
     incoming: &HeaderMap,
 ) -> Result<ProbeReply, String> {
     // Redirects are followed while they stay on the app's address, as Istio's prober
-    // and the kubelet do; a redirect elsewhere answers the probe (success).
-    let first_host = target.destination.to_string();
-    let mut hop = http.clone();
-    for _ in 0..redirect::MAX_REDIRECTS {
+    // and the kubelet do; a redirect elsewhere answers the probe.
+    let first = redirect::Url {
+        https: http.https,
+        host: target.destination.to_string(),
+        port: http.port,
+        path: http.path.to_string(),
+    };
+    let (status, body) = redirect::follow(first, |url: redirect::Url| async move {
+        let hop = HttpProbe {
+            https: url.https,
+            port: url.port,
+            path: url
+                .path
+                .parse()
+                .map_err(|e| format!("redirect to {:?}: {e}", url.path))?,
+            headers: http.headers.clone(),
+        };
         let (status, location, body) = get_once(&hop, target, incoming).await?;
-        let Some(location) = location.filter(|_| redirect::is_redirect(status.as_u16())) else {
-            return Ok(if status.is_redirection() {
-                // A final 3xx is success, as for the kubelet; its Location means
-                // nothing to the kubelet, so answer a plain 200.
-                ProbeReply::ok()
-            } else {
-                ProbeReply { status, body }
-            });
-        };
-        let url = redirect::Url {
-            https: hop.https,
-            host: first_host.clone(),
-            port: hop.port,
-            path: hop.path.to_string(),
-        };
-        match redirect::next(&url, &first_host, &location) {
-            redirect::Next::Stop => return Ok(ProbeReply::ok()),
-            redirect::Next::Follow(next) => {
-                hop.https = next.https;
-                hop.port = next.port;
-                hop.path = next
-                    .path
-                    .parse()
-                    .map_err(|e| format!("redirect to {location:?}: {e}"))?;
-            }
-        }
-    }
-    Err(format!(
-        "stopped after {} redirects",
-        redirect::MAX_REDIRECTS
-    ))
+        Ok((status.as_u16(), location, (status, body)))
+    })
+    .await?;
+    Ok(if status.is_redirection() {
+        // A final 3xx is success, as for the kubelet; its Location means nothing to
+        // the kubelet, so answer a plain 200.
+        ProbeReply::ok()
+    } else {
+        ProbeReply { status, body }
+    })
 }
 
 /// One GET to the app on its own connection: status, `Location`, and the start of

@@ -103,33 +103,24 @@ pub(super) async fn hook(target: &HttpTarget) -> HandlerOutcome {
 /// Sends the GET, following same-host redirects, and returns the final status code; the
 /// error text is Go-like.
 async fn get(target: &HttpTarget, dial_timeout: Duration) -> Result<u16, String> {
-    let first_host = target.hostname();
-    let mut current = target.clone();
-    for _ in 0..redirect::MAX_REDIRECTS {
-        let (status, location) = get_once(&current, dial_timeout).await?;
-        let Some(location) = location.filter(|_| redirect::is_redirect(status)) else {
-            return Ok(status);
+    let first = redirect::Url {
+        https: target.https,
+        host: target.hostname(),
+        port: target.port,
+        path: target.path.clone(),
+    };
+    // A redirect to another host is the answer ("Probe terminated redirects").
+    redirect::follow(first, |url: redirect::Url| async move {
+        let hop = HttpTarget {
+            https: url.https,
+            port: url.port,
+            path: url.path.clone(),
+            ..target.clone()
         };
-        let url = redirect::Url {
-            https: current.https,
-            host: current.hostname(),
-            port: current.port,
-            path: current.path.clone(),
-        };
-        match redirect::next(&url, &first_host, &location) {
-            // Another host: the redirect is the answer ("Probe terminated redirects").
-            redirect::Next::Stop => return Ok(status),
-            redirect::Next::Follow(next) => {
-                current.https = next.https;
-                current.port = next.port;
-                current.path = next.path;
-            }
-        }
-    }
-    Err(format!(
-        "stopped after {} redirects",
-        redirect::MAX_REDIRECTS
-    ))
+        let (status, location) = get_once(&hop, dial_timeout).await?;
+        Ok((status, location, status))
+    })
+    .await
 }
 
 /// One GET: the status code and the `Location` header.
