@@ -10,7 +10,7 @@ use common::{ChildGuard, Podrun, interrupt, ready_status, stderr, stdout, wait_f
 
 #[test]
 fn injected_exiting_app_ends_completed_and_exits_0() {
-    let podrun = Podrun::new();
+    let podrun = Podrun::with_sidecars();
     let out = podrun.run(&["run", "--inject", "-f", "../../examples/exiting-app.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let rows = ready_status(&stdout(&out));
@@ -24,7 +24,7 @@ fn injected_exiting_app_ends_completed_and_exits_0() {
 
 #[test]
 fn init_container_reaches_a_service_through_the_sidecar_and_the_access_log_shows_it() {
-    let podrun = Podrun::new();
+    let podrun = Podrun::with_sidecars();
     let out = podrun.run(&["run", "--inject", "-f", "../../examples/httpbin-curl.yaml"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let logs = stdout(&podrun.run(&["logs", "curl-init", "-c", "istio-proxy"]));
@@ -36,7 +36,7 @@ fn init_container_reaches_a_service_through_the_sidecar_and_the_access_log_shows
 
 #[test]
 fn sleep_sample_runs_2_of_2_with_istio_init_and_istio_proxy_as_init_containers() {
-    let podrun = Podrun::new();
+    let podrun = Podrun::with_sidecars();
     let mut child = ChildGuard(
         podrun
             .command()
@@ -108,7 +108,7 @@ spec:
 
 #[test]
 fn injected_app_readiness_probe_is_served_through_the_status_port() {
-    let podrun = Podrun::new();
+    let podrun = Podrun::with_sidecars();
     let manifest = podrun.state_dir().join("probed.yaml");
     std::fs::write(&manifest, PROBED_APP).unwrap();
     let mut child = ChildGuard(

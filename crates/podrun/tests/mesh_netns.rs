@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_podrun");
 
 fn require_root() {
@@ -106,6 +108,8 @@ struct Fabric {
     server_proxy: Option<ProxyProc>,
     stop: Arc<AtomicBool>,
     servers: Vec<JoinHandle<()>>,
+    /// The binary the UID-1337 proxies run (the build's own path may be private).
+    proxy_bin: common::SidecarBin,
 }
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -126,6 +130,7 @@ impl Fabric {
             server_proxy: None,
             stop: Arc::new(AtomicBool::new(false)),
             servers: Vec::new(),
+            proxy_bin: common::sidecar_bin(),
         };
         let veth_c = format!("vc{}{}", tag.len(), std::process::id() % 100_000);
         let veth_s = format!("vs{}{}", tag.len(), std::process::id() % 100_000);
@@ -181,9 +186,9 @@ impl Fabric {
                 "--regid",
                 "1337",
                 "--clear-groups",
-                BIN,
-                "proxy",
             ])
+            .arg(&self.proxy_bin.path)
+            .args(["proxy"])
             .args(["--access-log-flush-interval", "0s"])
             .args([
                 "--pod-ports",

@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 /// A temporary state directory and the podrun binary to run against it.
 pub struct Podrun {
     pub state: tempfile::TempDir,
+    bin: SidecarBin,
 }
 
 impl Podrun {
@@ -17,6 +18,19 @@ impl Podrun {
         );
         Self {
             state: tempfile::tempdir().expect("temp state dir"),
+            bin: SidecarBin {
+                path: PathBuf::from(env!("CARGO_BIN_EXE_podrun")),
+                _dir: None,
+            },
+        }
+    }
+
+    /// Like [`Podrun::new`], running a podrun binary that injected `istio-proxy`
+    /// containers (UID 1337) can execute: see [`sidecar_bin`].
+    pub fn with_sidecars() -> Self {
+        Self {
+            bin: sidecar_bin(),
+            ..Self::new()
         }
     }
 
@@ -25,7 +39,7 @@ impl Podrun {
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_podrun"));
+        let mut cmd = Command::new(&self.bin.path);
         cmd.arg("--state-dir").arg(self.state.path());
         cmd
     }
@@ -69,6 +83,47 @@ impl Podrun {
             .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
             .unwrap_or_else(|| panic!("no pod dir for {name}"))
             .path()
+    }
+}
+
+/// A podrun binary path, and the directory that holds it when it is a stand-in.
+pub struct SidecarBin {
+    pub path: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The podrun binary at a path UID 1337 (the proxy's user) can execute. The build's own
+/// path may lie under a private directory (a checkout in a home or `mktemp -d`
+/// directory, mode 0700); then a hard link to it (a copy across file systems) in a new
+/// world-searchable temporary directory stands in, removed with the returned value.
+pub fn sidecar_bin() -> SidecarBin {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_podrun"));
+    let reachable = Command::new(&built)
+        .arg("--version")
+        .uid(1337)
+        .gid(1337)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if reachable {
+        return SidecarBin {
+            path: built,
+            _dir: None,
+        };
+    }
+    let dir = tempfile::tempdir().expect("temp dir for the podrun binary");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod 0755");
+    let path = dir.path().join("podrun");
+    std::fs::hard_link(&built, &path)
+        .or_else(|_| std::fs::copy(&built, &path).map(drop))
+        .expect("link or copy the podrun binary");
+    SidecarBin {
+        path,
+        _dir: Some(dir),
     }
 }
 
