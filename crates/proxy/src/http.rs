@@ -7,7 +7,6 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,6 @@ use futures::stream::FuturesUnordered;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
@@ -33,10 +31,7 @@ use crate::drain::Phase;
 use crate::metrics::{RequestLabels, RequestSeries};
 use crate::proxy::Shared;
 use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
-use crate::upstream::{Checkout, ReqBody, Sender, UpstreamProtocol};
-
-/// hyper's default limit on request headers.
-const HYPER_MAX_HEADERS: usize = 100;
+use crate::upstream::Checkout;
 
 /// The downstream HTTP version, as detected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,10 +57,6 @@ pub struct HttpConn {
     /// The metric series the last request on this connection went to, by
     /// (response code, flags, gRPC): most requests on a connection end alike.
     pub(crate) series: Mutex<Option<(SeriesKey, RequestSeries)>>,
-    /// The HTTP/1 upstream connection the last request used: the next request of a
-    /// keep-alive client takes it again without the pool (its exchange is over by
-    /// then); it goes back to the pool when the downstream connection ends.
-    pub(crate) upstream: Mutex<Option<(http1::SendRequest<ReqBody>, SocketAddr)>>,
     /// Inbound HTTP/2: the end of the app's connection this client's requests went to.
     /// When the app closes it gracefully (GOAWAY), the client gets a GOAWAY too
     /// instead of being moved silently to a new connection.
@@ -78,41 +69,6 @@ pub struct HttpConn {
 type SeriesKey = (u16, ResponseFlags, bool);
 
 impl HttpConn {
-    /// The connection's own HTTP/1 upstream, if it can take a request now.
-    fn take_upstream(&self) -> Option<Checkout> {
-        let (sender, local) = self
-            .upstream
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()?;
-        if sender.is_ready() && !sender.is_closed() {
-            return Some(Checkout {
-                sender: Sender::Http1(sender),
-                local,
-                reused: true,
-                closed: None,
-            });
-        }
-        // Not done with its exchange yet (or closed): the pool decides.
-        self.shared
-            .pool
-            .release_http1(self.orig_dst, self.source, local, sender);
-        None
-    }
-
-    /// Keeps `sender` for the next request, or gives it to the pool.
-    fn keep_upstream(&self, sender: http1::SendRequest<ReqBody>, local: SocketAddr) {
-        let mut slot = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() && self.version == DownstreamHttp::Http1 {
-            *slot = Some((sender, local));
-        } else {
-            drop(slot);
-            self.shared
-                .pool
-                .release_http1(self.orig_dst, self.source, local, sender);
-        }
-    }
-
     /// Follows the app's HTTP/2 connection `closed` for an inbound HTTP/2 client.
     fn watch_upstream_h2(&self, closed: Option<&watch::Receiver<bool>>) {
         let Some(closed) = closed else { return };
@@ -149,21 +105,12 @@ impl HttpConn {
         }
     }
 
-    /// Gives the kept upstream connection back to the pool.
-    fn release_upstream(&self) {
-        let kept = self
-            .upstream
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some((sender, local)) = kept {
-            self.shared
-                .pool
-                .release_http1(self.orig_dst, self.source, local, sender);
-        }
-    }
-
-    fn request_labels(&self, grpc: bool, status: u16, flags: ResponseFlags) -> RequestLabels {
+    pub(crate) fn request_labels(
+        &self,
+        grpc: bool,
+        status: u16,
+        flags: ResponseFlags,
+    ) -> RequestLabels {
         RequestLabels {
             reporter: self.direction.reporter(),
             source_workload: self.shared.config.workload.clone(),
@@ -176,7 +123,7 @@ impl HttpConn {
     }
 
     /// Counts one finished request in its metric series.
-    fn record_request(
+    pub(crate) fn record_request(
         &self,
         grpc: bool,
         status: u16,
@@ -206,7 +153,7 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// A random UUID v4, as Envoy generates for `x-request-id`.
-fn uuid_v4() -> HeaderValue {
+pub(crate) fn uuid_v4() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     // Request ids need uniqueness, not secrecy: a per-thread xoshiro generator,
     // seeded from the OS, is enough and costs a few instructions per id.
@@ -234,11 +181,11 @@ fn uuid_v4() -> HeaderValue {
 }
 
 /// A request method as the access log prints it; standard methods without allocating.
-fn method_text(m: &Method) -> Cow<'static, str> {
+pub(crate) fn method_text(m: &str) -> Cow<'static, str> {
     const STANDARD: [&str; 9] = [
         "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
     ];
-    match STANDARD.iter().find(|s| **s == m.as_str()) {
+    match STANDARD.iter().find(|s| **s == m) {
         Some(s) => Cow::Borrowed(s),
         None => Cow::Owned(m.to_string()),
     }
@@ -294,24 +241,24 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Everything needed to write one request's access-log line; writes a "client went
 /// away" line if dropped before [`RequestLog::emit`].
-struct RequestLog {
-    conn: Arc<HttpConn>,
-    start_time: SystemTime,
-    start: Instant,
-    fields: HttpFields,
-    grpc: bool,
-    req_bytes: Arc<AtomicU64>,
-    status: u16,
-    flags: ResponseFlags,
-    details: Option<Cow<'static, str>>,
-    transport_failure: Option<String>,
-    upstream_host: Option<SocketAddr>,
-    upstream_local: Option<SocketAddr>,
-    armed: bool,
+pub(crate) struct RequestLog {
+    pub(crate) conn: Arc<HttpConn>,
+    pub(crate) start_time: SystemTime,
+    pub(crate) start: Instant,
+    pub(crate) fields: HttpFields,
+    pub(crate) grpc: bool,
+    pub(crate) req_bytes: Arc<AtomicU64>,
+    pub(crate) status: u16,
+    pub(crate) flags: ResponseFlags,
+    pub(crate) details: Option<Cow<'static, str>>,
+    pub(crate) transport_failure: Option<String>,
+    pub(crate) upstream_host: Option<SocketAddr>,
+    pub(crate) upstream_local: Option<SocketAddr>,
+    pub(crate) armed: bool,
 }
 
 impl RequestLog {
-    fn emit(&mut self, bytes_sent: u64, ending: Ending) {
+    pub(crate) fn emit(&mut self, bytes_sent: u64, ending: Ending) {
         if !self.armed {
             return;
         }
@@ -400,17 +347,15 @@ enum Signal {
 
 /// Serves one sniffed HTTP connection until it closes or the proxy exits.
 pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
+    match conn.version {
+        DownstreamHttp::Http1 => crate::h1::serve(stream, conn).await,
+        DownstreamHttp::Http2 => serve_h2(stream, conn).await,
+    }
+}
+
+/// Serves an HTTP/2 (h2c) connection with hyper.
+async fn serve_h2(stream: TcpStream, conn: Arc<HttpConn>) {
     let shared = conn.shared.clone();
-    // A second descriptor of the socket, so a `408` can still be written after hyper
-    // gave up on a slow client's request head and dropped its stream. hyper itself
-    // gets the plain `TcpStream`, whose reads skip zeroing and needless retries.
-    let spare = match stream.as_fd().try_clone_to_owned() {
-        Ok(fd) => Some(std::net::TcpStream::from(fd)),
-        Err(err) => {
-            tracing::debug!(%err, "cannot duplicate the downstream socket");
-            None
-        }
-    };
     let io = TokioIo::new(stream);
     let inbound = conn.direction == Direction::Inbound;
     let mut phase = shared.control.subscribe();
@@ -422,13 +367,12 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
         let fut = Box::pin(handle(c, req));
         async move { Ok::<_, Infallible>(fut.await) }
     });
-    // A connection accepted while already draining is told to close through its
-    // responses (HTTP/1 keep-alive off, `Connection: close`); shutting it down at once
-    // would race its first request, so it only shuts down on SIGTERM.
+    // A connection accepted while already draining gets GOAWAY only on SIGTERM:
+    // shutting it down at once would race its first request.
     let accepted_draining = shared.control.phase() >= Phase::Draining;
     let drain_wait = async move {
-        // Only the inbound side drains (spec §5.5): outbound keeps keep-alive and
-        // never sees GOAWAY until the process exits.
+        // Only the inbound side drains (spec §5.5): outbound never sees GOAWAY until
+        // the process exits.
         if !inbound {
             return std::future::pending::<()>().await;
         }
@@ -452,95 +396,39 @@ pub async fn serve(stream: TcpStream, conn: Arc<HttpConn>) {
         shared.control.exited().await;
         Signal::Exit
     }));
-    let result = match conn.version {
-        DownstreamHttp::Http1 => {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .max_header_size(limits.max_request_header_bytes)
-                .max_buf_size(limits.max_request_header_bytes.max(8192) + 8192)
-                .keep_alive(!(inbound && accepted_draining));
-            // hyper's own limit is 100 headers, parsed on the stack; a configured limit
-            // makes it allocate and zero an index array for every request.
-            if limits.max_request_headers != HYPER_MAX_HEADERS {
-                b.max_headers(limits.max_request_headers);
-            }
-            let c = b.serve_connection(io, svc).with_upgrades();
-            tokio::pin!(c);
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    biased;
-                    r = c.as_mut() => break r,
-                    Some(signal) = signals.next() => match signal {
-                        Signal::Exit => return,
-                        Signal::Drain | Signal::AppGone => if !draining {
-                            draining = true;
-                            c.as_mut().graceful_shutdown();
-                        },
-                    },
-                }
-            }
-        }
-        DownstreamHttp::Http2 => {
-            let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-            b.timer(TokioTimer::new()).max_header_list_size(
-                u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX),
-            );
-            let c = b.serve_connection(io, svc);
-            tokio::pin!(c);
-            // The app closed its connection: pass the GOAWAY on.
-            signals.push(Box::pin(async {
-                conn.upstream_h2_ended().await;
-                Signal::AppGone
-            }));
-            let mut draining = false;
-            loop {
-                tokio::select! {
-                    biased;
-                    r = c.as_mut() => break r,
-                    Some(signal) = signals.next() => match signal {
-                        Signal::Exit => return,
-                        Signal::Drain | Signal::AppGone => if !draining {
-                            draining = true;
-                            c.as_mut().graceful_shutdown();
-                        },
-                    },
-                }
-            }
+    // The app closed its connection: pass the GOAWAY on.
+    signals.push(Box::pin(async {
+        conn.upstream_h2_ended().await;
+        Signal::AppGone
+    }));
+    let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_request_header_bytes).unwrap_or(u32::MAX));
+    let c = b.serve_connection(io, svc);
+    tokio::pin!(c);
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            biased;
+            r = c.as_mut() => break r,
+            Some(signal) = signals.next() => match signal {
+                Signal::Exit => return,
+                Signal::Drain | Signal::AppGone => if !draining {
+                    draining = true;
+                    c.as_mut().graceful_shutdown();
+                },
+            },
         }
     };
     drop(signals);
-    conn.release_upstream();
     if let Err(err) = result {
-        connection_error(&conn, spare.as_ref(), &err);
+        tracing::debug!(%err, "downstream h2 connection ended with an error");
     }
 }
 
-/// Logs a connection-level failure; hyper already answered 400/431 for parse errors,
-/// and we answer 408 to a client too slow to send its request head.
-fn connection_error(
-    conn: &Arc<HttpConn>,
-    stream: Option<&std::net::TcpStream>,
-    err: &hyper::Error,
-) {
-    let (status, details) = if err.is_parse_too_large() {
-        (431, "http1.headers_too_large")
-    } else if err.is_parse() || err.is_parse_status() {
-        (400, "http1.codec_error")
-    } else if err.is_timeout() {
-        let reply =
-            b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
-        // The socket is non-blocking: a client that is not reading gets nothing.
-        let status = match stream.map(|mut s| std::io::Write::write(&mut s, reply)) {
-            Some(Ok(n)) if n == reply.len() => 408,
-            _ => 0,
-        };
-        (status, "request_header_timeout")
-    } else {
-        tracing::debug!(%err, "downstream http connection ended with an error");
-        return;
-    };
+/// Counts and logs a request the proxy answered without reading it whole (`400`,
+/// `431`, `408`), or a client too slow to be answered (`status` 0).
+pub(crate) fn log_rejected(conn: &HttpConn, status: u16, details: &'static str) {
     let flags = if status == 408 || status == 0 {
         ResponseFlags::empty()
     } else {
@@ -578,11 +466,6 @@ fn connection_error(
         sni: None,
         route_name: None,
     });
-}
-
-fn is_upgrade(req: &Request<Incoming>) -> bool {
-    req.version() != Version::HTTP_2
-        && (req.method() == Method::CONNECT || req.headers().contains_key(header::UPGRADE))
 }
 
 async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<ResponseBody> {
@@ -623,7 +506,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         start_time,
         start,
         fields: HttpFields {
-            method: method_text(req.method()),
+            method: method_text(req.method().as_str()),
             path,
             protocol: protocol_str(req.version()),
             x_forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
@@ -644,95 +527,48 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     };
 
     if conn.cluster == Cluster::BlackHole {
-        return local_response(&conn, log, local_reply(&UpstreamFailure::NoRoute));
+        return local_response(log, local_reply(&UpstreamFailure::NoRoute));
     }
     log.upstream_host = Some(conn.orig_dst);
 
-    let upgrade = is_upgrade(&req);
-    let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers, upgrade);
-    let protocol = match conn.version {
-        DownstreamHttp::Http1 => UpstreamProtocol::Http1,
-        DownstreamHttp::Http2 => UpstreamProtocol::Http2,
-    };
-    let origin_form = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
-    let pq = |uri: &Uri| uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    parts.uri = match protocol {
-        // HTTP/1 upstreams get origin-form; CONNECT keeps its authority-form.
-        UpstreamProtocol::Http1 if parts.method == Method::CONNECT || origin_form => {
-            std::mem::take(&mut parts.uri)
-        }
-        UpstreamProtocol::Http1 => pq(&parts.uri)
-            .parse()
-            .unwrap_or_else(|_| Uri::from_static("/")),
-        UpstreamProtocol::Http2 => {
-            let auth = authority
-                .as_ref()
-                .and_then(|a| a.to_str().ok())
-                .map_or_else(|| conn.orig_dst.to_string(), str::to_string);
-            format!("http://{auth}{}", pq(&parts.uri))
-                .parse()
-                .unwrap_or_else(|_| Uri::from_static("/"))
-        }
-    };
+    strip_hop_by_hop(&mut parts.headers, false);
+    let auth = authority
+        .as_ref()
+        .and_then(|a| a.to_str().ok())
+        .map_or_else(|| conn.orig_dst.to_string(), str::to_string);
+    let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = format!("http://{auth}{pq}")
+        .parse()
+        .unwrap_or_else(|_| Uri::from_static("/"));
     let mut upstream_req = Request::from_parts(parts, Counted::new(body, req_bytes));
 
     // One retry, and only when a pooled connection turned out to be stale before the
     // request was written (hyper hands the request back in that case).
     let mut fresh_only = false;
     let (response, sent_at) = loop {
-        let now = Instant::now();
-        let kept = match protocol {
-            UpstreamProtocol::Http1 if !fresh_only && !upgrade => conn.take_upstream(),
-            _ => None,
-        };
-        let checkout = if let Some(kept) = kept {
-            Ok(kept)
-        } else if fresh_only {
-            shared
-                .pool
-                .checkout_fresh(conn.orig_dst, conn.source, protocol)
-                .await
-        } else {
-            shared
-                .pool
-                .checkout(conn.orig_dst, conn.source, protocol, now)
-                .await
-        };
+        let checkout = shared
+            .pool
+            .checkout_http2(conn.orig_dst, conn.source, fresh_only)
+            .await;
         let Checkout {
-            sender,
+            mut sender,
             local,
             reused,
             closed,
         } = match checkout {
             Ok(c) => c,
-            Err(failure) => return local_response(&conn, log, local_reply(&failure)),
+            Err(failure) => return local_response(log, local_reply(&failure)),
         };
         conn.watch_upstream_h2(closed.as_ref());
         log.upstream_local = Some(local);
         let sent_at = Instant::now();
-        let fut = match sender {
-            Sender::Http1(mut s) => {
-                let fut = s.try_send_request(upstream_req);
-                if !upgrade {
-                    conn.keep_upstream(s, local);
-                }
-                futures::future::Either::Left(fut)
-            }
-            Sender::Http2(mut s) => {
-                futures::future::Either::Right(s.try_send_request(upstream_req))
-            }
-        };
+        let fut = sender.try_send_request(upstream_req);
         let result = match shared.config.limits.request_timeout {
             Some(t) => match tokio::time::timeout(t, fut).await {
                 Ok(r) => r,
                 Err(_) => {
-                    return local_response(
-                        &conn,
-                        log,
-                        local_reply(&UpstreamFailure::ResponseTimeout),
-                    );
+                    return local_response(log, local_reply(&UpstreamFailure::ResponseTimeout));
                 }
             },
             None => fut.await,
@@ -754,7 +590,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
                 } else {
                     UpstreamFailure::ResetBeforeHeaders
                 };
-                return local_response(&conn, log, local_reply(&failure));
+                return local_response(log, local_reply(&failure));
             }
         }
     };
@@ -763,36 +599,14 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     log.status = response.status().as_u16();
     log.details = Some(Cow::Borrowed("via_upstream"));
     let (mut parts, body) = response.into_parts();
-    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS
-        || (upgrade && log.fields.method == "CONNECT" && parts.status.is_success());
-    strip_hop_by_hop(&mut parts.headers, switching);
+    strip_hop_by_hop(&mut parts.headers, false);
     parts
         .headers
         .insert(X_UPSTREAM_TIME.clone(), HeaderValue::from(service_ms));
-    mark_close_if_draining(&conn, &mut parts.headers);
-    if switching && let Some(down) = downstream_upgrade {
-        let mut up_resp = Response::from_parts(parts.clone(), ());
-        let up = hyper::upgrade::on(&mut up_resp);
-        tokio::spawn(tunnel(down, up, log));
-        return Response::from_parts(parts, ResponseBody::local(Bytes::new(), None));
-    }
     Response::from_parts(parts, ResponseBody::upstream(body, Some(Box::new(log))))
 }
 
-fn mark_close_if_draining(conn: &HttpConn, headers: &mut HeaderMap) {
-    if conn.direction == Direction::Inbound
-        && conn.version == DownstreamHttp::Http1
-        && conn.shared.control.phase() >= Phase::Draining
-    {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-}
-
-fn local_response(
-    conn: &HttpConn,
-    mut log: RequestLog,
-    reply: LocalReply,
-) -> Response<ResponseBody> {
+fn local_response(mut log: RequestLog, reply: LocalReply) -> Response<ResponseBody> {
     log.status = reply.status;
     log.flags.insert(reply.flags);
     log.details = Some(reply.details.into());
@@ -805,39 +619,8 @@ fn local_response(
     if !body.is_empty() {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
-    mark_close_if_draining(conn, h);
     let (parts, _) = resp.into_parts();
     Response::from_parts(parts, ResponseBody::local(body, Some(Box::new(log))))
-}
-
-/// Relays an upgraded (WebSocket / CONNECT) exchange as bytes, then logs it.
-async fn tunnel(
-    down: hyper::upgrade::OnUpgrade,
-    up: hyper::upgrade::OnUpgrade,
-    mut log: RequestLog,
-) {
-    let (down, up) = match tokio::try_join!(down, up) {
-        Ok(pair) => pair,
-        Err(err) => {
-            tracing::debug!(%err, "upgrade failed");
-            log.emit(0, Ending::UpstreamError);
-            return;
-        }
-    };
-    let mut down = TokioIo::new(down);
-    let mut up = TokioIo::new(up);
-    let exited = log.conn.shared.control.exited();
-    let result = tokio::select! {
-        r = tokio::io::copy_bidirectional(&mut down, &mut up) => r,
-        () = exited => Err(std::io::Error::other("proxy exiting")),
-    };
-    match result {
-        Ok((from_down, from_up)) => {
-            log.req_bytes.fetch_add(from_down, Ordering::Relaxed);
-            log.emit(from_up, Ending::Complete);
-        }
-        Err(_) => log.emit(0, Ending::DownstreamGone),
-    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod body;
 pub mod client;
 pub mod config;
 pub mod drain;
+pub mod h1;
 pub mod http;
 pub mod metrics;
 pub mod orig_dst;

@@ -487,7 +487,6 @@ async fn handle_connection(
                 direction,
                 cluster_name: cluster.to_string().into(),
                 series: std::sync::Mutex::new(None),
-                upstream: std::sync::Mutex::new(None),
                 upstream_h2: std::sync::Mutex::new(None),
                 upstream_h2_set: tokio::sync::Notify::new(),
                 cluster,

@@ -3,18 +3,18 @@
 //! Every upstream socket gets the configured `SO_MARK` (so capture rules can skip
 //! it) and, for inbound deliveries, the source address `127.0.0.6` / `::6` (so the
 //! first `ISTIO_OUTPUT` rule lets it through instead of looping it back to 15006).
-//! The pool keeps idle HTTP/1 connections per destination and one multiplexed
-//! HTTP/2 connection per destination.
+//! The pool keeps idle HTTP/1 sockets per destination and one multiplexed HTTP/2
+//! connection per destination.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
@@ -113,9 +113,28 @@ struct Key {
 }
 
 struct IdleH1 {
-    sender: http1::SendRequest<ReqBody>,
+    stream: TcpStream,
     local: SocketAddr,
     since: Instant,
+}
+
+/// An HTTP/1 upstream connection, exclusively the user's until given back with
+/// [`Pool::release_http1`].
+#[derive(Debug)]
+pub struct H1Conn {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Its local address (`%UPSTREAM_LOCAL_ADDRESS%`).
+    pub local: SocketAddr,
+    /// Whether it carried a request before (a stale one may fail at once).
+    pub reused: bool,
+}
+
+/// Whether an idle upstream socket is still open and quiet: the server neither closed
+/// it nor sent anything unasked.
+fn idle_and_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
 #[derive(Clone)]
@@ -125,18 +144,10 @@ struct SharedH2 {
     closed: watch::Receiver<bool>,
 }
 
-/// A sender checked out of the pool.
-pub enum Sender {
-    /// An HTTP/1 connection, exclusively ours until the response ends.
-    Http1(http1::SendRequest<ReqBody>),
-    /// A clone of the shared HTTP/2 connection.
-    Http2(http2::SendRequest<ReqBody>),
-}
-
-/// A checked-out upstream connection.
+/// A checked-out HTTP/2 upstream connection.
 pub struct Checkout {
-    /// The sender.
-    pub sender: Sender,
+    /// A clone of the shared connection's sender.
+    pub sender: http2::SendRequest<ReqBody>,
     /// Local address of the upstream socket (`%UPSTREAM_LOCAL_ADDRESS%`).
     pub local: SocketAddr,
     /// Whether the connection was reused from the pool (a stale one may fail at once).
@@ -188,167 +199,134 @@ impl Pool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Returns a reusable connection to `dst` or opens a new one.
-    pub async fn checkout(
-        self: &Arc<Self>,
+    /// An HTTP/1 connection to `dst`: an idle pooled one, else a new one (`fresh`:
+    /// always a new one, to retry after a pooled one turned out to be stale).
+    pub async fn checkout_http1(
+        &self,
         dst: SocketAddr,
         source: Option<IpAddr>,
-        protocol: UpstreamProtocol,
+        fresh: bool,
         now: Instant,
-    ) -> Result<Checkout, UpstreamFailure> {
+    ) -> Result<H1Conn, UpstreamFailure> {
         let key = Key {
             dst,
             source,
-            protocol,
+            protocol: UpstreamProtocol::Http1,
         };
-        if let Some(c) = self.take_idle(key, now) {
+        if !fresh && let Some(c) = self.take_idle_http1(key, now) {
             return Ok(c);
         }
-        self.connect_new(key).await
-    }
-
-    /// Opens a new connection to `dst`, bypassing idle ones (used to retry after a
-    /// pooled connection turned out to be stale).
-    pub async fn checkout_fresh(
-        self: &Arc<Self>,
-        dst: SocketAddr,
-        source: Option<IpAddr>,
-        protocol: UpstreamProtocol,
-    ) -> Result<Checkout, UpstreamFailure> {
-        self.connect_new(Key {
-            dst,
-            source,
-            protocol,
-        })
-        .await
-    }
-
-    async fn connect_new(self: &Arc<Self>, key: Key) -> Result<Checkout, UpstreamFailure> {
-        let Key {
-            dst,
-            source,
-            protocol,
-        } = key;
         let stream = self.connector.connect(dst, source).await?;
         let local = stream
             .local_addr()
             .map_err(|e| UpstreamFailure::ConnectFailed {
                 message: os_error_text(&e),
             })?;
-        let io = TokioIo::new(stream);
-        match protocol {
-            UpstreamProtocol::Http1 => {
-                let (sender, conn) = http1::Builder::new()
-                    .handshake::<_, ReqBody>(io)
-                    .await
-                    .map_err(|_| UpstreamFailure::ResetBeforeHeaders)?;
-                tokio::spawn(async move {
-                    if let Err(err) = conn.with_upgrades().await {
-                        tracing::debug!(%err, "upstream http1 connection ended");
-                    }
-                });
-                Ok(Checkout {
-                    sender: Sender::Http1(sender),
-                    local,
-                    reused: false,
-                    closed: None,
-                })
-            }
-            UpstreamProtocol::Http2 => {
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake::<_, ReqBody>(io)
-                    .await
-                    .map_err(|_| UpstreamFailure::ResetBeforeHeaders)?;
-                let (ended, closed) = watch::channel(false);
-                tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(%err, "upstream http2 connection ended");
-                    }
-                    let _ = ended.send(true);
-                });
-                self.lock().h2.insert(
-                    key,
-                    SharedH2 {
-                        sender: sender.clone(),
-                        local,
-                        closed: closed.clone(),
-                    },
-                );
-                Ok(Checkout {
-                    sender: Sender::Http2(sender),
-                    local,
-                    reused: false,
-                    closed: Some(closed),
-                })
-            }
-        }
+        Ok(H1Conn {
+            stream,
+            local,
+            reused: false,
+        })
     }
 
-    fn take_idle(&self, key: Key, now: Instant) -> Option<Checkout> {
+    fn take_idle_http1(&self, key: Key, now: Instant) -> Option<H1Conn> {
         let mut state = self.lock();
-        match key.protocol {
-            UpstreamProtocol::Http1 => {
-                let idle = state.h1.get_mut(&key)?;
-                while let Some(entry) = idle.pop() {
-                    let fresh = now.saturating_duration_since(entry.since) < self.idle_timeout;
-                    if fresh && entry.sender.is_ready() && !entry.sender.is_closed() {
-                        return Some(Checkout {
-                            sender: Sender::Http1(entry.sender),
-                            local: entry.local,
-                            reused: true,
-                            closed: None,
-                        });
-                    }
-                }
-                None
-            }
-            UpstreamProtocol::Http2 => {
-                let shared = state.h2.get(&key)?;
-                if shared.sender.is_closed() {
-                    state.h2.remove(&key);
-                    return None;
-                }
-                Some(Checkout {
-                    sender: Sender::Http2(shared.sender.clone()),
-                    local: shared.local,
+        let idle = state.h1.get_mut(&key)?;
+        while let Some(entry) = idle.pop() {
+            let fresh = now.saturating_duration_since(entry.since) < self.idle_timeout;
+            if fresh && idle_and_open(&entry.stream) {
+                return Some(H1Conn {
+                    stream: entry.stream,
+                    local: entry.local,
                     reused: true,
-                    closed: Some(shared.closed.clone()),
-                })
+                });
             }
+        }
+        None
+    }
+
+    /// Keeps an HTTP/1 connection whose last exchange ended cleanly for the next
+    /// request to `dst` from `source`.
+    pub fn release_http1(&self, dst: SocketAddr, source: Option<IpAddr>, conn: H1Conn) {
+        let key = Key {
+            dst,
+            source,
+            protocol: UpstreamProtocol::Http1,
+        };
+        let mut state = self.lock();
+        let idle = state.h1.entry(key).or_default();
+        if idle.len() < self.max_idle {
+            idle.push(IdleH1 {
+                stream: conn.stream,
+                local: conn.local,
+                since: Instant::now(),
+            });
         }
     }
 
-    /// Gives an HTTP/1 sender back once its current exchange is over. Runs in the
-    /// background: `ready()` resolves when the response body was read to the end, and
-    /// fails when the connection closed, in which case it is simply dropped.
-    pub fn release_http1(
-        self: &Arc<Self>,
+    /// The shared HTTP/2 connection to `dst`, opened if there is none (`fresh`: always
+    /// a new one).
+    pub async fn checkout_http2(
+        &self,
         dst: SocketAddr,
         source: Option<IpAddr>,
-        local: SocketAddr,
-        mut sender: http1::SendRequest<ReqBody>,
-    ) {
-        let pool = self.clone();
+        fresh: bool,
+    ) -> Result<Checkout, UpstreamFailure> {
+        let key = Key {
+            dst,
+            source,
+            protocol: UpstreamProtocol::Http2,
+        };
+        if !fresh && let Some(c) = self.take_http2(key) {
+            return Ok(c);
+        }
+        let stream = self.connector.connect(dst, source).await?;
+        let local = stream
+            .local_addr()
+            .map_err(|e| UpstreamFailure::ConnectFailed {
+                message: os_error_text(&e),
+            })?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake::<_, ReqBody>(TokioIo::new(stream))
+            .await
+            .map_err(|_| UpstreamFailure::ResetBeforeHeaders)?;
+        let (ended, closed) = watch::channel(false);
         tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
+            if let Err(err) = conn.await {
+                tracing::debug!(%err, "upstream http2 connection ended");
             }
-            let key = Key {
-                dst,
-                source,
-                protocol: UpstreamProtocol::Http1,
-            };
-            let mut state = pool.lock();
-            let idle = state.h1.entry(key).or_default();
-            if idle.len() < pool.max_idle {
-                idle.push(IdleH1 {
-                    sender,
-                    local,
-                    since: Instant::now(),
-                });
-            }
+            let _ = ended.send(true);
         });
+        self.lock().h2.insert(
+            key,
+            SharedH2 {
+                sender: sender.clone(),
+                local,
+                closed: closed.clone(),
+            },
+        );
+        Ok(Checkout {
+            sender,
+            local,
+            reused: false,
+            closed: Some(closed),
+        })
+    }
+
+    fn take_http2(&self, key: Key) -> Option<Checkout> {
+        let mut state = self.lock();
+        let shared = state.h2.get(&key)?;
+        if shared.sender.is_closed() {
+            state.h2.remove(&key);
+            return None;
+        }
+        Some(Checkout {
+            sender: shared.sender.clone(),
+            local: shared.local,
+            reused: true,
+            closed: Some(shared.closed.clone()),
+        })
     }
 
     /// Closes idle connections older than the idle timeout; returns how many remain.
@@ -357,7 +335,7 @@ impl Pool {
         let timeout = self.idle_timeout;
         state.h1.retain(|_, idle| {
             idle.retain(|e| {
-                now.saturating_duration_since(e.since) < timeout && !e.sender.is_closed()
+                now.saturating_duration_since(e.since) < timeout && idle_and_open(&e.stream)
             });
             !idle.is_empty()
         });

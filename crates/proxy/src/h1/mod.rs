@@ -1,0 +1,815 @@
+//! The HTTP/1.1 path.
+//!
+//! One task per downstream connection reads a request head, sends it upstream together
+//! with the body bytes that came with it in one write, and relays the response back,
+//! parsing only heads and chunk boundaries ([`codec`]): no request or response objects,
+//! no header maps, no second task per connection. While it waits for the response it
+//! keeps reading the client: the rest of the request body goes upstream, and a client
+//! that leaves is noticed at once (`DC`). The upstream connection stays with the
+//! downstream one for its next request and goes to the pool when the client leaves.
+//! HTTP/2 stays with hyper ([`crate::http`]).
+
+pub mod codec;
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, BytesMut};
+use http::HeaderValue;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::time::Instant;
+
+use crate::accesslog::HttpFields;
+use crate::body::Ending;
+use crate::config::Direction;
+use crate::drain::Phase;
+use crate::http::{HttpConn, RequestLog, log_rejected, method_text, uuid_v4};
+use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
+use crate::upstream::H1Conn;
+use codec::{Chunked, Framing, HeadError, Persist, RequestHead, ResponseHead};
+
+/// Envoy's default idle timeout of an HTTP connection with no request in flight.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How much a read buffer grows by when it is (nearly) full.
+const READ_CHUNK: usize = 8 * 1024;
+/// Largest response head accepted from an upstream.
+const MAX_RESPONSE_HEAD: usize = 96 * 1024;
+/// Most response header fields accepted from an upstream (hyper's client default).
+const MAX_RESPONSE_FIELDS: usize = 100;
+/// Body bytes that go out in the same write as the head instead of separately.
+const COALESCE: usize = 16 * 1024;
+
+/// Makes room for a read.
+fn room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_CHUNK);
+    }
+}
+
+/// What ended a wait for the next request head.
+enum Idle {
+    Read,
+    Closed,
+    TimedOut,
+    Drained,
+    UpstreamEvent,
+}
+
+/// Serves one HTTP/1 connection until it closes or the proxy exits.
+pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
+    let shared = conn.shared.clone();
+    let limits = &shared.config.limits;
+    let mut phase = shared.control.subscribe();
+    let inbound = conn.direction == Direction::Inbound;
+    // Only the inbound side drains (spec §5.5). A connection accepted while already
+    // draining is told to close through its responses; closing it while idle would
+    // race its first request, so that waits for SIGTERM.
+    let close_idle_at = if shared.control.phase() >= Phase::Draining {
+        Phase::Terminating
+    } else {
+        Phase::Draining
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut ubuf = BytesMut::new();
+    let mut out = Vec::with_capacity(1024);
+    let mut upstream: Option<H1Conn> = None;
+    // The first head is timed from the accept, later ones from their first byte.
+    let mut deadline = Some(Instant::now() + limits.header_read_timeout);
+    loop {
+        let head = loop {
+            if !buf.is_empty() {
+                match codec::parse_request(
+                    &buf,
+                    limits.max_request_headers,
+                    limits.max_request_header_bytes,
+                ) {
+                    Ok(Some(head)) => break head,
+                    Ok(None) => {}
+                    Err(err) => {
+                        reject(&mut stream, &conn, err).await;
+                        return release(&conn, upstream);
+                    }
+                }
+                deadline.get_or_insert_with(|| Instant::now() + limits.header_read_timeout);
+            }
+            let until = deadline.unwrap_or_else(|| Instant::now() + IDLE_TIMEOUT);
+            room(&mut buf);
+            let idle = buf.is_empty();
+            let event = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(until, stream.read_buf(&mut buf)) => match r {
+                    Ok(Ok(0) | Err(_)) => Idle::Closed,
+                    Ok(Ok(_)) => Idle::Read,
+                    Err(_) => Idle::TimedOut,
+                },
+                _ = phase.wait_for(|p| *p >= close_idle_at), if inbound && idle => Idle::Drained,
+                () = readable(upstream.as_ref()), if idle => Idle::UpstreamEvent,
+            };
+            match event {
+                Idle::Read => {}
+                Idle::Closed | Idle::Drained => return release(&conn, upstream),
+                Idle::TimedOut => {
+                    if deadline.is_some() {
+                        request_timeout(&stream, &conn);
+                    }
+                    return release(&conn, upstream);
+                }
+                Idle::UpstreamEvent => {
+                    // The app closed its idle connection (or spoke out of turn).
+                    if upstream.as_ref().is_some_and(|u| !idle_and_open(&u.stream)) {
+                        upstream = None;
+                    }
+                }
+            }
+        };
+        deadline = None;
+        let keep = exchange(
+            &mut stream,
+            &mut buf,
+            &mut ubuf,
+            &mut out,
+            &mut upstream,
+            &conn,
+            head,
+        )
+        .await;
+        if !keep {
+            return release(&conn, upstream);
+        }
+    }
+}
+
+/// Resolves when the kept upstream connection has something to say (or never).
+async fn readable(upstream: Option<&H1Conn>) {
+    match upstream {
+        Some(u) => {
+            let _ = u.stream.readable().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn idle_and_open(stream: &TcpStream) -> bool {
+    let mut probe = [0u8; 1];
+    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// Gives a cleanly finished upstream connection to the pool.
+fn release(conn: &HttpConn, upstream: Option<H1Conn>) {
+    if let Some(up) = upstream {
+        conn.shared
+            .pool
+            .release_http1(conn.orig_dst, conn.source, up);
+    }
+}
+
+/// Answers a request head the proxy cannot accept, and logs it.
+async fn reject(stream: &mut TcpStream, conn: &HttpConn, err: HeadError) {
+    let (status, details) = match err {
+        HeadError::TooLarge => (431, "http1.headers_too_large"),
+        HeadError::Invalid(details) => (400, details),
+    };
+    let mut out = Vec::with_capacity(128);
+    codec::write_local(&mut out, status, b"", Persist::Close);
+    let sent = stream.write_all(&out).await.is_ok();
+    log_rejected(conn, if sent { status } else { 0 }, details);
+}
+
+/// Answers `408` to a client too slow to send its request head, if it reads.
+fn request_timeout(stream: &TcpStream, conn: &HttpConn) {
+    let mut out = Vec::with_capacity(128);
+    codec::write_local(&mut out, 408, b"", Persist::Close);
+    // One try: a client that is not reading gets nothing.
+    let status = match stream.try_write(&out) {
+        Ok(n) if n == out.len() => 408,
+        _ => 0,
+    };
+    log_rejected(conn, status, "request_header_timeout");
+}
+
+/// Where a request body is.
+enum BodyLeft {
+    Done,
+    Length(u64),
+    Chunked(Chunked),
+}
+
+impl BodyLeft {
+    fn new(framing: Framing) -> Self {
+        match framing {
+            Framing::None | Framing::UntilClose => BodyLeft::Done,
+            Framing::Length(n) => BodyLeft::Length(n),
+            Framing::Chunked => BodyLeft::Chunked(Chunked::new()),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self, BodyLeft::Done)
+    }
+
+    /// How many bytes at the start of `input` belong to the body, and the payload
+    /// bytes among them.
+    fn take(&mut self, input: &[u8]) -> Result<(usize, u64), codec::ChunkError> {
+        match self {
+            BodyLeft::Done => Ok((0, 0)),
+            BodyLeft::Length(left) => {
+                let n = (*left).min(input.len() as u64);
+                *left -= n;
+                if *left == 0 {
+                    *self = BodyLeft::Done;
+                }
+                Ok((n as usize, n))
+            }
+            BodyLeft::Chunked(c) => {
+                let fed = c.feed(input)?;
+                if fed.done {
+                    *self = BodyLeft::Done;
+                }
+                Ok((fed.used, fed.payload))
+            }
+        }
+    }
+}
+
+/// How an exchange went.
+enum Outcome {
+    /// A pooled connection was stale: nothing was answered, try a new one.
+    Retry,
+    /// No response: answer locally.
+    Failed(UpstreamFailure),
+    /// The client left before the response started.
+    ClientGone,
+    /// The request body was malformed.
+    BadBody,
+    /// The response was relayed (or its relay ended early).
+    Relayed {
+        ending: Ending,
+        sent: u64,
+        reusable: bool,
+        keep: bool,
+    },
+    /// The response switched protocols: the connection becomes a tunnel.
+    Switched { sent: u64 },
+}
+
+/// What the client side reported while the response was awaited.
+enum Downstream {
+    Gone,
+    BadBody,
+    UpstreamWriteFailed,
+}
+
+/// Forwards the rest of the request body upstream, then watches for the client
+/// leaving, reading ahead (a pipelined next request) up to `max_ahead` bytes.
+async fn downstream_side(
+    dr: &mut ReadHalf<'_>,
+    buf: &mut BytesMut,
+    uw: &mut WriteHalf<'_>,
+    body: &mut BodyLeft,
+    req_bytes: &AtomicU64,
+    body_done: &AtomicBool,
+    max_ahead: usize,
+) -> Downstream {
+    while !body.is_done() {
+        if buf.is_empty() {
+            room(buf);
+            match dr.read_buf(buf).await {
+                Ok(0) | Err(_) => return Downstream::Gone,
+                Ok(_) => {}
+            }
+        }
+        let Ok((n, payload)) = body.take(buf) else {
+            return Downstream::BadBody;
+        };
+        if uw.write_all(&buf[..n]).await.is_err() {
+            return Downstream::UpstreamWriteFailed;
+        }
+        buf.advance(n);
+        req_bytes.fetch_add(payload, Ordering::Relaxed);
+    }
+    body_done.store(true, Ordering::Relaxed);
+    loop {
+        if buf.len() >= max_ahead {
+            return std::future::pending().await;
+        }
+        room(buf);
+        match dr.read_buf(buf).await {
+            Ok(0) | Err(_) => return Downstream::Gone,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Why no response head came.
+enum HeadFailure {
+    /// Closed or reset; `quiet`: before sending a single byte.
+    Closed {
+        quiet: bool,
+    },
+    Protocol,
+    Timeout,
+}
+
+/// Reads the final response head into `ubuf` (interim `1xx` heads are dropped: the
+/// proxy answered `Expect` itself).
+async fn read_response_head(
+    ur: &mut ReadHalf<'_>,
+    ubuf: &mut BytesMut,
+    head_request: bool,
+    connect: bool,
+) -> Result<ResponseHead, HeadFailure> {
+    let mut interim = false;
+    loop {
+        if !ubuf.is_empty() {
+            match codec::parse_response(
+                ubuf,
+                MAX_RESPONSE_FIELDS,
+                MAX_RESPONSE_HEAD,
+                head_request,
+                connect,
+            ) {
+                Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
+                    ubuf.advance(h.len);
+                    interim = true;
+                    continue;
+                }
+                Ok(Some(h)) => return Ok(h),
+                Ok(None) => {}
+                Err(_) => return Err(HeadFailure::Protocol),
+            }
+        }
+        room(ubuf);
+        let quiet = ubuf.is_empty() && !interim;
+        match ur.read_buf(ubuf).await {
+            Ok(0) | Err(_) => return Err(HeadFailure::Closed { quiet }),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// How a response body goes downstream.
+enum Relay {
+    /// As it came, delimited as it came.
+    As(Framing),
+    /// Chunked upstream, decoded downstream.
+    Dechunk(Chunked),
+}
+
+/// Relays a response body (its first bytes already in `ubuf`) after `out`, which
+/// holds the response head. Counts the payload bytes sent in `sent`; the error is
+/// how it ended early.
+async fn relay_response(
+    ur: &mut ReadHalf<'_>,
+    ubuf: &mut BytesMut,
+    dw: &mut WriteHalf<'_>,
+    out: &mut Vec<u8>,
+    relay: Relay,
+    sent: &AtomicU64,
+) -> Result<(), Ending> {
+    let (mut left, mut dechunk) = match relay {
+        Relay::As(Framing::UntilClose) => (None, None),
+        Relay::As(other) => (Some(BodyLeft::new(other)), None),
+        Relay::Dechunk(c) => (None, Some(c)),
+    };
+    let mut first = true;
+    loop {
+        if !first {
+            if left.as_ref().is_some_and(BodyLeft::is_done)
+                || dechunk.as_ref().is_some_and(Chunked::is_done)
+            {
+                return Ok(());
+            }
+            if ubuf.is_empty() {
+                room(ubuf);
+                match ur.read_buf(ubuf).await {
+                    Ok(0) if left.is_none() && dechunk.is_none() => return Ok(()),
+                    Ok(0) | Err(_) => return Err(Ending::UpstreamError),
+                    Ok(_) => {}
+                }
+            }
+            out.clear();
+        }
+        // The head and the first body bytes go out in one write.
+        let input = &ubuf[..ubuf.len().min(COALESCE)];
+        let (n, payload) = match (&mut left, &mut dechunk) {
+            (_, Some(c)) => {
+                let fed = c
+                    .feed_with(input, |d| out.extend_from_slice(d))
+                    .map_err(|_| Ending::UpstreamError)?;
+                (fed.used, fed.payload)
+            }
+            (Some(l), None) => l.take(input).map_err(|_| Ending::UpstreamError)?,
+            (None, None) => (input.len(), input.len() as u64),
+        };
+        let relayed: &[u8] = if dechunk.is_some() {
+            out
+        } else if first {
+            out.extend_from_slice(&input[..n]);
+            out
+        } else {
+            &input[..n]
+        };
+        dw.write_all(relayed)
+            .await
+            .map_err(|_| Ending::DownstreamGone)?;
+        ubuf.advance(n);
+        sent.fetch_add(payload, Ordering::Relaxed);
+        first = false;
+    }
+}
+
+/// Everything one exchange needs besides the sockets.
+struct Exchange<'a> {
+    head: &'a RequestHead,
+    /// The request is a `CONNECT`.
+    connect: bool,
+    /// Inbound: responses say `Connection: close` once the proxy drains.
+    drains: Option<&'a crate::drain::Control>,
+    sent_at: Instant,
+}
+
+impl Exchange<'_> {
+    fn persist(&self, body_done: bool, framing: Framing) -> Persist {
+        if !self.head.keep_alive
+            || !body_done
+            || framing == Framing::UntilClose
+            || self.drains.is_some_and(|c| c.phase() >= Phase::Draining)
+        {
+            Persist::Close
+        } else if self.head.http10 {
+            Persist::KeepAlive
+        } else {
+            Persist::Default
+        }
+    }
+}
+
+/// Proxies one request whose head was just parsed. Returns whether the client
+/// connection carries on with another request.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    ubuf: &mut BytesMut,
+    out: &mut Vec<u8>,
+    kept: &mut Option<H1Conn>,
+    conn: &Arc<HttpConn>,
+    head: RequestHead,
+) -> bool {
+    let shared = &conn.shared;
+    let start_time = SystemTime::now();
+    let start = Instant::now();
+    let raw = buf.split_to(head.len).freeze();
+    let field = |i: Option<usize>| {
+        i.and_then(|i| {
+            HeaderValue::from_maybe_shared(raw.slice(head.fields.list[i].value.clone())).ok()
+        })
+    };
+    let request_id = match head.request_id {
+        Some(i) => field(Some(i)),
+        None => Some(uuid_v4()),
+    };
+    let generated = head.request_id.is_none();
+    let method = std::str::from_utf8(&raw[head.method.clone()]).unwrap_or("-");
+    let connect = method == "CONNECT";
+    let req_bytes = Arc::new(AtomicU64::new(0));
+    let mut log = RequestLog {
+        conn: conn.clone(),
+        start_time,
+        start,
+        fields: HttpFields {
+            method: method_text(method),
+            path: codec::logged_path(&raw, &head),
+            protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+            x_forwarded_for: field(head.forwarded_for),
+            user_agent: field(head.user_agent),
+            request_id: request_id.clone(),
+            authority: codec::authority(&raw, &head)
+                .and_then(|r| HeaderValue::from_maybe_shared(raw.slice(r)).ok()),
+            upstream_service_time_ms: None,
+        },
+        grpc: head.grpc,
+        req_bytes: req_bytes.clone(),
+        status: 0,
+        flags: ResponseFlags::empty(),
+        details: None,
+        transport_failure: None,
+        upstream_host: None,
+        upstream_local: None,
+        armed: true,
+    };
+    let mut body = BodyLeft::new(head.body);
+    let mut x = Exchange {
+        head: &head,
+        connect,
+        drains: (conn.direction == Direction::Inbound).then_some(&*shared.control),
+        sent_at: Instant::now(),
+    };
+
+    // Envoy answers `Expect: 100-continue` itself and does not forward it.
+    if head.expect_continue
+        && !body.is_done()
+        && buf.is_empty()
+        && stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .is_err()
+    {
+        return false;
+    }
+    if conn.cluster == Cluster::BlackHole {
+        let reply = local_reply(&UpstreamFailure::NoRoute);
+        return answer_locally(
+            stream,
+            out,
+            log,
+            reply,
+            x.persist(body.is_done(), Framing::None),
+        )
+        .await;
+    }
+    log.upstream_host = Some(conn.orig_dst);
+
+    // The head, and the body bytes that came with it, go upstream in one write.
+    out.clear();
+    codec::write_request(
+        out,
+        &raw,
+        &head,
+        request_id
+            .as_ref()
+            .filter(|_| generated)
+            .map(|id| id.as_bytes()),
+    );
+    match body.take(buf) {
+        Ok((n, payload)) => {
+            out.extend_from_slice(&buf[..n]);
+            buf.advance(n);
+            req_bytes.fetch_add(payload, Ordering::Relaxed);
+        }
+        Err(_) => return bad_body(stream, out, log).await,
+    }
+    let complete_at_send = body.is_done();
+    let body_done = AtomicBool::new(complete_at_send);
+    let sent = AtomicU64::new(0);
+    let max_ahead = shared.config.limits.max_request_header_bytes;
+    let head_request = method == "HEAD";
+    let mut fresh = false;
+    let (mut up, outcome) = loop {
+        let up = match kept.take() {
+            Some(u) if !fresh => u,
+            _ => match shared
+                .pool
+                .checkout_http1(conn.orig_dst, conn.source, fresh, Instant::now())
+                .await
+            {
+                Ok(u) => u,
+                Err(failure) => {
+                    let persist = x.persist(body.is_done(), Framing::None);
+                    return answer_locally(stream, out, log, local_reply(&failure), persist).await;
+                }
+            },
+        };
+        let mut up = up;
+        log.upstream_local = Some(up.local);
+        x.sent_at = Instant::now();
+        let retryable = up.reused && !fresh && complete_at_send;
+        if up.stream.write_all(out).await.is_err() {
+            if retryable {
+                fresh = true;
+                continue;
+            }
+            let persist = x.persist(body.is_done(), Framing::None);
+            let reply = local_reply(&UpstreamFailure::ResetBeforeHeaders);
+            return answer_locally(stream, out, log, reply, persist).await;
+        }
+        ubuf.clear();
+        let outcome = {
+            let (mut dr, mut dw) = stream.split();
+            let (mut ur, mut uw) = up.stream.split();
+            let mut down = pin!(downstream_side(
+                &mut dr, buf, &mut uw, &mut body, &req_bytes, &body_done, max_ahead,
+            ));
+            let mut down_live = true;
+            let timeout = shared.config.limits.request_timeout;
+            let response = {
+                let mut waiting = pin!(async {
+                    let read = read_response_head(&mut ur, ubuf, head_request, connect);
+                    match timeout {
+                        Some(t) => tokio::time::timeout(t, read)
+                            .await
+                            .unwrap_or(Err(HeadFailure::Timeout)),
+                        None => read.await,
+                    }
+                });
+                loop {
+                    tokio::select! {
+                        biased;
+                        r = &mut waiting => break Ok(r),
+                        event = &mut down, if down_live => match event {
+                            Downstream::Gone => break Err(Outcome::ClientGone),
+                            Downstream::BadBody => break Err(Outcome::BadBody),
+                            Downstream::UpstreamWriteFailed => down_live = false,
+                        },
+                    }
+                }
+            };
+            match response {
+                Err(outcome) => outcome,
+                Ok(Err(HeadFailure::Closed { quiet: true })) if retryable => Outcome::Retry,
+                Ok(Err(HeadFailure::Closed { .. })) => {
+                    Outcome::Failed(UpstreamFailure::ResetBeforeHeaders)
+                }
+                Ok(Err(HeadFailure::Protocol)) => Outcome::Failed(UpstreamFailure::ProtocolError),
+                Ok(Err(HeadFailure::Timeout)) => Outcome::Failed(UpstreamFailure::ResponseTimeout),
+                Ok(Ok(resp)) => {
+                    let service_ms = x.sent_at.elapsed().as_millis() as u64;
+                    log.fields.upstream_service_time_ms = Some(service_ms);
+                    respond(
+                        &x,
+                        &resp,
+                        service_ms,
+                        (&mut ur, ubuf),
+                        (&mut dw, out),
+                        (&mut down, &mut down_live),
+                        (&body_done, &sent),
+                        &mut log,
+                    )
+                    .await
+                }
+            }
+        };
+        match outcome {
+            Outcome::Retry => {
+                fresh = true;
+                continue;
+            }
+            outcome => break (up, outcome),
+        }
+    };
+    match outcome {
+        Outcome::Retry => false,
+        Outcome::ClientGone => false, // logged `DC` when `log` drops
+        Outcome::BadBody => bad_body(stream, out, log).await,
+        Outcome::Failed(failure) => {
+            let persist = x.persist(body_done.load(Ordering::Relaxed), Framing::None);
+            answer_locally(stream, out, log, local_reply(&failure), persist).await
+        }
+        Outcome::Relayed {
+            ending,
+            sent,
+            reusable,
+            keep,
+        } => {
+            log.emit(sent, ending);
+            if reusable && ending == Ending::Complete {
+                *kept = Some(up);
+            }
+            keep && ending == Ending::Complete
+        }
+        Outcome::Switched { sent } => {
+            // Bytes the client sent after its request head belong to the tunnel.
+            if !buf.is_empty() && up.stream.write_all(buf).await.is_err() {
+                log.emit(sent, Ending::UpstreamError);
+                return false;
+            }
+            req_bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            buf.clear();
+            match tokio::io::copy_bidirectional(stream, &mut up.stream).await {
+                Ok((from_down, from_up)) => {
+                    req_bytes.fetch_add(from_down, Ordering::Relaxed);
+                    log.emit(sent + from_up, Ending::Complete);
+                }
+                Err(_) => log.emit(sent, Ending::DownstreamGone),
+            }
+            false
+        }
+    }
+}
+
+/// Writes the response head and relays the body, still forwarding the request body
+/// and watching the client (`down`) meanwhile.
+#[allow(clippy::too_many_arguments)]
+async fn respond<F>(
+    x: &Exchange<'_>,
+    resp: &ResponseHead,
+    service_ms: u64,
+    (ur, ubuf): (&mut ReadHalf<'_>, &mut BytesMut),
+    (dw, out): (&mut WriteHalf<'_>, &mut Vec<u8>),
+    (down, down_live): (&mut Pin<&mut F>, &mut bool),
+    (body_done, sent): (&AtomicBool, &AtomicU64),
+    log: &mut RequestLog,
+) -> Outcome
+where
+    F: Future<Output = Downstream>,
+{
+    let connect = x.connect;
+    let switching = x.head.upgrade
+        && if connect {
+            (200..300).contains(&resp.status)
+        } else {
+            resp.status == 101
+        };
+    if resp.status == 101 && !switching {
+        return Outcome::Failed(UpstreamFailure::ProtocolError);
+    }
+    log.status = resp.status;
+    log.details = Some("via_upstream".into());
+    // An HTTP/1.0 client cannot read chunked encoding: it gets the body decoded,
+    // ended by the close.
+    let dechunk = x.head.http10 && resp.body == Framing::Chunked;
+    let persist = if switching && !connect {
+        Persist::Upgrade
+    } else if switching {
+        Persist::Default
+    } else if dechunk {
+        Persist::Close
+    } else {
+        x.persist(body_done.load(Ordering::Relaxed), resp.body)
+    };
+    out.clear();
+    codec::write_response(out, ubuf, resp, service_ms, persist, dechunk);
+    ubuf.advance(resp.len);
+    if switching {
+        // The app's first tunnel bytes may have come with its head.
+        out.extend_from_slice(ubuf);
+        let n = ubuf.len() as u64;
+        ubuf.clear();
+        return match dw.write_all(out).await {
+            Ok(()) => Outcome::Switched { sent: n },
+            Err(_) => Outcome::Relayed {
+                ending: Ending::DownstreamGone,
+                sent: 0,
+                reusable: false,
+                keep: false,
+            },
+        };
+    }
+    let ending = {
+        let framing = if dechunk {
+            Relay::Dechunk(Chunked::new())
+        } else {
+            Relay::As(resp.body)
+        };
+        let mut relay = pin!(relay_response(ur, ubuf, dw, out, framing, sent));
+        loop {
+            tokio::select! {
+                biased;
+                r = &mut relay => break r.err().unwrap_or(Ending::Complete),
+                event = down.as_mut(), if *down_live => match event {
+                    Downstream::Gone => break Ending::DownstreamGone,
+                    // The app answered before reading the whole body: fine, the
+                    // connection closes after this response.
+                    Downstream::BadBody | Downstream::UpstreamWriteFailed => *down_live = false,
+                },
+            }
+        }
+    };
+    let done = body_done.load(Ordering::Relaxed);
+    Outcome::Relayed {
+        ending,
+        sent: sent.load(Ordering::Relaxed),
+        reusable: resp.reusable && done && ubuf.is_empty(),
+        keep: persist != Persist::Close && done,
+    }
+}
+
+/// Sends a local reply and logs it. Returns whether the connection carries on.
+async fn answer_locally(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    mut log: RequestLog,
+    reply: LocalReply,
+    persist: Persist,
+) -> bool {
+    log.status = reply.status;
+    log.flags.insert(reply.flags);
+    log.details = Some(reply.details.into());
+    log.transport_failure = reply.transport_failure;
+    out.clear();
+    codec::write_local(out, reply.status, reply.body.as_bytes(), persist);
+    if stream.write_all(out).await.is_err() {
+        log.emit(0, Ending::DownstreamGone);
+        return false;
+    }
+    log.emit(reply.body.len() as u64, Ending::Complete);
+    persist != Persist::Close
+}
+
+/// Answers a malformed request body with `400` and closes.
+async fn bad_body(stream: &mut TcpStream, out: &mut Vec<u8>, log: RequestLog) -> bool {
+    let reply = LocalReply {
+        status: 400,
+        flags: ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+        details: "http1.codec_error".into(),
+        transport_failure: None,
+        body: String::new(),
+    };
+    answer_locally(stream, out, log, reply, Persist::Close).await;
+    false
+}
