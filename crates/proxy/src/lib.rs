@@ -7,8 +7,9 @@
 //! drain/shutdown sequences of the spec (`mesh-sidecar.md` §3).
 //!
 //! Layout: pure decisions live in [`route`], [`drain::plan_shutdown`],
-//! [`admin::route_admin`] and [`accesslog`] rendering; [`proxy`], [`http`], [`tcp`] and
-//! [`upstream`] are the thin I/O around them. The original destination comes through
+//! [`admin::route_admin`], [`h1::codec`] (HTTP/1.1 heads and body framing) and
+//! [`accesslog`] rendering; [`proxy`], [`h1`] (the HTTP/1.1 path), [`http`] (HTTP/2,
+//! with hyper), [`tcp`] and [`upstream`] are the thin I/O around them. The original destination comes through
 //! the [`OrigDst`] seam so the whole proxy runs in-process in tests.
 //!
 //! This crate never installs capture rules (that is `podrun-netplan`) and never

@@ -128,7 +128,9 @@ enum Known {
     ContentLength,
     ForwardedFor,
     TransferEncoding,
-    /// Always hop-by-hop: `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`,
+    /// `TE`: hop-by-hop, but `TE: trailers` passes (as in Envoy; gRPC needs it).
+    Te,
+    /// Always hop-by-hop: `Keep-Alive`, `Proxy-Connection`, `Trailer`,
     /// `Proxy-Authorization`.
     HopByHop,
     Other,
@@ -137,7 +139,7 @@ enum Known {
 fn known(name: &[u8]) -> Known {
     let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
     match name.len() {
-        2 if is("te") => Known::HopByHop,
+        2 if is("te") => Known::Te,
         4 if is("host") => Known::Host,
         6 if is("expect") => Known::Expect,
         7 if is("upgrade") => Known::Upgrade,
@@ -290,7 +292,7 @@ pub fn parse_request(
             }
             Known::ContentLength => framed.content_length(value),
             Known::TransferEncoding => framed.transfer_encoding(value),
-            Known::RequestId | Known::HopByHop | Known::Other => {}
+            Known::RequestId | Known::Te | Known::HopByHop | Known::Other => {}
         }
         head.fields.list.push(Field {
             name: range(buf, name),
@@ -417,6 +419,7 @@ fn forwarded(fields: &Fields, buf: &[u8], field: &Field, keep_upgrade: bool) -> 
     let name = &buf[field.name.clone()];
     match known(name) {
         Known::Connection | Known::HopByHop => false,
+        Known::Te => buf[field.value.clone()].eq_ignore_ascii_case(b"trailers"),
         Known::Upgrade => keep_upgrade,
         Known::ContentLength => !fields.length_and_chunked,
         _ => !fields

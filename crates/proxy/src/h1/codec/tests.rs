@@ -131,11 +131,13 @@ fn logged_fields_are_found() {
 
 #[test]
 fn forwarded_request_drops_hop_by_hop_fields_and_adds_the_request_id() {
-    let raw = "GET /a HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nX-End: 2\r\nX-Request-Id: \r\n\r\n";
+    let raw = "GET /a HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nX-End: 2\r\nX-Request-Id: \r\n\r\n";
     assert_eq!(
         forwarded_request(raw, Some("id-1")),
         "GET /a HTTP/1.1\r\nHost: svc\r\nX-End: 2\r\nx-request-id: id-1\r\n\r\n"
     );
+    let grpc = "POST /s/M HTTP/1.1\r\nte: trailers\r\n\r\n";
+    assert_eq!(forwarded_request(grpc, None), grpc, "TE: trailers passes");
 }
 
 #[test]
