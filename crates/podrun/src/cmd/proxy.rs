@@ -327,17 +327,6 @@ fn small_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn run_proxy(args: &RunArgs) -> anyhow::Result<u8> {
     let config = args.to_config()?;
-    for (path, probe) in config.app_probers.iter() {
-        if let podrun_proxy::app_probe::ProbeAction::Http(http) = &probe.action
-            && http.https
-        {
-            tracing::warn!(
-                path,
-                port = http.port,
-                "HTTPS app probes are not supported; this probe will always fail"
-            );
-        }
-    }
     let runtime = if args.concurrency <= 1 {
         small_runtime()?
     } else {
