@@ -16,7 +16,7 @@ seconds="${1:-30}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(sniff http_downstream)
+  targets=(sniff h1_codec http_downstream)
 fi
 
 triple="$(rustc -vV | sed -n 's/^host: //p')"

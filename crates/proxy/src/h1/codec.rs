@@ -110,9 +110,13 @@ pub struct ResponseHead {
 /// Headers httparse parses on the stack; more are allowed only when configured.
 const STACK_FIELDS: usize = 100;
 
+/// Where `part`, a slice of `buf`, lies in it. httparse gives an empty reason phrase
+/// that is not part of the input when the phrase is not UTF-8: that one is `0..0`.
 fn range(buf: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
-    start..start + part.len()
+    match (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize) {
+        Some(start) if start + part.len() <= buf.len() => start..start + part.len(),
+        _ => 0..0,
+    }
 }
 
 /// Which field names the proxy looks at; one length check before comparing.
@@ -354,7 +358,8 @@ pub fn parse_response(
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(CODEC_ERROR),
     };
-    let (Some(version), Some(status)) = (resp.version, resp.code) else {
+    // Three digits, from 100 (as hyper and Envoy accept).
+    let (Some(version), Some(status @ 100..)) = (resp.version, resp.code) else {
         return Err(CODEC_ERROR);
     };
     let reason = resp.reason.unwrap_or("");
@@ -421,7 +426,10 @@ fn forwarded(fields: &Fields, buf: &[u8], field: &Field, keep_upgrade: bool) -> 
         Known::Connection | Known::HopByHop => false,
         Known::Te => buf[field.value.clone()].eq_ignore_ascii_case(b"trailers"),
         Known::Upgrade => keep_upgrade,
+        // Framing is never hop-by-hop, whatever `Connection` lists: dropping it would
+        // change where the body ends for the next hop.
         Known::ContentLength => !fields.length_and_chunked,
+        Known::TransferEncoding => true,
         _ => !fields
             .connection_names
             .iter()

@@ -141,6 +141,21 @@ fn forwarded_request_drops_hop_by_hop_fields_and_adds_the_request_id() {
 }
 
 #[test]
+fn framing_fields_listed_in_connection_are_still_forwarded() {
+    let raw =
+        "POST / HTTP/1.1\r\nConnection: transfer-encoding\r\nTransfer-Encoding: chunked\r\n\r\n";
+    assert_eq!(
+        forwarded_request(raw, None),
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let raw = "POST / HTTP/1.1\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n";
+    assert_eq!(
+        forwarded_request(raw, None),
+        "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n"
+    );
+}
+
+#[test]
 fn forwarded_request_keeps_a_client_request_id_and_field_bytes() {
     let raw = "POST /p HTTP/1.1\r\nhOsT: svc\r\nX-Request-Id: abc\r\nx-multi: a\r\nx-multi: b\r\nContent-Length: 3\r\n\r\n";
     assert_eq!(
@@ -246,12 +261,28 @@ fn response_framing_follows_rfc_9112() {
         ),
         Err(CODEC_ERROR)
     );
-    assert_eq!(
-        parse_response(b"HTTP/1.1 2000 OK\r\n\r\n", 100, 1024, false, false),
-        Err(CODEC_ERROR)
-    );
+    for bad in [&b"HTTP/1.1 2000 OK\r\n\r\n"[..], b"HTTP/1.1 000 OK\r\n\r\n"] {
+        assert_eq!(
+            parse_response(bad, 100, 1024, false, false),
+            Err(CODEC_ERROR)
+        );
+    }
     let tunnel = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", 100, 1024, false, true);
     assert_eq!(tunnel.unwrap().unwrap().body, Framing::None);
+}
+
+#[test]
+fn a_reason_phrase_that_is_not_utf8_is_dropped() {
+    let raw = b"HTTP/1.1 200 caf\xe9\r\nContent-Length: 1\r\n\r\n";
+    let head = parse_response(raw, 100, 1024, false, false)
+        .unwrap()
+        .unwrap();
+    let mut out = Vec::new();
+    write_response(&mut out, raw, &head, 1, Persist::Default, false);
+    assert!(
+        out.starts_with(b"HTTP/1.1 200 \r\nContent-Length: 1\r\n"),
+        "{out:?}"
+    );
 }
 
 #[test]
