@@ -205,6 +205,9 @@ pub struct ProxyConfig {
     pub app_probers: AppProbers,
     /// Where app probes are sent: the pod IP (`INSTANCE_IP`); `None` sends them to 127.0.0.1.
     pub app_probe_destination: Option<IpAddr>,
+    /// Accept HTTP/1.0 requests (`ISTIO_META_HTTP10`). Off, as in Istio: they get
+    /// `426 Upgrade Required`.
+    pub accept_http10: bool,
 }
 
 impl Default for ProxyConfig {
@@ -226,6 +229,7 @@ impl Default for ProxyConfig {
             workload: "unknown".to_string(),
             app_probers: AppProbers::default(),
             app_probe_destination: None,
+            accept_http10: false,
         }
     }
 }

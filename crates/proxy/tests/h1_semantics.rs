@@ -965,9 +965,39 @@ async fn pipelined_requests_in_one_write_get_their_responses_in_order() {
 // ---------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn http10_request_without_keep_alive_is_answered_then_the_connection_closes() {
+async fn http10_is_refused_with_426_unless_enabled_as_in_istio() {
     let up = upstream_echoing_target().await;
     let p = TestProxy::start(config()).await;
+    p.outbound_to(up.addr);
+    let mut c = Wire::connect(p.addrs.outbound).await;
+    let r = c
+        .exchange("GET", b"GET /ten HTTP/1.0\r\nHost: svc.test\r\n\r\n")
+        .await;
+    assert_eq!(r.status(), 426, "{:?}", r.head);
+    c.expect_closed().await;
+    let t = tokens(&p.lines(1).await[0]);
+    assert_eq!(
+        (
+            t[field::CODE].as_str(),
+            t[field::FLAGS].as_str(),
+            t[field::DETAILS].as_str()
+        ),
+        ("426", "DPE", "low_version")
+    );
+    assert!(up.rec.requests().is_empty());
+}
+
+/// A proxy that accepts HTTP/1.0 (`ISTIO_META_HTTP10`).
+fn http10_config() -> podrun_proxy::ProxyConfig {
+    let mut c = config();
+    c.accept_http10 = true;
+    c
+}
+
+#[tokio::test]
+async fn http10_request_without_keep_alive_is_answered_then_the_connection_closes() {
+    let up = upstream_echoing_target().await;
+    let p = TestProxy::start(http10_config()).await;
     p.outbound_to(up.addr);
     let mut c = Wire::connect(p.addrs.outbound).await;
     let r = c
@@ -987,7 +1017,7 @@ async fn http10_request_without_keep_alive_is_answered_then_the_connection_close
 #[tokio::test]
 async fn http10_client_gets_an_unchunked_body_when_the_upstream_chunks() {
     let up = upstream_chunked().await;
-    let p = TestProxy::start(config()).await;
+    let p = TestProxy::start(http10_config()).await;
     p.outbound_to(up.addr);
     let mut c = Wire::connect(p.addrs.outbound).await;
     let r = c

@@ -117,6 +117,11 @@ struct RunArgs {
     /// With the above: always wait this long first.
     #[arg(long, env = "MINIMUM_DRAIN_DURATION", default_value = "5s", value_parser = duration)]
     minimum_drain_duration: Duration,
+    /// Accept HTTP/1.0 requests; without it they get `426 Upgrade Required`, as in Istio.
+    #[arg(long = "http10", env = "ISTIO_META_HTTP10", action = ArgAction::Set,
+          num_args = 0..=1, default_value_t = false, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    accept_http10: bool,
     /// Effective ProxyConfig JSON (as injected); `terminationDrainDuration` is read from it.
     #[arg(long, env = "PROXY_CONFIG", hide = true)]
     proxy_config: Option<String>,
@@ -261,6 +266,7 @@ impl RunArgs {
             workload: self.workload.clone(),
             app_probers,
             app_probe_destination,
+            accept_http10: self.accept_http10,
         })
     }
 }
@@ -472,6 +478,16 @@ mod tests {
         assert!(cli.args.run.to_config().is_err());
         let cli = Cli::try_parse_from(["proxy", "--concurrency", "0"]).unwrap();
         assert!(cli.args.run.to_config().is_err());
+    }
+
+    #[test]
+    fn http10_is_off_unless_asked_for() {
+        let off = Cli::try_parse_from(["proxy"]).unwrap();
+        assert!(!off.args.run.to_config().unwrap().accept_http10);
+        for on in [&["proxy", "--http10"][..], &["proxy", "--http10", "1"]] {
+            let cli = Cli::try_parse_from(on).unwrap();
+            assert!(cli.args.run.to_config().unwrap().accept_http10, "{on:?}");
+        }
     }
 
     #[test]

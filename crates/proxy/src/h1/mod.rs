@@ -128,6 +128,14 @@ pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
             }
         };
         deadline = None;
+        if head.http10 && !shared.config.accept_http10 {
+            // As Envoy without `accept_http_10` (Istio's default).
+            let mut out = Vec::with_capacity(128);
+            codec::write_local(&mut out, 426, b"", Persist::Close);
+            let sent = stream.write_all(&out).await.is_ok();
+            log_rejected(&conn, if sent { 426 } else { 0 }, "low_version");
+            return release(&conn, upstream);
+        }
         let keep = exchange(
             &mut stream,
             &mut buf,
