@@ -12,12 +12,13 @@
 pub mod codec;
 
 use std::future::Future;
+use std::ops::Range;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -470,47 +471,13 @@ async fn exchange(
     head: RequestHead,
 ) -> bool {
     let shared = &conn.shared;
-    let start_time = SystemTime::now();
-    let start = Instant::now();
     let raw = buf.split_to(head.len).freeze();
-    let field = |i: Option<usize>| {
-        i.and_then(|i| {
-            HeaderValue::from_maybe_shared(raw.slice(head.fields.list[i].value.clone())).ok()
-        })
-    };
-    let request_id = match head.request_id {
-        Some(i) => field(Some(i)),
-        None => Some(uuid_v4()),
-    };
-    let generated = head.request_id.is_none();
     let method = std::str::from_utf8(&raw[head.method.clone()]).unwrap_or("-");
     let connect = method == "CONNECT";
-    let req_bytes = Arc::new(AtomicU64::new(0));
-    let mut log = RequestLog {
-        conn: conn.clone(),
-        start_time,
-        start,
-        fields: HttpFields {
-            method: method_text(method),
-            path: codec::logged_path(&raw, &head),
-            protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
-            x_forwarded_for: field(head.forwarded_for),
-            user_agent: field(head.user_agent),
-            request_id: request_id.clone(),
-            authority: codec::authority(&raw, &head)
-                .and_then(|r| HeaderValue::from_maybe_shared(raw.slice(r)).ok()),
-            upstream_service_time_ms: None,
-        },
-        grpc: head.grpc,
-        req_bytes: req_bytes.clone(),
-        status: 0,
-        flags: ResponseFlags::empty(),
-        details: None,
-        transport_failure: None,
-        upstream_host: None,
-        upstream_local: None,
-        armed: true,
-    };
+    let mut log = request_log(conn, &raw, &head, method);
+    let generated = head.request_id.is_none();
+    let request_id = log.fields.request_id.clone();
+    let req_bytes = log.req_bytes.clone();
     let mut body = BodyLeft::new(head.body);
     let mut x = Exchange {
         head: &head,
@@ -697,6 +664,41 @@ async fn exchange(
             }
             false
         }
+    }
+}
+
+/// The access-log record of a request whose head is `raw`: its logged fields are
+/// shared slices of the head, and a request without an `x-request-id` gets one here.
+fn request_log(conn: &Arc<HttpConn>, raw: &Bytes, head: &RequestHead, method: &str) -> RequestLog {
+    let field =
+        |r: Option<Range<usize>>| r.and_then(|r| HeaderValue::from_maybe_shared(raw.slice(r)).ok());
+    let value = |i: Option<usize>| field(i.map(|i| head.fields.list[i].value.clone()));
+    RequestLog {
+        conn: conn.clone(),
+        start_time: SystemTime::now(),
+        start: Instant::now(),
+        fields: HttpFields {
+            method: method_text(method),
+            path: codec::logged_path(raw, head),
+            protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
+            x_forwarded_for: value(head.forwarded_for),
+            user_agent: value(head.user_agent),
+            request_id: match head.request_id {
+                Some(i) => value(Some(i)),
+                None => Some(uuid_v4()),
+            },
+            authority: field(codec::authority(raw, head)),
+            upstream_service_time_ms: None,
+        },
+        grpc: head.grpc,
+        req_bytes: Arc::new(AtomicU64::new(0)),
+        status: 0,
+        flags: ResponseFlags::empty(),
+        details: None,
+        transport_failure: None,
+        upstream_host: None,
+        upstream_local: None,
+        armed: true,
     }
 }
 
