@@ -200,9 +200,8 @@ fn protocol_str(v: Version) -> &'static str {
     }
 }
 
-/// Removes hop-by-hop headers (RFC 9110 §7.6.1), keeping the upgrade pair when the
-/// exchange is an upgrade.
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), which HTTP/2 does not carry.
+fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Most messages carry none of them: one pass over the names instead of a hash
     // look-up per hop-by-hop header.
     let hop_by_hop = |n: &HeaderName| {
@@ -223,15 +222,12 @@ fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && *n == header::UPGRADE))
         .collect();
     for n in named {
         h.remove(n);
     }
-    if !keep_upgrade {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
-    }
+    h.remove(header::CONNECTION);
+    h.remove(header::UPGRADE);
     h.remove(&KEEP_ALIVE);
     h.remove(&PROXY_CONNECTION);
     h.remove(header::PROXY_AUTHORIZATION);
@@ -258,6 +254,34 @@ pub(crate) struct RequestLog {
 }
 
 impl RequestLog {
+    /// The record of a request that starts now, with its logged request fields.
+    pub(crate) fn new(conn: Arc<HttpConn>, fields: HttpFields, grpc: bool) -> Self {
+        RequestLog {
+            conn,
+            start_time: SystemTime::now(),
+            start: Instant::now(),
+            fields,
+            grpc,
+            req_bytes: Arc::new(AtomicU64::new(0)),
+            status: 0,
+            flags: ResponseFlags::empty(),
+            details: None,
+            transport_failure: None,
+            upstream_host: None,
+            upstream_local: None,
+            armed: true,
+        }
+    }
+
+    /// Records that the proxy answers with `reply`; returns the reply's status and body.
+    pub(crate) fn answered_locally(&mut self, reply: LocalReply) -> (u16, String) {
+        self.status = reply.status;
+        self.flags.insert(reply.flags);
+        self.details = Some(reply.details.into());
+        self.transport_failure = reply.transport_failure;
+        (reply.status, reply.body)
+    }
+
     pub(crate) fn emit(&mut self, bytes_sent: u64, ending: Ending) {
         if !self.armed {
             return;
@@ -469,8 +493,6 @@ pub(crate) fn log_rejected(conn: &HttpConn, status: u16, details: &'static str) 
 }
 
 async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<ResponseBody> {
-    let start_time = SystemTime::now();
-    let start = Instant::now();
     let shared = conn.shared.clone();
     let request_id = match req.headers().get(&X_REQUEST_ID) {
         Some(id) if !id.is_empty() => id.clone(),
@@ -500,12 +522,9 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    let req_bytes = Arc::new(AtomicU64::new(0));
-    let mut log = RequestLog {
-        conn: conn.clone(),
-        start_time,
-        start,
-        fields: HttpFields {
+    let mut log = RequestLog::new(
+        conn.clone(),
+        HttpFields {
             method: method_text(req.method().as_str()),
             path,
             protocol: protocol_str(req.version()),
@@ -516,15 +535,8 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
             upstream_service_time_ms: None,
         },
         grpc,
-        req_bytes: req_bytes.clone(),
-        status: 0,
-        flags: ResponseFlags::empty(),
-        details: None,
-        transport_failure: None,
-        upstream_host: None,
-        upstream_local: None,
-        armed: true,
-    };
+    );
+    let req_bytes = log.req_bytes.clone();
 
     if conn.cluster == Cluster::BlackHole {
         return local_response(log, local_reply(&UpstreamFailure::NoRoute));
@@ -532,7 +544,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     log.upstream_host = Some(conn.orig_dst);
 
     let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
+    strip_hop_by_hop(&mut parts.headers);
     let auth = authority
         .as_ref()
         .and_then(|a| a.to_str().ok())
@@ -599,7 +611,7 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
     log.status = response.status().as_u16();
     log.details = Some(Cow::Borrowed("via_upstream"));
     let (mut parts, body) = response.into_parts();
-    strip_hop_by_hop(&mut parts.headers, false);
+    strip_hop_by_hop(&mut parts.headers);
     parts
         .headers
         .insert(X_UPSTREAM_TIME.clone(), HeaderValue::from(service_ms));
@@ -607,13 +619,10 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
 }
 
 fn local_response(mut log: RequestLog, reply: LocalReply) -> Response<ResponseBody> {
-    log.status = reply.status;
-    log.flags.insert(reply.flags);
-    log.details = Some(reply.details.into());
-    log.transport_failure = reply.transport_failure;
-    let body = Bytes::from(reply.body);
+    let (status, body) = log.answered_locally(reply);
+    let body = Bytes::from(body);
     let mut resp = Response::new(ResponseBody::local(body.clone(), None));
-    *resp.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     if !body.is_empty() {
@@ -653,12 +662,12 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::HOST, HeaderValue::from_static("a"));
-        strip_hop_by_hop(&mut h, false);
+        strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         let mut h = HeaderMap::new();
         h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        strip_hop_by_hop(&mut h, true);
-        assert!(h.contains_key(header::UPGRADE) && h.contains_key(header::CONNECTION));
+        strip_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 }

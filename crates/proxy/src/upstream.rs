@@ -132,7 +132,7 @@ pub struct H1Conn {
 
 /// Whether an idle upstream socket is still open and quiet: the server neither closed
 /// it nor sent anything unasked.
-fn idle_and_open(stream: &TcpStream) -> bool {
+pub(crate) fn idle_and_open(stream: &TcpStream) -> bool {
     let mut probe = [0u8; 1];
     matches!(stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
@@ -216,17 +216,27 @@ impl Pool {
         if !fresh && let Some(c) = self.take_idle_http1(key, now) {
             return Ok(c);
         }
+        let (stream, local) = self.connect(dst, source).await?;
+        Ok(H1Conn {
+            stream,
+            local,
+            reused: false,
+        })
+    }
+
+    /// A new connection to `dst` and its local address.
+    async fn connect(
+        &self,
+        dst: SocketAddr,
+        source: Option<IpAddr>,
+    ) -> Result<(TcpStream, SocketAddr), UpstreamFailure> {
         let stream = self.connector.connect(dst, source).await?;
         let local = stream
             .local_addr()
             .map_err(|e| UpstreamFailure::ConnectFailed {
                 message: os_error_text(&e),
             })?;
-        Ok(H1Conn {
-            stream,
-            local,
-            reused: false,
-        })
+        Ok((stream, local))
     }
 
     fn take_idle_http1(&self, key: Key, now: Instant) -> Option<H1Conn> {
@@ -280,12 +290,7 @@ impl Pool {
         if !fresh && let Some(c) = self.take_http2(key) {
             return Ok(c);
         }
-        let stream = self.connector.connect(dst, source).await?;
-        let local = stream
-            .local_addr()
-            .map_err(|e| UpstreamFailure::ConnectFailed {
-                message: os_error_text(&e),
-            })?;
+        let (stream, local) = self.connect(dst, source).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake::<_, ReqBody>(TokioIo::new(stream))

@@ -234,6 +234,24 @@ fn connection(fields: &mut Fields, buf: &[u8], value: &[u8]) -> bool {
     upgrade
 }
 
+/// The length of a complete head from httparse's answer on `buf`: `None` while more
+/// bytes may complete it, `TooLarge` past `max_len` bytes or the field limit.
+fn head_len(
+    parsed: httparse::Result<usize>,
+    buf: &[u8],
+    max_len: usize,
+) -> Result<Option<usize>, HeadError> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) if n <= max_len => Ok(Some(n)),
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
+            Err(HeadError::TooLarge)
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_len => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(CODEC_ERROR),
+    }
+}
+
 /// Parses a request head at the start of `buf`. `Ok(None)`: not complete yet.
 pub fn parse_request(
     buf: &[u8],
@@ -249,14 +267,8 @@ pub fn parse_request(
         &mut heap[..]
     };
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Complete(n)) if n <= max_len => n,
-        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::TooLarge);
-        }
-        Ok(httparse::Status::Partial) if buf.len() >= max_len => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(CODEC_ERROR),
+    let Some(len) = head_len(req.parse_with_uninit_headers(buf, slots), buf, max_len)? else {
+        return Ok(None);
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(CODEC_ERROR);
@@ -349,14 +361,8 @@ pub fn parse_response(
         &mut heap[..]
     };
     let mut resp = httparse::Response::new(slots);
-    let len = match resp.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= max_len => n,
-        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => {
-            return Err(HeadError::TooLarge);
-        }
-        Ok(httparse::Status::Partial) if buf.len() >= max_len => return Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(CODEC_ERROR),
+    let Some(len) = head_len(resp.parse(buf), buf, max_len)? else {
+        return Ok(None);
     };
     // Three digits, from 100 (as hyper and Envoy accept).
     let (Some(version), Some(status @ 100..)) = (resp.version, resp.code) else {

@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::HeaderValue;
@@ -31,7 +31,7 @@ use crate::config::Direction;
 use crate::drain::Phase;
 use crate::http::{HttpConn, RequestLog, log_rejected, method_text, uuid_v4};
 use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
-use crate::upstream::H1Conn;
+use crate::upstream::{H1Conn, idle_and_open};
 use codec::{Chunked, Framing, HeadError, Persist, RequestHead, ResponseHead};
 
 /// Envoy's default idle timeout of an HTTP connection with no request in flight.
@@ -91,8 +91,12 @@ pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
                 ) {
                     Ok(Some(head)) => break head,
                     Ok(None) => {}
-                    Err(err) => {
-                        reject(&mut stream, &conn, err).await;
+                    Err(HeadError::TooLarge) => {
+                        reject(&mut stream, &conn, 431, "http1.headers_too_large").await;
+                        return release(&conn, upstream);
+                    }
+                    Err(HeadError::Invalid(details)) => {
+                        reject(&mut stream, &conn, 400, details).await;
                         return release(&conn, upstream);
                     }
                 }
@@ -131,10 +135,7 @@ pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
         deadline = None;
         if head.http10 && !shared.config.accept_http10 {
             // As Envoy without `accept_http_10` (Istio's default).
-            let mut out = Vec::with_capacity(128);
-            codec::write_local(&mut out, 426, b"", Persist::Close);
-            let sent = stream.write_all(&out).await.is_ok();
-            log_rejected(&conn, if sent { 426 } else { 0 }, "low_version");
+            reject(&mut stream, &conn, 426, "low_version").await;
             return release(&conn, upstream);
         }
         let keep = exchange(
@@ -163,11 +164,6 @@ async fn readable(upstream: Option<&H1Conn>) {
     }
 }
 
-fn idle_and_open(stream: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-}
-
 /// Gives a cleanly finished upstream connection to the pool.
 fn release(conn: &HttpConn, upstream: Option<H1Conn>) {
     if let Some(up) = upstream {
@@ -177,12 +173,9 @@ fn release(conn: &HttpConn, upstream: Option<H1Conn>) {
     }
 }
 
-/// Answers a request head the proxy cannot accept, and logs it.
-async fn reject(stream: &mut TcpStream, conn: &HttpConn, err: HeadError) {
-    let (status, details) = match err {
-        HeadError::TooLarge => (431, "http1.headers_too_large"),
-        HeadError::Invalid(details) => (400, details),
-    };
+/// Answers a request head the proxy does not accept with `status` and closes, and
+/// logs it.
+async fn reject(stream: &mut TcpStream, conn: &HttpConn, status: u16, details: &'static str) {
     let mut out = Vec::with_capacity(128);
     codec::write_local(&mut out, status, b"", Persist::Close);
     let sent = stream.write_all(&out).await.is_ok();
@@ -673,11 +666,9 @@ fn request_log(conn: &Arc<HttpConn>, raw: &Bytes, head: &RequestHead, method: &s
     let field =
         |r: Option<Range<usize>>| r.and_then(|r| HeaderValue::from_maybe_shared(raw.slice(r)).ok());
     let value = |i: Option<usize>| field(i.map(|i| head.fields.list[i].value.clone()));
-    RequestLog {
-        conn: conn.clone(),
-        start_time: SystemTime::now(),
-        start: Instant::now(),
-        fields: HttpFields {
+    RequestLog::new(
+        conn.clone(),
+        HttpFields {
             method: method_text(method),
             path: codec::logged_path(raw, head),
             protocol: if head.http10 { "HTTP/1.0" } else { "HTTP/1.1" },
@@ -690,16 +681,8 @@ fn request_log(conn: &Arc<HttpConn>, raw: &Bytes, head: &RequestHead, method: &s
             authority: field(codec::authority(raw, head)),
             upstream_service_time_ms: None,
         },
-        grpc: head.grpc,
-        req_bytes: Arc::new(AtomicU64::new(0)),
-        status: 0,
-        flags: ResponseFlags::empty(),
-        details: None,
-        transport_failure: None,
-        upstream_host: None,
-        upstream_local: None,
-        armed: true,
-    }
+        head.grpc,
+    )
 }
 
 /// Writes the response head and relays the body, still forwarding the request body
@@ -797,17 +780,14 @@ async fn answer_locally(
     reply: LocalReply,
     persist: Persist,
 ) -> bool {
-    log.status = reply.status;
-    log.flags.insert(reply.flags);
-    log.details = Some(reply.details.into());
-    log.transport_failure = reply.transport_failure;
+    let (status, body) = log.answered_locally(reply);
     out.clear();
-    codec::write_local(out, reply.status, reply.body.as_bytes(), persist);
+    codec::write_local(out, status, body.as_bytes(), persist);
     if stream.write_all(out).await.is_err() {
         log.emit(0, Ending::DownstreamGone);
         return false;
     }
-    log.emit(reply.body.len() as u64, Ending::Complete);
+    log.emit(body.len() as u64, Ending::Complete);
     persist != Persist::Close
 }
 
