@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+scripts/check-purity.sh
 cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 # Coverage-guided fuzzing of the proxy's first-bytes path, 15 s per target (docs/fuzzing.md).
