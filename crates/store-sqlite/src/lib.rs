@@ -32,11 +32,14 @@ use podrun_store::{
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
-pub use storage::{DB_FILE, Error, SCHEMA_VERSION, SqliteStorage};
+pub use storage::{CHANGED_FILE, DB_FILE, Error, SCHEMA_VERSION, SqliteStorage};
 
 /// Rows the hub keeps for watches that are slow to read; beyond that, they catch up
 /// from the table.
 const FAN_OUT_BUFFER: usize = 4096;
+
+/// When the hub looks again after the WAL changed without an announced commit.
+const WAL_RECHECK: Duration = Duration::from_millis(20);
 
 /// Rows the hub reads per query.
 const HUB_CHUNK: usize = 1024;
@@ -49,6 +52,7 @@ pub struct SqliteStore {
 
 struct Inner {
     dir: PathBuf,
+    fan_out_buffer: usize,
     store: Mutex<Store<SqliteStorage>>,
     wrote: Notify,
     hub: OnceLock<broadcast::Sender<Arc<Row>>>,
@@ -86,11 +90,21 @@ impl SqliteStore {
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                fan_out_buffer: FAN_OUT_BUFFER,
                 store: Mutex::new(Store::new(storage)),
                 wrote: Notify::new(),
                 hub: OnceLock::new(),
             }),
         })
+    }
+
+    /// Sets how many rows the fan-out holds for slow watches before they must catch
+    /// up from the table (default 4096). Only before the first watch.
+    pub fn with_fan_out_buffer(mut self, rows: usize) -> SqliteStore {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.fan_out_buffer = rows.max(1);
+        }
+        self
     }
 
     /// The core store, locked (reads and writes of the core's whole API).
@@ -214,9 +228,10 @@ impl SqliteStore {
         // The hub reads through its own connection so it never waits for a writer's
         // lock, and wakes on inotify for other processes' writes.
         let reader = SqliteStorage::open(&self.inner.dir).map_err(ApiError::internal)?;
-        let wal = notify::WalWatcher::new(&self.inner.dir, DB_FILE).map_err(ApiError::internal)?;
+        let wal = notify::WalWatcher::new(&self.inner.dir, DB_FILE, storage::CHANGED_FILE)
+            .map_err(ApiError::internal)?;
         let start = reader.revision().map_err(ApiError::internal)?;
-        let (tx, _) = broadcast::channel(FAN_OUT_BUFFER);
+        let (tx, _) = broadcast::channel(self.inner.fan_out_buffer);
         if self.inner.hub.set(tx.clone()).is_err() {
             // Another watch started the hub first.
             return self
@@ -241,6 +256,7 @@ async fn run_hub(
     mut after: u64,
     tx: broadcast::Sender<Arc<Row>>,
 ) {
+    let mut recheck_wal = false;
     loop {
         loop {
             let rows = match reader.events("", after, HUB_CHUNK) {
@@ -262,16 +278,23 @@ async fn run_hub(
         let Some(strong) = inner.upgrade() else {
             return;
         };
+        let wait = if recheck_wal {
+            WAL_RECHECK
+        } else {
+            Duration::from_secs(5)
+        };
+        recheck_wal = false;
         tokio::select! {
             () = strong.wrote.notified() => {}
-            r = wal.changed() => {
-                if r.is_err() {
-                    // inotify failed: fall back to a slow timer rather than go deaf.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-            // Rows compacted away mid-read, or a missed wake-up: look again now and then.
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            r = wal.changed() => match r {
+                Ok(notify::Change::Committed) => {}
+                // A commit by a writer that does not announce may not be visible yet.
+                Ok(notify::Change::Wal) => recheck_wal = true,
+                // inotify failed: fall back to a slow timer rather than go deaf.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+            // A missed wake-up, or the second look after a WAL change.
+            () = tokio::time::sleep(wait) => {}
         }
         drop(strong);
         if tx.receiver_count() == 0 && inner.strong_count() == 0 {

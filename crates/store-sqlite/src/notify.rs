@@ -1,13 +1,18 @@
-//! Change notification across processes: inotify on the state directory, filtered to
-//! the database's WAL file.
+//! Change notification across processes: inotify on the state directory.
 //!
-//! Every commit in WAL mode appends frames to `store.db-wal`, so a modification of that
-//! file is a write by some process — this one or another. The kernel wakes the
-//! watching instance at once; nothing polls the database. Chosen over a datagram socket
-//! per instance because writers need no registry of listeners (a `podrun delete` from
-//! another terminal, or the `sqlite3` CLI, notifies without knowing who listens), and a
-//! listener that died leaves nothing behind. A wake-up that finds no new row (this
-//! instance's own commit, a checkpoint) costs one indexed query.
+//! Every podrun writer rewrites one byte of `store.changed` after each commit, and
+//! the kernel wakes every watching instance at once; nothing polls the database.
+//! Chosen over a datagram socket per instance because writers need no registry of
+//! listeners (a `podrun delete` from another terminal notifies without knowing who
+//! listens), and a listener that died leaves nothing behind.
+//!
+//! Why not the WAL file alone: SQLite appends a commit's frames to `store.db-wal`
+//! before it syncs them and publishes the commit in the shared-memory index, so a
+//! reader woken by that write looks too early and finds nothing — measured here as
+//! every cross-process event arriving only with the *next* write. The WAL is still
+//! watched, for writers that are not podrun (the `sqlite3` CLI): such a wake-up is
+//! followed by a second look shortly after. A wake-up that finds no new row costs one
+//! indexed query.
 
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
@@ -17,10 +22,20 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// Wakes when the database's WAL file changes.
+/// Wakes when a writer announces a commit, or the database's WAL file changes.
 pub struct WalWatcher {
     fd: AsyncFd<InotifyFd>,
     wal_name: String,
+    changed_name: String,
+}
+
+/// What woke the watcher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A podrun writer announced a commit (it is visible now).
+    Committed,
+    /// The WAL file changed: a commit may become visible shortly.
+    Wal,
 }
 
 struct InotifyFd(Inotify);
@@ -32,8 +47,9 @@ impl std::os::fd::AsRawFd for InotifyFd {
 }
 
 impl WalWatcher {
-    /// Watches `dir` for changes of `<db_file>-wal`. Needs a tokio runtime.
-    pub fn new(dir: &Path, db_file: &str) -> std::io::Result<WalWatcher> {
+    /// Watches `dir` for changes of `changed_file` and `<db_file>-wal`. Needs a tokio
+    /// runtime.
+    pub fn new(dir: &Path, db_file: &str, changed_file: &str) -> std::io::Result<WalWatcher> {
         let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         ino.add_watch(
             dir,
@@ -46,20 +62,27 @@ impl WalWatcher {
         Ok(WalWatcher {
             fd,
             wal_name: format!("{db_file}-wal"),
+            changed_name: changed_file.to_string(),
         })
     }
 
-    /// Waits for the next change of the WAL file (several queued changes count as one).
-    pub async fn changed(&self) -> std::io::Result<()> {
+    /// Waits for the next change (several queued changes count as one; an announced
+    /// commit wins over a WAL change).
+    pub async fn changed(&self) -> std::io::Result<Change> {
         loop {
             let mut guard = self.fd.readable().await?;
-            let mut hit = false;
+            let mut hit = None;
             loop {
                 match guard.get_inner().0.read_events() {
                     Ok(events) => {
-                        hit |= events
-                            .iter()
-                            .any(|e| e.name.as_deref() == Some(OsStr::new(&self.wal_name)));
+                        for e in &events {
+                            let name = e.name.as_deref();
+                            if name == Some(OsStr::new(&self.changed_name)) {
+                                hit = Some(Change::Committed);
+                            } else if name == Some(OsStr::new(&self.wal_name)) {
+                                hit = hit.or(Some(Change::Wal));
+                            }
+                        }
                     }
                     Err(nix::errno::Errno::EAGAIN) => {
                         guard.clear_ready();
@@ -68,8 +91,8 @@ impl WalWatcher {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if hit {
-                return Ok(());
+            if let Some(change) = hit {
+                return Ok(change);
             }
         }
     }

@@ -26,6 +26,10 @@ pub const SCHEMA_VERSION: i64 = 1;
 /// The database's file name inside the state directory.
 pub const DB_FILE: &str = "store.db";
 
+/// The file every writer touches after each commit, inside the state directory: its
+/// modification wakes the watches of every instance (see [`crate::notify`]).
+pub const CHANGED_FILE: &str = "store.changed";
+
 /// Errors of the SQLite backend.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,6 +84,7 @@ pub enum Error {
 pub struct SqliteStorage {
     conn: Connection,
     path: PathBuf,
+    changed: Option<std::fs::File>,
 }
 
 const SCHEMA: &str = "
@@ -96,16 +101,17 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE INDEX IF NOT EXISTS log_key_revision ON log (key, revision);
 ";
 
-/// The first key after every key that starts with `prefix`.
+/// A key after every key that starts with `prefix` (keys are ASCII: names and
+/// namespaces are DNS names).
 fn prefix_end(prefix: &str) -> String {
     let mut b = prefix.as_bytes().to_vec();
     while let Some(last) = b.pop() {
         if last < 0x7f {
             b.push(last + 1);
-            break;
+            return String::from_utf8(b).unwrap_or_else(|_| "\u{7f}".into());
         }
     }
-    String::from_utf8(b).unwrap_or_else(|_| "\u{7f}".into())
+    "\u{7f}".into()
 }
 
 impl SqliteStorage {
@@ -175,7 +181,28 @@ impl SqliteStorage {
                 return Err(e);
             }
         }
-        Ok(SqliteStorage { conn, path })
+        // Best effort: without it, other instances still see the write, only later.
+        let changed = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(CHANGED_FILE))
+            .ok();
+        Ok(SqliteStorage {
+            conn,
+            path,
+            changed,
+        })
+    }
+
+    /// Tells every watching instance that a commit happened: one byte rewritten in
+    /// place, after the commit is visible (a wake-up on the WAL file itself can come
+    /// before the commit is).
+    fn announce(&self) {
+        if let Some(f) = &self.changed {
+            use std::os::unix::fs::FileExt as _;
+            let _ = f.write_at(b"\n", 0);
+        }
     }
 
     /// The database file.
@@ -197,8 +224,12 @@ impl SqliteStorage {
             created: r.get(2)?,
             deleted: r.get(3)?,
             prev_revision: r.get::<_, i64>(4)? as u64,
-            value: r.get(5)?,
-            prev_value: r.get(6)?,
+            // Text or blob: rows written by hand (the sqlite3 CLI) are usually text.
+            value: r.get_ref(5)?.as_bytes()?.to_vec(),
+            prev_value: match r.get_ref(6)? {
+                rusqlite::types::ValueRef::Null => None,
+                v => Some(v.as_bytes()?.to_vec()),
+            },
         })
     }
 
@@ -360,6 +391,7 @@ impl Storage for SqliteStorage {
         .map_err(&err)?;
         let rev = tx.last_insert_rowid() as u64;
         tx.commit().map_err(&err)?;
+        self.announce();
         Ok(rev)
     }
 
@@ -418,6 +450,7 @@ impl Storage for SqliteStorage {
         )
         .map_err(&err)?;
         tx.commit().map_err(&err)?;
+        self.announce();
         Ok(())
     }
 }
