@@ -302,9 +302,10 @@ impl Storage for SqliteStorage {
     }
 
     fn get(&self, key: &str) -> Result<Option<Row>, Error> {
-        let sql =
-            format!("SELECT {COLUMNS} FROM log WHERE key = ?1 ORDER BY revision DESC LIMIT 1");
-        Ok(self.query(&sql, [key])?.pop().filter(|r| !r.deleted))
+        // The previous value is for watches; a read does without it.
+        let sql = "SELECT revision, key, created, deleted, prev_revision, value, NULL FROM log
+                   WHERE key = ?1 ORDER BY revision DESC LIMIT 1";
+        Ok(self.query(sql, [key])?.pop().filter(|r| !r.deleted))
     }
 
     fn range(
@@ -314,21 +315,16 @@ impl Storage for SqliteStorage {
         revision: u64,
         limit: usize,
     ) -> Result<Vec<Row>, Error> {
-        let sql = format!(
-            "SELECT {} FROM log l JOIN (
-                 SELECT MAX(revision) AS rev FROM log
-                 WHERE key >= ?1 AND key < ?2 AND key > ?3 AND revision <= ?4
-                 GROUP BY key
-             ) m ON l.revision = m.rev
-             WHERE l.deleted = 0 ORDER BY l.key LIMIT ?5",
-            COLUMNS
-                .split(", ")
-                .map(|c| format!("l.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        // SQLite takes a bare column of a MAX() aggregate from the row that has the
+        // maximum, so `deleted` is the newest row's: the group scan runs in index order
+        // and stops after `limit` live keys.
+        let sql = "SELECT l.revision, l.key, l.created, l.deleted, l.prev_revision, l.value, NULL
+             FROM (SELECT key, MAX(revision) AS rev, deleted FROM log
+                   WHERE key >= ?1 AND key < ?2 AND key > ?3 AND revision <= ?4
+                   GROUP BY key HAVING deleted = 0 ORDER BY key LIMIT ?5) m
+             JOIN log l ON l.revision = m.rev ORDER BY m.key";
         self.query(
-            &sql,
+            sql,
             params![
                 prefix,
                 prefix_end(prefix),

@@ -28,7 +28,8 @@ pub struct Row {
     pub prev_revision: u64,
     /// The object after the write (its last state for a deletion).
     pub value: Value,
-    /// The object before the write (`None` for a creation).
+    /// The object before the write (`None` for a creation). Only [`Storage::events`]
+    /// must fill it; reads of the current state may leave it out.
     pub prev_value: Option<Value>,
 }
 

@@ -726,7 +726,11 @@ impl<S: Storage> Store<S> {
         } else {
             opts.limit
         };
-        let chunk = opts.limit.clamp(64, 1024);
+        let chunk = if opts.limit == 0 {
+            1024
+        } else {
+            opts.limit.clamp(64, 1024)
+        };
         let mut items = Vec::new();
         let mut last_key = String::new();
         let mut more = false;
@@ -745,8 +749,10 @@ impl<S: Storage> Store<S> {
                     more = true;
                     break 'read;
                 }
-                items.push(object_of(&row));
                 last_key.clone_from(&row.key);
+                let mut obj = row.value;
+                object::set_revision(&mut obj, row.revision);
+                items.push(obj);
             }
             if done {
                 break;
