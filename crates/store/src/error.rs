@@ -51,6 +51,23 @@ impl FieldError {
         }
     }
 
+    /// `field: Unsupported value: "value": supported values: "a", "b"`.
+    pub fn not_supported(field: &str, value: &str, supported: &[&str]) -> FieldError {
+        let list = supported
+            .iter()
+            .map(|s| quote(s))
+            .collect::<Vec<_>>()
+            .join(", ");
+        FieldError {
+            reason: "FieldValueNotSupported",
+            field: field.to_string(),
+            detail: format!(
+                "Unsupported value: {}: supported values: {list}",
+                quote(value)
+            ),
+        }
+    }
+
     /// `field: Forbidden: detail`.
     pub fn forbidden(field: &str, detail: &str) -> FieldError {
         FieldError {

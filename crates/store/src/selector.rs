@@ -145,95 +145,133 @@ impl Parser {
 
     fn key(&mut self) -> Result<String, String> {
         match self.next() {
-            Some(Tok::Ident(k)) => {
-                validate::label_key(&k)?;
-                Ok(k)
-            }
+            Some(Tok::Ident(k)) => Ok(k),
             other => Err(unexpected(other.as_ref(), "identifier")),
         }
     }
 
-    fn value(&mut self) -> Result<String, String> {
+    /// The one value of `=`, `==`, `!=` (empty at the end or before a comma).
+    fn exact_value(&mut self) -> Result<String, String> {
         match self.peek() {
-            Some(Tok::Ident(_)) => {
-                let Some(Tok::Ident(v)) = self.next() else {
-                    unreachable!("peeked an identifier")
-                };
-                validate::label_value(&v)?;
-                Ok(v)
-            }
-            // `a=` selects the empty value.
-            None | Some(Tok::Comma) | Some(Tok::Close) => Ok(String::new()),
-            other => Err(unexpected(other, "identifier")),
+            None | Some(Tok::Comma) => Ok(String::new()),
+            _ => match self.next() {
+                Some(Tok::Ident(v)) => Ok(v),
+                other => Err(unexpected(other.as_ref(), "identifier")),
+            },
         }
     }
 
+    /// `(a, b)`; empty members are the empty value.
     fn values(&mut self) -> Result<Vec<String>, String> {
         match self.next() {
             Some(Tok::Open) => {}
-            other => return Err(unexpected(other.as_ref(), "'('")),
-        }
-        let mut vals = Vec::new();
-        loop {
-            vals.push(self.value()?);
-            match self.next() {
-                Some(Tok::Comma) => continue,
-                Some(Tok::Close) => break,
-                other => return Err(unexpected(other.as_ref(), "',' or ')'")),
+            other => {
+                return Err(format!(
+                    "found '{}' expected: '('",
+                    describe(other.as_ref())
+                ));
             }
         }
-        Ok(vals)
+        let mut vals = Vec::new();
+        match self.peek() {
+            Some(Tok::Close) => {
+                self.next();
+                return Ok(vec![String::new()]);
+            }
+            Some(Tok::Ident(_) | Tok::Comma) => {}
+            other => return Err(unexpected(other, "',', ')' or identifier")),
+        }
+        loop {
+            match self.next() {
+                Some(Tok::Ident(v)) => {
+                    vals.push(v);
+                    match self.peek() {
+                        Some(Tok::Comma) => {
+                            self.next();
+                            if matches!(self.peek(), Some(Tok::Close)) {
+                                vals.push(String::new());
+                            }
+                        }
+                        Some(Tok::Close) => {}
+                        other => return Err(unexpected(other, "',' or ')'")),
+                    }
+                }
+                Some(Tok::Comma) => vals.push(String::new()),
+                Some(Tok::Close) => return Ok(vals),
+                other => return Err(unexpected(other.as_ref(), "',', or identifier")),
+            }
+            if matches!(self.peek(), Some(Tok::Close)) {
+                self.next();
+                return Ok(vals);
+            }
+        }
     }
 
     fn requirement(&mut self) -> Result<Requirement, String> {
         if self.peek() == Some(&Tok::Not) {
             self.next();
-            return Ok(Requirement::DoesNotExist(self.key()?));
+            let key = self.key()?;
+            check_key(&key)?;
+            return Ok(Requirement::DoesNotExist(key));
         }
         let key = self.key()?;
-        Ok(match self.peek() {
-            None | Some(Tok::Comma) => Requirement::Exists(key),
+        let req = match self.peek() {
+            None | Some(Tok::Comma) => {
+                check_key(&key)?;
+                return Ok(Requirement::Exists(key));
+            }
             Some(Tok::Eq | Tok::DoubleEq) => {
                 self.next();
-                Requirement::Equals(key, self.value()?)
+                Requirement::Equals(key.clone(), self.exact_value()?)
             }
             Some(Tok::NotEq) => {
                 self.next();
-                Requirement::NotEquals(key, self.value()?)
+                Requirement::NotEquals(key.clone(), self.exact_value()?)
             }
             Some(Tok::In) => {
                 self.next();
-                Requirement::In(key, self.values()?)
+                Requirement::In(key.clone(), self.values()?)
             }
             Some(Tok::NotIn) => {
                 self.next();
-                Requirement::NotIn(key, self.values()?)
+                Requirement::NotIn(key.clone(), self.values()?)
             }
             Some(Tok::Gt | Tok::Lt) => {
                 let gt = self.next() == Some(Tok::Gt);
-                let n = match self.next() {
-                    Some(Tok::Ident(v)) => v.parse::<i64>().map_err(|_| {
-                        format!(
-                            "for 'Gt', 'Lt' operators, the value must be an integer: {}",
-                            quote(&v)
-                        )
-                    })?,
-                    other => return Err(unexpected(other.as_ref(), "identifier")),
-                };
-                if gt {
+                let v = self.exact_value()?;
+                check_key(&key)?;
+                let n = v.parse::<i64>().map_err(|_| {
+                    format!(
+                        "values[0]: Invalid value: {}: for 'Gt', 'Lt' operators, the value must be an integer",
+                        quote(&v)
+                    )
+                })?;
+                return Ok(if gt {
                     Requirement::GreaterThan(key, n)
                 } else {
                     Requirement::LessThan(key, n)
-                }
+                });
             }
             other => {
-                return Err(unexpected(
-                    other,
-                    "'=', '!=', '==', 'in', 'notin', '>', '<'",
-                ));
+                return Err(unexpected(other, "'=', '!=', '==', 'in', notin'"));
             }
-        })
+        };
+        check_key(&key)?;
+        let values: &[String] = match &req {
+            Requirement::Equals(_, v) | Requirement::NotEquals(_, v) => std::slice::from_ref(v),
+            Requirement::In(_, vs) | Requirement::NotIn(_, vs) => vs,
+            _ => &[],
+        };
+        for (i, v) in values.iter().enumerate() {
+            validate::label_value(v)
+                .map_err(|why| format!("values[{i}][{key}]: Invalid value: {}: {why}", quote(v)))?;
+        }
+        Ok(req)
     }
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    validate::label_key(key).map_err(|why| format!("key: Invalid value: {}: {why}", quote(key)))
 }
 
 impl LabelSelector {
@@ -244,21 +282,36 @@ impl LabelSelector {
             pos: 0,
         };
         let mut reqs = Vec::new();
-        if p.toks.is_empty() {
-            return Ok(LabelSelector(reqs));
-        }
         loop {
+            match p.peek() {
+                None => break,
+                Some(Tok::Ident(_) | Tok::Not) => {}
+                other => {
+                    return Err(ApiError::bad_request(unexpected(
+                        other,
+                        "!, identifier, or 'end of string'",
+                    )));
+                }
+            }
             let r = p
                 .requirement()
                 .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
             reqs.push(r);
             match p.next() {
                 None => break,
-                Some(Tok::Comma) => continue,
+                Some(Tok::Comma) => match p.peek() {
+                    Some(Tok::Ident(_) | Tok::Not) => {}
+                    other => {
+                        return Err(ApiError::bad_request(unexpected(
+                            other,
+                            "identifier after ','",
+                        )));
+                    }
+                },
                 other => {
-                    return Err(ApiError::bad_request(format!(
-                        "unable to parse requirement: {}",
-                        unexpected(other.as_ref(), "','")
+                    return Err(ApiError::bad_request(unexpected(
+                        other.as_ref(),
+                        "',' or 'end of string'",
                     )));
                 }
             }
@@ -434,5 +487,63 @@ impl Filter {
     /// Does the object pass both selectors?
     pub fn matches(&self, rt: &ResourceType, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(rt, obj)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(s: &str) -> String {
+        LabelSelector::parse(s).expect_err(s).message().to_string()
+    }
+
+    #[test]
+    fn label_selector_syntax() {
+        let sel = LabelSelector::parse("a in (x,,y), !b, c!=, d notin ()").expect("valid");
+        assert_eq!(
+            sel.0,
+            [
+                Requirement::In("a".into(), vec!["x".into(), String::new(), "y".into()]),
+                Requirement::DoesNotExist("b".into()),
+                Requirement::NotEquals("c".into(), String::new()),
+                Requirement::NotIn("d".into(), vec![String::new()]),
+            ]
+        );
+        assert_eq!(
+            err("a in b"),
+            "unable to parse requirement: found 'b' expected: '('"
+        );
+        assert_eq!(
+            err("a b"),
+            "unable to parse requirement: found 'b', expected: '=', '!=', '==', 'in', notin'"
+        );
+        assert_eq!(err("a,"), "found '', expected: identifier after ','");
+        assert_eq!(
+            err("=a"),
+            "found '=', expected: !, identifier, or 'end of string'"
+        );
+        assert_eq!(
+            err("a in (x y)"),
+            "unable to parse requirement: found 'y', expected: ',' or ')'"
+        );
+        assert_eq!(
+            err("n>x"),
+            "unable to parse requirement: values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer"
+        );
+        assert_eq!(err("a=b c"), "found 'c', expected: ',' or 'end of string'");
+        assert!(err("A=-x").starts_with("unable to parse requirement: values[0][A]: Invalid value: \"-x\": a valid label must be"));
+        assert!(err("-a=b").starts_with(
+            "unable to parse requirement: key: Invalid value: \"-a\": name part must consist"
+        ));
+    }
+
+    #[test]
+    fn field_selector_escapes() {
+        let rt = ResourceType::PODS;
+        let f = FieldSelector::parse("metadata.name=a\\,b,spec.nodeName!=n", &rt).expect("valid");
+        assert_eq!(f.0[0].value, "a,b");
+        assert!(!f.0[1].equals);
+        assert_eq!(f.name(), Some("a,b"));
     }
 }

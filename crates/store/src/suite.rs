@@ -1154,7 +1154,8 @@ pub fn watch_list_initial_events<S: Storage>(storage: S) {
         e.message(),
         "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
     );
-    let e = s
+    // Without bookmarks the initial events end without the marking bookmark.
+    let (_, initial) = s
         .watch(
             &R::PODS,
             Some("default"),
@@ -1164,8 +1165,37 @@ pub fn watch_list_initial_events<S: Storage>(storage: S) {
                 ..WatchOptions::default()
             },
         )
-        .expect_err("no bookmarks");
-    assert_eq!(e.code(), 422);
+        .expect("no bookmarks");
+    assert!(initial.iter().all(|e| e.kind == EventType::Added));
+    let e = s
+        .watch(
+            &R::PODS,
+            Some("default"),
+            &WatchOptions {
+                send_initial_events: Some(true),
+                resource_version_match: Some("Exact".into()),
+                ..WatchOptions::default()
+            },
+        )
+        .expect_err("exact");
+    assert_eq!(
+        e.message(),
+        "ListOptions.meta.k8s.io \"\" is invalid: [resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan, resourceVersionMatch: Unsupported value: \"Exact\": supported values: \"NotOlderThan\"]"
+    );
+    let e = s
+        .watch(
+            &R::PODS,
+            Some("default"),
+            &WatchOptions {
+                resource_version_match: Some("NotOlderThan".into()),
+                ..WatchOptions::default()
+            },
+        )
+        .expect_err("match without sendInitialEvents");
+    assert_eq!(
+        e.message(),
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+    );
 }
 
 pub fn bookmarks<S: Storage>(storage: S) {

@@ -155,7 +155,8 @@ impl<S: Storage> Store<S> {
                 kind: EventType::Added,
                 object,
             }));
-            if opts.send_initial_events == Some(true) {
+            // The end of the initial events is a bookmark: sent when bookmarks are allowed.
+            if opts.send_initial_events == Some(true) && opts.allow_bookmarks {
                 let mut mark = watch.bookmark_at(list.revision);
                 mark.object["metadata"]["annotations"] = json!({INITIAL_EVENTS_END: "true"});
                 events.push(mark);
@@ -172,31 +173,31 @@ impl<S: Storage> Store<S> {
     }
 }
 
-/// The API server's validation of watch-list options.
+/// The API server's validation of a watch's options (`validateWatchOptions`).
 fn check_watch_options(opts: &WatchOptions) -> Result<()> {
+    const NOT_OLDER_THAN: &str = "NotOlderThan";
     let mut errs = Vec::new();
-    if opts.send_initial_events.is_some() {
-        if opts.resource_version_match.as_deref() != Some("NotOlderThan") {
-            errs.push(FieldError::forbidden(
-                "resourceVersionMatch",
-                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-            ));
-        }
-        if opts.send_initial_events == Some(true) && !opts.allow_bookmarks {
-            errs.push(FieldError::forbidden(
-                "allowWatchBookmarks",
-                "allowWatchBookmarks must be set to true when sendInitialEvents is set",
-            ));
-        }
-    } else if let Some(m) = opts
-        .resource_version_match
-        .as_deref()
-        .filter(|m| !m.is_empty())
-    {
+    let matched = opts.resource_version_match.as_deref().unwrap_or("");
+    if opts.send_initial_events.is_some() && matched != NOT_OLDER_THAN {
         errs.push(FieldError::forbidden(
             "resourceVersionMatch",
-            &format!("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided (got {m})"),
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
         ));
+    }
+    if !matched.is_empty() {
+        if opts.send_initial_events.is_none() {
+            errs.push(FieldError::forbidden(
+                "resourceVersionMatch",
+                "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+            ));
+        }
+        if matched != NOT_OLDER_THAN {
+            errs.push(FieldError::not_supported(
+                "resourceVersionMatch",
+                matched,
+                &[NOT_OLDER_THAN],
+            ));
+        }
     }
     if errs.is_empty() {
         return Ok(());
