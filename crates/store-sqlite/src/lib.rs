@@ -38,6 +38,10 @@ pub use storage::{CHANGED_FILE, DB_FILE, Error, SCHEMA_VERSION, SqliteStorage};
 /// from the table.
 const FAN_OUT_BUFFER: usize = 4096;
 
+/// Revisions kept watchable by default (the API server's watch cache keeps a window of
+/// events too; a watch from before it relists).
+const RETAINED_REVISIONS: u64 = 10_000;
+
 /// When the hub looks again after the WAL changed without an announced commit.
 const WAL_RECHECK: Duration = Duration::from_millis(20);
 
@@ -53,6 +57,7 @@ pub struct SqliteStore {
 struct Inner {
     dir: PathBuf,
     fan_out_buffer: usize,
+    retain: u64,
     store: Mutex<Store<SqliteStorage>>,
     wrote: Notify,
     hub: OnceLock<broadcast::Sender<Arc<Row>>>,
@@ -91,6 +96,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 fan_out_buffer: FAN_OUT_BUFFER,
+                retain: RETAINED_REVISIONS,
                 store: Mutex::new(Store::new(storage)),
                 wrote: Notify::new(),
                 hub: OnceLock::new(),
@@ -103,6 +109,16 @@ impl SqliteStore {
     pub fn with_fan_out_buffer(mut self, rows: usize) -> SqliteStore {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.fan_out_buffer = rows.max(1);
+        }
+        self
+    }
+
+    /// Sets how many of the newest revisions stay watchable (default 10,000): after
+    /// writes through this instance, older history is compacted away. Only before the
+    /// store is shared.
+    pub fn with_retained_revisions(mut self, revisions: u64) -> SqliteStore {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.retain = revisions.max(1);
         }
         self
     }
@@ -120,8 +136,24 @@ impl SqliteStore {
     fn written<T>(&self, r: Result<T, ApiError>) -> Result<T, ApiError> {
         if r.is_ok() {
             self.inner.wrote.notify_one();
+            self.compact_if_due();
         }
         r
+    }
+
+    /// Keeps the newest `retain` revisions watchable and forgets older history, in steps
+    /// of a tenth of the window rather than at every write.
+    fn compact_if_due(&self) {
+        let retain = self.inner.retain;
+        let mut s = self.lock();
+        let (Ok(head), Ok(compacted)) = (s.revision(), s.compacted()) else {
+            return;
+        };
+        if head.saturating_sub(compacted) > retain + retain / 10 {
+            // A failed compaction leaves more history than needed, nothing worse; the
+            // next write tries again.
+            let _ = s.compact(head - retain);
+        }
     }
 
     /// Creates an object, stamped now with a fresh uid.

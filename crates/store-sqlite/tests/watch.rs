@@ -246,3 +246,30 @@ async fn a_write_that_is_not_announced_still_arrives_through_the_wal() {
     );
     assert!(took < Duration::from_millis(100), "{took:?}");
 }
+
+#[test]
+fn history_beyond_the_retained_window_is_compacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path()).with_retained_revisions(10);
+    for i in 0..30 {
+        s.create(&R::CONFIG_MAPS, Some("default"), cm(&format!("c{i}")))
+            .expect("create");
+    }
+    let store = s.lock();
+    let (head, compacted) = (
+        store.revision().expect("rev"),
+        store.compacted().expect("compacted"),
+    );
+    assert!(
+        compacted > 0 && head - compacted <= 11,
+        "head {head}, compacted {compacted}"
+    );
+    assert_eq!(
+        store
+            .list(&R::CONFIG_MAPS, None, &Default::default())
+            .expect("list")
+            .items
+            .len(),
+        30
+    );
+}
