@@ -15,6 +15,12 @@
 //! falls behind the broadcast catches up from the table itself, so it never misses a
 //! row; one that falls behind the retained window gets `410 Expired`.
 //!
+//! Why SQLite: other processes must read (and `podrun delete` write) the store while an
+//! instance runs, which SQLite's WAL gives with plain file locks; an embedded store that
+//! one process owns (redb) would have put every other terminal behind a socket to the
+//! running instance. A user can also read the table with the `sqlite3` CLI. Figures
+//! and the bench command: `docs/store.md`.
+//!
 //! This crate must never decide object semantics: those are the core's.
 
 pub mod notify;

@@ -758,10 +758,15 @@ impl<S: Storage> Store<S> {
                 break;
             }
         }
-        // History may have been compacted while reading: the list would then mix
-        // revisions, so it is refused.
-        if revision < self.compacted()? {
-            return Err(ApiError::too_old(revision, self.compacted()?));
+        // Another process may have compacted history while this one read: the pages
+        // could then mix revisions. A fresh list reads again at the new head; a
+        // continued or exact one cannot, and is refused.
+        let compacted = self.compacted()?;
+        if revision < compacted {
+            if opts.continue_token.is_none() && opts.exact_revision.is_none() {
+                return self.list(rt, namespace, opts);
+            }
+            return Err(ApiError::too_old(revision, compacted));
         }
         let continue_token = more.then(|| {
             encode_continue(
