@@ -31,8 +31,8 @@ fn step<S: Storage>(s: &mut Store<S>, op: u64, name: &str, i: u64) -> Result<Val
     let r = match op {
         0 | 1 => {
             let mut p = json!({"metadata": {"name": name, "labels": {"n": (i % 3).to_string()}},
-                               "spec": {"nodeName": if i % 2 == 0 { "a" } else { "b" }}});
-            if i % 5 == 0 {
+                               "spec": {"nodeName": if i.is_multiple_of(2) { "a" } else { "b" }}});
+            if i.is_multiple_of(5) {
                 p["metadata"]["finalizers"] = json!(["example.com/hold"]);
             }
             s.create(&R::PODS, Some("default"), p, &stamp)
@@ -46,7 +46,7 @@ fn step<S: Storage>(s: &mut Store<S>, op: u64, name: &str, i: u64) -> Result<Val
             s.update(&R::PODS, Some("default"), name, p)
         }),
         4 => s.get(&R::PODS, Some("default"), name).and_then(|mut p| {
-            p["status"] = json!({"phase": if i % 2 == 0 { "Running" } else { "Failed" }});
+            p["status"] = json!({"phase": if i.is_multiple_of(2) { "Running" } else { "Failed" }});
             s.update_status(&R::PODS, Some("default"), name, p)
         }),
         5 => {
