@@ -394,6 +394,20 @@ impl WatchStream {
         }
     }
 
+    /// The next event, or — when the client allowed bookmarks and nothing came for
+    /// `every` — a `BOOKMARK` at the newest revision seen, as the API server sends one
+    /// now and then so a client resumes from a recent revision.
+    pub async fn next_or_bookmark(&mut self, every: Duration) -> Option<WatchEvent> {
+        if !self.watch.bookmarks_allowed() {
+            return self.next().await;
+        }
+        // `next` is cancel-safe: an event not yet returned stays queued.
+        match tokio::time::timeout(every, self.next()).await {
+            Ok(event) => event,
+            Err(_) => self.watch.bookmark(),
+        }
+    }
+
     /// A `BOOKMARK` at the newest revision this watch has seen, if the client allowed
     /// bookmarks (the caller sends one now and then, as the API server does every
     /// minute or so).

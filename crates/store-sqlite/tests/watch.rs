@@ -273,3 +273,42 @@ fn history_beyond_the_retained_window_is_compacted() {
         30
     );
 }
+
+#[tokio::test]
+async fn a_quiet_watch_gets_bookmarks_that_follow_other_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    let opts = WatchOptions {
+        allow_bookmarks: true,
+        ..from_now(&s)
+    };
+    let mut w = s.watch(&R::PODS, Some("default"), &opts).expect("watch");
+    let cm = s
+        .create(&R::CONFIG_MAPS, Some("default"), cm("elsewhere"))
+        .expect("create");
+    let e = w
+        .next_or_bookmark(Duration::from_millis(200))
+        .await
+        .expect("bookmark");
+    assert_eq!(e.kind, EventType::Bookmark);
+    assert_eq!(e.object["kind"], "Pod");
+    assert_eq!(
+        e.object["metadata"]["resourceVersion"],
+        cm["metadata"]["resourceVersion"]
+    );
+    let p = s
+        .create(
+            &R::PODS,
+            Some("default"),
+            json!({"metadata": {"name": "p"}, "spec": {}}),
+        )
+        .expect("pod");
+    let e = w
+        .next_or_bookmark(Duration::from_secs(10))
+        .await
+        .expect("event");
+    assert_eq!(
+        (e.kind, &e.object["metadata"]["resourceVersion"]),
+        (EventType::Added, &p["metadata"]["resourceVersion"])
+    );
+}

@@ -288,6 +288,11 @@ impl Watch {
         }
     }
 
+    /// Did the client allow bookmarks (`allowWatchBookmarks`)?
+    pub fn bookmarks_allowed(&self) -> bool {
+        self.bookmarks
+    }
+
     /// A `BOOKMARK` at the watch's revision, if the client allowed bookmarks.
     pub fn bookmark(&self) -> Option<WatchEvent> {
         self.bookmarks.then(|| self.bookmark_at(self.after))
