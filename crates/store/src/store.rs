@@ -478,6 +478,30 @@ impl<S: Storage> Store<S> {
                 )],
             ));
         }
+        if !status_only && object::is_deleting(old) {
+            let before = object::finalizers(old);
+            let added: Vec<&str> = object::finalizers(&obj)
+                .into_iter()
+                .filter(|f| !before.contains(f))
+                .collect();
+            if !added.is_empty() {
+                let list = added
+                    .iter()
+                    .map(|f| crate::error::quote(f))
+                    .collect::<Vec<_>>();
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    &[FieldError::forbidden(
+                        "metadata.finalizers",
+                        &format!(
+                            "no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}",
+                            list.join(", ")
+                        ),
+                    )],
+                ));
+            }
+        }
         let new = if status_only {
             let mut new = old.clone();
             if let (Some(m), Some(status)) = (new.as_object_mut(), obj.get("status")) {

@@ -576,6 +576,15 @@ pub fn finalizers_hold_deletion<S: Storage>(storage: S) {
         d.object["metadata"]["generation"], 2,
         "marking bumps the generation"
     );
+    let mut more = s.get(&R::JOBS, Some("default"), "j").expect("still there");
+    more["metadata"]["finalizers"] = json!(["example.com/x", "example.com/y"]);
+    let e = s
+        .update(&R::JOBS, Some("default"), "j", more)
+        .expect_err("no new finalizers");
+    assert_eq!(
+        e.message(),
+        "Job \"j\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers []string{\"example.com/y\"}"
+    );
     let mut got = s.get(&R::JOBS, Some("default"), "j").expect("still there");
     // A client cannot clear the deletionTimestamp.
     got["metadata"]["deletionTimestamp"] = Value::Null;
