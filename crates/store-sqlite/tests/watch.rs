@@ -139,7 +139,10 @@ fn unix_micros() -> u128 {
 #[test]
 #[ignore = "the child half of a_write_from_another_process_reaches_a_watch_within_100ms"]
 fn cross_process_child_writer() {
-    let dir = std::env::var(CHILD_DIR).expect("run by the cross-process test");
+    // Only the parent test runs this half, with the directory to write to.
+    let Ok(dir) = std::env::var(CHILD_DIR) else {
+        return;
+    };
     let mut store = Store::new(SqliteStorage::open(dir.as_ref()).expect("open"));
     let mut out = std::io::stdout().lock();
     for i in 0..CROSS_WRITES {

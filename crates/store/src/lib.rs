@@ -18,6 +18,26 @@
 //! sent); typed access goes through k8s-openapi's `Resource` trait
 //! ([`Store::get_as`]).
 //!
+//! ```
+//! use podrun_store::{MemoryStorage, ResourceType, Stamp, Store};
+//! use serde_json::json;
+//!
+//! let mut store = Store::new(MemoryStorage::new());
+//! let stamp = Stamp {
+//!     now: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+//!     uid: "6f1c2a4e-0000-4000-8000-000000000001".into(),
+//! };
+//! let ns = json!({"metadata": {"name": "default"}});
+//! store.create(&ResourceType::NAMESPACES, None, ns, &stamp)?;
+//! let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": []}});
+//! let pod = store.create(&ResourceType::PODS, Some("default"), pod, &stamp)?;
+//! assert_eq!(pod["metadata"]["resourceVersion"], "2");
+//! assert_eq!(pod["status"]["phase"], "Pending");
+//! let err = store.get(&ResourceType::PODS, Some("default"), "db").unwrap_err();
+//! assert_eq!(err.message(), r#"pods "db" not found"#);
+//! # Ok::<(), podrun_store::ApiError>(())
+//! ```
+//!
 //! Why rows and not objects: the storage is an append-only log with one row per write
 //! (as k3s's kine keeps etcd's model in one SQL table). The row id is the revision, so
 //! the resourceVersion counter cannot be torn from the data it numbers, a watch is a
