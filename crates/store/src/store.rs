@@ -287,13 +287,23 @@ impl<S: Storage> Store<S> {
             match self.read(&ResourceType::NAMESPACES, None, ns)? {
                 None => return Err(ApiError::not_found(&ResourceType::NAMESPACES, ns)),
                 Some(row) if object::is_deleting(&row.value) => {
-                    return Err(ApiError::forbidden(
+                    let mut err = ApiError::forbidden(
                         rt,
                         &name,
                         &format!(
                             "unable to create new content in namespace {ns} because it is being terminated"
                         ),
-                    ));
+                    );
+                    if let Some(d) = err.0.details.as_mut() {
+                        d.causes = Some(vec![
+                            k8s_openapi::apimachinery::pkg::apis::meta::v1::StatusCause {
+                                reason: Some("NamespaceTerminating".into()),
+                                message: Some(format!("namespace {ns} is being terminated")),
+                                field: Some("metadata.namespace".into()),
+                            },
+                        ]);
+                    }
+                    return Err(err);
                 }
                 Some(_) => {}
             }
@@ -803,6 +813,27 @@ impl<S: Storage> Store<S> {
             items,
             continue_token,
         })
+    }
+
+    /// Creates what a new cluster starts with, as the API server does at its first
+    /// start: the namespaces `default`, `kube-system`, `kube-public` and
+    /// `kube-node-lease`, and a ServiceAccount `default` in each. What exists is left
+    /// as it is. `stamp` gives each new object its time and uid.
+    pub fn seed_defaults(&mut self, mut stamp: impl FnMut() -> Stamp) -> Result<()> {
+        const NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+        let exists = |r: Result<Value>| match r {
+            Err(e) if e.code() == 409 => Ok(()),
+            other => other.map(drop),
+        };
+        for ns in NAMESPACES {
+            let obj = json!({"metadata": {"name": ns}});
+            exists(self.create(&ResourceType::NAMESPACES, None, obj, &stamp()))?;
+        }
+        for ns in NAMESPACES {
+            let obj = json!({"metadata": {"name": "default"}});
+            exists(self.create(&ResourceType::SERVICE_ACCOUNTS, Some(ns), obj, &stamp()))?;
+        }
+        Ok(())
     }
 
     // === typed helpers ===

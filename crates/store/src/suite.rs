@@ -30,7 +30,7 @@ macro_rules! storage_suite {
             watch_resumes_from_a_revision, watch_follows_selectors,
             watch_too_old_is_expired, watch_list_initial_events, bookmarks,
             compaction_keeps_live_objects, garbage_collection_order,
-            namespaces_terminate, typed_access);
+            namespaces_terminate, seeded_defaults, typed_access);
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
         $(
@@ -206,6 +206,12 @@ pub fn create_needs_a_live_namespace<S: Storage>(storage: S) {
         e.message(),
         "pods \"web\" is forbidden: unable to create new content in namespace other because it is being terminated"
     );
+    let cause =
+        &e.0.details
+            .as_ref()
+            .and_then(|d| d.causes.clone())
+            .expect("causes")[0];
+    assert_eq!(cause.reason.as_deref(), Some("NamespaceTerminating"));
     let mut p = pod("web");
     p["metadata"]["namespace"] = json!("other");
     let e = s
@@ -1506,4 +1512,33 @@ pub fn typed_access<S: Storage>(storage: S) {
     upd.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
     let upd: Pod = s.update_as(Some("default"), "typed", &upd).expect("update");
     assert_eq!(upd.metadata.labels.expect("labels")["a"], "b");
+}
+
+pub fn seeded_defaults<S: Storage>(storage: S) {
+    let mut s = Store::new(storage);
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        stamp(n)
+    };
+    s.seed_defaults(&mut next).expect("seed");
+    let head = s.revision().expect("rev");
+    s.seed_defaults(&mut next).expect("seed again");
+    assert_eq!(
+        s.revision().expect("rev"),
+        head,
+        "a second seed writes nothing"
+    );
+    let ns = s
+        .list(&R::NAMESPACES, None, &ListOptions::default())
+        .expect("namespaces");
+    assert_eq!(
+        names(&ns.items),
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    let sa = s
+        .list(&R::SERVICE_ACCOUNTS, None, &ListOptions::default())
+        .expect("service accounts");
+    assert_eq!(sa.items.len(), 4);
+    assert!(sa.items.iter().all(|a| a["metadata"]["name"] == "default"));
 }
