@@ -14,7 +14,7 @@ use crate::error::{ApiError, FieldError, Result};
 use crate::resource::ResourceType;
 use crate::selector::Filter;
 use crate::storage::{Row, Storage};
-use crate::store::{ListOptions, Store, object_of};
+use crate::store::{ListOptions, Store};
 
 /// A watch event's type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -313,10 +313,5 @@ impl Watch {
                 "metadata": {"resourceVersion": revision.to_string()},
             }),
         }
-    }
-
-    /// Converts a row to its object as read (for drivers that keep raw rows).
-    pub fn object_of(row: &Row) -> Value {
-        object_of(row)
     }
 }
