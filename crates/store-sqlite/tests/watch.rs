@@ -315,3 +315,46 @@ async fn a_quiet_watch_gets_bookmarks_that_follow_other_writes() {
         (EventType::Added, &p["metadata"]["resourceVersion"])
     );
 }
+
+#[tokio::test]
+async fn watch_list_through_the_driver_then_live_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = open(dir.path());
+    for name in ["a", "b"] {
+        s.create(&R::CONFIG_MAPS, Some("default"), cm(name))
+            .expect("create");
+    }
+    let opts = WatchOptions {
+        send_initial_events: Some(true),
+        resource_version_match: Some("NotOlderThan".into()),
+        allow_bookmarks: true,
+        ..WatchOptions::default()
+    };
+    let mut w = s
+        .watch(&R::CONFIG_MAPS, Some("default"), &opts)
+        .expect("watch-list");
+    let kinds: Vec<_> = [next(&mut w).await, next(&mut w).await, next(&mut w).await]
+        .iter()
+        .map(|e| {
+            (
+                e.kind,
+                e.object["metadata"]["annotations"][podrun_store::INITIAL_EVENTS_END].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (EventType::Added, serde_json::Value::Null),
+            (EventType::Added, serde_json::Value::Null),
+            (EventType::Bookmark, json!("true")),
+        ]
+    );
+    s.delete(&R::CONFIG_MAPS, Some("default"), "a", &Default::default())
+        .expect("delete");
+    let e = next(&mut w).await;
+    assert_eq!(
+        (e.kind, e.object["metadata"]["name"].as_str()),
+        (EventType::Deleted, Some("a"))
+    );
+}
