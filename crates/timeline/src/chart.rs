@@ -257,7 +257,10 @@ impl Lane {
             Transition::StartupDone { started: true } => self.mark(ms, MarkKind::StartupDone),
             Transition::Ready { ready } => {
                 let open = self.ready.last().is_some_and(|s| s.end.is_nan());
-                if *ready && !open {
+                // A finished init container counts as ready; the lane shows readiness
+                // only while an instance runs.
+                let running = self.runs.last().is_some_and(|r| r.exit.is_none());
+                if *ready && !open && running {
                     self.ready.push(Span {
                         start: ms,
                         end: f64::NAN,

@@ -21,6 +21,8 @@ pub const GROUP_H: f64 = 18.0;
 pub const BAR_TOP: f64 = 11.0;
 /// Height of a running bar.
 pub const BAR_H: f64 = 14.0;
+/// The narrowest bar drawn, so that a short instance stays visible.
+pub const MIN_BAR_W: f64 = 4.0;
 /// Space above the first group: title, phase band and time axis.
 const HEADER_H: f64 = 84.0;
 /// Space below the last lane: legend.
@@ -92,7 +94,7 @@ impl Geometry {
     /// The rectangle (x, y, width, height) of a run on lane `lane`.
     pub fn run_rect(&self, lane: usize, run: &Run) -> (f64, f64, f64, f64) {
         let x = self.x(run.start);
-        let w = (self.x(run.end) - x).max(2.0);
+        let w = (self.x(run.end) - x).max(MIN_BAR_W);
         (x, self.lane_tops[lane] + BAR_TOP, w, BAR_H)
     }
 
@@ -139,9 +141,10 @@ fn draw_chart(out: &mut String, chart: &Chart, g: &Geometry) {
     let _ = writeln!(
         out,
         "<text x=\"12\" y=\"{:.1}\" font-size=\"15\" font-weight=\"bold\" fill=\"{TEXT}\">pod {}</text>\
-         <text x=\"{PLOT_X}\" y=\"{:.1}\" fill=\"{TEXT}\">{} · {} container restart{}</text>",
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{TEXT}\">{} · {} container restart{}</text>",
         g.top + 22.0,
         escape(&chart.pod),
+        PLOT_X + PLOT_W,
         g.top + 22.0,
         escape(&Axis::label(chart.end_ms)),
         restarts,
@@ -198,8 +201,14 @@ fn draw_phases(out: &mut String, chart: &Chart, g: &Geometry) {
             "Failed" => "#f3b0b1",
             _ => "#e0e0e0",
         };
+        // The last phase lasts to the end of the axis.
+        let end = if p.end >= chart.end_ms {
+            g.axis.end
+        } else {
+            p.end
+        };
         let x = g.x(p.start);
-        let w = (g.x(p.end) - x).max(1.0);
+        let w = (g.x(end) - x).max(1.0);
         let _ = writeln!(
             out,
             "<rect class=\"phase\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"16\" fill=\"{colour}\"/>"
@@ -272,9 +281,15 @@ fn draw_lane(out: &mut String, g: &Geometry, i: usize, lane: &Lane) {
         let _ = writeln!(
             out,
             "<rect class=\"run\" data-container=\"{name}\" data-restart=\"{}\" x=\"{x:.1}\" y=\"{y:.1}\" \
-             width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{}\" stroke=\"#ffffff\" stroke-width=\"1\"><title>{name} #{}: {} → {}</title></rect>",
+             width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{}\"{}><title>{name} #{}: {} → {}</title></rect>",
             run.restart_count,
             bar_colour(lane.kind),
+            // A thin white edge keeps back-to-back instances apart.
+            if w > 8.0 {
+                " stroke=\"#ffffff\" stroke-width=\"1\""
+            } else {
+                ""
+            },
             run.restart_count,
             escape(&Axis::label(run.start)),
             escape(&Axis::label(run.end)),
@@ -406,7 +421,11 @@ fn draw_legend(out: &mut String, g: &Geometry) {
     let y = g.lanes_bottom() + 18.0;
     let mut x = 24.0;
     let mut item = |out: &mut String, swatch: String, label: &str| {
-        out.push_str(&swatch.replace("{x}", &format!("{x:.1}")));
+        out.push_str(
+            &swatch
+                .replace("{x}", &format!("{x:.1}"))
+                .replace("{cx}", &format!("{:.1}", x + 7.0)),
+        );
         let _ = writeln!(
             out,
             "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\" fill=\"#555555\">{label}</text>",
@@ -448,7 +467,7 @@ fn draw_legend(out: &mut String, g: &Geometry) {
     item(
         out,
         format!(
-            "<circle cx=\"{{x}}\" cy=\"{:.1}\" r=\"3\" fill=\"{READY}\"/>\n",
+            "<circle cx=\"{{cx}}\" cy=\"{:.1}\" r=\"3\" fill=\"{READY}\"/>\n",
             y + 5.0
         ),
         "probe passed (S/R/L)",
@@ -456,7 +475,7 @@ fn draw_legend(out: &mut String, g: &Geometry) {
     item(
         out,
         format!(
-            "<circle cx=\"{{x}}\" cy=\"{:.1}\" r=\"3\" fill=\"{FAILURE}\"/>\n",
+            "<circle cx=\"{{cx}}\" cy=\"{:.1}\" r=\"3\" fill=\"{FAILURE}\"/>\n",
             y + 5.0
         ),
         "probe failed",
