@@ -40,6 +40,16 @@ impl Axis {
         (0..=n).map(|i| i as f64 * self.step).collect()
     }
 
+    /// A tick's label: like [`Axis::label`], but an axis counted in seconds starts at
+    /// `0 s`.
+    pub fn tick_label(&self, ms: f64) -> String {
+        if ms == 0.0 && self.step >= 1000.0 {
+            "0 s".into()
+        } else {
+            Self::label(ms)
+        }
+    }
+
     /// `0 ms`, `250 ms`, `1.5 s`, `12 s`: milliseconds below a second, seconds above.
     pub fn label(ms: f64) -> String {
         if ms.abs() < 1000.0 {
@@ -83,5 +93,7 @@ mod tests {
         assert_eq!(Axis::label(1000.0), "1 s");
         assert_eq!(Axis::label(1500.0), "1.5 s");
         assert_eq!(Axis::label(61_250.0), "61.25 s");
+        assert_eq!(Axis::new(90_000.0).tick_label(0.0), "0 s");
+        assert_eq!(Axis::new(900.0).tick_label(0.0), "0 ms");
     }
 }

@@ -237,7 +237,7 @@ fn draw_axis(out: &mut String, g: &Geometry) {
             "<line x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\" stroke=\"{GRID}\"/>\
              <text x=\"{x:.1}\" y=\"{label_y:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#555555\">{}</text>",
             label_y + 4.0,
-            escape(&Axis::label(t)),
+            escape(&g.axis.tick_label(t)),
         );
     }
 }
