@@ -7,6 +7,8 @@
 //! `PODRUN_UPDATE_DOCS=1` rewrites the document's outputs and pictures from the run.
 //! Needs root, as every real pod does.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -190,7 +192,9 @@ fn walkthrough_commands_print_what_the_document_shows() {
     )
     .unwrap();
     let state = tempfile::tempdir().unwrap();
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_podrun")).parent().unwrap();
+    // A podrun the injected proxy (UID 1337) can execute, first on PATH.
+    let sidecar_bin = common::sidecar_bin();
+    let bin_dir = sidecar_bin.path.parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -209,6 +213,9 @@ fn walkthrough_commands_print_what_the_document_shows() {
             .current_dir(work.path())
             .env("PATH", &path)
             .env("PODRUN_STATE_DIR", state.path())
+            // Another podrun's tests may hold the cluster DNS port meanwhile: its
+            // retry warnings are not part of the story.
+            .env("PODRUN_LOG", "off")
             .output()
             .expect("sh runs");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
