@@ -518,13 +518,16 @@ fn exiting_pod_timeline_renders_in_chromium_where_the_svg_says() {
     );
 }
 
-/// A container whose liveness probe always fails: killed and restarted.
+/// A container whose liveness probe always fails: killed and restarted. The probe
+/// waits a second so that the shell has set its TERM trap (a container's PID 1 ignores
+/// signals it has no handler for).
 const FAILING_LIVENESS: &str = r#"
 apiVersion: v1
 kind: Pod
 metadata:
   name: unlively
 spec:
+  terminationGracePeriodSeconds: 2
   containers:
     - name: app
       image: docker.io/library/busybox:1.36
@@ -532,6 +535,7 @@ spec:
       livenessProbe:
         exec:
           command: ["sh", "-c", "echo not alive; exit 1"]
+        initialDelaySeconds: 1
         periodSeconds: 1
         failureThreshold: 1
 "#;
@@ -539,7 +543,7 @@ spec:
 #[test]
 fn failed_liveness_probe_is_unhealthy_then_killing_with_upstreams_message() {
     let podrun = Podrun::new();
-    let out = podrun.run_manifest(FAILING_LIVENESS, &["--timeout", "3s"]);
+    let out = podrun.run_manifest(FAILING_LIVENESS, &["--timeout", "4s"]);
     assert_eq!(out.status.code(), Some(124), "stderr: {}", stderr(&out));
     let dir = podrun.pod_dir("unlively");
     let evs = events(&dir.join("events.jsonl"));
@@ -559,7 +563,7 @@ fn failed_liveness_probe_is_unhealthy_then_killing_with_upstreams_message() {
         "{unhealthy:?}"
     );
     // The first failure restarts the container at once; the second restart waits out
-    // the back-off, so the 3 s run sees two failures counted on one Event.
+    // the back-off, so the 4 s run sees two failures counted on one Event.
     assert!(unhealthy.count.unwrap() >= 2, "{unhealthy:?}");
     let killing = find("Killing");
     assert_eq!(
