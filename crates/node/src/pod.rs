@@ -269,7 +269,8 @@ pub(crate) async fn run_pod(
                             );
                         }
                         machine.handle_delete(grace_period_seconds, now);
-                        recorder.handle_delete(pod.metadata.deletion_grace_period_seconds.unwrap_or(30));
+                        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+                        recorder.handle_delete(grace);
                         // Publish the deletion timestamp even if the status did not change.
                         last_status = None;
                     }
