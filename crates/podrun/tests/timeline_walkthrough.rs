@@ -51,9 +51,11 @@ fn steps(doc: &str) -> Vec<Step> {
 
 /// Output with clock readings replaced: `1.045 s`/`50.6 ms` → `<t>`, kubectl ages
 /// (`0s`, `12s`, `(13s ago)`, `2m3s`) → `<age>`; runs of spaces (column widths follow
-/// the values) become one.
+/// the values) become one, and a line repeated once its clock readings are gone (a
+/// watch row printed again because `RESTARTS` says `(12s ago)` instead of `(11s ago)`)
+/// counts once.
 fn normalise(lines: &[String]) -> Vec<String> {
-    lines
+    let mut out: Vec<String> = lines
         .iter()
         .map(|line| {
             let tokens: Vec<&str> = line.split_whitespace().collect();
@@ -76,7 +78,9 @@ fn normalise(lines: &[String]) -> Vec<String> {
             }
             out.join(" ")
         })
-        .collect()
+        .collect();
+    out.dedup();
+    out
 }
 
 /// Replaces every UID (`8-4-4-4-12` hex digits) in `token` with `<uid>`.
@@ -278,6 +282,7 @@ fn normalising_keeps_words_and_drops_clock_readings() {
     assert_eq!(
         normalise(&lines(&[
             "crashy   0/2     Completed   2 (13s ago)   1m2s",
+            "crashy   0/2     Completed   2 (14s ago)   1m2s",
             "   1.045 s  proxy             SIGTERM sent",
             "   50.6 ms  proxy   exited 3 (Error)",
             "pod=p_default(5f74b2f5-ca3b-4380-8d87-8ec38e81b3bd)",
