@@ -391,6 +391,7 @@ fn screenshot(svg: &Path, width: u32, height: u32) -> (u32, u32, Vec<u8>) {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--disable-dev-shm-usage",
             "--hide-scrollbars",
             "--force-device-scale-factor=1",
         ])
