@@ -73,24 +73,51 @@ const AGGREGATE_INTERVAL: SignedDuration = SignedDuration::from_secs(600);
 /// This many distinct messages for one reason and object within the interval are
 /// combined into one Event (client-go's `maxEvents`, 10).
 const AGGREGATE_MAX: usize = 10;
+/// Events one source may post about one object in a burst (client-go's
+/// `defaultSpamBurst`)…
+const SPAM_BURST: f64 = 25.0;
+/// …and how fast that allowance refills: one Event per five minutes
+/// (`defaultSpamQPS`).
+const SPAM_PER_SECOND: f64 = 1.0 / 300.0;
 
 /// Counts repeats as client-go's `EventCorrelator` does for the kubelet: an identical
 /// Event (same source, object, field path, type, reason and message) bumps the first
 /// one's `count` and `lastTimestamp`; the tenth distinct message for the same
 /// source, object, type and reason within ten minutes turns into one Event whose
-/// message starts with `(combined from similar events): `. Pure: time is an argument.
+/// message starts with `(combined from similar events): `. Then, as client-go's
+/// spam filter, a source may post 25 Events about one object in a burst and one more
+/// per five minutes after that: the rest are counted but not posted, so the next
+/// posted repeat carries their count. Pure: time is an argument.
 #[derive(Debug, Default)]
 pub struct Correlator {
-    /// The Event last written for each identity.
+    /// The Event last counted for each identity.
     seen: HashMap<String, Event>,
     /// Messages seen per aggregate key, and when the key was last seen.
     similar: HashMap<String, (HashSet<String>, Timestamp)>,
+    /// Allowance left per source and object, and when it was last refilled.
+    allowance: HashMap<String, (f64, Timestamp)>,
 }
 
 impl Correlator {
-    /// The Event to write for `draft` (a new Event with `count` 1, or an earlier one
-    /// with its count moved on) at `now`.
-    pub fn correlate(&mut self, draft: Event, now: Timestamp) -> Event {
+    /// The Event to post for `draft` at `now` (a new Event with `count` 1, or an
+    /// earlier one with its count moved on), or `None` when the spam filter holds it
+    /// back.
+    pub fn correlate(&mut self, draft: Event, now: Timestamp) -> Option<Event> {
+        let event = self.count(draft, now);
+        let key = object_key(&event).join("\u{0}");
+        let (tokens, last) = self.allowance.entry(key).or_insert((SPAM_BURST, now));
+        let elapsed = now.duration_since(*last).as_secs_f64().max(0.0);
+        *tokens = (*tokens + elapsed * SPAM_PER_SECOND).min(SPAM_BURST);
+        *last = now;
+        if *tokens < 1.0 {
+            return None;
+        }
+        *tokens -= 1.0;
+        Some(event)
+    }
+
+    /// Aggregates and counts `draft`, as client-go does before its spam filter.
+    fn count(&mut self, draft: Event, now: Timestamp) -> Event {
         let (draft, key) = self.aggregate(draft, now);
         if let Some(last) = self.seen.get(&key) {
             let mut event = last.clone();
@@ -620,7 +647,9 @@ impl Recorder {
             reporting_instance: (component == "kubelet").then(|| self.node.clone()),
             ..Default::default()
         };
-        let event = self.correlator.correlate(draft, crate::now());
+        let Some(event) = self.correlator.correlate(draft, crate::now()) else {
+            return;
+        };
         if let Ok(line) = serde_json::to_string(&event) {
             write_line(self.events.as_mut(), &line);
         }

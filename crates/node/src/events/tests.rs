@@ -28,22 +28,29 @@ fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()
 }
 
+impl Correlator {
+    /// Counting alone, without the spam filter.
+    fn correlate_unfiltered(&mut self, draft: Event, now: Timestamp) -> Event {
+        self.count(draft, now)
+    }
+}
+
 #[test]
 fn identical_events_count_up_on_the_first_ones_name() {
     let mut c = Correlator::default();
-    let first = c.correlate(draft("Readiness probe failed: x"), at(0));
+    let first = c.correlate_unfiltered(draft("Readiness probe failed: x"), at(0));
     assert_eq!(first.count, Some(1));
     assert_eq!(
         first.metadata.name.as_deref(),
         Some(format!("p.{:x}", at(0).as_nanosecond()).as_str())
     );
-    let again = c.correlate(draft("Readiness probe failed: x"), at(5));
+    let again = c.correlate_unfiltered(draft("Readiness probe failed: x"), at(5));
     assert_eq!(again.count, Some(2));
     assert_eq!(again.metadata.name, first.metadata.name);
     assert_eq!(again.first_timestamp, Some(Time(at(0))));
     assert_eq!(again.last_timestamp, Some(Time(at(5))));
     // Another message is another Event.
-    let other = c.correlate(draft("Readiness probe failed: y"), at(6));
+    let other = c.correlate_unfiltered(draft("Readiness probe failed: y"), at(6));
     assert_eq!(other.count, Some(1));
     assert_ne!(other.metadata.name, first.metadata.name);
 }
@@ -52,21 +59,21 @@ fn identical_events_count_up_on_the_first_ones_name() {
 fn the_tenth_distinct_message_is_combined() {
     let mut c = Correlator::default();
     for i in 0..9 {
-        let e = c.correlate(draft(&format!("m{i}")), at(i));
+        let e = c.correlate_unfiltered(draft(&format!("m{i}")), at(i));
         assert_eq!(e.message.as_deref(), Some(format!("m{i}").as_str()));
     }
-    let tenth = c.correlate(draft("m9"), at(9));
+    let tenth = c.correlate_unfiltered(draft("m9"), at(9));
     assert_eq!(
         tenth.message.as_deref(),
         Some("(combined from similar events): m9")
     );
     assert_eq!(tenth.count, Some(1));
-    let eleventh = c.correlate(draft("m10"), at(10));
+    let eleventh = c.correlate_unfiltered(draft("m10"), at(10));
     // The combined Event keeps its first message and counts on.
     assert_eq!(eleventh.metadata.name, tenth.metadata.name);
     assert_eq!(eleventh.count, Some(2));
     // After ten quiet minutes, messages stand alone again.
-    let later = c.correlate(draft("m11"), at(10 + 601));
+    let later = c.correlate_unfiltered(draft("m11"), at(10 + 601));
     assert_eq!(later.message.as_deref(), Some("m11"));
 }
 
@@ -197,12 +204,31 @@ fn recorder_writes_hook_failures_back_off_and_kills_as_the_kubelet_words_them() 
 }
 
 #[test]
+fn a_burst_of_25_is_posted_then_one_per_five_minutes_carrying_the_count() {
+    let mut c = Correlator::default();
+    for i in 0..25 {
+        let e = c.correlate(draft("same"), at(i)).expect("within the burst");
+        assert_eq!(e.count, Some(i as i32 + 1));
+    }
+    assert_eq!(c.correlate(draft("same"), at(30)), None);
+    assert_eq!(c.correlate(draft("other"), at(31)), None);
+    // Five minutes refill one: the repeat posted then carries every count held back.
+    let later = c.correlate(draft("same"), at(25 + 300)).expect("refilled");
+    assert_eq!(later.count, Some(27));
+    assert_eq!(c.correlate(draft("same"), at(25 + 301)), None);
+    // Another object has its own allowance.
+    let mut other = draft("same");
+    other.involved_object.name = Some("q".into());
+    assert!(c.correlate(other, at(40)).is_some());
+}
+
+#[test]
 fn latest_events_keeps_the_last_line_of_each_name() {
     let mut c = Correlator::default();
     let lines: String = [
-        c.correlate(draft("a"), at(0)),
-        c.correlate(draft("b"), at(1)),
-        c.correlate(draft("a"), at(2)),
+        c.correlate_unfiltered(draft("a"), at(0)),
+        c.correlate_unfiltered(draft("b"), at(1)),
+        c.correlate_unfiltered(draft("a"), at(2)),
     ]
     .iter()
     .map(|e| serde_json::to_string(e).unwrap() + "\n")
