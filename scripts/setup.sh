@@ -2,8 +2,9 @@
 # Installs what podrun and its tests need on a fresh Debian 12 machine.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# chromium: the browser check of `podrun timeline` pictures.
 need=()
-for cmd in iptables-restore:iptables ip:iproute2 curl:curl unshare:util-linux; do
+for cmd in iptables-restore:iptables ip:iproute2 curl:curl unshare:util-linux chromium:chromium; do
   command -v "${cmd%%:*}" >/dev/null 2>&1 || need+=("${cmd##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

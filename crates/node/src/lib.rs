@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod dns;
+pub mod events;
 pub mod handler;
 pub mod instance;
 pub mod job;

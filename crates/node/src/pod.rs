@@ -46,6 +46,8 @@ enum Input {
         restart_count: i32,
         probe: ProbeKind,
         result: ProbeResult,
+        /// Why it failed.
+        output: String,
     },
 }
 
@@ -179,6 +181,7 @@ pub(crate) async fn run_pod(
     let mut last_status = None;
     let mut commands_open = true;
     let mut timeline = Timeline::open(&pod_dir);
+    let mut recorder = crate::events::Recorder::open(&pod_dir, &pod);
     let mut last_phase = String::new();
     timeline.record(
         "sandbox-queued",
@@ -198,11 +201,20 @@ pub(crate) async fn run_pod(
             // regular container), as the kubelet's status sync would have seen it.
             if matches!(action, Action::StartContainer { .. }) {
                 publish_if_changed(&shared, &mut pod, &machine, &mut last_status, &net);
+                if let Some(status) = &last_status {
+                    recorder.handle_status(status);
+                }
             }
             record_action(&mut timeline, &action);
-            worker.carry_out(action, &mut machine, &mut running, &mut hooks);
+            worker.carry_out(action.clone(), &mut machine, &mut running, &mut hooks);
+            let started = matches!(action, Action::StartContainer { id, restart_count }
+                if running.get(&id).is_some_and(|r| r.restart_count == restart_count));
+            recorder.handle_action(&action, &machine, started);
         }
         publish_if_changed(&shared, &mut pod, &machine, &mut last_status, &net);
+        if let Some(status) = &last_status {
+            recorder.handle_status(status);
+        }
         let phase = last_status
             .as_ref()
             .and_then(|s| s.phase.clone())
@@ -223,6 +235,7 @@ pub(crate) async fn run_pod(
                 match input {
                     Input::Exited { id, restart_count, exit } => {
                         timeline.record("exited", Some(id), &exit.exit_code.to_string());
+                        recorder.handle_exited(id, restart_count, &exit);
                         if running.get(&id).is_some_and(|r| r.restart_count == restart_count)
                             && let Some(r) = running.remove(&id)
                         {
@@ -233,10 +246,12 @@ pub(crate) async fn run_pod(
                     Input::Hook { id, restart_count, hook, result } => {
                         timeline.record("hook-done", Some(id), &format!("{hook:?} {}", result.is_ok()));
                         hooks.remove(&(id, hook));
+                        recorder.handle_hook(id, restart_count, hook, &result);
                         machine.handle_hook_result(id, restart_count, hook, result, now);
                     }
-                    Input::Probe { id, restart_count, probe, result } => {
+                    Input::Probe { id, restart_count, probe, result, output } => {
                         timeline.record("probe", Some(id), &format!("{probe:?} {result:?}"));
+                        recorder.handle_probe(id, restart_count, probe, result, &output);
                         machine.handle_probe_result(id, restart_count, probe, result, now);
                     }
                 }
@@ -254,6 +269,8 @@ pub(crate) async fn run_pod(
                             );
                         }
                         machine.handle_delete(grace_period_seconds, now);
+                        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
+                        recorder.handle_delete(grace);
                         // Publish the deletion timestamp even if the status did not change.
                         last_status = None;
                     }
@@ -516,11 +533,11 @@ impl Worker<'_> {
                     let outcome =
                         handler::run_probe_with_ports(&spec, &process, &env, probe_ip, &ports)
                             .await;
-                    let result = match outcome {
-                        HandlerOutcome::Success => ProbeResult::Success,
+                    let (result, output) = match outcome {
+                        HandlerOutcome::Success => (ProbeResult::Success, String::new()),
                         HandlerOutcome::Failure(msg) => {
                             tracing::debug!(?id, ?probe, %msg, "probe failed");
-                            ProbeResult::Failure
+                            (ProbeResult::Failure, msg)
                         }
                     };
                     let _ = tx.send(Input::Probe {
@@ -528,6 +545,7 @@ impl Worker<'_> {
                         restart_count,
                         probe,
                         result,
+                        output,
                     });
                 });
             }

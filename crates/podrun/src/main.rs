@@ -66,6 +66,8 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Check host prerequisites and list (or --clean) what podrun left behind.
     Doctor(cmd::doctor::Args),
+    /// Draw a pod's lifecycle as a Gantt chart (SVG or text).
+    Timeline(cmd::timeline::Args),
 }
 
 /// mimalloc: the proxy allocates a few small buffers per request, and glibc's
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::ProxyInit(args) => cmd::proxy_init::run(args, &cli.global),
         Command::Proxy(args) => cmd::proxy::run(args, &cli.global),
         Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
+        Command::Timeline(args) => cmd::timeline::run(args, &cli.global),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,4 +9,5 @@ pub mod logs;
 pub mod proxy;
 pub mod proxy_init;
 pub mod run;
+pub mod timeline;
 pub mod webhook;

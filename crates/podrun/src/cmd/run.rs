@@ -39,6 +39,12 @@ pub struct Args {
     /// MASQUERADE rule and IP forwarding, removed when the last podrun using them exits).
     #[arg(long)]
     pub masquerade: bool,
+    /// Write every pod's lifecycle records and Kubernetes Events to FILE as JSON lines.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<std::path::PathBuf>,
+    /// When the run ends, draw every pod's lifecycle as a Gantt chart into FILE (SVG).
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 /// Runs the subcommand.
@@ -79,7 +85,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         masquerade: args.masquerade,
         ..Default::default()
     };
-    runtime.block_on(run_objects(admitted, args.timeout, global, network))
+    if let Some(path) = &args.events {
+        podrun_node::events::write_all_pods_to(path)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    let mut pods = Vec::new();
+    let code = runtime.block_on(run_objects(
+        admitted,
+        args.timeout,
+        global,
+        network,
+        &mut pods,
+    ))?;
+    if let Some(path) = &args.timeline {
+        crate::cmd::timeline::write_svg(&global.state_dir(), &pods, path)?;
+    }
+    Ok(code)
 }
 
 /// Validated objects, ready to create.
@@ -118,6 +139,7 @@ async fn run_objects(
     timeout: Option<Duration>,
     global: &Global,
     network: podrun_node::sandbox::NetworkConfig,
+    pods: &mut Vec<(String, String, String)>,
 ) -> anyhow::Result<u8> {
     let (node, recovery) = Node::open(&global.state_dir())?;
     for line in &recovery.reports {
@@ -207,7 +229,10 @@ async fn run_objects(
         };
         tokio::select! {
             event = events.recv() => match event {
-                Ok(NodeEvent::Pod(pod)) => printer.pod(&pod),
+                Ok(NodeEvent::Pod(pod)) => {
+                    printer.pod(&pod);
+                    remember(pods, &pod);
+                }
                 Ok(NodeEvent::PodFinished(pod)) => {
                     printer.pod(&pod);
                     let k = key(&pod.metadata);
@@ -252,6 +277,19 @@ async fn run_objects(
     }
     let _ = std::io::stdout().flush();
     Ok(exit.unwrap_or(u8::from(failed)))
+}
+
+/// Adds the pod (namespace, name, uid) to `pods` the first time it is seen.
+fn remember(pods: &mut Vec<(String, String, String)>, pod: &k8s_openapi::api::core::v1::Pod) {
+    let m = &pod.metadata;
+    let id = (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+        m.uid.clone().unwrap_or_default(),
+    );
+    if !pods.contains(&id) {
+        pods.push(id);
+    }
 }
 
 fn key(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
