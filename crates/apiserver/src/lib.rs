@@ -16,3 +16,4 @@ pub mod discovery;
 pub mod openapi;
 pub mod patch;
 pub mod status;
+pub mod table;
