@@ -17,3 +17,5 @@ pub mod openapi;
 pub mod patch;
 pub mod status;
 pub mod table;
+pub mod negotiate;
+pub mod router;
