@@ -431,6 +431,10 @@ mod tests {
         assert_eq!(p.group_resource(), "pods");
         assert_eq!(p.group_kind(), "Pod");
         assert!(!lookup("", "v1", "namespaces").unwrap().namespaced());
-        assert!(!lookup("", "v1", "namespaces").unwrap().supports("deletecollection"));
+        assert!(
+            !lookup("", "v1", "namespaces")
+                .unwrap()
+                .supports("deletecollection")
+        );
     }
 }

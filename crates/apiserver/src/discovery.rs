@@ -281,7 +281,10 @@ mod tests {
         assert!(api_resource_list("apps", "v2").is_none());
         assert!(api_resource_list("nope", "v1").is_none());
         let groups = api_group_list();
-        assert_eq!(groups["groups"][0]["preferredVersion"]["groupVersion"], "apps/v1");
+        assert_eq!(
+            groups["groups"][0]["preferredVersion"]["groupVersion"],
+            "apps/v1"
+        );
         assert_eq!(api_group_document("batch").unwrap()["kind"], "APIGroup");
         assert!(api_group_document("nope").is_none());
     }

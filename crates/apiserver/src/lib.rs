@@ -11,11 +11,15 @@
 //! kubeconfig in a state directory) and [`server`] (hyper over rustls, HTTP/1.1 and
 //! HTTP/2).
 
+pub mod backend;
 pub mod catalogue;
 pub mod discovery;
+pub mod negotiate;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
+pub mod router;
+pub mod server;
 pub mod status;
 pub mod table;
-pub mod negotiate;
-pub mod router;
+pub mod tls;

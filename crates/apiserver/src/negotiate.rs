@@ -141,12 +141,38 @@ mod tests {
             (Some("application/json"), true, Ok(Output::Json)),
             (Some("application/json, */*"), false, Ok(Output::Json)),
             (Some(table), true, Ok(Output::Table("v1"))),
-            (Some("application/json;as=Table;v=v1beta1;g=meta.k8s.io"), false, Ok(Output::Table("v1beta1"))),
-            (Some("application/json;as=Table;v=v2;g=meta.k8s.io,application/json"), false, Ok(Output::Json)),
-            (Some("application/vnd.kubernetes.protobuf,application/json"), false, Ok(Output::Json)),
-            (Some("application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"), true, Ok(Output::PartialObjectMetadata("v1"))),
-            (Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"), false, Ok(Output::PartialObjectMetadata("v1"))),
-            (Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"), true, Err(406)),
+            (
+                Some("application/json;as=Table;v=v1beta1;g=meta.k8s.io"),
+                false,
+                Ok(Output::Table("v1beta1")),
+            ),
+            (
+                Some("application/json;as=Table;v=v2;g=meta.k8s.io,application/json"),
+                false,
+                Ok(Output::Json),
+            ),
+            (
+                Some("application/vnd.kubernetes.protobuf,application/json"),
+                false,
+                Ok(Output::Json),
+            ),
+            (
+                Some(
+                    "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json",
+                ),
+                true,
+                Ok(Output::PartialObjectMetadata("v1")),
+            ),
+            (
+                Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
+                false,
+                Ok(Output::PartialObjectMetadata("v1")),
+            ),
+            (
+                Some("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
+                true,
+                Err(406),
+            ),
             (Some("application/vnd.kubernetes.protobuf"), false, Err(406)),
             (Some("text/html"), false, Err(406)),
         ];
@@ -154,14 +180,23 @@ mod tests {
             let got = output(*accept, *list).map_err(|e| e.code);
             assert_eq!(&got, want, "{accept:?} list={list}");
         }
-        assert_eq!(Output::Table("v1").content_type(), "application/json;as=Table;v=v1;g=meta.k8s.io");
+        assert_eq!(
+            Output::Table("v1").content_type(),
+            "application/json;as=Table;v=v1;g=meta.k8s.io"
+        );
     }
 
     #[test]
     fn body_types() {
         assert_eq!(body_type(None).unwrap(), BodyType::Json);
-        assert_eq!(body_type(Some("application/json; charset=utf-8")).unwrap(), BodyType::Json);
-        assert_eq!(body_type(Some("application/vnd.kubernetes.protobuf")).unwrap(), BodyType::Protobuf);
+        assert_eq!(
+            body_type(Some("application/json; charset=utf-8")).unwrap(),
+            BodyType::Json
+        );
+        assert_eq!(
+            body_type(Some("application/vnd.kubernetes.protobuf")).unwrap(),
+            BodyType::Protobuf
+        );
         assert_eq!(body_type(Some("application/yaml")).unwrap(), BodyType::Yaml);
         let e = body_type(Some("application/cbor")).unwrap_err();
         assert_eq!(e.code, 415);

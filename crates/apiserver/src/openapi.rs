@@ -106,7 +106,11 @@ fn operation(r: &Resource, action: &str, op_id: String, sub: Option<&str>) -> Va
         _ => r.schema.to_owned(),
     };
     let mut params = vec![];
-    let json_types = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"];
+    let json_types = [
+        "application/json",
+        "application/yaml",
+        "application/vnd.kubernetes.protobuf",
+    ];
     let mut op = json!({
         "operationId": op_id,
         "x-kubernetes-action": action,
@@ -122,8 +126,15 @@ fn operation(r: &Resource, action: &str, op_id: String, sub: Option<&str>) -> Va
     match action {
         "list" | "watchlist" => {
             for p in [
-                "allowWatchBookmarks", "continue", "fieldSelector", "labelSelector", "limit",
-                "resourceVersion", "resourceVersionMatch", "sendInitialEvents", "timeoutSeconds",
+                "allowWatchBookmarks",
+                "continue",
+                "fieldSelector",
+                "labelSelector",
+                "limit",
+                "resourceVersion",
+                "resourceVersionMatch",
+                "sendInitialEvents",
+                "timeoutSeconds",
                 "watch",
             ] {
                 params.push(param(p, "query", false));
@@ -159,7 +170,8 @@ fn operation(r: &Resource, action: &str, op_id: String, sub: Option<&str>) -> Va
                 params.push(param(p, "query", false));
             }
             op["requestBody"] = json!({"content": {"application/json": {"schema": schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions")}}});
-            op["responses"] = json!({"200": ok_body(schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Status"))});
+            op["responses"] =
+                json!({"200": ok_body(schema_ref("io.k8s.apimachinery.pkg.apis.meta.v1.Status"))});
         }
         _ => {
             op["responses"] = json!({"200": ok_body(schema_ref(&kind_schema))});
@@ -208,19 +220,34 @@ fn paths_for(r: &Resource, paths: &mut Map<String, Value>) {
         let cap: String = s.name[..1].to_uppercase() + &s.name[1..];
         let mut entry = Map::new();
         if s.verbs.contains(&"get") {
-            entry.insert("get".into(), operation(r, "get", id("read", &cap), Some(s.name)));
+            entry.insert(
+                "get".into(),
+                operation(r, "get", id("read", &cap), Some(s.name)),
+            );
         }
         if s.verbs.contains(&"update") {
-            entry.insert("put".into(), operation(r, "put", id("replace", &cap), Some(s.name)));
+            entry.insert(
+                "put".into(),
+                operation(r, "put", id("replace", &cap), Some(s.name)),
+            );
         }
         if s.verbs.contains(&"patch") {
-            entry.insert("patch".into(), operation(r, "patch", id("patch", &cap), Some(s.name)));
+            entry.insert(
+                "patch".into(),
+                operation(r, "patch", id("patch", &cap), Some(s.name)),
+            );
         }
         if s.verbs.contains(&"create") {
-            entry.insert("post".into(), operation(r, "connect", id("connectPost", &cap), Some(s.name)));
+            entry.insert(
+                "post".into(),
+                operation(r, "connect", id("connectPost", &cap), Some(s.name)),
+            );
         }
         entry.insert("parameters".into(), Value::Array(item_params.clone()));
-        paths.insert(format!("{collection}/{{name}}/{}", s.name), Value::Object(entry));
+        paths.insert(
+            format!("{collection}/{{name}}/{}", s.name),
+            Value::Object(entry),
+        );
     }
 }
 
@@ -291,6 +318,68 @@ pub fn parse_group_version(path: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// Field paths in `value` that the schema `schema` (an OpenAPI name) does not declare, as
+/// strict field validation reports them (`spec.containers[0].foo`). With `prune`, they are
+/// also removed from `value`.
+pub fn unknown_fields(schema: &str, value: &mut Value, prune: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = definitions().get(schema) {
+        walk_unknown(s, value, "", prune, &mut out);
+    }
+    out
+}
+
+fn walk_unknown(schema: &Value, value: &mut Value, path: &str, prune: bool, out: &mut Vec<String>) {
+    let schema = resolve(schema);
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                let mut unknown = Vec::new();
+                for (k, v) in map.iter_mut() {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    match props.get(k) {
+                        Some(p) => walk_unknown(p, v, &child, prune, out),
+                        None => {
+                            out.push(child);
+                            unknown.push(k.clone());
+                        }
+                    }
+                }
+                if prune {
+                    for k in unknown {
+                        map.remove(&k);
+                    }
+                }
+            } else if let Some(extra) = schema.get("additionalProperties").filter(|a| a.is_object())
+            {
+                for (k, v) in map.iter_mut() {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk_unknown(extra, v, &child, prune, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, v) in items.iter_mut().enumerate() {
+                    walk_unknown(item_schema, v, &format!("{path}[{i}]"), prune, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,7 +391,13 @@ mod tests {
         assert_eq!(a, b);
         let paths = a["paths"].as_object().unwrap();
         let keys: Vec<&str> = paths.keys().map(String::as_str).collect();
-        for gv in ["api/v1", "apis/apps/v1", "apis/batch/v1", "apis/discovery.k8s.io/v1", "apis/events.k8s.io/v1"] {
+        for gv in [
+            "api/v1",
+            "apis/apps/v1",
+            "apis/batch/v1",
+            "apis/discovery.k8s.io/v1",
+            "apis/events.k8s.io/v1",
+        ] {
             assert!(keys.contains(&gv), "{keys:?}");
         }
         let url = paths["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
@@ -317,9 +412,16 @@ mod tests {
             patch["x-kubernetes-group-version-kind"],
             json!({"group": "", "version": "v1", "kind": "Pod"})
         );
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
         assert!(doc["paths"]["/api/v1/namespaces/{name}"]["patch"].is_object());
-        let containers = &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        let containers =
+            &doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
         assert_eq!(containers["x-kubernetes-list-map-keys"], json!(["name"]));
@@ -327,12 +429,43 @@ mod tests {
         let mut refs = BTreeSet::new();
         collect_refs(&doc, &mut refs);
         for r in refs {
-            assert!(doc["components"]["schemas"].get(&r).is_some(), "{r} dangling");
+            assert!(
+                doc["components"]["schemas"].get(&r).is_some(),
+                "{r} dangling"
+            );
         }
         let apps = document("apps", "v1").unwrap();
-        assert!(apps["components"]["schemas"].get("io.k8s.api.core.v1.Pod").is_none());
-        assert!(apps["components"]["schemas"].get("io.k8s.api.core.v1.PodSpec").is_some());
+        assert!(
+            apps["components"]["schemas"]
+                .get("io.k8s.api.core.v1.Pod")
+                .is_none()
+        );
+        assert!(
+            apps["components"]["schemas"]
+                .get("io.k8s.api.core.v1.PodSpec")
+                .is_some()
+        );
         assert!(document("apps", "v2").is_none());
+    }
+
+    #[test]
+    fn unknown_fields_are_found_and_pruned() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"any": "thing"}, "bogus": 1},
+            "spec": {"containers": [{"name": "a", "image": "i", "imagePullPolicy": "Never", "colour": "red",
+                                     "resources": {"limits": {"cpu": "1"}}}], "foo": true}});
+        let found = unknown_fields("io.k8s.api.core.v1.Pod", &mut pod.clone(), false);
+        assert_eq!(
+            found,
+            ["metadata.bogus", "spec.containers[0].colour", "spec.foo"]
+        );
+        unknown_fields("io.k8s.api.core.v1.Pod", &mut pod, true);
+        assert!(unknown_fields("io.k8s.api.core.v1.Pod", &mut pod, false).is_empty());
+        assert_eq!(pod["metadata"]["labels"]["any"], "thing");
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["limits"]["cpu"],
+            "1"
+        );
     }
 
     #[test]

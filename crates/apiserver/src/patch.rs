@@ -191,7 +191,9 @@ fn merge_map(
         let order = patch.remove(&directive_key).unwrap_or(Value::Null);
         let key = &directive_key[SET_ORDER.len()..];
         let Value::Array(order) = order else {
-            return Err(bad(format!("invalid patch: {directive_key} must be a list")));
+            return Err(bad(format!(
+                "invalid patch: {directive_key} must be a list"
+            )));
         };
         let meta = field_meta(schema, key, true);
         let original_list = match original.remove(key) {
@@ -353,7 +355,10 @@ fn merge_list(
     let patch_order = patch.clone();
     let (server_order, merged) = if !maps {
         if delete_list {
-            return Ok(original.into_iter().filter(|x| !patch.contains(x)).collect());
+            return Ok(original
+                .into_iter()
+                .filter(|x| !patch.contains(x))
+                .collect());
         }
         let mut merged: Vec<Value> = Vec::new();
         for x in original.iter().chain(patch.iter()) {
@@ -372,13 +377,17 @@ fn merge_list(
         let mut replace = false;
         for item in patch {
             let Value::Object(m) = &item else {
-                return Err(bad(format!("invalid patch: list item is not an object: {item}")));
+                return Err(bad(format!(
+                    "invalid patch: list item is not an object: {item}"
+                )));
             };
             match m.get(DIRECTIVE).map(|d| d.as_str()) {
                 None => rest.push(item),
                 Some(Some("delete")) => {
                     let Some(k) = m.get(key) else {
-                        return Err(bad(format!("map: {item} does not contain declared merge key: {key}")));
+                        return Err(bad(format!(
+                            "map: {item} does not contain declared merge key: {key}"
+                        )));
                     };
                     original.retain(|x| key_of(x, key) != Some(k));
                 }
@@ -387,7 +396,10 @@ fn merge_list(
                     return Err(bad("merging lists cannot yet be specified in the patch"));
                 }
                 Some(_) => {
-                    return Err(bad(format!("Unknown patch type: {}, in map: {item}", m[DIRECTIVE])));
+                    return Err(bad(format!(
+                        "Unknown patch type: {}, in map: {item}",
+                        m[DIRECTIVE]
+                    )));
                 }
             }
         }
@@ -399,7 +411,9 @@ fn merge_list(
         let server_order = original.clone();
         for item in rest {
             let Some(k) = key_of(&item, key).cloned() else {
-                return Err(bad(format!("map: {item} does not contain declared merge key: {key}")));
+                return Err(bad(format!(
+                    "map: {item} does not contain declared merge key: {key}"
+                )));
             };
             match original.iter().position(|x| key_of(x, key) == Some(&k)) {
                 Some(i) => {
@@ -450,60 +464,104 @@ mod tests {
             {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
             {"name": "proxy", "image": "proxy:1"}
         ]));
-        let out = smp(orig, json!({"spec": {"containers": [
-            {"name": "proxy", "image": "proxy:2"},
-            {"name": "app", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}
-        ]}}), POD);
-        assert_eq!(out["spec"]["containers"], json!([
-            {"name": "proxy", "image": "proxy:2"},
-            {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}
-        ]));
+        let out = smp(
+            orig,
+            json!({"spec": {"containers": [
+                {"name": "proxy", "image": "proxy:2"},
+                {"name": "app", "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}
+            ]}}),
+            POD,
+        );
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([
+                {"name": "proxy", "image": "proxy:2"},
+                {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "3"}, {"name": "C", "value": "4"}]}
+            ])
+        );
     }
 
     #[test]
     fn set_element_order_reorders_and_appends() {
         // As kubectl apply sends it when a sidecar and an init container are added.
         let orig = pod(json!([{"name": "sleep", "image": "curl"}]));
-        let out = smp(orig, json!({"spec": {
-            "$setElementOrder/containers": [{"name": "sleep"}, {"name": "istio-proxy"}],
-            "$setElementOrder/initContainers": [{"name": "istio-init"}],
-            "containers": [{"image": "proxyv2:1.25.0", "name": "istio-proxy"}],
-            "initContainers": [{"image": "proxyv2:1.25.0", "name": "istio-init"}]
-        }}), POD);
-        assert_eq!(out["spec"]["containers"], json!([
-            {"name": "sleep", "image": "curl"}, {"name": "istio-proxy", "image": "proxyv2:1.25.0"}
-        ]));
-        assert_eq!(out["spec"]["initContainers"], json!([{"name": "istio-init", "image": "proxyv2:1.25.0"}]));
+        let out = smp(
+            orig,
+            json!({"spec": {
+                "$setElementOrder/containers": [{"name": "sleep"}, {"name": "istio-proxy"}],
+                "$setElementOrder/initContainers": [{"name": "istio-init"}],
+                "containers": [{"image": "proxyv2:1.25.0", "name": "istio-proxy"}],
+                "initContainers": [{"image": "proxyv2:1.25.0", "name": "istio-init"}]
+            }}),
+            POD,
+        );
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([
+                {"name": "sleep", "image": "curl"}, {"name": "istio-proxy", "image": "proxyv2:1.25.0"}
+            ])
+        );
+        assert_eq!(
+            out["spec"]["initContainers"],
+            json!([{"name": "istio-init", "image": "proxyv2:1.25.0"}])
+        );
         // The order directive alone moves existing elements.
         let orig = pod(json!([{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]));
-        let out = smp(orig, json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}), POD);
-        assert_eq!(out["spec"]["containers"], json!([{"name": "b", "image": "2"}, {"name": "a", "image": "1"}]));
+        let out = smp(
+            orig,
+            json!({"spec": {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}}),
+            POD,
+        );
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "b", "image": "2"}, {"name": "a", "image": "1"}])
+        );
     }
 
     /// New elements without a `$setElementOrder` go before the server's, as upstream orders
     /// them (patch items first where the server order cannot compare them).
     #[test]
     fn delete_directive_and_null_remove() {
-        let orig = pod(json!([{"name": "a", "image": "1", "ports": [{"containerPort": 80}, {"containerPort": 443}]}, {"name": "b", "image": "2"}]));
-        let out = smp(orig, json!({
-            "metadata": {"labels": {"tier": null, "new": "x"}},
-            "spec": {"containers": [
-                {"name": "b", "$patch": "delete"},
-                {"name": "a", "ports": [{"containerPort": 443, "$patch": "delete"}, {"containerPort": 8080}]}
-            ]}
-        }), POD);
+        let orig = pod(
+            json!([{"name": "a", "image": "1", "ports": [{"containerPort": 80}, {"containerPort": 443}]}, {"name": "b", "image": "2"}]),
+        );
+        let out = smp(
+            orig,
+            json!({
+                "metadata": {"labels": {"tier": null, "new": "x"}},
+                "spec": {"containers": [
+                    {"name": "b", "$patch": "delete"},
+                    {"name": "a", "ports": [{"containerPort": 443, "$patch": "delete"}, {"containerPort": 8080}]}
+                ]}
+            }),
+            POD,
+        );
         assert_eq!(out["metadata"]["labels"], json!({"app": "a", "new": "x"}));
-        assert_eq!(out["spec"]["containers"], json!([
-            {"name": "a", "image": "1", "ports": [{"containerPort": 8080}, {"containerPort": 80}]}
-        ]));
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([
+                {"name": "a", "image": "1", "ports": [{"containerPort": 8080}, {"containerPort": 80}]}
+            ])
+        );
     }
 
     #[test]
     fn replace_directives() {
         let orig = pod(json!([{"name": "a", "image": "1"}, {"name": "b", "image": "2"}]));
-        let out = smp(orig.clone(), json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "c", "image": "3"}]}}), POD);
-        assert_eq!(out["spec"]["containers"], json!([{"name": "c", "image": "3"}]));
-        let out = smp(orig, json!({"metadata": {"labels": {"$patch": "replace", "only": "this"}}}), POD);
+        let out = smp(
+            orig.clone(),
+            json!({"spec": {"containers": [{"$patch": "replace"}, {"name": "c", "image": "3"}]}}),
+            POD,
+        );
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name": "c", "image": "3"}])
+        );
+        let out = smp(
+            orig,
+            json!({"metadata": {"labels": {"$patch": "replace", "only": "this"}}}),
+            POD,
+        );
         assert_eq!(out["metadata"]["labels"], json!({"only": "this"}));
     }
 
@@ -511,11 +569,23 @@ mod tests {
     fn lists_without_strategy_are_replaced_and_primitive_merge_lists_union() {
         let orig = json!({"metadata": {"name": "p", "finalizers": ["a", "b"]},
                           "spec": {"containers": [{"name": "a", "args": ["x", "y"]}]}});
-        let out = smp(orig.clone(), json!({"spec": {"containers": [{"name": "a", "args": ["z"]}]}}), POD);
+        let out = smp(
+            orig.clone(),
+            json!({"spec": {"containers": [{"name": "a", "args": ["z"]}]}}),
+            POD,
+        );
         assert_eq!(out["spec"]["containers"][0]["args"], json!(["z"]));
-        let out = smp(orig.clone(), json!({"metadata": {"finalizers": ["c", "a"]}}), POD);
+        let out = smp(
+            orig.clone(),
+            json!({"metadata": {"finalizers": ["c", "a"]}}),
+            POD,
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
-        let out = smp(orig, json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}), POD);
+        let out = smp(
+            orig,
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+            POD,
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
     }
 
@@ -524,12 +594,19 @@ mod tests {
         let orig = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}},
             "template": {"spec": {"containers": [{"name": "a", "image": "1"}],
                 "volumes": [{"name": "v", "emptyDir": {}}]}}}});
-        let out = smp(orig, json!({"spec": {
-            "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
-            "template": {"spec": {"volumes": [{"name": "v", "$retainKeys": ["name", "configMap"], "configMap": {"name": "cm"}}]}}
-        }}), DEPLOYMENT);
+        let out = smp(
+            orig,
+            json!({"spec": {
+                "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+                "template": {"spec": {"volumes": [{"name": "v", "$retainKeys": ["name", "configMap"], "configMap": {"name": "cm"}}]}}
+            }}),
+            DEPLOYMENT,
+        );
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
-        assert_eq!(out["spec"]["template"]["spec"]["volumes"], json!([{"name": "v", "configMap": {"name": "cm"}}]));
+        assert_eq!(
+            out["spec"]["template"]["spec"]["volumes"],
+            json!([{"name": "v", "configMap": {"name": "cm"}}])
+        );
     }
 
     #[test]
@@ -537,39 +614,85 @@ mod tests {
         // `kubectl apply` after replicas and serviceAccountName changed.
         let orig = json!({"spec": {"replicas": 1, "selector": {"matchLabels": {"app": "sleep"}},
             "template": {"spec": {"serviceAccountName": "sleep", "containers": [{"name": "sleep", "image": "curl"}]}}}});
-        let out = smp(orig, json!({"spec": {"replicas": 2, "template": {"spec": {"serviceAccountName": null}}}}), DEPLOYMENT);
+        let out = smp(
+            orig,
+            json!({"spec": {"replicas": 2, "template": {"spec": {"serviceAccountName": null}}}}),
+            DEPLOYMENT,
+        );
         assert_eq!(out["spec"]["replicas"], 2);
-        assert!(out["spec"]["template"]["spec"].get("serviceAccountName").is_none());
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["image"], "curl");
+        assert!(
+            out["spec"]["template"]["spec"]
+                .get("serviceAccountName")
+                .is_none()
+        );
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["image"],
+            "curl"
+        );
     }
 
     #[test]
     fn new_elements_lose_their_nulls_and_bad_patches_are_errors() {
         let orig = pod(json!([{"name": "a"}]));
-        let out = smp(orig.clone(), json!({"spec": {"containers": [{"name": "b", "image": null, "env": [{"name": "X", "value": null}]}]}}), POD);
-        assert_eq!(out["spec"]["containers"][0], json!({"name": "b", "env": [{"name": "X"}]}));
+        let out = smp(
+            orig.clone(),
+            json!({"spec": {"containers": [{"name": "b", "image": null, "env": [{"name": "X", "value": null}]}]}}),
+            POD,
+        );
+        assert_eq!(
+            out["spec"]["containers"][0],
+            json!({"name": "b", "env": [{"name": "X"}]})
+        );
         for (patch, want) in [
-            (json!({"spec": {"containers": [{"image": "x"}]}}), "does not contain declared merge key: name"),
+            (
+                json!({"spec": {"containers": [{"image": "x"}]}}),
+                "does not contain declared merge key: name",
+            ),
             (json!({"spec": {"$patch": "explode"}}), "Unknown patch type"),
-            (json!({"spec": {"containers": [{"name": "a", "$patch": "merge"}]}}), "merging lists cannot yet be specified"),
-            (json!({"spec": {"$retainKeys": "containers"}}), "$retainKeys must be a list"),
+            (
+                json!({"spec": {"containers": [{"name": "a", "$patch": "merge"}]}}),
+                "merging lists cannot yet be specified",
+            ),
+            (
+                json!({"spec": {"$retainKeys": "containers"}}),
+                "$retainKeys must be a list",
+            ),
         ] {
             let err = strategic_merge_patch(&orig, patch.to_string().as_bytes(), POD).unwrap_err();
             assert!(err.to_string().contains(want), "{err} !~ {want}");
         }
-        assert!(matches!(strategic_merge_patch(&orig, b"[1]", POD), Err(PatchError::BadPatch(_))));
+        assert!(matches!(
+            strategic_merge_patch(&orig, b"[1]", POD),
+            Err(PatchError::BadPatch(_))
+        ));
     }
 
     #[test]
     fn json_and_merge_patch() {
         let orig = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"list": [1, 2]}});
-        let out = merge_patch(&orig, br#"{"metadata":{"labels":{"a":null,"b":"2"}},"spec":{"list":[3]}}"#).unwrap();
-        assert_eq!(out, json!({"metadata": {"labels": {"b": "2"}}, "spec": {"list": [3]}}));
+        let out = merge_patch(
+            &orig,
+            br#"{"metadata":{"labels":{"a":null,"b":"2"}},"spec":{"list":[3]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"b": "2"}}, "spec": {"list": [3]}})
+        );
         let out = json_patch(&orig, br#"[{"op":"add","path":"/spec/list/-","value":9},{"op":"test","path":"/metadata/labels/a","value":"1"}]"#).unwrap();
         assert_eq!(out["spec"]["list"], json!([1, 2, 9]));
-        assert!(matches!(json_patch(&orig, br#"[{"op":"remove","path":"/nope"}]"#), Err(PatchError::Apply(_))));
-        assert!(matches!(json_patch(&orig, b"{}"), Err(PatchError::BadPatch(_))));
-        assert_eq!(PatchType::from_content_type("application/strategic-merge-patch+json; charset=utf-8"), Some(PatchType::StrategicMerge));
+        assert!(matches!(
+            json_patch(&orig, br#"[{"op":"remove","path":"/nope"}]"#),
+            Err(PatchError::Apply(_))
+        ));
+        assert!(matches!(
+            json_patch(&orig, b"{}"),
+            Err(PatchError::BadPatch(_))
+        ));
+        assert_eq!(
+            PatchType::from_content_type("application/strategic-merge-patch+json; charset=utf-8"),
+            Some(PatchType::StrategicMerge)
+        );
         assert_eq!(PatchType::from_content_type("application/json"), None);
     }
 }

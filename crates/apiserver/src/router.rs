@@ -164,8 +164,12 @@ pub fn parse_query(query: &str) -> Result<(Query, bool), ApiError> {
             "limit" => q.limit = Some(parse_int("limit", &v)?),
             "continue" => q.continue_token = Some(v),
             "timeoutSeconds" => q.timeout_seconds = Some(parse_int("timeoutSeconds", &v)?),
-            "allowWatchBookmarks" => q.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?,
-            "sendInitialEvents" => q.send_initial_events = Some(parse_bool("sendInitialEvents", &v)?),
+            "allowWatchBookmarks" => {
+                q.allow_watch_bookmarks = parse_bool("allowWatchBookmarks", &v)?
+            }
+            "sendInitialEvents" => {
+                q.send_initial_events = Some(parse_bool("sendInitialEvents", &v)?)
+            }
             "watch" => watch = parse_bool("watch", &v)?,
             "fieldManager" => q.field_manager = Some(v),
             "fieldValidation" => q.field_validation = Some(v),
@@ -277,7 +281,11 @@ pub fn route(method: &http::Method, path: &str, query: &str) -> Result<Route, Ap
         }
     }
     let subresource = match sub {
-        Some(s) => Some(resource.subresource(s).ok_or_else(ApiError::path_not_found)?),
+        Some(s) => Some(
+            resource
+                .subresource(s)
+                .ok_or_else(ApiError::path_not_found)?,
+        ),
         None => None,
     };
     let name = name.map(str::to_owned);
@@ -349,43 +357,236 @@ mod tests {
             ("/version", Route::Version),
             ("/api", Route::CoreDiscovery),
             ("/apis/", Route::GroupDiscovery),
-            ("/api/v1", Route::ResourceList { group: "".into(), version: "v1".into() }),
+            (
+                "/api/v1",
+                Route::ResourceList {
+                    group: "".into(),
+                    version: "v1".into(),
+                },
+            ),
             ("/apis/apps", Route::Group("apps".into())),
-            ("/apis/apps/v1", Route::ResourceList { group: "apps".into(), version: "v1".into() }),
+            (
+                "/apis/apps/v1",
+                Route::ResourceList {
+                    group: "apps".into(),
+                    version: "v1".into(),
+                },
+            ),
             ("/openapi/v3", Route::OpenApiIndex),
-            ("/openapi/v3/apis/batch/v1", Route::OpenApiDocument { group: "batch".into(), version: "v1".into() }),
-            ("/openapi/v3/api/v1", Route::OpenApiDocument { group: "".into(), version: "v1".into() }),
+            (
+                "/openapi/v3/apis/batch/v1",
+                Route::OpenApiDocument {
+                    group: "batch".into(),
+                    version: "v1".into(),
+                },
+            ),
+            (
+                "/openapi/v3/api/v1",
+                Route::OpenApiDocument {
+                    group: "".into(),
+                    version: "v1".into(),
+                },
+            ),
             ("/readyz", Route::Health),
         ];
         for (path, want) in cases {
-            assert_eq!(route(&Method::GET, path, "timeout=32s").unwrap(), want, "{path}");
+            assert_eq!(
+                route(&Method::GET, path, "timeout=32s").unwrap(),
+                want,
+                "{path}"
+            );
         }
         assert_eq!(route(&Method::POST, "/api", "").unwrap_err().code, 405);
         assert_eq!(route(&Method::GET, "/nope", "").unwrap_err().code, 404);
-        assert_eq!(route(&Method::GET, "/openapi/v2", "").unwrap_err().code, 404);
+        assert_eq!(
+            route(&Method::GET, "/openapi/v2", "").unwrap_err().code,
+            404
+        );
     }
 
     #[test]
     fn resource_paths() {
         // (method, path, query) -> (verb, plural, namespace, name, subresource)
-        let cases: &[(Method, &str, &str, Verb, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
-            (Method::GET, "/api/v1/namespaces/default/pods", "limit=500", Verb::List, "pods", Some("default"), None, None),
-            (Method::GET, "/api/v1/pods", "", Verb::List, "pods", None, None, None),
-            (Method::GET, "/api/v1/namespaces/default/pods", "watch=true&resourceVersion=5", Verb::Watch, "pods", Some("default"), None, None),
-            (Method::GET, "/api/v1/watch/namespaces/default/pods", "", Verb::Watch, "pods", Some("default"), None, None),
-            (Method::GET, "/api/v1/namespaces/default/pods/sleep", "", Verb::Get, "pods", Some("default"), Some("sleep"), None),
-            (Method::GET, "/api/v1/namespaces/default/pods/sleep/log", "container=istio-proxy&follow=true", Verb::Get, "pods", Some("default"), Some("sleep"), Some("log")),
-            (Method::POST, "/api/v1/namespaces/default/pods/sleep/exec", "command=echo&command=hi", Verb::Create, "pods", Some("default"), Some("sleep"), Some("exec")),
-            (Method::PUT, "/api/v1/namespaces/default/pods/sleep/status", "", Verb::Update, "pods", Some("default"), Some("sleep"), Some("status")),
-            (Method::POST, "/api/v1/namespaces", "fieldManager=kubectl-create&fieldValidation=Strict", Verb::Create, "namespaces", None, None, None),
-            (Method::GET, "/api/v1/namespaces/default", "", Verb::Get, "namespaces", None, Some("default"), None),
-            (Method::PATCH, "/api/v1/namespaces/default", "fieldManager=kubectl-label", Verb::Patch, "namespaces", None, Some("default"), None),
-            (Method::PUT, "/api/v1/namespaces/x/finalize", "", Verb::Update, "namespaces", None, Some("x"), Some("finalize")),
-            (Method::GET, "/api/v1/namespaces/x/status", "", Verb::Get, "namespaces", None, Some("x"), Some("status")),
-            (Method::DELETE, "/apis/apps/v1/namespaces/default/deployments/sleep", "", Verb::Delete, "deployments", Some("default"), Some("sleep"), None),
-            (Method::DELETE, "/apis/batch/v1/namespaces/default/jobs", "labelSelector=a%3Db", Verb::DeleteCollection, "jobs", Some("default"), None, None),
-            (Method::PATCH, "/apis/apps/v1/namespaces/default/deployments/sleep/scale", "", Verb::Patch, "deployments", Some("default"), Some("sleep"), Some("scale")),
-            (Method::GET, "/apis/events.k8s.io/v1/events", "", Verb::List, "events", None, None, None),
+        let cases: &[(
+            Method,
+            &str,
+            &str,
+            Verb,
+            &str,
+            Option<&str>,
+            Option<&str>,
+            Option<&str>,
+        )] = &[
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                "limit=500",
+                Verb::List,
+                "pods",
+                Some("default"),
+                None,
+                None,
+            ),
+            (
+                Method::GET,
+                "/api/v1/pods",
+                "",
+                Verb::List,
+                "pods",
+                None,
+                None,
+                None,
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods",
+                "watch=true&resourceVersion=5",
+                Verb::Watch,
+                "pods",
+                Some("default"),
+                None,
+                None,
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/default/pods",
+                "",
+                Verb::Watch,
+                "pods",
+                Some("default"),
+                None,
+                None,
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/sleep",
+                "",
+                Verb::Get,
+                "pods",
+                Some("default"),
+                Some("sleep"),
+                None,
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/sleep/log",
+                "container=istio-proxy&follow=true",
+                Verb::Get,
+                "pods",
+                Some("default"),
+                Some("sleep"),
+                Some("log"),
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/default/pods/sleep/exec",
+                "command=echo&command=hi",
+                Verb::Create,
+                "pods",
+                Some("default"),
+                Some("sleep"),
+                Some("exec"),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/default/pods/sleep/status",
+                "",
+                Verb::Update,
+                "pods",
+                Some("default"),
+                Some("sleep"),
+                Some("status"),
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces",
+                "fieldManager=kubectl-create&fieldValidation=Strict",
+                Verb::Create,
+                "namespaces",
+                None,
+                None,
+                None,
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default",
+                "",
+                Verb::Get,
+                "namespaces",
+                None,
+                Some("default"),
+                None,
+            ),
+            (
+                Method::PATCH,
+                "/api/v1/namespaces/default",
+                "fieldManager=kubectl-label",
+                Verb::Patch,
+                "namespaces",
+                None,
+                Some("default"),
+                None,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/x/finalize",
+                "",
+                Verb::Update,
+                "namespaces",
+                None,
+                Some("x"),
+                Some("finalize"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/x/status",
+                "",
+                Verb::Get,
+                "namespaces",
+                None,
+                Some("x"),
+                Some("status"),
+            ),
+            (
+                Method::DELETE,
+                "/apis/apps/v1/namespaces/default/deployments/sleep",
+                "",
+                Verb::Delete,
+                "deployments",
+                Some("default"),
+                Some("sleep"),
+                None,
+            ),
+            (
+                Method::DELETE,
+                "/apis/batch/v1/namespaces/default/jobs",
+                "labelSelector=a%3Db",
+                Verb::DeleteCollection,
+                "jobs",
+                Some("default"),
+                None,
+                None,
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/default/deployments/sleep/scale",
+                "",
+                Verb::Patch,
+                "deployments",
+                Some("default"),
+                Some("sleep"),
+                Some("scale"),
+            ),
+            (
+                Method::GET,
+                "/apis/events.k8s.io/v1/events",
+                "",
+                Verb::List,
+                "events",
+                None,
+                None,
+                None,
+            ),
         ];
         for (method, path, query, verb, plural, ns, name, sub) in cases {
             let r = res(method.clone(), path, query);
@@ -399,42 +600,87 @@ mod tests {
 
     #[test]
     fn query_options() {
-        let r = res(Method::GET, "/api/v1/namespaces/default/pods",
-            "allowWatchBookmarks=true&fieldSelector=metadata.name%3Dsleep&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=438&watch=true");
+        let r = res(
+            Method::GET,
+            "/api/v1/namespaces/default/pods",
+            "allowWatchBookmarks=true&fieldSelector=metadata.name%3Dsleep&resourceVersionMatch=NotOlderThan&sendInitialEvents=true&timeoutSeconds=438&watch=true",
+        );
         assert_eq!(r.verb, Verb::Watch);
         assert!(r.query.allow_watch_bookmarks);
         assert_eq!(r.query.send_initial_events, Some(true));
-        assert_eq!(r.query.field_selector.as_deref(), Some("metadata.name=sleep"));
-        assert_eq!(r.query.resource_version_match.as_deref(), Some("NotOlderThan"));
+        assert_eq!(
+            r.query.field_selector.as_deref(),
+            Some("metadata.name=sleep")
+        );
+        assert_eq!(
+            r.query.resource_version_match.as_deref(),
+            Some("NotOlderThan")
+        );
         assert_eq!(r.query.timeout_seconds, Some(438));
         // A watch on one object becomes a field selector on its name.
-        let r = res(Method::GET, "/api/v1/namespaces/default/pods/sleep", "watch=1&resourceVersion=0");
+        let r = res(
+            Method::GET,
+            "/api/v1/namespaces/default/pods/sleep",
+            "watch=1&resourceVersion=0",
+        );
         assert_eq!(r.verb, Verb::Watch);
         assert_eq!(r.name, None);
-        assert_eq!(r.query.field_selector.as_deref(), Some("metadata.name=sleep"));
-        let r = res(Method::GET, "/api/v1/namespaces/default/pods/sleep/exec", "command=echo&command=hi&container=sleep&stdout=true");
-        assert_eq!(r.query.other, vec![
-            ("command".into(), "echo".into()), ("command".into(), "hi".into()),
-            ("container".into(), "sleep".into()), ("stdout".into(), "true".into())]);
+        assert_eq!(
+            r.query.field_selector.as_deref(),
+            Some("metadata.name=sleep")
+        );
+        let r = res(
+            Method::GET,
+            "/api/v1/namespaces/default/pods/sleep/exec",
+            "command=echo&command=hi&container=sleep&stdout=true",
+        );
+        assert_eq!(
+            r.query.other,
+            vec![
+                ("command".into(), "echo".into()),
+                ("command".into(), "hi".into()),
+                ("container".into(), "sleep".into()),
+                ("stdout".into(), "true".into())
+            ]
+        );
         assert_eq!(parse_query("limit=x").unwrap_err().code, 400);
         assert_eq!(parse_query("watch=maybe").unwrap_err().code, 400);
         assert_eq!(parse_query("fieldValidation=Loose").unwrap_err().code, 400);
-        assert_eq!(parse_query("dryRun=All&dryRun=All").unwrap().0.dry_run.len(), 2);
+        assert_eq!(
+            parse_query("dryRun=All&dryRun=All")
+                .unwrap()
+                .0
+                .dry_run
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn refusals() {
         let cases: &[(Method, &str, u16)] = &[
             (Method::GET, "/api/v1/namespaces/default/widgets", 404),
-            (Method::GET, "/apis/apps/v2/namespaces/default/deployments", 404),
+            (
+                Method::GET,
+                "/apis/apps/v2/namespaces/default/deployments",
+                404,
+            ),
             (Method::GET, "/api/v1/pods/sleep", 404),
             (Method::POST, "/api/v1/pods", 405),
             (Method::GET, "/api/v1/namespaces/default/nodes", 404),
             (Method::DELETE, "/api/v1/namespaces", 405),
             (Method::POST, "/api/v1/namespaces/default/pods/sleep", 405),
             (Method::PUT, "/api/v1/namespaces/default/pods", 405),
-            (Method::GET, "/api/v1/namespaces/default/pods/sleep/attach", 404),
-            (Method::PUT, "/api/v1/namespaces/default/pods/sleep/log", 405),
+            (
+                Method::GET,
+                "/api/v1/namespaces/default/pods/sleep/attach",
+                404,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/default/pods/sleep/log",
+                405,
+            ),
             (Method::GET, "/api/v1/namespaces/default/pods/a/b/c", 404),
         ];
         for (method, path, code) in cases {
@@ -442,6 +688,9 @@ mod tests {
             assert_eq!(got.code, *code, "{method} {path}: {got:?}");
         }
         let e = route(&Method::DELETE, "/api/v1/namespaces", "").unwrap_err();
-        assert_eq!(e.message, "deletecollection is not supported on resources of kind \"namespaces\"");
+        assert_eq!(
+            e.message,
+            "deletecollection is not supported on resources of kind \"namespaces\""
+        );
     }
 }

@@ -177,7 +177,12 @@ impl std::fmt::Display for FieldError {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: String, details: Option<StatusDetails>) -> Self {
+    fn new(
+        code: u16,
+        reason: &'static str,
+        message: String,
+        details: Option<StatusDetails>,
+    ) -> Self {
         Self {
             code,
             reason,
@@ -268,7 +273,11 @@ impl ApiError {
         Self::new(
             422,
             "Invalid",
-            format!("{} {:?} is invalid: {aggregate}", resource.group_kind(), name),
+            format!(
+                "{} {:?} is invalid: {aggregate}",
+                resource.group_kind(),
+                name
+            ),
             Some(StatusDetails {
                 name: name.into(),
                 group: resource.gvk.group.into(),
@@ -330,6 +339,11 @@ impl ApiError {
             ),
             None,
         )
+    }
+
+    /// 415 with a message of its own.
+    pub fn unsupported_media_type_with(message: String) -> Self {
+        Self::new(415, "UnsupportedMediaType", message, None)
     }
 
     /// 410 for a `resourceVersion` older than the kept history.
@@ -430,7 +444,10 @@ mod tests {
         let deploy = lookup("apps", "v1", "deployments").unwrap();
         let e = ApiError::already_exists(deploy, "web");
         assert_eq!(e.message, "deployments.apps \"web\" already exists");
-        assert_eq!(body(&e)["details"], json!({"name":"web","group":"apps","kind":"deployments"}));
+        assert_eq!(
+            body(&e)["details"],
+            json!({"name":"web","group":"apps","kind":"deployments"})
+        );
         let c = ApiError::conflict(pods, "sleep");
         assert_eq!(
             c.message,
@@ -450,7 +467,10 @@ mod tests {
                 detail: String::new(),
             }],
         );
-        assert_eq!(one.message, "Pod \"bad\" is invalid: spec.containers: Required value");
+        assert_eq!(
+            one.message,
+            "Pod \"bad\" is invalid: spec.containers: Required value"
+        );
         let two = ApiError::invalid(
             pods,
             "bad2",
@@ -526,7 +546,10 @@ mod tests {
         let e = ApiError::unsupported_media_type(&["application/json", "application/yaml"]);
         assert_eq!(e.code, 415);
         assert!(e.message.starts_with("the body of the request was in an unknown format - accepted media types include: application/json"));
-        assert_eq!(ApiError::expired("too old resource version: 5 (1200)").code, 410);
+        assert_eq!(
+            ApiError::expired("too old resource version: 5 (1200)").code,
+            410
+        );
         let deploy = lookup("apps", "v1", "deployments").unwrap();
         let ok: Value = serde_json::from_slice(&delete_success(deploy, "web", "u-1")).unwrap();
         assert_eq!(

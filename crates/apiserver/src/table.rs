@@ -93,8 +93,14 @@ const AGE: Column = col(
     "Age",
     "CreationTimestamp is a timestamp representing the server time when this object was created.",
 );
-const CONTAINERS: Column = wide(col("Containers", "Names of each container in the template."));
-const IMAGES: Column = wide(col("Images", "Images referenced by each container in the template."));
+const CONTAINERS: Column = wide(col(
+    "Containers",
+    "Names of each container in the template.",
+));
+const IMAGES: Column = wide(col(
+    "Images",
+    "Images referenced by each container in the template.",
+));
 const SELECTOR: Column = wide(col("Selector", "Label selector of the objects it manages."));
 
 /// The columns of `resource`'s Table.
@@ -102,14 +108,32 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
     match (resource.gvk.group, resource.gvk.kind) {
         ("", "Pod") => vec![
             NAME,
-            col("Ready", "The aggregate readiness state of this pod for accepting traffic."),
-            col("Status", "The aggregate status of the containers in this pod."),
-            col("Restarts", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            col(
+                "Ready",
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            col(
+                "Status",
+                "The aggregate status of the containers in this pod.",
+            ),
+            col(
+                "Restarts",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             AGE,
             wide(col("IP", "IP address allocated to the pod.")),
-            wide(col("Node", "NodeName is the name of the node the pod is scheduled onto.")),
-            wide(col("Nominated Node", "Node the scheduler nominated for a preempting pod.")),
-            wide(col("Readiness Gates", "Readiness gates that are true out of those the pod declares.")),
+            wide(col(
+                "Node",
+                "NodeName is the name of the node the pod is scheduled onto.",
+            )),
+            wide(col(
+                "Nominated Node",
+                "Node the scheduler nominated for a preempting pod.",
+            )),
+            wide(col(
+                "Readiness Gates",
+                "Readiness gates that are true out of those the pod declares.",
+            )),
         ],
         ("", "Namespace") => vec![NAME, col("Status", "The status of the namespace"), AGE],
         ("", "Service") => vec![
@@ -119,7 +143,10 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             col("External-IP", "The external IP address of the service."),
             col("Port(s)", "The ports of the service."),
             AGE,
-            wide(col("Selector", "Route traffic to pods with label keys and values matching this selector.")),
+            wide(col(
+                "Selector",
+                "Route traffic to pods with label keys and values matching this selector.",
+            )),
         ],
         ("", "Endpoints") => vec![NAME, col("Endpoints", "Endpoints of the service."), AGE],
         ("discovery.k8s.io", "EndpointSlice") => vec![
@@ -142,9 +169,15 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             col("Type", "Type of this event (Normal, Warning)."),
             col("Reason", "Why the action was taken."),
             col("Object", "The object this event is about."),
-            wide(col("Subobject", "The part of the object this event is about.")),
+            wide(col(
+                "Subobject",
+                "The part of the object this event is about.",
+            )),
             wide(col("Source", "The component reporting this event.")),
-            col("Message", "A human-readable description of the status of this operation."),
+            col(
+                "Message",
+                "A human-readable description of the status of this operation.",
+            ),
             wide(col("First Seen", "Time of the first occurrence.")),
             wide(int("Count", "The number of times this event has occurred.")),
             wide(NAME),
@@ -152,8 +185,14 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
         ("apps", "Deployment") => vec![
             NAME,
             col("Ready", "Number of the pod with ready state"),
-            int("Up-to-date", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            int("Available", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            int(
+                "Up-to-date",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            int(
+                "Available",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -185,7 +224,10 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             col("Timezone", "The time zone name for the given schedule."),
             col("Suspend", "Whether subsequent executions are suspended."),
             int("Active", "Number of currently running jobs."),
-            col("Last Schedule", "When the job was last successfully scheduled."),
+            col(
+                "Last Schedule",
+                "When the job was last successfully scheduled.",
+            ),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -197,11 +239,26 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             col("Roles", "The roles of the node"),
             AGE,
             col("Version", "Kubelet Version reported by the node."),
-            wide(col("Internal-IP", "List of addresses reachable to the node. Queried from cloud provider, if available.")),
-            wide(col("External-IP", "List of addresses reachable to the node. Queried from cloud provider, if available.")),
-            wide(col("OS-Image", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).")),
-            wide(col("Kernel-Version", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).")),
-            wide(col("Container-Runtime", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).")),
+            wide(col(
+                "Internal-IP",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            )),
+            wide(col(
+                "External-IP",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            )),
+            wide(col(
+                "OS-Image",
+                "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+            )),
+            wide(col(
+                "Kernel-Version",
+                "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+            )),
+            wide(col(
+                "Container-Runtime",
+                "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+            )),
         ],
         _ => vec![NAME, AGE],
     }
@@ -363,9 +420,10 @@ fn age(meta: &ObjectMeta, now: Timestamp) -> Value {
 }
 
 fn is_sidecar(spec: &PodSpec, name: &str) -> bool {
-    spec.init_containers.iter().flatten().any(|c| {
-        c.name == name && c.restart_policy.as_deref() == Some("Always")
-    })
+    spec.init_containers
+        .iter()
+        .flatten()
+        .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
 }
 
 fn later(a: Option<Timestamp>, b: Option<&Time>) -> Option<Timestamp> {
@@ -393,8 +451,12 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
         reason = "SchedulingGated".into();
     }
     let row_conditions = match phase.as_str() {
-        "Succeeded" => Some(json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}])),
-        "Failed" => Some(json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}])),
+        "Succeeded" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Succeeded", "message": "The pod has completed successfully."}]),
+        ),
+        "Failed" => Some(
+            json!([{"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}]),
+        ),
         _ => None,
     };
     let init_count = spec.init_containers.as_ref().map_or(0, Vec::len);
@@ -508,7 +570,10 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
     }
     let restarts_cell = match last_restart {
         Some(t) if restarts != 0 => {
-            format!("{restarts} ({} ago)", human_duration(seconds_between(t, now)))
+            format!(
+                "{restarts} ({} ago)",
+                human_duration(seconds_between(t, now))
+            )
         }
         _ => restarts.to_string(),
     };
@@ -669,7 +734,9 @@ fn service_row(svc: &Service, now: Timestamp) -> Row {
 }
 
 fn job_has(conditions: &[JobCondition], kind: &str) -> bool {
-    conditions.iter().any(|c| c.type_ == kind && c.status == "True")
+    conditions
+        .iter()
+        .any(|c| c.type_ == kind && c.status == "True")
 }
 
 fn job_row(job: &Job, now: Timestamp) -> Row {
@@ -803,8 +870,17 @@ fn events_v1_as_core(object: &Value) -> Value {
 fn node_row(node: &Node, now: Timestamp) -> Row {
     let status = node.status.clone().unwrap_or_default();
     let mut states: Vec<String> = Vec::new();
-    if let Some(c) = status.conditions.iter().flatten().find(|c| c.type_ == "Ready") {
-        states.push(if c.status == "True" { "Ready".into() } else { "NotReady".into() });
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+    {
+        states.push(if c.status == "True" {
+            "Ready".into()
+        } else {
+            "NotReady".into()
+        });
     }
     if states.is_empty() {
         states.push("Unknown".into());
@@ -861,13 +937,25 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
         ("", "Pod") => pod_row(&decode::<Pod>(object)?, now),
         ("", "Namespace") => {
             let ns: Namespace = decode(object)?;
-            let phase = ns.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
-            plain(vec![name_of(&ns.metadata), json!(phase), age(&ns.metadata, now)])
+            let phase = ns
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default();
+            plain(vec![
+                name_of(&ns.metadata),
+                json!(phase),
+                age(&ns.metadata, now),
+            ])
         }
         ("", "Service") => service_row(&decode(object)?, now),
         ("", "Endpoints") => {
             let ep: Endpoints = decode(object)?;
-            plain(vec![name_of(&ep.metadata), json!(endpoints_cell(&ep)), age(&ep.metadata, now)])
+            plain(vec![
+                name_of(&ep.metadata),
+                json!(endpoints_cell(&ep)),
+                age(&ep.metadata, now),
+            ])
         }
         ("discovery.k8s.io", "EndpointSlice") => {
             let s: EndpointSlice = decode(object)?;
@@ -906,7 +994,11 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             let cm: ConfigMap = decode(object)?;
             let n = cm.data.as_ref().map_or(0, BTreeMap::len)
                 + cm.binary_data.as_ref().map_or(0, BTreeMap::len);
-            plain(vec![name_of(&cm.metadata), json!(n), age(&cm.metadata, now)])
+            plain(vec![
+                name_of(&cm.metadata),
+                json!(n),
+                age(&cm.metadata, now),
+            ])
         }
         ("", "Secret") => {
             let s: Secret = decode(object)?;
@@ -997,8 +1089,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
         }
         ("", "Node") => node_row(&decode(object)?, now),
         _ => {
-            let meta: ObjectMeta =
-                decode(object.get("metadata").unwrap_or(&Value::Null))?;
+            let meta: ObjectMeta = decode(object.get("metadata").unwrap_or(&Value::Null))?;
             plain(vec![name_of(&meta), age(&meta, now)])
         }
     })
@@ -1081,7 +1172,14 @@ pub fn watch_event(
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut t = table(resource, std::slice::from_ref(object), rv, None, include, now)?;
+    let mut t = table(
+        resource,
+        std::slice::from_ref(object),
+        rv,
+        None,
+        include,
+        now,
+    )?;
     if !first {
         t["columnDefinitions"] = Value::Null;
     }

@@ -28,7 +28,11 @@ fn render(group: &str, plural: &str, objects: &[Value]) -> String {
         .iter()
         .map(|c| {
             let name = c["name"].as_str().unwrap().to_uppercase();
-            if c["priority"] == 1 { format!("{name}*") } else { name }
+            if c["priority"] == 1 {
+                format!("{name}*")
+            } else {
+                name
+            }
         })
         .collect();
     out.push_str(&header.join(" | "));
@@ -198,10 +202,16 @@ fn events() {
         json!({"metadata": meta("sleep.2"), "involvedObject": {"kind": "Pod", "name": "sleep"}, "reason": "Scheduled", "message": "ok", "type": "Normal",
                "eventTime": "2026-11-25T19:57:01.123456Z", "reportingComponent": "default-scheduler"}),
     ];
-    let v1 = vec![json!({"metadata": meta("web.3"), "regarding": {"kind": "Deployment", "name": "web"}, "reason": "ScalingReplicaSet", "note": "Scaled up",
+    let v1 = vec![
+        json!({"metadata": meta("web.3"), "regarding": {"kind": "Deployment", "name": "web"}, "reason": "ScalingReplicaSet", "note": "Scaled up",
                          "type": "Normal", "eventTime": "2026-11-25T19:58:00.000000Z", "reportingController": "deployment-controller", "reportingInstance": "podrun",
-                         "series": {"count": 4, "lastObservedTime": "2026-11-25T19:59:30.000000Z"}})];
-    let text = [render("", "events", &core), render("events.k8s.io", "events", &v1)].join("\n");
+                         "series": {"count": 4, "lastObservedTime": "2026-11-25T19:59:30.000000Z"}}),
+    ];
+    let text = [
+        render("", "events", &core),
+        render("events.k8s.io", "events", &v1),
+    ]
+    .join("\n");
     insta::assert_snapshot!(text);
 }
 
@@ -209,24 +219,72 @@ fn events() {
 fn include_object_and_watch_rows() {
     let pods = lookup("", "v1", "pods").unwrap();
     let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta("sleep"), "spec": {"containers": [{"name": "a"}]}, "status": {"phase": "Pending"}});
-    let t = table::table(pods, std::slice::from_ref(&pod), "42", Some("c1"), IncludeObject::Metadata, now()).unwrap();
-    assert_eq!(t["metadata"], json!({"resourceVersion": "42", "continue": "c1"}));
-    assert_eq!(t["rows"][0]["object"], json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta("sleep")}));
-    let t = table::table(pods, std::slice::from_ref(&pod), "42", None, IncludeObject::Object, now()).unwrap();
+    let t = table::table(
+        pods,
+        std::slice::from_ref(&pod),
+        "42",
+        Some("c1"),
+        IncludeObject::Metadata,
+        now(),
+    )
+    .unwrap();
+    assert_eq!(
+        t["metadata"],
+        json!({"resourceVersion": "42", "continue": "c1"})
+    );
+    assert_eq!(
+        t["rows"][0]["object"],
+        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta("sleep")})
+    );
+    let t = table::table(
+        pods,
+        std::slice::from_ref(&pod),
+        "42",
+        None,
+        IncludeObject::Object,
+        now(),
+    )
+    .unwrap();
     assert_eq!(t["rows"][0]["object"], pod);
-    let t = table::table(pods, std::slice::from_ref(&pod), "42", None, IncludeObject::None, now()).unwrap();
+    let t = table::table(
+        pods,
+        std::slice::from_ref(&pod),
+        "42",
+        None,
+        IncludeObject::None,
+        now(),
+    )
+    .unwrap();
     assert_eq!(t["rows"][0]["object"], Value::Null);
-    assert_eq!(IncludeObject::parse(Some("Object")).unwrap(), IncludeObject::Object);
+    assert_eq!(
+        IncludeObject::parse(Some("Object")).unwrap(),
+        IncludeObject::Object
+    );
     assert_eq!(IncludeObject::parse(None).unwrap(), IncludeObject::Metadata);
     assert_eq!(IncludeObject::parse(Some("All")).unwrap_err().code, 400);
 
-    let first = table::watch_event(pods, "ADDED", &pod, true, IncludeObject::Metadata, now()).unwrap();
+    let first =
+        table::watch_event(pods, "ADDED", &pod, true, IncludeObject::Metadata, now()).unwrap();
     assert_eq!(first["type"], "ADDED");
     assert_eq!(first["object"]["kind"], "Table");
     assert_eq!(first["object"]["metadata"]["resourceVersion"], "7");
-    assert_eq!(first["object"]["columnDefinitions"].as_array().unwrap().len(), 9);
+    assert_eq!(
+        first["object"]["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        9
+    );
     assert_eq!(first["object"]["rows"].as_array().unwrap().len(), 1);
-    let next = table::watch_event(pods, "MODIFIED", &pod, false, IncludeObject::Metadata, now()).unwrap();
+    let next = table::watch_event(
+        pods,
+        "MODIFIED",
+        &pod,
+        false,
+        IncludeObject::Metadata,
+        now(),
+    )
+    .unwrap();
     assert_eq!(next["object"]["columnDefinitions"], Value::Null);
     assert_eq!(next["object"]["rows"][0]["cells"][2], "Pending");
 }
@@ -234,10 +292,27 @@ fn include_object_and_watch_rows() {
 #[test]
 fn human_durations() {
     let cases = [
-        (-2, "<invalid>"), (-1, "0s"), (0, "0s"), (45, "45s"), (119, "119s"), (120, "2m"), (200, "3m20s"),
-        (599, "9m59s"), (600, "10m"), (95 * 60, "95m"), (3 * 3600, "3h"), (4 * 3600 + 5 * 60, "4h5m"),
-        (8 * 3600, "8h"), (47 * 3600, "47h"), (48 * 3600, "2d"), (3 * 86400 + 5 * 3600, "3d5h"),
-        (8 * 86400, "8d"), (729 * 86400, "729d"), (730 * 86400, "2y"), (731 * 86400, "2y1d"), (8 * 365 * 86400, "8y"),
+        (-2, "<invalid>"),
+        (-1, "0s"),
+        (0, "0s"),
+        (45, "45s"),
+        (119, "119s"),
+        (120, "2m"),
+        (200, "3m20s"),
+        (599, "9m59s"),
+        (600, "10m"),
+        (95 * 60, "95m"),
+        (3 * 3600, "3h"),
+        (4 * 3600 + 5 * 60, "4h5m"),
+        (8 * 3600, "8h"),
+        (47 * 3600, "47h"),
+        (48 * 3600, "2d"),
+        (3 * 86400 + 5 * 3600, "3d5h"),
+        (8 * 86400, "8d"),
+        (729 * 86400, "729d"),
+        (730 * 86400, "2y"),
+        (731 * 86400, "2y1d"),
+        (8 * 365 * 86400, "8y"),
     ];
     for (seconds, want) in cases {
         assert_eq!(table::human_duration(seconds), want, "{seconds}s");
