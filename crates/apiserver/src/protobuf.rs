@@ -237,11 +237,40 @@ fn pod_template(t: Option<core::PodTemplateSpec>, path: &str) -> Result<Value> {
     if let Some(g) = spec.termination_grace_period_seconds.take() {
         so.insert("terminationGracePeriodSeconds".into(), json!(g));
     }
+    // Go value fields arrive even when unset: empty strings and `false` mean unset.
+    for f in [
+        &mut spec.service_account,
+        &mut spec.node_name,
+        &mut spec.hostname,
+        &mut spec.subdomain,
+        &mut spec.priority_class_name,
+    ] {
+        if f.as_deref() == Some("") {
+            *f = None;
+        }
+    }
+    for f in [
+        &mut spec.host_network,
+        &mut spec.host_pid,
+        &mut spec.host_ipc,
+    ] {
+        if *f == Some(false) {
+            *f = None;
+        }
+    }
+    put(
+        &mut so,
+        "nodeSelector",
+        string_map(std::mem::take(&mut spec.node_selector)),
+    );
     // An empty security context is what `kubectl create` always sends.
     if spec.security_context == Some(core::PodSecurityContext::default()) {
         spec.security_context = None;
     }
-    all_read(&spec, &sp)?;
+    if let Err(e) = all_read(&spec, &sp) {
+        tracing::debug!(?spec, "unread pod spec fields");
+        return Err(e);
+    }
     out.insert("spec".into(), Value::Object(so));
     all_read(&t, path)?;
     Ok(Value::Object(out))
@@ -409,7 +438,11 @@ pub fn decode(body: &[u8]) -> Result<Value> {
                 put_str(&mut po, "name", p.name.take());
                 put_str(&mut po, "protocol", p.protocol.take());
                 po.insert("port".into(), json!(p.port.take().unwrap_or(0)));
-                if let Some(t) = p.target_port.take() {
+                if let Some(t) = p
+                    .target_port
+                    .take()
+                    .filter(|t| t.r#type.unwrap_or(0) != 0 || t.int_val.unwrap_or(0) != 0)
+                {
                     let v = match t.r#type {
                         Some(1) => json!(t.str_val.unwrap_or_default()),
                         _ => json!(t.int_val.unwrap_or(0)),
@@ -431,6 +464,19 @@ pub fn decode(body: &[u8]) -> Result<Value> {
             put_str(&mut so, "clusterIP", spec.cluster_ip.take());
             put_str(&mut so, "type", spec.r#type.take());
             put_str(&mut so, "externalName", spec.external_name.take());
+            put_str(&mut so, "sessionAffinity", spec.session_affinity.take());
+            put_str(
+                &mut so,
+                "externalTrafficPolicy",
+                spec.external_traffic_policy.take(),
+            );
+            for f in [&mut spec.load_balancer_ip] {
+                if f.as_deref() == Some("") {
+                    *f = None;
+                }
+            }
+            spec.health_check_node_port = spec.health_check_node_port.filter(|v| *v != 0);
+            spec.publish_not_ready_addresses = spec.publish_not_ready_addresses.filter(|v| *v);
             all_read(&spec, "spec")?;
             out.insert("spec".into(), Value::Object(so));
             svc.status = None;
@@ -455,6 +501,9 @@ pub fn decode(body: &[u8]) -> Result<Value> {
                 "template".into(),
                 pod_template(spec.template.take(), "spec.template")?,
             );
+            // Go value fields: zero means unset.
+            spec.min_ready_seconds = spec.min_ready_seconds.filter(|v| *v != 0);
+            spec.paused = spec.paused.filter(|v| *v);
             if let Some(mut st) = spec.strategy.take() {
                 let mut sto = Map::new();
                 put_str(&mut sto, "type", st.r#type.take());
@@ -490,6 +539,9 @@ pub fn decode(body: &[u8]) -> Result<Value> {
             );
             put_str(&mut so, "timeZone", spec.time_zone.take());
             put_str(&mut so, "concurrencyPolicy", spec.concurrency_policy.take());
+            if let Some(v) = spec.starting_deadline_seconds.take() {
+                so.insert("startingDeadlineSeconds".into(), json!(v));
+            }
             if let Some(v) = spec.suspend.take() {
                 so.insert("suspend".into(), json!(v));
             }

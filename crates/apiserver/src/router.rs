@@ -36,7 +36,7 @@ pub enum Route {
     /// `GET /healthz`, `/livez`, `/readyz`.
     Health,
     /// A request on a resource.
-    Resource(ResourceRequest),
+    Resource(Box<ResourceRequest>),
 }
 
 /// A resource verb.
@@ -329,14 +329,14 @@ pub fn route(method: &http::Method, path: &str, query: &str) -> Result<Route, Ap
             _ => by_name,
         });
     }
-    Ok(Route::Resource(ResourceRequest {
+    Ok(Route::Resource(Box::new(ResourceRequest {
         verb,
         resource,
         subresource,
         namespace,
         name,
         query,
-    }))
+    })))
 }
 
 #[cfg(test)]
@@ -346,7 +346,7 @@ mod tests {
 
     fn res(method: Method, path: &str, query: &str) -> ResourceRequest {
         match route(&method, path, query).unwrap() {
-            Route::Resource(r) => r,
+            Route::Resource(r) => *r,
             other => panic!("{path}: {other:?}"),
         }
     }
@@ -404,19 +404,22 @@ mod tests {
         );
     }
 
+    /// (method, path, query) -> (verb, plural, namespace, name, subresource)
+    type PathCase = (
+        Method,
+        &'static str,
+        &'static str,
+        Verb,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
     #[test]
     fn resource_paths() {
         // (method, path, query) -> (verb, plural, namespace, name, subresource)
-        let cases: &[(
-            Method,
-            &str,
-            &str,
-            Verb,
-            &str,
-            Option<&str>,
-            Option<&str>,
-            Option<&str>,
-        )] = &[
+        let cases: &[PathCase] = &[
             (
                 Method::GET,
                 "/api/v1/namespaces/default/pods",

@@ -98,7 +98,7 @@ pub fn error_response(e: &ApiError) -> Response<Body> {
     respond(code, "application/json", e.to_json())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -508,7 +508,7 @@ impl<B: Backend> ApiServer<B> {
             Route::OpenApiDocument { group, version } => openapi::document(&group, &version)
                 .map(|d| json_response(StatusCode::OK, &d))
                 .ok_or_else(not_found),
-            Route::Resource(rr) => self.resource(rr, req, accept.as_deref()).await,
+            Route::Resource(rr) => self.resource(*rr, req, accept.as_deref()).await,
         }
     }
 

@@ -52,7 +52,7 @@ pub struct ApiError {
     /// `Status.message`.
     pub message: String,
     /// `Status.details`, when there are any.
-    pub details: Option<StatusDetails>,
+    pub details: Option<Box<StatusDetails>>,
 }
 
 #[derive(Serialize)]
@@ -187,7 +187,7 @@ impl ApiError {
             code,
             reason,
             message,
-            details,
+            details: details.map(Box::new),
         }
     }
 
@@ -388,7 +388,7 @@ impl ApiError {
             status: "Failure",
             message: &self.message,
             reason: self.reason,
-            details: self.details.as_ref(),
+            details: self.details.as_deref(),
             code: Some(self.code),
         };
         serde_json::to_vec(&body).expect("a Status always serialises")

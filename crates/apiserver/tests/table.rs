@@ -19,7 +19,7 @@ fn meta(name: &str) -> Value {
 
 /// Renders header and rows as kubectl does with `-o wide` (all cells, `|`-separated).
 fn render(group: &str, plural: &str, objects: &[Value]) -> String {
-    let r = lookup(group, if group.is_empty() { "v1" } else { "v1" }, plural).unwrap();
+    let r = lookup(group, "v1", plural).unwrap();
     let t = table::table(r, objects, "42", None, IncludeObject::Metadata, now()).unwrap();
     let mut out = String::new();
     let header: Vec<String> = t["columnDefinitions"]
