@@ -26,6 +26,8 @@ use serde_json::{Value, json};
 struct Fixture {
     objects: Mutex<Vec<(String, Value)>>,
     seen: Mutex<Vec<String>>,
+    /// What the next watch streams before it ends.
+    events: Mutex<Vec<WatchEvent>>,
 }
 
 impl Fixture {
@@ -141,10 +143,15 @@ impl Backend for Fixture {
     }
     fn watch(
         &self,
-        _: CollectionRef,
-        _: WatchOptions,
+        c: CollectionRef,
+        o: WatchOptions,
     ) -> BoxFuture<'_, Result<BoxStream<'static, WatchEvent>, ApiError>> {
-        async move { Ok(futures::stream::empty().boxed()) }.boxed()
+        self.record(format!(
+            "watch {} from {:?}",
+            c.resource.plural, o.resource_version
+        ));
+        let events = std::mem::take(&mut *self.events.lock().unwrap());
+        async move { Ok(futures::stream::iter(events).boxed()) }.boxed()
     }
     fn log(
         &self,
@@ -601,4 +608,122 @@ async fn apply_validates_strictly_and_create_namespace_sends_protobuf() {
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
     assert_eq!(svc["spec"]["type"], "ClusterIP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_streams_table_rows() {
+    let h = start(vec![("pods", sleep_pod())]).await;
+    let mut terminating = sleep_pod();
+    terminating["metadata"]["deletionTimestamp"] = json!("2020-01-01T00:00:10Z");
+    terminating["metadata"]["resourceVersion"] = json!("102");
+    h.fixture.events.lock().unwrap().extend([
+        WatchEvent {
+            event_type: EventType::Modified,
+            object: terminating.clone(),
+        },
+        WatchEvent {
+            event_type: EventType::Deleted,
+            object: terminating,
+        },
+    ]);
+    let out = kubectl(
+        &h.kubeconfig,
+        &["get", "pods", "-w", "--output-watch-events"],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().take(5).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["EVENT", "NAME", "READY", "STATUS", "RESTARTS"],
+            vec!["ADDED", "sleep", "2/2", "Running", "0"],
+            vec!["MODIFIED", "sleep", "2/2", "Terminating", "0"],
+            vec!["DELETED", "sleep", "2/2", "Terminating", "0"],
+        ],
+        "{stdout}"
+    );
+    assert!(
+        h.fixture
+            .seen
+            .lock()
+            .unwrap()
+            .contains(&"watch pods from Some(\"100\")".to_owned())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_resource_types_and_http2() {
+    let h = start(vec![]).await;
+    let out = kubectl(&h.kubeconfig, &["get", "widgets"]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(
+        stderr.trim(),
+        "error: the server doesn't have a resource type \"widgets\""
+    );
+
+    // The same port speaks HTTP/2 when ALPN picks it.
+    use http_body_util::{BodyExt, Empty};
+    use rustls::pki_types::pem::PemObject;
+    let creds = Credentials::load_or_create(h.state.path(), &[]).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(creds.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let text = std::fs::read_to_string(&h.kubeconfig).unwrap();
+    let server = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: "))
+        .unwrap()
+        .trim_matches('"');
+    let tcp = tokio::net::TcpStream::connect(server.strip_prefix("https://").unwrap())
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!(
+        "{server}/api/v1/namespaces/default/pods?watch=true"
+    ))
+    .header("authorization", format!("Bearer {}", creds.token))
+    .header("accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+    .body(Empty::<Bytes>::new())
+    .unwrap();
+    h.fixture.events.lock().unwrap().push(WatchEvent {
+        event_type: EventType::Added,
+        object: sleep_pod(),
+    });
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json;as=Table;v=v1;g=meta.k8s.io"
+    );
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["type"], "ADDED");
+    assert_eq!(event["object"]["kind"], "Table");
+    assert_eq!(event["object"]["rows"][0]["cells"][1], "2/2");
 }
