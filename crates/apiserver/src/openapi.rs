@@ -92,6 +92,40 @@ pub fn index() -> Value {
     json!({"paths": paths})
 }
 
+/// The serialised documents, built once: the index, then each group-version's.
+struct Served {
+    index: Vec<u8>,
+    documents: Vec<((&'static str, &'static str), Vec<u8>)>,
+}
+
+fn served() -> &'static Served {
+    static SERVED: OnceLock<Served> = OnceLock::new();
+    SERVED.get_or_init(|| Served {
+        index: serde_json::to_vec(&index()).expect("serialises"),
+        documents: group_versions()
+            .into_iter()
+            .map(|(g, v)| {
+                let doc = document(g, v).expect("served group-versions have documents");
+                ((g, v), serde_json::to_vec(&doc).expect("serialises"))
+            })
+            .collect(),
+    })
+}
+
+/// The index as served (serialised once).
+pub fn index_bytes() -> &'static [u8] {
+    &served().index
+}
+
+/// A group-version's document as served (serialised once), or `None`.
+pub fn document_bytes(group: &str, version: &str) -> Option<&'static [u8]> {
+    served()
+        .documents
+        .iter()
+        .find(|((g, v), _)| *g == group && *v == version)
+        .map(|(_, d)| d.as_slice())
+}
+
 fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
@@ -466,6 +500,15 @@ mod tests {
             pod["spec"]["containers"][0]["resources"]["limits"]["cpu"],
             "1"
         );
+    }
+
+    #[test]
+    fn served_bytes_are_the_documents() {
+        let idx: Value = serde_json::from_slice(index_bytes()).unwrap();
+        assert_eq!(idx, index());
+        let doc: Value = serde_json::from_slice(document_bytes("batch", "v1").unwrap()).unwrap();
+        assert_eq!(doc, document("batch", "v1").unwrap());
+        assert!(document_bytes("batch", "v2").is_none());
     }
 
     #[test]

@@ -504,9 +504,13 @@ impl<B: Backend> ApiServer<B> {
                     .map(|d| json_response(StatusCode::OK, &d))
                     .ok_or_else(not_found)
             }
-            Route::OpenApiIndex => Ok(json_response(StatusCode::OK, &openapi::index())),
-            Route::OpenApiDocument { group, version } => openapi::document(&group, &version)
-                .map(|d| json_response(StatusCode::OK, &d))
+            Route::OpenApiIndex => Ok(respond(
+                StatusCode::OK,
+                "application/json",
+                Bytes::from_static(openapi::index_bytes()),
+            )),
+            Route::OpenApiDocument { group, version } => openapi::document_bytes(&group, &version)
+                .map(|d| respond(StatusCode::OK, "application/json", Bytes::from_static(d)))
                 .ok_or_else(not_found),
             Route::Resource(rr) => self.resource(*rr, req, accept.as_deref()).await,
         }
