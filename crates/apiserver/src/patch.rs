@@ -179,6 +179,17 @@ fn merge_map(
         if keep.len() != keys.len() {
             return Err(bad("invalid patch: $retainKeys must be a list of strings"));
         }
+        // Every field the patch sets must be one the directive keeps.
+        let outside = patch.iter().any(|(k, v)| {
+            !v.is_null()
+                && !k.starts_with(DELETE_FROM_PRIMITIVE)
+                && !k.starts_with(SET_ORDER)
+                && k != DIRECTIVE
+                && !keep.contains(&k.as_str())
+        });
+        if outside {
+            return Err(bad("invalid patch format of retainKeys"));
+        }
         original.retain(|k, _| keep.contains(&k.as_str()));
     }
     // `$setElementOrder/<list>`: merge that list now and order it as the directive says.
@@ -197,8 +208,8 @@ fn merge_map(
         };
         let meta = field_meta(schema, key, true);
         let original_list = match original.remove(key) {
-            Some(Value::Array(a)) => a,
-            Some(Value::Null) | None => Vec::new(),
+            Some(Value::Array(a)) => Some(a),
+            None => None,
             Some(other) => {
                 return Err(bad(format!(
                     "invalid patch: {key} in the object is not a list: {other}"
@@ -206,27 +217,34 @@ fn merge_map(
             }
         };
         let patch_list = match patch.remove(key) {
-            Some(Value::Array(a)) => a,
-            Some(Value::Null) | None => Vec::new(),
+            Some(Value::Array(a)) => Some(a),
+            None => None,
             Some(other) => {
                 return Err(bad(format!("invalid patch: {key} must be a list: {other}")));
             }
         };
-        let had_original = !original_list.is_empty();
-        let merged = if meta.strategy == "merge" {
-            merge_list(original_list.clone(), patch_list, &meta, false)?
-        } else {
-            patch_list
+        check_order(
+            patch_list.as_deref().unwrap_or(&[]),
+            &order,
+            &meta.merge_key,
+        )?;
+        let merged = match (&original_list, patch_list) {
+            (None, None) => continue,
+            (Some(o), None) => o.clone(),
+            (None, Some(p)) => p,
+            (Some(o), Some(p)) if meta.strategy == "merge" => {
+                merge_list(o.clone(), p, &meta, false)?
+            }
+            (Some(_), Some(p)) => p,
         };
+        let original_list = original_list.unwrap_or_default();
         let (in_order, server_only): (Vec<Value>, Vec<Value>) = merged
             .into_iter()
             .partition(|item| index_of(&order, item, &meta.merge_key).is_some());
         let in_order = sort_by(in_order, &order, &meta.merge_key);
         let server_only = sort_by(server_only, &original_list, &meta.merge_key);
         let all = merge_sorted(server_only, in_order, &original_list, &meta.merge_key);
-        if had_original || !all.is_empty() {
-            original.insert(key.to_owned(), Value::Array(all));
-        }
+        original.insert(key.to_owned(), Value::Array(all));
     }
     for (k, patch_value) in patch {
         let (key, delete_list) = match k.strip_prefix(DELETE_FROM_PRIMITIVE) {
@@ -279,6 +297,40 @@ fn merge_map(
         }
     }
     Ok(original)
+}
+
+/// The patch list's items (without `$patch` directives) must appear in the
+/// `$setElementOrder` list in the same relative order.
+fn check_order(patch_list: &[Value], order: &[Value], merge_key: &str) -> Result<(), PatchError> {
+    if patch_list.is_empty() || order.is_empty() {
+        return Ok(());
+    }
+    let items: Vec<&Value> = patch_list
+        .iter()
+        .filter(|v| v.get(DIRECTIVE).is_none())
+        .collect();
+    let same = |a: &Value, b: &Value| {
+        if merge_key.is_empty() || !a.is_object() {
+            a == b
+        } else {
+            key_of(a, merge_key).is_some() && key_of(a, merge_key) == key_of(b, merge_key)
+        }
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < items.len() && j < order.len() {
+        if same(items[i], &order[j]) {
+            i += 1;
+        }
+        j += 1;
+    }
+    if i < items.len() {
+        return Err(bad(format!(
+            "The order in patch list:\n{}\n doesn't match $setElementOrder list:\n{}",
+            Value::Array(patch_list.to_vec()),
+            Value::Array(order.to_vec())
+        )));
+    }
+    Ok(())
 }
 
 fn discard_nulls_map(m: &mut Map<String, Value>) {
