@@ -284,9 +284,12 @@ fn admit_body(
             .collect();
         match validation {
             FieldValidation::Strict => {
+                // As the API server words a strict decoding failure.
                 return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    list.join(", ")
+                    "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+                    list.join(", "),
+                    kind = gvk.kind,
+                    version = gvk.version,
                 )));
             }
             FieldValidation::Warn => warnings.extend(list),
