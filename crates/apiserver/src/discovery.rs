@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::catalogue::{self, GROUPS, Gvk, RESOURCES, Resource, Scope};
+use crate::catalogue::{self, GROUPS, Gvk, Resource, Scope};
 
 /// Media type of an aggregated discovery answer.
 pub const AGGREGATED_CONTENT_TYPE: &str =
@@ -191,11 +191,6 @@ fn goarch() -> &'static str {
     }
 }
 
-/// How many resources (without subresources) the catalogue serves, for logs.
-pub fn resource_count() -> usize {
-    RESOURCES.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,6 +282,12 @@ mod tests {
         );
         assert_eq!(api_group_document("batch").unwrap()["kind"], "APIGroup");
         assert!(api_group_document("nope").is_none());
+    }
+
+    #[test]
+    fn aggregated_documents_snapshot() {
+        insta::assert_json_snapshot!("api", aggregated_core());
+        insta::assert_json_snapshot!("apis", aggregated_groups());
     }
 
     #[test]

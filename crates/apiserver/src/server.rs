@@ -246,6 +246,12 @@ fn admit_body(
     if !body.get("metadata").is_some_and(Value::is_object) {
         body["metadata"] = json!({});
     }
+    if !req.resource.namespaced()
+        && let Some(meta) = body["metadata"].as_object_mut()
+    {
+        // A cluster-scoped object has no namespace, whatever the body says.
+        meta.remove("namespace");
+    }
     if req.resource.namespaced() {
         let ns = req.namespace.clone().unwrap_or_default();
         match body["metadata"].get("namespace").and_then(Value::as_str) {
