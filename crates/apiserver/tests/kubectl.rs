@@ -130,8 +130,24 @@ impl Backend for Fixture {
     ) -> BoxFuture<'_, Result<Patched, ApiError>> {
         async move { Err(ApiError::conflict(o.resource, &o.name)) }.boxed()
     }
-    fn delete(&self, o: ObjectRef, _: DeleteOptions) -> BoxFuture<'_, Result<Deleted, ApiError>> {
-        async move { Err(ApiError::not_found(o.resource, &o.name)) }.boxed()
+    fn delete(&self, o: ObjectRef, d: DeleteOptions) -> BoxFuture<'_, Result<Deleted, ApiError>> {
+        self.record(format!(
+            "delete {} {} {:?}",
+            o.resource.plural, o.name, d.propagation_policy
+        ));
+        // Graceful: the object stays, marked, until the watch reports it gone.
+        let mut objects = self.objects.lock().unwrap();
+        let found = objects
+            .iter_mut()
+            .find(|(p, v)| p == o.resource.plural && v["metadata"]["name"] == o.name.as_str());
+        let result = match found {
+            Some((_, v)) => {
+                v["metadata"]["deletionTimestamp"] = json!("2026-11-25T19:00:30Z");
+                Ok(Deleted::Object(v.clone()))
+            }
+            None => Err(ApiError::not_found(o.resource, &o.name)),
+        };
+        async move { result }.boxed()
     }
     fn delete_collection(
         &self,
@@ -147,8 +163,8 @@ impl Backend for Fixture {
         o: WatchOptions,
     ) -> BoxFuture<'_, Result<BoxStream<'static, WatchEvent>, ApiError>> {
         self.record(format!(
-            "watch {} from {:?}",
-            c.resource.plural, o.resource_version
+            "watch {} from {:?} initial events {:?} bookmarks {}",
+            c.resource.plural, o.resource_version, o.send_initial_events, o.allow_bookmarks
         ));
         let events = std::mem::take(&mut *self.events.lock().unwrap());
         async move { Ok(futures::stream::iter(events).boxed()) }.boxed()
@@ -650,11 +666,11 @@ async fn get_watch_streams_table_rows() {
         "{stdout}"
     );
     assert!(
-        h.fixture
-            .seen
-            .lock()
-            .unwrap()
-            .contains(&"watch pods from Some(\"100\")".to_owned())
+        h.fixture.seen.lock().unwrap().contains(
+            &"watch pods from Some(\"100\") initial events None bookmarks false".to_owned()
+        ),
+        "{:?}",
+        h.fixture.seen.lock().unwrap()
     );
 }
 
@@ -728,4 +744,38 @@ async fn unknown_resource_types_and_http2() {
     assert_eq!(event["type"], "ADDED");
     assert_eq!(event["object"]["kind"], "Table");
     assert_eq!(event["object"]["rows"][0]["cells"][1], "2/2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_waits_through_a_watch_list() {
+    let h = start(vec![("pods", sleep_pod())]).await;
+    let mut gone = sleep_pod();
+    gone["metadata"]["deletionTimestamp"] = json!("2026-11-25T19:00:30Z");
+    gone["metadata"]["resourceVersion"] = json!("105");
+    h.fixture.events.lock().unwrap().extend([
+        WatchEvent { event_type: EventType::Added, object: gone.clone() },
+        WatchEvent {
+            event_type: EventType::Bookmark,
+            object: json!({"kind": "Pod", "apiVersion": "v1",
+                           "metadata": {"resourceVersion": "104", "annotations": {"k8s.io/initial-events-end": "true"}}}),
+        },
+        WatchEvent { event_type: EventType::Deleted, object: gone },
+    ]);
+    let out = kubectl(&h.kubeconfig, &["delete", "pod", "sleep", "--timeout=20s"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "pod \"sleep\" deleted from default namespace"
+    );
+    let seen = h.fixture.seen.lock().unwrap().clone();
+    assert!(
+        seen.contains(&"delete pods sleep Some(\"Background\")".to_owned()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().any(|s| s.starts_with("watch pods")
+            && s.ends_with("initial events Some(true) bookmarks true")),
+        "{seen:?}"
+    );
 }
