@@ -59,6 +59,16 @@ fn parse_range(s: &str) -> MediaRange<'_> {
     MediaRange { essence, params }
 }
 
+/// Whether one media range is `essence` with exactly the parameters `params` (other
+/// parameters allowed).
+pub fn is_media_type(range: &str, essence: &str, params: &[(&str, &str)]) -> bool {
+    let r = parse_range(range);
+    r.essence == essence
+        && params
+            .iter()
+            .all(|(k, v)| r.params.iter().any(|(rk, rv)| rk == k && rv == v))
+}
+
 fn meta_version(v: &str) -> Option<&'static str> {
     match v {
         "v1" => Some("v1"),

@@ -105,11 +105,15 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 fn wants_aggregated(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| {
         a.split(',').any(|r| {
-            let r = r.replace(' ', "");
-            r.starts_with("application/json")
-                && r.contains("g=apidiscovery.k8s.io")
-                && r.contains("v=v2")
-                && r.contains("as=APIGroupDiscoveryList")
+            negotiate::is_media_type(
+                r,
+                "application/json",
+                &[
+                    ("g", "apidiscovery.k8s.io"),
+                    ("v", "v2"),
+                    ("as", "APIGroupDiscoveryList"),
+                ],
+            )
         })
     })
 }
@@ -824,5 +828,175 @@ pub async fn serve<B: Backend>(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::Route;
+
+    fn request(method: http::Method, path: &str, query: &str) -> ResourceRequest {
+        match route(&method, path, query).unwrap() {
+            Route::Resource(r) => *r,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bodies_are_checked_against_the_path() {
+        let create = request(
+            http::Method::POST,
+            "/apis/apps/v1/namespaces/default/deployments",
+            "fieldValidation=Strict",
+        );
+        let mut w = Vec::new();
+        let mut body =
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}});
+        admit_body(&create, &mut body, &mut w).unwrap();
+        assert_eq!(body["apiVersion"], "apps/v1");
+        assert_eq!(body["kind"], "Deployment");
+        assert_eq!(body["metadata"]["namespace"], "default");
+        let cases = [
+            (
+                json!({"apiVersion": "v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+                "the API version in the data (v1) does not match the expected API version (apps/v1)",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"}}),
+                "the kind in the data (ReplicaSet) does not match the expected kind (Deployment)",
+            ),
+            (
+                json!({"metadata": {"name": "web", "namespace": "other"}}),
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ),
+            (
+                json!({"metadata": {"name": "web"}, "spec": {"replica": 2}}),
+                "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: unknown field \"spec.replica\"",
+            ),
+        ];
+        for (mut body, want) in cases {
+            let e = admit_body(&create, &mut body, &mut w).unwrap_err();
+            assert_eq!((e.code, e.message.as_str()), (400, want));
+        }
+        let update = request(http::Method::PUT, "/api/v1/namespaces/web", "");
+        let mut body = json!({"metadata": {"name": "other"}});
+        let e = admit_body(&update, &mut body, &mut w).unwrap_err();
+        assert_eq!(
+            e.message,
+            "the name of the object (other) does not match the name on the URL (web)"
+        );
+        let mut body = json!({"metadata": {"name": "web", "namespace": "stray"}, "bogus": 1});
+        admit_body(&update, &mut body, &mut w).unwrap();
+        assert!(body["metadata"].get("namespace").is_none());
+        assert!(body.get("bogus").is_none(), "Warn drops unknown fields");
+        assert_eq!(w, ["unknown field \"bogus\""]);
+        let scale = request(
+            http::Method::PUT,
+            "/apis/apps/v1/namespaces/default/deployments/web/scale",
+            "",
+        );
+        let mut body = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}});
+        admit_body(&scale, &mut body, &mut Vec::new()).unwrap();
+        assert_eq!(
+            (body["apiVersion"].as_str(), body["kind"].as_str()),
+            (Some("autoscaling/v1"), Some("Scale"))
+        );
+    }
+
+    #[test]
+    fn delete_options_from_body_and_query() {
+        let (q, _) = crate::router::parse_query("gracePeriodSeconds=0").unwrap();
+        let o = delete_options(&q, br#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Foreground","gracePeriodSeconds":30,"preconditions":{"uid":"u1"},"dryRun":["All"]}"#).unwrap();
+        assert_eq!(o.grace_period_seconds, Some(0));
+        assert_eq!(o.propagation_policy.as_deref(), Some("Foreground"));
+        assert_eq!(o.precondition_uid.as_deref(), Some("u1"));
+        assert!(o.dry_run);
+        assert_eq!(
+            delete_options(&Query::default(), b"  ").unwrap(),
+            DeleteOptions::default()
+        );
+        let (q, _) = crate::router::parse_query("propagationPolicy=Later").unwrap();
+        assert_eq!(delete_options(&q, b"").unwrap_err().code, 400);
+        assert_eq!(
+            delete_options(&Query::default(), b"{").unwrap_err().code,
+            400
+        );
+    }
+
+    #[test]
+    fn aggregated_discovery_is_chosen_by_accept() {
+        assert!(wants_aggregated(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+        )));
+        assert!(!wants_aggregated(Some(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        )));
+        assert!(!wants_aggregated(Some("application/json, */*")));
+        assert!(!wants_aggregated(None));
+    }
+
+    #[test]
+    fn watch_lines_in_each_representation() {
+        let r = request(
+            http::Method::GET,
+            "/api/v1/namespaces/default/pods",
+            "watch=true",
+        );
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "resourceVersion": "5"}, "spec": {"containers": []}});
+        let now = Timestamp::UNIX_EPOCH;
+        let ev = WatchEvent {
+            event_type: EventType::Modified,
+            object: pod.clone(),
+        };
+        let line =
+            encode_watch_event(&r, Output::Json, IncludeObject::Metadata, &ev, true, now).unwrap();
+        assert!(line.ends_with(b"\n"));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&line).unwrap(),
+            json!({"type": "MODIFIED", "object": pod})
+        );
+        let line = encode_watch_event(
+            &r,
+            Output::Table("v1"),
+            IncludeObject::Metadata,
+            &ev,
+            false,
+            now,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["object"]["kind"], "Table");
+        assert_eq!(v["object"]["columnDefinitions"], Value::Null);
+        let bookmark = WatchEvent {
+            event_type: EventType::Bookmark,
+            object: json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}}),
+        };
+        let line = encode_watch_event(
+            &r,
+            Output::Table("v1"),
+            IncludeObject::Metadata,
+            &bookmark,
+            false,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&line).unwrap()["object"]["kind"],
+            "Pod"
+        );
+        let line = encode_watch_event(
+            &r,
+            Output::PartialObjectMetadata("v1"),
+            IncludeObject::Metadata,
+            &ev,
+            true,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&line).unwrap()["object"]["kind"],
+            "PartialObjectMetadata"
+        );
     }
 }
