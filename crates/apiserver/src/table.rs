@@ -156,14 +156,14 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             col("Endpoints", "Addresses of the slice's endpoints."),
             AGE,
         ],
-        ("", "ConfigMap") => vec![NAME, int("Data", "Number of data entries."), AGE],
+        ("", "ConfigMap") => vec![NAME, col("Data", "Number of data entries."), AGE],
         ("", "Secret") => vec![
             NAME,
             col("Type", "The type of the secret."),
-            int("Data", "Number of data entries."),
+            col("Data", "Number of data entries."),
             AGE,
         ],
-        ("", "ServiceAccount") => vec![NAME, int("Secrets", "Number of secrets."), AGE],
+        ("", "ServiceAccount") => vec![NAME, col("Secrets", "Number of secrets."), AGE],
         (_, "Event") => vec![
             col("Last Seen", "Time of the last occurrence."),
             col("Type", "Type of this event (Normal, Warning)."),
@@ -179,17 +179,17 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
                 "A human-readable description of the status of this operation.",
             ),
             wide(col("First Seen", "Time of the first occurrence.")),
-            wide(int("Count", "The number of times this event has occurred.")),
+            wide(col("Count", "The number of times this event has occurred.")),
             wide(NAME),
         ],
         ("apps", "Deployment") => vec![
             NAME,
             col("Ready", "Number of the pod with ready state"),
-            int(
+            col(
                 "Up-to-date",
                 "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
             ),
-            int(
+            col(
                 "Available",
                 "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
             ),
@@ -222,7 +222,10 @@ pub fn columns(resource: &Resource) -> Vec<Column> {
             NAME,
             col("Schedule", "The schedule in Cron format."),
             col("Timezone", "The time zone name for the given schedule."),
-            col("Suspend", "Whether subsequent executions are suspended."),
+            Column {
+                kind: "boolean",
+                ..col("Suspend", "Whether subsequent executions are suspended.")
+            },
             int("Active", "Number of currently running jobs."),
             col(
                 "Last Schedule",
@@ -386,6 +389,11 @@ pub fn selector_string(selector: Option<&LabelSelector>) -> String {
         .map(|(_, t)| t)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `FormatLabelSelector`: the selector string, `<none>` when it selects everything.
+pub fn format_label_selector(selector: Option<&LabelSelector>) -> String {
+    or_none(&selector_string(selector))
 }
 
 fn container_cells(spec: Option<&PodSpec>) -> (String, String) {
@@ -677,7 +685,8 @@ fn service_row(svc: &Service, now: Timestamp) -> Row {
     let spec = svc.spec.clone().unwrap_or_default();
     let kind = spec.type_.clone().unwrap_or_else(|| "ClusterIP".into());
     let external_ips = spec.external_ips.clone().unwrap_or_default();
-    let lb: Vec<String> = svc
+    // A sorted set, as upstream's `loadBalancerStatusStringer`.
+    let lb: std::collections::BTreeSet<String> = svc
         .status
         .as_ref()
         .and_then(|s| s.load_balancer.as_ref())
@@ -699,7 +708,7 @@ fn service_row(svc: &Service, now: Timestamp) -> Row {
             }
         }
         "LoadBalancer" => {
-            let mut all = lb.clone();
+            let mut all: Vec<String> = lb.iter().cloned().collect();
             all.extend(external_ips.iter().cloned());
             if all.is_empty() {
                 "<pending>".to_owned()
@@ -725,7 +734,14 @@ fn service_row(svc: &Service, now: Timestamp) -> Row {
     plain(vec![
         name_of(&svc.metadata),
         json!(kind),
-        json!(or_none(spec.cluster_ip.as_deref().unwrap_or(""))),
+        // `clusterIPs[0]`; `clusterIP` stands in on objects stored before it was defaulted.
+        json!(or_none(
+            spec.cluster_ips
+                .as_ref()
+                .and_then(|ips| ips.first())
+                .or(spec.cluster_ip.as_ref())
+                .map_or("", String::as_str)
+        )),
         json!(external),
         json!(or_none(&ports.join(","))),
         age(&svc.metadata, now),
@@ -733,10 +749,12 @@ fn service_row(svc: &Service, now: Timestamp) -> Row {
     ])
 }
 
+/// The first condition of type `kind` decides, as upstream's `hasJobCondition`.
 fn job_has(conditions: &[JobCondition], kind: &str) -> bool {
     conditions
         .iter()
-        .any(|c| c.type_ == kind && c.status == "True")
+        .find(|c| c.type_ == kind)
+        .is_some_and(|c| c.status == "True")
 }
 
 fn job_row(job: &Job, now: Timestamp) -> Row {
@@ -780,7 +798,7 @@ fn job_row(job: &Job, now: Timestamp) -> Row {
         age(&job.metadata, now),
         json!(names),
         json!(images),
-        json!(selector_string(spec.selector.as_ref())),
+        json!(format_label_selector(spec.selector.as_ref())),
     ])
 }
 
@@ -1053,7 +1071,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
                 age(&rs.metadata, now),
                 json!(names),
                 json!(images),
-                json!(selector_string(Some(&spec.selector))),
+                json!(format_label_selector(Some(&spec.selector))),
             ])
         }
         ("batch", "Job") => job_row(&decode(object)?, now),
@@ -1063,10 +1081,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             let status = cj.status.clone().unwrap_or_default();
             let job_spec = spec.job_template.spec.clone().unwrap_or_default();
             let (names, images) = container_cells(job_spec.template.spec.as_ref());
-            let selector = match selector_string(job_spec.selector.as_ref()) {
-                s if s.is_empty() => "<none>".to_owned(),
-                s => s,
-            };
+            let selector = format_label_selector(job_spec.selector.as_ref());
             plain(vec![
                 name_of(&cj.metadata),
                 json!(spec.schedule),
