@@ -778,6 +778,61 @@ fn delete_options(q: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     Ok(o)
 }
 
+/// Where the server listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6443);
+
+/// A bound listener with the credentials and kubeconfig that reach it.
+#[derive(Debug)]
+pub struct Bound {
+    /// The socket, ready for [`serve`].
+    pub listener: TcpListener,
+    /// The address it is bound to (the port is known even when 0 was asked for).
+    pub addr: SocketAddr,
+    /// CA, serving certificate and token from the state directory.
+    pub credentials: Credentials,
+    /// The kubeconfig written for this address.
+    pub kubeconfig: std::path::PathBuf,
+}
+
+/// Loads or creates the credentials in `state_dir`, binds `listen` and writes the
+/// kubeconfig for the bound address. An address other than loopback is allowed but warned
+/// about: the API then answers, with a token, to every host that can reach it.
+pub async fn bind(
+    state_dir: &std::path::Path,
+    listen: SocketAddr,
+) -> Result<Bound, crate::tls::CredentialsError> {
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the API server listens beyond loopback; anyone who can reach it and holds the token controls this node");
+    }
+    let extra: Vec<String> = if listen.ip().is_unspecified() || listen.ip().is_loopback() {
+        Vec::new()
+    } else {
+        vec![listen.ip().to_string()]
+    };
+    let credentials = Credentials::load_or_create(state_dir, &extra)?;
+    let io = |source: std::io::Error| crate::tls::CredentialsError::Io {
+        path: state_dir.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(listen).await.map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_owned()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let kubeconfig = credentials.write_kubeconfig(&format!("https://{host}:{}", addr.port()))?;
+    Ok(Bound {
+        listener,
+        addr,
+        credentials,
+        kubeconfig,
+    })
+}
+
 /// Serves HTTPS on `listener` until `shutdown` completes: TLS with `tls`, then HTTP/1.1 or
 /// HTTP/2 as ALPN chose, each request answered by `server`.
 pub async fn serve<B: Backend>(
@@ -998,5 +1053,32 @@ mod tests {
             serde_json::from_slice::<Value>(&line).unwrap()["object"]["kind"],
             "PartialObjectMetadata"
         );
+    }
+
+    #[tokio::test]
+    async fn bind_writes_a_kubeconfig_for_the_bound_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = bind(dir.path(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        assert_ne!(b.addr.port(), 0);
+        let text = std::fs::read_to_string(&b.kubeconfig).unwrap();
+        assert!(
+            text.contains(&format!("server: \"https://127.0.0.1:{}\"", b.addr.port())),
+            "{text}"
+        );
+        drop(b);
+        // All interfaces: clients are pointed at loopback; the credentials are kept.
+        let token = std::fs::read_to_string(dir.path().join("token")).unwrap();
+        let b = bind(dir.path(), "0.0.0.0:0".parse().unwrap())
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&b.kubeconfig).unwrap();
+        assert!(
+            text.contains(&format!("server: \"https://127.0.0.1:{}\"", b.addr.port())),
+            "{text}"
+        );
+        assert_eq!(format!("{}\n", b.credentials.token), token);
+        assert_eq!(DEFAULT_LISTEN.to_string(), "127.0.0.1:6443");
     }
 }

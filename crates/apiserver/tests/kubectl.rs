@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use podrun_apiserver::backend::*;
-use podrun_apiserver::server::{ApiServer, serve};
+use podrun_apiserver::server::{ApiServer, bind, serve};
 use podrun_apiserver::status::ApiError;
 use podrun_apiserver::tls::Credentials;
 use serde_json::{Value, json};
@@ -198,25 +198,25 @@ fn kubectl_path() -> PathBuf {
 
 async fn start(objects: Vec<(&str, Value)>) -> Harness {
     let state = tempfile::tempdir().unwrap();
-    let creds = Credentials::load_or_create(state.path(), &[]).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let kubeconfig = creds.write_kubeconfig(&format!("https://{addr}")).unwrap();
+    let bound = bind(state.path(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(bound.addr.ip().is_loopback());
     let fixture = Arc::new(Fixture::default());
     fixture
         .objects
         .lock()
         .unwrap()
         .extend(objects.into_iter().map(|(p, o)| (p.to_owned(), o)));
-    let tls = creds.server_config().unwrap();
-    let server = Arc::new(ApiServer::new(fixture.clone(), creds, "0.1.0"));
+    let tls = bound.credentials.server_config().unwrap();
+    let server = Arc::new(ApiServer::new(fixture.clone(), bound.credentials, "0.1.0"));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, tls, server, async move {
+    tokio::spawn(serve(bound.listener, tls, server, async move {
         let _ = rx.await;
     }));
     Harness {
         state,
-        kubeconfig,
+        kubeconfig: bound.kubeconfig,
         fixture,
         _shutdown: tx,
     }
