@@ -248,7 +248,10 @@ pub trait Backend: Send + Sync + 'static {
         body: Value,
         options: WriteOptions,
     ) -> BoxFuture<'_, Result<Value, ApiError>>;
-    /// PATCH an object or subresource ([`crate::patch`] applies the patch types).
+    /// PATCH an object or subresource: read the live object, apply the patch with
+    /// [`crate::patch`] (JSON, merge, strategic merge with the kind's schema), check the
+    /// result with [`crate::openapi::unknown_fields`] as `options.field_validation` says, and
+    /// store it if `metadata.resourceVersion` in the patch (if any) still matches.
     fn patch(
         &self,
         object: ObjectRef,
