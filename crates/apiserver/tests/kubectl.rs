@@ -464,6 +464,29 @@ async fn get_pods_prints_the_server_table() {
         ["sleep", "istio-init,istio-proxy", "sleep"]
     );
 
+    // All namespaces: kubectl takes the NAMESPACE column from the rows' metadata.
+    let out = kubectl(&h.kubeconfig, &["get", "pods", "-A", "--show-labels"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0],
+        [
+            "NAMESPACE",
+            "NAME",
+            "READY",
+            "STATUS",
+            "RESTARTS",
+            "AGE",
+            "LABELS"
+        ]
+    );
+    assert_eq!(lines[1][..5], ["default", "sleep", "2/2", "Running", "0"]);
+    assert_eq!(lines[1][6], "app=sleep");
+
     let out = kubectl(&h.kubeconfig, &["get", "pod", "nothere"]).await;
     let (_, stderr) = text(&out);
     assert_eq!(
