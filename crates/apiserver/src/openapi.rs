@@ -363,6 +363,89 @@ pub fn unknown_fields(schema: &str, value: &mut Value, prune: bool) -> Vec<Strin
     out
 }
 
+/// Field paths a JSON document gives more than once (`metadata.name`), in document order.
+/// Invalid JSON yields none: decoding reports it.
+pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let _ = serde::de::DeserializeSeed::deserialize(
+        DupWalker {
+            path: String::new(),
+            out: &mut out,
+        },
+        &mut de,
+    );
+    out
+}
+
+struct DupWalker<'a> {
+    path: String,
+    out: &'a mut Vec<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DupWalker<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DupWalker<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let child = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                self.out.push(child.clone());
+            }
+            map.next_value_seed(DupWalker {
+                path: child,
+                out: self.out,
+            })?;
+        }
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0;
+        while seq
+            .next_element_seed(DupWalker {
+                path: format!("{}[{i}]", self.path),
+                out: self.out,
+            })?
+            .is_some()
+        {
+            i += 1;
+        }
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
 fn walk_unknown(schema: &Value, value: &mut Value, path: &str, prune: bool, out: &mut Vec<String>) {
     let schema = resolve(schema);
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
@@ -500,6 +583,23 @@ mod tests {
             pod["spec"]["containers"][0]["resources"]["limits"]["cpu"],
             "1"
         );
+    }
+
+    #[test]
+    fn duplicate_fields_in_document_order() {
+        let doc = br#"{"metadata": {"name": "a", "labels": {"x": "1", "x": "2"}, "name": "b"},
+                      "spec": {"containers": [{"name": "c", "image": "i", "image": "j"}], "paused": true, "paused": false}}"#;
+        assert_eq!(
+            duplicate_fields(doc),
+            [
+                "metadata.labels.x",
+                "metadata.name",
+                "spec.containers[0].image",
+                "spec.paused"
+            ]
+        );
+        assert!(duplicate_fields(br#"{"a": [1, {"b": 2}], "c": null}"#).is_empty());
+        assert!(duplicate_fields(b"{not json").is_empty());
     }
 
     #[test]

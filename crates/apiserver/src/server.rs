@@ -192,14 +192,19 @@ fn log_options(q: &Query) -> Result<LogOptions, ApiError> {
     })
 }
 
-/// Decodes a create or update body into a JSON object.
-fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiError> {
+/// Decodes a create or update body into a JSON object, with the paths of any fields a
+/// JSON body gives twice (the last one counts, as in the API server).
+fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
+    let mut duplicates = Vec::new();
     let value = match negotiate::body_type(content_type)? {
-        BodyType::Json => serde_json::from_slice::<Value>(body).map_err(|e| {
-            ApiError::bad_request(format!(
-                "the object provided is unrecognized (must be of type JSON): {e}"
-            ))
-        })?,
+        BodyType::Json => {
+            duplicates = openapi::duplicate_fields(body);
+            serde_json::from_slice::<Value>(body).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the object provided is unrecognized (must be of type JSON): {e}"
+                ))
+            })?
+        }
         BodyType::Yaml => {
             let text = std::str::from_utf8(body)
                 .map_err(|e| ApiError::bad_request(format!("YAML body is not UTF-8: {e}")))?;
@@ -213,7 +218,7 @@ fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiErro
             "the object provided is unrecognized (must be of type JSON object)",
         ));
     }
-    Ok(value)
+    Ok((value, duplicates))
 }
 
 /// Checks `kind`/`apiVersion` and the namespace of a body against the request, filling
@@ -221,6 +226,7 @@ fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, ApiErro
 fn admit_body(
     req: &ResourceRequest,
     body: &mut Value,
+    duplicates: &[String],
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     let gvk = match req.subresource {
@@ -287,10 +293,11 @@ fn admit_body(
     };
     let validation = field_validation(&req.query);
     let unknown = openapi::unknown_fields(schema, body, validation != FieldValidation::Strict);
-    if !unknown.is_empty() {
-        let list: Vec<String> = unknown
+    if !unknown.is_empty() || !duplicates.is_empty() {
+        let list: Vec<String> = duplicates
             .iter()
-            .map(|f| format!("unknown field {f:?}"))
+            .map(|f| format!("duplicate field {f:?}"))
+            .chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
             .collect();
         match validation {
             FieldValidation::Strict => {
@@ -599,9 +606,9 @@ impl<B: Backend> ApiServer<B> {
             (Verb::Create, _) => {
                 let output = negotiate::output(accept, list)?;
                 let bytes = self.read_body(req.into_body()).await?;
-                let mut body = decode_body(content_type.as_deref(), &bytes)?;
+                let (mut body, duplicates) = decode_body(content_type.as_deref(), &bytes)?;
                 let mut warnings = Vec::new();
-                admit_body(&rr, &mut body, &mut warnings)?;
+                admit_body(&rr, &mut body, &duplicates, &mut warnings)?;
                 let created = self
                     .backend
                     .create(collection, body, write_options(&rr.query))
@@ -613,9 +620,9 @@ impl<B: Backend> ApiServer<B> {
             (Verb::Update, _) => {
                 let output = negotiate::output(accept, false)?;
                 let bytes = self.read_body(req.into_body()).await?;
-                let mut body = decode_body(content_type.as_deref(), &bytes)?;
+                let (mut body, duplicates) = decode_body(content_type.as_deref(), &bytes)?;
                 let mut warnings = Vec::new();
-                admit_body(&rr, &mut body, &mut warnings)?;
+                admit_body(&rr, &mut body, &duplicates, &mut warnings)?;
                 let updated = self
                     .backend
                     .update(object_ref(&rr), body, write_options(&rr.query))
@@ -908,7 +915,7 @@ mod tests {
         let mut w = Vec::new();
         let mut body =
             json!({"metadata": {"name": "web"}, "spec": {"selector": {}, "template": {}}});
-        admit_body(&create, &mut body, &mut w).unwrap();
+        admit_body(&create, &mut body, &[], &mut w).unwrap();
         assert_eq!(body["apiVersion"], "apps/v1");
         assert_eq!(body["kind"], "Deployment");
         assert_eq!(body["metadata"]["namespace"], "default");
@@ -931,18 +938,18 @@ mod tests {
             ),
         ];
         for (mut body, want) in cases {
-            let e = admit_body(&create, &mut body, &mut w).unwrap_err();
+            let e = admit_body(&create, &mut body, &[], &mut w).unwrap_err();
             assert_eq!((e.code, e.message.as_str()), (400, want));
         }
         let update = request(http::Method::PUT, "/api/v1/namespaces/web", "");
         let mut body = json!({"metadata": {"name": "other"}});
-        let e = admit_body(&update, &mut body, &mut w).unwrap_err();
+        let e = admit_body(&update, &mut body, &[], &mut w).unwrap_err();
         assert_eq!(
             e.message,
             "the name of the object (other) does not match the name on the URL (web)"
         );
         let mut body = json!({"metadata": {"name": "web", "namespace": "stray"}, "bogus": 1});
-        admit_body(&update, &mut body, &mut w).unwrap();
+        admit_body(&update, &mut body, &[], &mut w).unwrap();
         assert!(body["metadata"].get("namespace").is_none());
         assert!(body.get("bogus").is_none(), "Warn drops unknown fields");
         assert_eq!(w, ["unknown field \"bogus\""]);
@@ -952,10 +959,39 @@ mod tests {
             "",
         );
         let mut body = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}});
-        admit_body(&scale, &mut body, &mut Vec::new()).unwrap();
+        admit_body(&scale, &mut body, &[], &mut Vec::new()).unwrap();
         assert_eq!(
             (body["apiVersion"].as_str(), body["kind"].as_str()),
             (Some("autoscaling/v1"), Some("Scale"))
+        );
+    }
+
+    #[test]
+    fn duplicate_fields_are_strict_errors_and_warnings() {
+        let body = br#"{"metadata": {"name": "a", "name": "b"}, "data": {"k": "1"}, "dta": 1}"#;
+        let (mut value, dups) = decode_body(Some("application/json"), body).unwrap();
+        assert_eq!(dups, ["metadata.name"]);
+        assert_eq!(value["metadata"]["name"], "b");
+        let strict = request(
+            http::Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            "fieldValidation=Strict",
+        );
+        let e = admit_body(&strict, &mut value.clone(), &dups, &mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: duplicate field \"metadata.name\", unknown field \"dta\""
+        );
+        let warn = request(
+            http::Method::POST,
+            "/api/v1/namespaces/default/configmaps",
+            "",
+        );
+        let mut w = Vec::new();
+        admit_body(&warn, &mut value, &dups, &mut w).unwrap();
+        assert_eq!(
+            w,
+            ["duplicate field \"metadata.name\"", "unknown field \"dta\""]
         );
     }
 
