@@ -363,9 +363,10 @@ pub fn unknown_fields(schema: &str, value: &mut Value, prune: bool) -> Vec<Strin
     out
 }
 
-/// Field paths a JSON document gives more than once (`metadata.name`), in document order.
-/// Invalid JSON yields none: decoding reports it.
-pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
+/// Every field of a JSON document in document order, as (path, whether this occurrence
+/// repeats a key of the same object). Invalid JSON yields what was read before the error:
+/// decoding reports the error itself.
+pub fn scan_fields(json: &[u8]) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(json);
     let _ = serde::de::DeserializeSeed::deserialize(
@@ -378,9 +379,38 @@ pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
     out
 }
 
+/// Field paths a JSON document gives more than once (`metadata.name`), in document order.
+pub fn duplicate_fields(json: &[u8]) -> Vec<String> {
+    scan_fields(json)
+        .into_iter()
+        .filter_map(|(path, dup)| dup.then_some(path))
+        .collect()
+}
+
+/// Strict-decoding messages for `duplicates` and `unknown` field paths, in the order the
+/// fields appear in `scan` (fields `scan` does not hold go last): `duplicate field "a"`,
+/// `unknown field "b"`.
+pub fn strict_messages(scan: &[(String, bool)], unknown: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut reported: BTreeSet<&str> = BTreeSet::new();
+    for (path, dup) in scan {
+        if *dup {
+            out.push(format!("duplicate field {path:?}"));
+        } else if unknown.contains(path) && reported.insert(path) {
+            out.push(format!("unknown field {path:?}"));
+        }
+    }
+    for path in unknown {
+        if !reported.contains(path.as_str()) && !scan.iter().any(|(p, _)| p == path) {
+            out.push(format!("unknown field {path:?}"));
+        }
+    }
+    out
+}
+
 struct DupWalker<'a> {
     path: String,
-    out: &'a mut Vec<String>,
+    out: &'a mut Vec<(String, bool)>,
 }
 
 impl<'de> serde::de::DeserializeSeed<'de> for DupWalker<'_> {
@@ -403,9 +433,8 @@ impl<'de> serde::de::Visitor<'de> for DupWalker<'_> {
             } else {
                 format!("{}.{key}", self.path)
             };
-            if !seen.insert(key) {
-                self.out.push(child.clone());
-            }
+            let repeated = !seen.insert(key);
+            self.out.push((child.clone(), repeated));
             map.next_value_seed(DupWalker {
                 path: child,
                 out: self.out,
@@ -600,6 +629,22 @@ mod tests {
         );
         assert!(duplicate_fields(br#"{"a": [1, {"b": 2}], "c": null}"#).is_empty());
         assert!(duplicate_fields(b"{not json").is_empty());
+        let doc = br#"{"metadata": {"name": "a", "name": "b", "bogus": 1}, "spec": {"zzz": 1, "paused": true, "paused": false}}"#;
+        let unknown = vec![
+            "metadata.bogus".to_owned(),
+            "spec.zzz".to_owned(),
+            "status.x".to_owned(),
+        ];
+        assert_eq!(
+            strict_messages(&scan_fields(doc), &unknown),
+            [
+                "duplicate field \"metadata.name\"",
+                "unknown field \"metadata.bogus\"",
+                "unknown field \"spec.zzz\"",
+                "duplicate field \"spec.paused\"",
+                "unknown field \"status.x\"",
+            ]
+        );
     }
 
     #[test]

@@ -194,11 +194,14 @@ fn log_options(q: &Query) -> Result<LogOptions, ApiError> {
 
 /// Decodes a create or update body into a JSON object, with the paths of any fields a
 /// JSON body gives twice (the last one counts, as in the API server).
-fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<(Value, Vec<String>), ApiError> {
+fn decode_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<(Value, Vec<(String, bool)>), ApiError> {
     let mut duplicates = Vec::new();
     let value = match negotiate::body_type(content_type)? {
         BodyType::Json => {
-            duplicates = openapi::duplicate_fields(body);
+            duplicates = openapi::scan_fields(body);
             serde_json::from_slice::<Value>(body).map_err(|e| {
                 ApiError::bad_request(format!(
                     "the object provided is unrecognized (must be of type JSON): {e}"
@@ -226,7 +229,7 @@ fn decode_body(content_type: Option<&str>, body: &[u8]) -> Result<(Value, Vec<St
 fn admit_body(
     req: &ResourceRequest,
     body: &mut Value,
-    duplicates: &[String],
+    scan: &[(String, bool)],
     warnings: &mut Vec<String>,
 ) -> Result<(), ApiError> {
     let gvk = match req.subresource {
@@ -293,12 +296,8 @@ fn admit_body(
     };
     let validation = field_validation(&req.query);
     let unknown = openapi::unknown_fields(schema, body, validation != FieldValidation::Strict);
-    if !unknown.is_empty() || !duplicates.is_empty() {
-        let list: Vec<String> = duplicates
-            .iter()
-            .map(|f| format!("duplicate field {f:?}"))
-            .chain(unknown.iter().map(|f| format!("unknown field {f:?}")))
-            .collect();
+    let list = openapi::strict_messages(scan, &unknown);
+    if !list.is_empty() {
         match validation {
             FieldValidation::Strict => {
                 // As the API server words a strict decoding failure.
@@ -970,7 +969,7 @@ mod tests {
     fn duplicate_fields_are_strict_errors_and_warnings() {
         let body = br#"{"metadata": {"name": "a", "name": "b"}, "data": {"k": "1"}, "dta": 1}"#;
         let (mut value, dups) = decode_body(Some("application/json"), body).unwrap();
-        assert_eq!(dups, ["metadata.name"]);
+        assert!(dups.contains(&("metadata.name".to_owned(), true)));
         assert_eq!(value["metadata"]["name"], "b");
         let strict = request(
             http::Method::POST,
