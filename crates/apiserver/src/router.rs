@@ -132,7 +132,8 @@ pub struct ResourceRequest {
     pub query: Query,
 }
 
-fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+/// Parses a boolean query value as Go's `strconv.ParseBool` does.
+pub(crate) fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),

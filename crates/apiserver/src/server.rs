@@ -154,16 +154,7 @@ fn other<'a>(q: &'a Query, name: &str) -> Option<&'a str> {
 }
 
 fn other_bool(q: &Query, name: &str) -> Result<bool, ApiError> {
-    match other(q, name) {
-        None => Ok(false),
-        Some(v) => crate::router::parse_query(&format!("watch={v}"))
-            .map(|(_, b)| b)
-            .map_err(|_| {
-                ApiError::bad_request(format!(
-                    "{name}: Invalid value: {v:?}: strconv.ParseBool: parsing {v:?}: invalid syntax"
-                ))
-            }),
-    }
+    other(q, name).map_or(Ok(false), |v| crate::router::parse_bool(name, v))
 }
 
 fn other_int(q: &Query, name: &str) -> Result<Option<i64>, ApiError> {

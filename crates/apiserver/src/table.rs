@@ -468,16 +468,13 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
         _ => None,
     };
     let init_count = spec.init_containers.as_ref().map_or(0, Vec::len);
-    let mut total = spec.containers.len()
+    let total = spec.containers.len()
         + spec
             .init_containers
             .iter()
             .flatten()
             .filter(|c| c.restart_policy.as_deref() == Some("Always"))
             .count();
-    if total == 0 {
-        total = 0;
-    }
     let mut ready = 0usize;
     let mut restarts: i64 = 0;
     let mut sidecar_restarts: i64 = 0;
@@ -498,8 +495,7 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
             }
         }
         let state = c.state.clone().unwrap_or_default();
-        if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code == 0) {
-            let _ = t;
+        if state.terminated.as_ref().is_some_and(|t| t.exit_code == 0) {
             continue;
         }
         if sidecar && c.started == Some(true) {
