@@ -986,6 +986,42 @@ mod tests {
     }
 
     #[test]
+    fn log_options_from_the_query() {
+        let r = request(
+            http::Method::GET,
+            "/api/v1/namespaces/default/pods/sleep/log",
+            "container=istio-proxy&follow=true&previous=1&tailLines=10&sinceSeconds=60&timestamps=true&limitBytes=500&stream=Stderr",
+        );
+        let o = log_options(&r.query).unwrap();
+        assert_eq!(
+            o,
+            LogOptions {
+                container: Some("istio-proxy".into()),
+                follow: true,
+                previous: true,
+                tail_lines: Some(10),
+                since_seconds: Some(60),
+                since_time: None,
+                timestamps: true,
+                limit_bytes: Some(500),
+                stream: Some("Stderr".into()),
+            }
+        );
+        let bad = request(
+            http::Method::GET,
+            "/api/v1/namespaces/default/pods/sleep/log",
+            "tailLines=ten",
+        );
+        assert_eq!(log_options(&bad.query).unwrap_err().code, 400);
+        let bad = request(
+            http::Method::GET,
+            "/api/v1/namespaces/default/pods/sleep/log",
+            "follow=yes",
+        );
+        assert_eq!(log_options(&bad.query).unwrap_err().code, 400);
+    }
+
+    #[test]
     fn delete_options_from_body_and_query() {
         let (q, _) = crate::router::parse_query("gracePeriodSeconds=0").unwrap();
         let o = delete_options(&q, br#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Foreground","gracePeriodSeconds":30,"preconditions":{"uid":"u1"},"dryRun":["All"]}"#).unwrap();

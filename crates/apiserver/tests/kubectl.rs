@@ -171,9 +171,13 @@ impl Backend for Fixture {
     }
     fn log(
         &self,
-        _: ObjectRef,
-        _: LogOptions,
+        pod: ObjectRef,
+        o: LogOptions,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Bytes>, ApiError>> {
+        self.record(format!(
+            "log {} container {:?} tail {:?}",
+            pod.name, o.container, o.tail_lines
+        ));
         async move { Ok(futures::stream::iter([Bytes::from_static(b"hello\n")]).boxed()) }.boxed()
     }
 }
@@ -486,6 +490,21 @@ async fn get_pods_prints_the_server_table() {
     );
     assert_eq!(lines[1][..5], ["default", "sleep", "2/2", "Running", "0"]);
     assert_eq!(lines[1][6], "app=sleep");
+
+    // Logs stream as text/plain from the backend.
+    let out = kubectl(&h.kubeconfig, &["logs", "sleep", "-c", "sleep", "--tail=5"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stdout, "hello\n");
+    assert!(
+        h.fixture
+            .seen
+            .lock()
+            .unwrap()
+            .contains(&"log sleep container Some(\"sleep\") tail Some(5)".to_owned()),
+        "{:?}",
+        h.fixture.seen.lock().unwrap()
+    );
 
     let out = kubectl(&h.kubeconfig, &["get", "pod", "nothere"]).await;
     let (_, stderr) = text(&out);
