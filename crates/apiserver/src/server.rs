@@ -53,6 +53,7 @@ pub type Body = UnsyncBoxBody<Bytes, Infallible>;
 /// Request bodies above this size are refused with 413 (the API server's limit is 3 MiB).
 pub const DEFAULT_MAX_BODY: usize = 3 * 1024 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The API server: a backend, the credentials clients must present, and podrun's version.
 pub struct ApiServer<B> {
@@ -872,7 +873,12 @@ pub async fn serve<B: Backend>(
                 let server = server.clone();
                 async move { Ok::<_, Infallible>(server.handle(req, local).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client that does not finish a request head in time is dropped.
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await
