@@ -1,0 +1,15 @@
+//! Container images for podrun: image references, an OCI distribution client, a
+//! content-addressed store under `<state>/images`, and layer unpacking that never writes outside
+//! a layer's directory.
+//!
+//! The node calls [`ImageService::ensure_image`] before each container start and gets the
+//! image's layer chain (for overlayfs, lowest first) and its config.
+
+pub mod digest;
+pub mod layer;
+pub mod manifest;
+pub mod reference;
+pub mod store;
+
+/// The largest manifest, index or config read whole.
+pub const MAX_JSON: u64 = 20 << 20;
