@@ -19,6 +19,7 @@ use rustix::fs::{self as rfs, AtFlags, Mode, OFlags, ResolveFlags};
 use crate::digest::{Digest, HashingReader};
 
 const MAX_SYMLINK_FOLLOWS: u32 = 40;
+const PATH_MAX: usize = 4096;
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const USER_OPAQUE_XATTR: &str = "user.overlay.opaque";
 
@@ -455,6 +456,12 @@ impl Applier {
 
     fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), LayerError> {
         let name = entry.path_bytes().into_owned();
+        if name.len() >= PATH_MAX {
+            return Err(LayerError(format!(
+                "{}...: file name too long",
+                String::from_utf8_lossy(&name[..64])
+            )));
+        }
         let comps = clean(&name);
         let header = entry.header().clone();
         let kind = header.entry_type();

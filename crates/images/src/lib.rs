@@ -13,3 +13,6 @@ pub mod store;
 
 /// The largest manifest, index or config read whole.
 pub const MAX_JSON: u64 = 20 << 20;
+pub mod auth;
+pub mod client;
+pub mod service;
