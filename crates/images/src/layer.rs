@@ -127,7 +127,10 @@ pub fn apply_layer(
         warnings: Vec::new(),
     };
     {
-        let mut archive = tar::Archive::new(&mut hashing);
+        let mut archive = tar::Archive::new(ZeroTail {
+            inner: &mut hashing,
+            tail: 0,
+        });
         let entries = archive
             .entries()
             .map_err(|e| LayerError(format!("failed to read layer: {e}")))?;
@@ -146,6 +149,27 @@ pub fn apply_layer(
         uncompressed_size,
         warnings: applier.warnings,
     })
+}
+
+/// After the stream ends, up to 1535 zero bytes: a layer that stops right after its last file's
+/// data, without padding or end-of-archive blocks (as some tools write them), reads as complete,
+/// as Go's `archive/tar` accepts it. The zeros are not part of the diff ID.
+struct ZeroTail<R> {
+    inner: R,
+    tail: usize,
+}
+
+impl<R: Read> Read for ZeroTail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 || buf.is_empty() {
+            return Ok(n);
+        }
+        let n = buf.len().min(511 + 1024 - self.tail);
+        buf[..n].fill(0);
+        self.tail += n;
+        Ok(n)
+    }
 }
 
 type Comps = Vec<Vec<u8>>;

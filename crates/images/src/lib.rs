@@ -13,6 +13,13 @@ pub mod store;
 
 /// The largest manifest, index or config read whole.
 pub const MAX_JSON: u64 = 20 << 20;
+pub mod archive;
 pub mod auth;
 pub mod client;
 pub mod service;
+
+pub use auth::{Credentials, Keyring};
+pub use client::HostsConfig;
+pub use reference::{InvalidImageName, Reference, ReferenceError, apply_default_image_tag};
+pub use service::{EnsureError, EnsuredImage, ImageService, PullError, PullEvent, PullPolicy};
+pub use store::{ImageRecord, Store, StoreError};

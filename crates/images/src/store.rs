@@ -350,6 +350,49 @@ impl Store {
         w.commit()
     }
 
+    /// Stores a blob whose digest is not known beforehand (a layer of a docker archive), hashing
+    /// it as it is written; refuses more than `limit` bytes.
+    pub fn put_stream(&self, r: &mut dyn Read, limit: u64) -> Result<(Digest, u64), StoreError> {
+        let path = self.root.join("ingest").join(random_name());
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(io_err(format!("create {}", path.display())))?;
+            let mut hasher = Hasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = r.read(&mut buf).map_err(io_err("read blob"))?;
+                if n == 0 {
+                    break;
+                }
+                if hasher.len() + n as u64 > limit {
+                    return Err(StoreError::SizeMismatch {
+                        got: hasher.len() + n as u64,
+                        want: limit,
+                    });
+                }
+                hasher.update(&buf[..n]);
+                file.write_all(&buf[..n])
+                    .map_err(io_err(format!("write {}", path.display())))?;
+            }
+            let size = hasher.len();
+            let digest = hasher.finish();
+            file.sync_all()
+                .map_err(io_err(format!("sync {}", path.display())))?;
+            fs::rename(&path, self.blob_path(&digest))
+                .map_err(io_err(format!("rename {}", path.display())))?;
+            sync_dir(&self.root.join("blobs/sha256")).map_err(io_err("sync blobs"))?;
+            Ok((digest, size))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&path);
+        }
+        result
+    }
+
     /// Where the unpacked layer with chain ID `chain` lives.
     pub fn layer_path(&self, chain: &Digest) -> PathBuf {
         self.root.join("layers").join(chain.hex())

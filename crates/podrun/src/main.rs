@@ -66,6 +66,14 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Check host prerequisites and list (or --clean) what podrun left behind.
     Doctor(cmd::doctor::Args),
+    /// Pull an image into the local image store.
+    Pull(cmd::pull::Args),
+    /// List stored images.
+    Images(cmd::images::Args),
+    /// Remove stored images.
+    Rmi(cmd::rmi::Args),
+    /// Load images from a docker or OCI archive, or an OCI layout directory.
+    Load(cmd::load::Args),
 }
 
 /// mimalloc: the proxy allocates a few small buffers per request, and glibc's
@@ -98,6 +106,10 @@ fn main() -> ExitCode {
         Command::ProxyInit(args) => cmd::proxy_init::run(args, &cli.global),
         Command::Proxy(args) => cmd::proxy::run(args, &cli.global),
         Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
+        Command::Pull(args) => cmd::pull::run(args, &cli.global),
+        Command::Images(args) => cmd::images::run(args, &cli.global),
+        Command::Rmi(args) => cmd::rmi::run(args, &cli.global),
+        Command::Load(args) => cmd::load::run(args, &cli.global),
     };
     match result {
         Ok(code) => ExitCode::from(code),
