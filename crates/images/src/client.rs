@@ -216,8 +216,6 @@ pub struct Fetched {
 
 /// The distribution client for one pull: endpoints, TLS, and the tokens it obtained.
 pub struct Client {
-    tls: Arc<rustls::ClientConfig>,
-    tls_insecure: Arc<rustls::ClientConfig>,
     tokens: Mutex<HashMap<String, String>>,
     plain_http: Mutex<HashMap<String, bool>>,
     credentials: Option<Credentials>,
@@ -226,25 +224,7 @@ pub struct Client {
 impl Client {
     /// A client that authenticates with `credentials` when a registry asks.
     pub fn new(credentials: Option<Credentials>) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(c);
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let tls_insecure = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-            .with_no_client_auth();
         Self {
-            tls: Arc::new(tls),
-            tls_insecure: Arc::new(tls_insecure),
             tokens: Mutex::new(HashMap::new()),
             plain_http: Mutex::new(HashMap::new()),
             credentials,
@@ -525,11 +505,7 @@ impl Client {
         if plain {
             send_on(tcp, req).await
         } else {
-            let config = if ep.skip_verify {
-                self.tls_insecure.clone()
-            } else {
-                self.tls.clone()
-            };
+            let config = tls_config(ep.skip_verify);
             let name = rustls::pki_types::ServerName::try_from(host_only.clone())
                 .map_err(|e| SendError::Other(format!("invalid server name {host_only}: {e}")))?;
             let tls = tokio_rustls::TlsConnector::from(config)
@@ -539,6 +515,43 @@ impl Client {
             send_on(tls, req).await
         }
     }
+}
+
+/// TLS settings, built once per process: the system's roots, or (for insecure hosts) none.
+fn tls_config(skip_verify: bool) -> Arc<rustls::ClientConfig> {
+    static VERIFIED: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    static INSECURE: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    let provider = || Arc::new(rustls::crypto::ring::default_provider());
+    if skip_verify {
+        return INSECURE
+            .get_or_init(|| {
+                let p = provider();
+                Arc::new(
+                    rustls::ClientConfig::builder_with_provider(p.clone())
+                        .with_safe_default_protocol_versions()
+                        .expect("ring supports the default protocol versions")
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(AcceptAny(p)))
+                        .with_no_client_auth(),
+                )
+            })
+            .clone();
+    }
+    VERIFIED
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(c);
+            }
+            Arc::new(
+                rustls::ClientConfig::builder_with_provider(provider())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        })
+        .clone()
 }
 
 #[derive(Debug, thiserror::Error)]
