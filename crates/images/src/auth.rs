@@ -72,8 +72,7 @@ impl Keyring {
             self.entries
                 .push((host, path, Credentials { username, password }));
         }
-        self.entries
-            .sort_by(|a, b| (b.0.len() + b.1.len()).cmp(&(a.0.len() + a.1.len())));
+        self.entries.sort_by_key(|e| std::cmp::Reverse(e.0.len() + e.1.len()));
         Ok(())
     }
 

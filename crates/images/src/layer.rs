@@ -794,7 +794,7 @@ impl Applier {
     /// read-only mode must not stop later entries.
     fn finish_dirs(&mut self) -> Result<(), LayerError> {
         let mut dirs = std::mem::take(&mut self.dirs);
-        dirs.sort_by(|a, b| b.path.len().cmp(&a.path.len()));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.path.len()));
         for d in dirs {
             let fd = self
                 .open_dir(0, &d.path)
