@@ -420,7 +420,7 @@ fn kill_mid_pull_leaves_a_consistent_store() {
     // A big layer so the pull is still running when it is killed.
     let big = env.dir().join("big");
     std::fs::create_dir_all(&big).unwrap();
-    let mut random = std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 48 << 20);
+    let mut random = std::io::Read::take(std::fs::File::open("/dev/urandom").unwrap(), 32 << 20);
     std::io::copy(
         &mut random,
         &mut std::fs::File::create(big.join("data")).unwrap(),
