@@ -72,7 +72,8 @@ impl Keyring {
             self.entries
                 .push((host, path, Credentials { username, password }));
         }
-        self.entries.sort_by_key(|e| std::cmp::Reverse(e.0.len() + e.1.len()));
+        self.entries
+            .sort_by_key(|e| std::cmp::Reverse(e.0.len() + e.1.len()));
         Ok(())
     }
 

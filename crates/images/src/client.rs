@@ -664,18 +664,7 @@ fn go_method(m: &Method) -> String {
 
 /// An OS error in Go's words: `connection refused`.
 fn go_errno(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => {
-            let s = rustix::io::Errno::from_raw_os_error(n).to_string();
-            let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
-            let mut c = s.chars();
-            match c.next() {
-                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-                None => s,
-            }
-        }
-        None => e.to_string(),
-    }
+    crate::layer::os_text(e)
 }
 
 #[derive(Debug)]

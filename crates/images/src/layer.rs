@@ -30,7 +30,7 @@ pub struct LayerError(pub String);
 
 impl LayerError {
     fn io(what: &str, path: &[Vec<u8>], e: impl Into<io::Error>) -> Self {
-        Self(format!("{what} {}: {}", display(path), e.into()))
+        Self(format!("{what} {}: {}", display(path), os_text(&e.into())))
     }
 }
 
@@ -169,6 +169,22 @@ impl<R: Read> Read for ZeroTail<R> {
         buf[..n].fill(0);
         self.tail += n;
         Ok(n)
+    }
+}
+
+/// An OS error as Go words it (`no space left on device`), other errors as they are.
+pub(crate) fn os_text(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let s = rustix::io::Errno::from_raw_os_error(n).to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+                None => s,
+            }
+        }
+        None => e.to_string(),
     }
 }
 
@@ -543,7 +559,7 @@ impl Applier {
                     mtime,
                 });
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 let fd = rfs::openat(
                     &dir,
                     bname,

@@ -495,3 +495,116 @@ fn kill_mid_pull_leaves_a_consistent_store() {
         "every pull finished before it could be killed"
     );
 }
+
+#[test]
+fn hosts_toml_sends_docker_io_to_a_local_registry() {
+    let env = Env::new();
+    let reg = Registry::start(env.dir());
+    env.push(&reg, "1", "library/busybox:1");
+    let hosts = env.dir().join("certs.d");
+    std::fs::create_dir_all(hosts.join("docker.io")).unwrap();
+    std::fs::write(
+        hosts.join("docker.io/hosts.toml"),
+        format!("server = \"http://{}\"\n", reg.host()),
+    )
+    .unwrap();
+    let out = env.ok(&[
+        "pull",
+        "--registry-config",
+        hosts.to_str().unwrap(),
+        "busybox:1",
+    ]);
+    assert_eq!(
+        out,
+        format!("Image is up to date for {}\n", fixture_image_id(&env, "1"))
+    );
+    assert!(env.ok(&["images"]).contains("docker.io/library/busybox"));
+    // `_default` serves every other registry name.
+    std::fs::create_dir_all(hosts.join("_default")).unwrap();
+    std::fs::write(
+        hosts.join("_default/hosts.toml"),
+        format!("server = \"http://{}\"\n", reg.host()),
+    )
+    .unwrap();
+    env.ok(&[
+        "pull",
+        "--registry-config",
+        hosts.to_str().unwrap(),
+        "registry.invalid/library/busybox:1",
+    ]);
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_unpack_and_keeps_the_store_consistent() {
+    let env = Env::new();
+    let state = env.state();
+    std::fs::create_dir_all(&state).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _guard = Tmpfs(state.clone());
+    // One image that fits, then one whose layer inflates to 256 MiB of zeros.
+    env.skopeo(
+        &format!("oci:{}/oci:1", env.dir().display()),
+        &format!("docker-archive:{}/bb.tar:busybox:1.36", env.dir().display()),
+        &[],
+    );
+    env.ok(&["load", "-i", &format!("{}/bb.tar", env.dir().display())]);
+    let zeros = env.dir().join("zeros");
+    std::fs::create_dir_all(&zeros).unwrap();
+    let f = std::fs::File::create(zeros.join("z")).unwrap();
+    f.set_len(256 << 20).unwrap();
+    let layout = format!("{}/oci", env.dir().display());
+    assert!(
+        Command::new("umoci")
+            .args(["tag", "--image", &format!("{layout}:1"), "zeros"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(
+        Command::new("umoci")
+            .args(["insert", "--image", &format!("{layout}:zeros")])
+            .arg(&zeros)
+            .arg("/zeros")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let single = env.dir().join("zeros-layout");
+    env.skopeo(
+        &format!("oci:{layout}:zeros"),
+        &format!("oci:{}:zeros", single.display()),
+        &[],
+    );
+    let out = env.podrun(&["load", "-i", single.to_str().unwrap(), "--tag", "zeros:1"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no space left on device"),
+        "{}",
+        stderr(&out)
+    );
+    let images = env.ok(&["images"]);
+    assert!(
+        images.contains("1.36") && !images.contains("zeros"),
+        "{images}"
+    );
+    let layers: Vec<String> = std::fs::read_dir(state.join("images/layers"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(layers.iter().all(|l| !l.contains(".tmp-")), "{layers:?}");
+    assert_eq!(env.count("ingest"), 0);
+}
