@@ -21,5 +21,7 @@ pub mod service;
 pub use auth::{Credentials, Keyring};
 pub use client::HostsConfig;
 pub use reference::{InvalidImageName, Reference, ReferenceError, apply_default_image_tag};
-pub use service::{EnsureError, EnsuredImage, ImageService, PullError, PullEvent, PullPolicy};
+pub use service::{
+    EnsureError, EnsuredImage, ImageService, PullError, PullEvent, PullPolicy, PullTimes,
+};
 pub use store::{ImageRecord, Store, StoreError};

@@ -102,8 +102,18 @@ pub struct EnsuredImage {
     pub layers: Vec<PathBuf>,
     /// The image config.
     pub config: ImageConfiguration,
-    /// Set when this call pulled: how long the pull took.
-    pub pulled_in: Option<Duration>,
+    /// Set when this call pulled: how long it took.
+    pub pulled_in: Option<PullTimes>,
+}
+
+/// How long a pull took, for the kubelet's `Pulled` event
+/// (`Successfully pulled image "…" in <pull> (<total> including waiting)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullTimes {
+    /// The pull itself.
+    pub pull: Duration,
+    /// From the request, including waiting behind other pulls.
+    pub total: Duration,
 }
 
 impl EnsuredImage {
@@ -154,6 +164,9 @@ impl EnsureError {
 /// Pulls, stores and unpacks images.
 #[derive(Clone)]
 pub struct ImageService {
+    /// Pulls run one at a time (the kubelet's default `serializeImagePulls`); a caller waiting
+    /// here for the same image finds it present when its turn comes.
+    pull_lock: Arc<tokio::sync::Mutex<()>>,
     store: Store,
     hosts: HostsConfig,
     platform: Platform,
@@ -164,6 +177,7 @@ impl ImageService {
     /// A service over the store at `root`.
     pub fn open(root: impl Into<PathBuf>, hosts: HostsConfig) -> Result<Self, StoreError> {
         Ok(Self {
+            pull_lock: Arc::new(tokio::sync::Mutex::new(())),
             store: Store::open(root)?,
             hosts,
             platform: Platform::host(),
@@ -198,23 +212,48 @@ impl ImageService {
             })?
             .to_pull_ref();
         let creds = keyring.lookup(reference.domain(), reference.path());
-        if policy != PullPolicy::Always
-            && let Some(record) = self.store.record(&reference.to_string())?
-        {
-            // Preloaded, anonymous, or pulled with credentials this pod also presents.
-            let usable = record.loaded
-                || record.pulled_with.is_empty()
-                || creds.iter().any(|c| c.fingerprint() == record.pulled_with);
-            if usable || policy == PullPolicy::Never {
-                return Ok(self.open_image(record, None)?);
-            }
+        if let Some(image) = self.present(&reference, policy, &creds)? {
+            return Ok(image);
         }
         if policy == PullPolicy::Never {
             return Err(EnsureError::NeverPull(spec.to_owned()));
         }
+        let requested = Instant::now();
+        let _turn = self.pull_lock.lock().await;
+        // Another caller may have pulled it while this one waited.
+        if let Some(image) = self.present(&reference, policy, &creds)? {
+            return Ok(image);
+        }
         let start = Instant::now();
         let record = self.pull_with_keyring(&reference, &creds, None).await?;
-        Ok(self.open_image(record, Some(start.elapsed()))?)
+        let times = PullTimes {
+            pull: start.elapsed(),
+            total: requested.elapsed(),
+        };
+        Ok(self.open_image(record, Some(times))?)
+    }
+
+    /// The stored image, if `policy` lets this pod use it without pulling: preloaded, pulled
+    /// anonymously, or pulled with credentials the pod also presents.
+    fn present(
+        &self,
+        reference: &Reference,
+        policy: PullPolicy,
+        creds: &[Credentials],
+    ) -> Result<Option<EnsuredImage>, StoreError> {
+        if policy == PullPolicy::Always {
+            return Ok(None);
+        }
+        let Some(record) = self.store.record(&reference.to_string())? else {
+            return Ok(None);
+        };
+        let usable = record.loaded
+            || record.pulled_with.is_empty()
+            || creds.iter().any(|c| c.fingerprint() == record.pulled_with);
+        if usable || policy == PullPolicy::Never {
+            return Ok(Some(self.open_image(record, None)?));
+        }
+        Ok(None)
     }
 
     /// Tries each matching credential in turn, then (with none) anonymously.
@@ -244,7 +283,7 @@ impl ImageService {
     pub fn open_image(
         &self,
         record: ImageRecord,
-        pulled_in: Option<Duration>,
+        pulled_in: Option<PullTimes>,
     ) -> Result<EnsuredImage, StoreError> {
         let m = manifest::parse_manifest(&self.store.read_blob(&record.manifest, crate::MAX_JSON)?)
             .map_err(StoreError::Corrupt)?;

@@ -33,6 +33,7 @@ struct State {
     blobs: HashMap<String, Vec<u8>>,
     fault: Fault,
     token_requests: Vec<String>,
+    requests: Vec<String>,
 }
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -54,6 +55,7 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let mut st = state.lock().unwrap();
+    st.requests.push(format!("{} {path}", req.method()));
     if path == "/token" {
         let auth = req
             .headers()
@@ -579,4 +581,51 @@ async fn kubelet_reasons_for_bad_names_and_never() {
         err.to_string(),
         "Container image \"127.0.0.1:1/app:1\" is not present with pull policy of Never"
     );
+}
+
+#[tokio::test]
+async fn concurrent_requests_for_one_image_pull_it_once() {
+    let fake = Fake::start().await;
+    let t = layer_tar(&[("a", &vec![1u8; 256 << 10])]);
+    fake.image("1", &[(gzip(&t), GZ)], &[Digest::of(&t)]);
+    let (_d, s) = service();
+    let spec = format!("{}/app:1", fake.addr);
+    let keyring = Keyring::default();
+    let (a, b) = tokio::join!(
+        s.ensure_image(&spec, PullPolicy::IfNotPresent, &keyring),
+        s.ensure_image(&spec, PullPolicy::IfNotPresent, &keyring)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.pulled_in.is_some() as u8 + b.pulled_in.is_some() as u8,
+        1,
+        "exactly one caller pulls"
+    );
+    let times = a.pulled_in.or(b.pulled_in).unwrap();
+    assert!(times.total >= times.pull);
+    let gets = fake
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("GET /v2/app/blobs/"))
+        .count();
+    assert_eq!(gets, 2, "config and layer fetched once");
+    // Always pulls again, but fetches no blob it has.
+    let again = s
+        .ensure_image(&spec, PullPolicy::Always, &keyring)
+        .await
+        .unwrap();
+    assert!(again.pulled_in.is_some());
+    let gets = fake
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("GET /v2/app/blobs/"))
+        .count();
+    assert_eq!(gets, 2);
+    assert_eq!(again.layers, a.layers);
 }
