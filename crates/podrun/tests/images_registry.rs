@@ -608,3 +608,60 @@ fn a_full_disk_fails_the_unpack_and_keeps_the_store_consistent() {
     assert!(layers.iter().all(|l| !l.contains(".tmp-")), "{layers:?}");
     assert_eq!(env.count("ingest"), 0);
 }
+
+#[test]
+fn an_unprivileged_user_pulls_and_loads() {
+    let env = Env::new();
+    let reg = Registry::start(env.dir());
+    env.push(&reg, "1", "busybox:1");
+    let d = env.dir().display().to_string();
+    env.skopeo(
+        &format!("oci:{d}/oci:1"),
+        &format!("docker-archive:{d}/bb.tar:busybox:1.36"),
+        &[],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        env.dir().join("bb.tar"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let state = env.dir().join("nobody");
+    std::fs::create_dir(&state).unwrap();
+    std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--state-dir")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_nobody(&["pull", &format!("{}/busybox:1", reg.host())]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!("Image is up to date for {}\n", fixture_image_id(&env, "1"))
+    );
+    let out = as_nobody(&["load", "-i", &format!("{d}/bb.tar")]);
+    assert_eq!(
+        stdout(&out),
+        "Loaded image: docker.io/library/busybox:1.36\n",
+        "{}",
+        stderr(&out)
+    );
+    // Owners are not kept: everything unpacked belongs to the user.
+    let layers = state.join("images/layers");
+    for e in std::fs::read_dir(&layers).unwrap() {
+        let bin = e.unwrap().path().join("bin/busybox");
+        if bin.exists() {
+            assert_eq!(
+                std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&bin).unwrap()),
+                65534
+            );
+        }
+    }
+}
