@@ -22,6 +22,17 @@ use crate::auth::Credentials;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_REDIRECTS: usize = 5;
+/// A registry that sends nothing for this long fails the request.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The next frame of a body, failing when the registry stays silent for [`IDLE_TIMEOUT`].
+pub async fn next_frame(
+    body: &mut Incoming,
+) -> Result<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>, String> {
+    tokio::time::timeout(IDLE_TIMEOUT, body.frame())
+        .await
+        .map_err(|_| format!("no data from the registry for {}s", IDLE_TIMEOUT.as_secs()))
+}
 
 /// One place to pull from: a mirror or the registry itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -572,9 +583,14 @@ where
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    sender
-        .send_request(req)
+    tokio::time::timeout(IDLE_TIMEOUT, sender.send_request(req))
         .await
+        .map_err(|_| {
+            SendError::Other(format!(
+                "no response from the registry in {}s",
+                IDLE_TIMEOUT.as_secs()
+            ))
+        })?
         .map_err(|e| SendError::Other(e.to_string()))
 }
 
@@ -582,7 +598,7 @@ where
 pub async fn read_limited(resp: Response<Incoming>, limit: usize) -> Result<Vec<u8>, String> {
     let mut body = resp.into_body();
     let mut out = Vec::new();
-    while let Some(frame) = body.frame().await {
+    while let Some(frame) = next_frame(&mut body).await? {
         let frame = frame.map_err(|e| e.to_string())?;
         if let Some(d) = frame.data_ref() {
             if out.len() + d.len() > limit {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
 use oci_spec::image::ImageConfiguration;
 
 use crate::auth::{Credentials, Keyring};
@@ -528,7 +527,10 @@ impl ImageService {
             .map_err(|e| format!("failed to copy: {e}"))?;
         let mut body = f.response.into_body();
         let mut last_emit = 0u64;
-        while let Some(frame) = body.frame().await {
+        while let Some(frame) = crate::client::next_frame(&mut body)
+            .await
+            .map_err(|e| format!("failed to copy: {e}"))?
+        {
             let frame = frame.map_err(|e| format!("failed to copy: {e}"))?;
             if let Some(data) = frame.data_ref() {
                 w.write(data).map_err(|e| format!("failed to copy: {e}"))?;

@@ -23,6 +23,8 @@ struct Fault {
     replace: HashMap<String, Vec<u8>>,
     /// Close the connection after half of this blob.
     drop_after_half: Option<String>,
+    /// Send this blob in 4 KiB pieces, 100 ms apart.
+    slow: Option<String>,
     /// Require `Bearer good`, handed out for these Basic credentials.
     bearer_for: Option<String>,
 }
@@ -104,6 +106,19 @@ async fn handle(
         };
         if let Some(r) = st.fault.replace.get(d) {
             body = r.clone();
+        }
+        if st.fault.slow.as_deref() == Some(d) {
+            let len = body.len();
+            let chunks: Vec<Bytes> = body.chunks(4096).map(Bytes::copy_from_slice).collect();
+            let frames = futures::stream::unfold(chunks.into_iter(), |mut it| async move {
+                let c = it.next()?;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                Some((Ok::<_, std::io::Error>(Frame::data(c)), it))
+            });
+            let mut r = Response::new(StreamBody::new(frames).boxed());
+            r.headers_mut()
+                .insert("content-length", len.to_string().parse().unwrap());
+            return Ok(r);
         }
         if st.fault.drop_after_half.as_deref() == Some(d) {
             let half = Bytes::from(body[..body.len() / 2].to_vec());
@@ -628,4 +643,43 @@ async fn concurrent_requests_for_one_image_pull_it_once() {
         .count();
     assert_eq!(gets, 2);
     assert_eq!(again.layers, a.layers);
+}
+
+#[tokio::test]
+async fn a_cancelled_pull_leaves_no_ingest() {
+    let fake = Fake::start().await;
+    // Incompressible, so the layer blob arrives in many slow pieces.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..(64 << 10))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let t = layer_tar(&[("a", &noise)]);
+    let layer = gzip(&t);
+    fake.image("1", &[(layer.clone(), GZ)], &[Digest::of(&t)]);
+    fake.state.lock().unwrap().fault.slow = Some(Digest::of(&layer).to_string());
+    let (_d, s) = service();
+    let spec = format!("{}/app:1", fake.addr);
+    let s2 = s.clone();
+    let pull = tokio::spawn(async move {
+        s2.ensure_image(&spec, PullPolicy::IfNotPresent, &Keyring::default())
+            .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ingest_empty(&s) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Cancelling (the pod is deleted) stops the pull and removes its partial download.
+    pull.abort();
+    assert!(pull.await.unwrap_err().is_cancelled());
+    assert!(ingest_empty(&s));
+    assert!(s.store().records().unwrap().is_empty());
 }
