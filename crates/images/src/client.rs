@@ -115,7 +115,18 @@ impl HostsConfig {
         let Some(dir) = &self.dir else {
             return Ok(vec![default()]);
         };
+        // `localhost:<port>` and `127.0.0.1:<port>` name the same registry.
+        let alias = match domain.split_once(':') {
+            Some(("localhost", p)) => Some(format!("127.0.0.1:{p}")),
+            Some(("127.0.0.1", p)) => Some(format!("localhost:{p}")),
+            _ => None,
+        };
         let mut file = dir.join(domain.replace(['[', ']'], "")).join("hosts.toml");
+        if let Some(a) = alias
+            && !file.exists()
+        {
+            file = dir.join(a).join("hosts.toml");
+        }
         if !file.exists() {
             file = dir.join("_default").join("hosts.toml");
         }
@@ -762,6 +773,16 @@ mod tests {
         let other = cfg.endpoints("localhost:5000").unwrap();
         assert_eq!(other.len(), 1);
         assert!(other[0].http_fallback);
+        std::fs::create_dir_all(dir.path().join("127.0.0.1:5000")).unwrap();
+        std::fs::write(
+            dir.path().join("127.0.0.1:5000/hosts.toml"),
+            "server = \"http://127.0.0.1:5001\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.endpoints("localhost:5000").unwrap()[0].host,
+            "127.0.0.1:5001"
+        );
         assert!(
             is_loopback("127.0.0.1:5000")
                 && is_loopback("[::1]:1")
