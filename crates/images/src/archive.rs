@@ -58,7 +58,10 @@ fn clean(name: &str) -> String {
 }
 
 impl Source {
-    fn open(path: &Path, scratch: &Path) -> Result<(Self, Option<PathBuf>), LoadError> {
+    fn open(
+        path: &Path,
+        scratch: &crate::store::Store,
+    ) -> Result<(Self, Option<PathBuf>), LoadError> {
         if path.is_dir() {
             return Ok((Self::Dir(path.to_owned()), None));
         }
@@ -71,13 +74,7 @@ impl Source {
         let mut temp = None;
         if n == 2 && head == [0x1f, 0x8b] {
             // A gzipped archive: decompressed once into the store's scratch area.
-            let tmp = scratch.join(crate::store::random_name());
-            let mut out = File::options()
-                .create_new(true)
-                .read(true)
-                .write(true)
-                .open(&tmp)
-                .map_err(ioe("create scratch"))?;
+            let (tmp, mut out) = scratch.scratch_file()?;
             io::copy(
                 &mut flate2::read::MultiGzDecoder::new(io::BufReader::new(file)),
                 &mut out,
@@ -189,9 +186,7 @@ pub fn load(
     path: &Path,
     tag: Option<&str>,
 ) -> Result<Vec<String>, LoadError> {
-    let store = service.store();
-    let scratch = store.root().join("ingest");
-    let (source, temp) = Source::open(path, &scratch)?;
+    let (source, temp) = Source::open(path, service.store())?;
     let result = if source.has("oci-layout") && source.has("index.json") {
         load_oci(service, &source, tag)
     } else if source.has("manifest.json") {

@@ -269,27 +269,48 @@ impl Store {
         Ok(StoreLock { _file: file })
     }
 
+    /// Removes downloads and unpacks left by processes that died. Each live one holds an
+    /// exclusive `flock` on its file or staging directory, so another podrun's work in progress
+    /// (a pull while `podrun images` runs) is left alone.
     fn clean_debris(&self) -> Result<(), StoreError> {
         let ingest = self.root.join("ingest");
         for e in fs::read_dir(&ingest).map_err(io_err("read ingest"))? {
             let e = e.map_err(io_err("read ingest"))?;
-            let _ = fs::remove_file(e.path());
+            if is_abandoned(&e.path()) {
+                let _ = fs::remove_file(e.path());
+            }
         }
         let layers = self.root.join("layers");
         for e in fs::read_dir(&layers).map_err(io_err("read layers"))? {
             let e = e.map_err(io_err("read layers"))?;
-            if e.file_name().to_string_lossy().contains(".tmp-") {
+            if e.file_name().to_string_lossy().contains(".tmp-") && is_abandoned(&e.path()) {
                 layer::remove_tree(&e.path())
                     .map_err(io_err(format!("remove {}", e.path().display())))?;
             }
         }
         for e in fs::read_dir(&self.root).map_err(io_err("read store"))? {
             let e = e.map_err(io_err("read store"))?;
+            // index.json is only replaced with the store lock held, which this caller holds.
             if e.file_name().to_string_lossy().contains(".tmp-") {
                 let _ = fs::remove_file(e.path());
             }
         }
         Ok(())
+    }
+
+    /// A new file in `ingest/` for scratch data (a decompressed or piped archive), locked as
+    /// in progress until dropped; the caller removes it.
+    pub fn scratch_file(&self) -> Result<(PathBuf, File), StoreError> {
+        let path = self.root.join("ingest").join(random_name());
+        let file = OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(format!("create {}", path.display())))?;
+        hold(&file).map_err(io_err(format!("lock {}", path.display())))?;
+        Ok((path, file))
     }
 
     /// Where blob `d` lives.
@@ -330,6 +351,7 @@ impl Store {
             .mode(0o600)
             .open(&path)
             .map_err(io_err(format!("create {}", path.display())))?;
+        hold(&file).map_err(io_err(format!("lock {}", path.display())))?;
         Ok(BlobWriter {
             file,
             path,
@@ -361,6 +383,7 @@ impl Store {
                 .mode(0o600)
                 .open(&path)
                 .map_err(io_err(format!("create {}", path.display())))?;
+            hold(&file).map_err(io_err(format!("lock {}", path.display())))?;
             let mut hasher = Hasher::new();
             let mut buf = vec![0u8; 256 * 1024];
             loop {
@@ -438,6 +461,8 @@ impl Store {
             .mode(0o755)
             .create(&tmp)
             .map_err(io_err(format!("mkdir {}", tmp.display())))?;
+        let staging = File::open(&tmp).map_err(io_err(format!("open {}", tmp.display())))?;
+        hold(&staging).map_err(io_err(format!("lock {}", tmp.display())))?;
         let result = (|| {
             let file =
                 File::open(self.blob_path(blob)).map_err(io_err(format!("open blob {blob}")))?;
@@ -665,6 +690,19 @@ impl Drop for BlobWriter {
     fn drop(&mut self) {
         // After a commit the path no longer exists; an abandoned write leaves nothing.
         let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Marks a file or directory as in use by this process (released when the fd closes).
+fn hold(f: &File) -> io::Result<()> {
+    rustix::fs::flock(f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(Into::into)
+}
+
+/// Whether no live process holds `path` (its lock can be taken).
+fn is_abandoned(path: &Path) -> bool {
+    match File::open(path) {
+        Ok(f) => hold(&f).is_ok(),
+        Err(_) => false,
     }
 }
 

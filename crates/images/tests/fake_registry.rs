@@ -683,3 +683,37 @@ async fn a_cancelled_pull_leaves_no_ingest() {
     assert!(ingest_empty(&s));
     assert!(s.store().records().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn opening_the_store_spares_a_pull_in_progress() {
+    let fake = Fake::start().await;
+    let t = layer_tar(&[(
+        "a",
+        &(0..(48u32 << 10))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect::<Vec<_>>(),
+    )]);
+    let layer = gzip(&t);
+    fake.image("1", &[(layer.clone(), GZ)], &[Digest::of(&t)]);
+    fake.state.lock().unwrap().fault.slow = Some(Digest::of(&layer).to_string());
+    let (_d, s) = service();
+    let spec = format!("{}/app:1", fake.addr);
+    let s2 = s.clone();
+    let pull = tokio::spawn(async move {
+        s2.ensure_image(&spec, PullPolicy::IfNotPresent, &Keyring::default())
+            .await
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ingest_empty(&s) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the download never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // What `podrun images` does meanwhile: open the store, which clears only abandoned debris.
+    podrun_images::Store::open(s.store().root()).unwrap();
+    assert!(!ingest_empty(&s), "the download in progress was removed");
+    let image = pull.await.unwrap().unwrap();
+    assert!(image.pulled_in.is_some());
+}

@@ -22,7 +22,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     let service = crate::cmd::pull::service(global, None)?;
     let mut stdin_copy = None;
     let input = if args.input.as_os_str() == "-" {
-        let mut tmp = tempfile_in(&service.store().root().join("ingest"))?;
+        let mut tmp = service.store().scratch_file()?;
         let mut data = std::io::stdin().lock();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -54,20 +54,4 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             Ok(1)
         }
     }
-}
-
-fn tempfile_in(dir: &std::path::Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
-    let path = dir.join(format!("stdin-{:016x}", rand_u64()));
-    let file = std::fs::File::options()
-        .create_new(true)
-        .write(true)
-        .open(&path)?;
-    Ok((path, file))
-}
-
-fn rand_u64() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    t.as_nanos() as u64 ^ u64::from(std::process::id()).rotate_left(32)
 }
