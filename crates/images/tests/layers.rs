@@ -361,3 +361,33 @@ fn long_names_are_a_clean_error() {
         "{err}"
     );
 }
+
+#[test]
+fn unprivileged_layers_mark_opaque_directories_with_user_xattrs() {
+    require_root();
+    let f = Fixture::new();
+    let l = f.layer("1");
+    let mut owned = e(b"d/f", b'0');
+    owned.uid = 1000;
+    apply_layer(
+        &raw_tar(&[
+            e(b"d", b'5'),
+            owned,
+            e(b"d/.wh..wh..opq", b'0'),
+            e(b".wh.gone", b'0'),
+        ])[..],
+        &l,
+        &[],
+        ApplyOptions { privileged: false },
+    )
+    .unwrap();
+    let mut buf = [0u8; 4];
+    let n = rustix::fs::getxattr(l.join("d").as_path(), "user.overlay.opaque", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"y");
+    assert!(
+        rustix::fs::getxattr(l.join("d").as_path(), "trusted.overlay.opaque", &mut buf).is_err()
+    );
+    // Owners are not kept without privilege.
+    assert_eq!(fs::metadata(l.join("d/f")).unwrap().uid(), 0);
+    assert_eq!(fs::symlink_metadata(l.join("gone")).unwrap().rdev(), 0);
+}
