@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use crate::auth::Credentials;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_REDIRECTS: usize = 5;
+const MAX_REDIRECTS: usize = 10;
 /// A registry that sends nothing for this long fails the request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -97,7 +97,10 @@ impl HostsConfig {
     /// The endpoints for `domain`, in the order they are tried.
     pub fn endpoints(&self, domain: &str) -> Result<Vec<Endpoint>, String> {
         let insecure = self.insecure.iter().any(|h| h == domain);
-        let fallback = insecure || is_loopback(domain);
+        // containerd's defaults: a loopback registry not on port 443 gets TLS without
+        // verification and falls back to plain HTTP; port 80 is plain HTTP.
+        let loopback = is_loopback(domain) && !domain.ends_with(":443");
+        let fallback = insecure || loopback;
         let default = || {
             let host = if domain == crate::reference::DEFAULT_DOMAIN {
                 format!("registry-1.{}", crate::reference::DEFAULT_DOMAIN)
@@ -105,10 +108,15 @@ impl HostsConfig {
                 domain.to_owned()
             };
             Endpoint {
-                scheme: "https".into(),
+                scheme: if domain.ends_with(":80") {
+                    "http"
+                } else {
+                    "https"
+                }
+                .into(),
                 host,
                 path: "/v2".into(),
-                skip_verify: insecure,
+                skip_verify: insecure || loopback,
                 http_fallback: fallback,
             }
         };
@@ -401,6 +409,7 @@ impl Client {
     ) -> Result<Fetched, ClientError> {
         let mut ep = ep.clone();
         let mut path = path.to_owned();
+        let mut headers = headers;
         for _ in 0..=MAX_REDIRECTS {
             let fetched = self
                 .request_once(&ep, method.clone(), &path, headers.clone())
@@ -423,6 +432,8 @@ impl Client {
                     None => (rest, "/"),
                 };
                 if host != ep.host {
+                    // Credentials never go to another host (blob storage behind a redirect).
+                    headers.remove(http::header::AUTHORIZATION);
                     ep = Endpoint {
                         scheme: scheme.into(),
                         host: host.into(),
@@ -441,7 +452,7 @@ impl Client {
         Err(ClientError::Transport {
             method: go_method(&method),
             url: format!("{}://{}{path}", ep.scheme, ep.host),
-            message: "stopped after 5 redirects".into(),
+            message: format!("stopped after {MAX_REDIRECTS} redirects"),
         })
     }
 

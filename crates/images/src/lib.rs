@@ -11,8 +11,10 @@ pub mod manifest;
 pub mod reference;
 pub mod store;
 
-/// The largest manifest, index or config read whole.
+/// The largest config (or archive JSON member) read whole.
 pub const MAX_JSON: u64 = 20 << 20;
+/// The largest manifest or index fetched (containerd's limit).
+pub const MAX_MANIFEST: u64 = 4 * 1048 * 1048;
 pub mod archive;
 pub mod auth;
 pub mod client;

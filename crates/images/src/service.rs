@@ -474,12 +474,13 @@ impl ImageService {
                 .read_blob(&d.digest, crate::MAX_JSON)
                 .map_err(|e| e.to_string());
         }
-        if d.size > crate::MAX_JSON {
-            return Err(format!(
-                "{} is larger than {} bytes",
-                d.digest,
-                crate::MAX_JSON
-            ));
+        let limit = if kind == "manifests" {
+            crate::MAX_MANIFEST
+        } else {
+            crate::MAX_JSON
+        };
+        if d.size > limit {
+            return Err(format!("{} is larger than {limit} bytes", d.digest));
         }
         let accept = (kind == "manifests").then_some(manifest::ACCEPT);
         let f = client
@@ -631,7 +632,7 @@ async fn resolve(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_owned();
-            let body = read_limited(f.response, crate::MAX_JSON as usize).await?;
+            let body = read_limited(f.response, crate::MAX_MANIFEST as usize).await?;
             Ok(Desc {
                 media_type,
                 digest: Digest::of(&body),

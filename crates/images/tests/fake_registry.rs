@@ -25,6 +25,8 @@ struct Fault {
     drop_after_half: Option<String>,
     /// Send this blob in 4 KiB pieces, 100 ms apart.
     slow: Option<String>,
+    /// Redirect blob requests to this base URL.
+    redirect_blobs: Option<String>,
     /// Require `Bearer good`, handed out for these Basic credentials.
     bearer_for: Option<String>,
 }
@@ -57,7 +59,12 @@ async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let mut st = state.lock().unwrap();
-    st.requests.push(format!("{} {path}", req.method()));
+    let auth = if req.headers().contains_key("authorization") {
+        " with credentials"
+    } else {
+        ""
+    };
+    st.requests.push(format!("{} {path}{auth}", req.method()));
     if path == "/token" {
         let auth = req
             .headers()
@@ -101,6 +108,14 @@ async fn handle(
         return Ok(r);
     }
     if let Some(d) = path.strip_prefix("/v2/app/blobs/") {
+        if let Some(base) = &st.fault.redirect_blobs {
+            let mut r = full(StatusCode::TEMPORARY_REDIRECT, Vec::new());
+            r.headers_mut().insert(
+                "location",
+                format!("{base}/v2/app/blobs/{d}").parse().unwrap(),
+            );
+            return Ok(r);
+        }
         let Some(mut body) = st.blobs.get(d).cloned() else {
             return Ok(full(StatusCode::NOT_FOUND, Vec::new()));
         };
@@ -716,4 +731,40 @@ async fn opening_the_store_spares_a_pull_in_progress() {
     assert!(!ingest_empty(&s), "the download in progress was removed");
     let image = pull.await.unwrap().unwrap();
     assert!(image.pulled_in.is_some());
+}
+
+#[tokio::test]
+async fn redirected_blobs_get_no_credentials() {
+    let fake = Fake::start().await;
+    let storage = Fake::start().await;
+    let t = layer_tar(&[("a", b"1")]);
+    fake.image("1", &[(gzip(&t), GZ)], &[Digest::of(&t)]);
+    // The storage serves the same blobs, without asking for credentials.
+    storage.state.lock().unwrap().blobs = fake.state.lock().unwrap().blobs.clone();
+    let creds = Credentials {
+        username: "u".into(),
+        password: "p".into(),
+    };
+    {
+        let mut st = fake.state.lock().unwrap();
+        st.fault.bearer_for = Some(creds.basic_header());
+        st.fault.redirect_blobs = Some(format!("http://{}", storage.addr));
+    }
+    let (_d, s) = service();
+    s.pull(&fake.reference("1"), Some(creds), None)
+        .await
+        .unwrap();
+    let seen = storage.state.lock().unwrap().requests.clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|r| !r.ends_with("with credentials")),
+        "{seen:?}"
+    );
+    let origin = fake.state.lock().unwrap().requests.clone();
+    assert!(
+        origin
+            .iter()
+            .any(|r| r.starts_with("GET /v2/app/blobs/") && r.ends_with("with credentials")),
+        "{origin:?}"
+    );
 }

@@ -13,7 +13,8 @@ use crate::Global;
 /// Where registries are reached, shared by the image subcommands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
-    /// A directory of containerd `hosts.toml` files (`<host>/hosts.toml`, `_default/hosts.toml`).
+    /// A directory of containerd `hosts.toml` files (`<host>/hosts.toml`, `_default/hosts.toml`);
+    /// default `/etc/podrun/certs.d` (root) or `$XDG_CONFIG_HOME/podrun/certs.d`.
     #[arg(long = "registry-config", env = "PODRUN_REGISTRY_CONFIG")]
     pub registry_config: Option<PathBuf>,
     /// A registry reached over plain HTTP, or HTTPS without certificate checks.
@@ -28,6 +29,19 @@ impl RegistryArgs {
             insecure: self.insecure.clone(),
         }
     }
+}
+
+/// `/etc/podrun/certs.d` as root, `$XDG_CONFIG_HOME/podrun/certs.d` otherwise, if it exists.
+fn default_registry_config() -> Option<PathBuf> {
+    let dir = if nix::unistd::geteuid().is_root() {
+        PathBuf::from("/etc/podrun/certs.d")
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?
+            .join("podrun/certs.d")
+    };
+    dir.is_dir().then_some(dir)
 }
 
 /// Opens the image store of the state directory.
