@@ -25,7 +25,7 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     fn hosts(&self) -> HostsConfig {
         HostsConfig {
-            dir: self.registry_config.clone(),
+            dir: self.registry_config.clone().or_else(default_registry_config),
             insecure: self.insecure.clone(),
         }
     }
