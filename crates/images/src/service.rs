@@ -401,6 +401,16 @@ impl ImageService {
                 m.layers.len()
             )));
         }
+        if let Some(l) = m
+            .layers
+            .iter()
+            .find(|l| l.media_type.contains("+encrypted") || l.media_type.contains(".foreign."))
+        {
+            return Err(pull_err(format!(
+                "unsupported layer media type {} ({})",
+                l.media_type, l.digest
+            )));
+        }
         for l in &m.layers {
             size += l.size;
             if self.store.has_blob(&l.digest, l.size) {

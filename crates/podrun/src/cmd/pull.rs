@@ -25,7 +25,10 @@ pub struct RegistryArgs {
 impl RegistryArgs {
     fn hosts(&self) -> HostsConfig {
         HostsConfig {
-            dir: self.registry_config.clone().or_else(default_registry_config),
+            dir: self
+                .registry_config
+                .clone()
+                .or_else(default_registry_config),
             insecure: self.insecure.clone(),
         }
     }
