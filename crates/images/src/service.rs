@@ -651,3 +651,72 @@ async fn resolve(
         }
     }
 }
+
+/// A duration as Go prints it after `Truncate(time.Millisecond)`: `0s`, `313ms`, `1.661s`,
+/// `2m3.5s`, `1h0m0s`.
+pub fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms == 0 {
+        return "0s".to_owned();
+    }
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&s.to_string());
+    if frac > 0 {
+        out.push('.');
+        out.push_str(format!("{frac:03}").trim_end_matches('0'));
+    }
+    out.push('s');
+    out
+}
+
+/// The kubelet's `Pulled` event message after a pull.
+pub fn pulled_message(spec: &str, times: PullTimes, size: u64) -> String {
+    format!(
+        "Successfully pulled image {spec:?} in {} ({} including waiting). Image size: {size} bytes.",
+        go_duration(times.pull),
+        go_duration(times.total)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_pulled_message_as_the_kubelet() {
+        let ms = Duration::from_millis;
+        for (d, want) in [
+            (ms(0), "0s"),
+            (Duration::from_micros(999), "0s"),
+            (ms(313), "313ms"),
+            (ms(1661), "1.661s"),
+            (ms(123_500), "2m3.5s"),
+            (ms(3_600_000), "1h0m0s"),
+            (ms(60_000), "1m0s"),
+            (ms(3_723_004), "1h2m3.004s"),
+        ] {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+        assert_eq!(
+            pulled_message(
+                "busybox:1",
+                PullTimes {
+                    pull: ms(313),
+                    total: ms(1661)
+                },
+                2_220_000
+            ),
+            "Successfully pulled image \"busybox:1\" in 313ms (1.661s including waiting). Image size: 2220000 bytes."
+        );
+    }
+}
