@@ -278,8 +278,8 @@ mod tests {
         ];
         assert_eq!(
             tabwrite(&rows),
-            "IMAGE                        TAG                 IMAGE ID            SIZE\n\
-             docker.io/library/busybox    1.36                0123456789abc       1.98MB\n"
+            "IMAGE                       TAG                 IMAGE ID            SIZE\n\
+             docker.io/library/busybox   1.36                0123456789abc       1.98MB\n"
         );
     }
 }
