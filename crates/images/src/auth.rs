@@ -104,7 +104,7 @@ fn normalise_key(key: &str) -> (String, String) {
         .or_else(|| path.strip_prefix("v2"))
         .map(|p| p.trim_start_matches('/'))
         .unwrap_or(path);
-    let host = if host == "index.docker.io" || host == "registry-1.docker.io" {
+    let host = if host == "index.docker.io" {
         "docker.io"
     } else {
         host
