@@ -68,6 +68,14 @@ enum Command {
     Doctor(cmd::doctor::Args),
     /// Draw a pod's lifecycle as a Gantt chart (SVG or text).
     Timeline(cmd::timeline::Args),
+    /// Pull an image into the local image store.
+    Pull(cmd::pull::Args),
+    /// List stored images.
+    Images(cmd::images::Args),
+    /// Remove stored images.
+    Rmi(cmd::rmi::Args),
+    /// Load images from a docker or OCI archive, or an OCI layout directory.
+    Load(cmd::load::Args),
 }
 
 /// mimalloc: the proxy allocates a few small buffers per request, and glibc's
@@ -101,6 +109,10 @@ fn main() -> ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args, &cli.global),
         Command::Doctor(args) => cmd::doctor::run(args, &cli.global),
         Command::Timeline(args) => cmd::timeline::run(args, &cli.global),
+        Command::Pull(args) => cmd::pull::run(args, &cli.global),
+        Command::Images(args) => cmd::images::run(args, &cli.global),
+        Command::Rmi(args) => cmd::rmi::run(args, &cli.global),
+        Command::Load(args) => cmd::load::run(args, &cli.global),
     };
     match result {
         Ok(code) => ExitCode::from(code),

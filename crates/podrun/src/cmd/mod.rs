@@ -4,10 +4,14 @@
 pub mod delete;
 pub mod doctor;
 pub mod get;
+pub mod images;
 pub mod inject;
+pub mod load;
 pub mod logs;
 pub mod proxy;
 pub mod proxy_init;
+pub mod pull;
+pub mod rmi;
 pub mod run;
 pub mod timeline;
 pub mod webhook;
