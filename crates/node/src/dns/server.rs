@@ -6,6 +6,7 @@
 //! nothing the host resolver says (EDNS, DNSSEC bits, truncation) is lost or re-encoded.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,6 +14,9 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, setsockopt, socket, sockopt,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -58,9 +62,31 @@ impl DnsServer {
         upstreams: &[SocketAddr],
         peers: Option<&Path>,
     ) -> std::io::Result<Self> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        Self::bind(addr, view, domain, upstreams, peers)
+    }
+
+    /// [`DnsServer::start`] without awaiting: the sockets are bound when this returns
+    /// (it must be called within a Tokio runtime, which then serves them).
+    ///
+    /// Both sockets may be bound before the address exists on any interface (the bridge
+    /// gets it with the first pod), so the server can answer from the first packet a pod
+    /// ever sends. They share the port with the other podruns on the host
+    /// (`SO_REUSEPORT`): every instance serves, each answering for all of them through
+    /// `peers`, and one exiting leaves the others answering with no gap.
+    pub fn bind(
+        addr: SocketAddr,
+        view: Arc<RwLock<DnsView>>,
+        domain: &str,
+        upstreams: &[SocketAddr],
+        peers: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        let udp = shared_socket(addr, SockType::Datagram)?;
+        let udp = Arc::new(UdpSocket::from_std(std::net::UdpSocket::from(udp))?);
         let addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(addr).await?;
+        let tcp = shared_socket(addr, SockType::Stream)?;
+        nix::sys::socket::listen(&tcp, Backlog::new(128).map_err(std::io::Error::from)?)
+            .map_err(std::io::Error::from)?;
+        let tcp = TcpListener::from_std(std::net::TcpListener::from(tcp))?;
         let shared = Arc::new(Shared {
             view,
             domain: domain.to_string(),
@@ -116,6 +142,31 @@ impl Drop for DnsServer {
             t.abort();
         }
     }
+}
+
+/// A non-blocking socket bound to `addr` with `SO_REUSEPORT` (shared with the other
+/// podruns' servers) and, for IPv4, `IP_FREEBIND` (bound before the address is up).
+fn shared_socket(addr: SocketAddr, kind: SockType) -> std::io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        kind,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    if kind == SockType::Stream {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    if addr.is_ipv4() {
+        setsockopt(&fd, sockopt::IpFreebind, &true)?;
+    }
+    nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(fd)
 }
 
 /// Serves length-prefixed queries on one TCP connection until the client closes it.
