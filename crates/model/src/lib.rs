@@ -27,7 +27,10 @@ pub use defaults::{
 pub use env::{ALL_KEYS, EnvSource, container_argv, container_env, container_env_from, expand};
 pub use field::{ErrorKind, FieldError, Invalid};
 pub use object::{Object, SUPPORTED_KINDS};
-pub use parse::{ParseError, ParseErrorKind, decode_object, no_objects_message, parse_manifests};
+pub use parse::{
+    ParseError, ParseErrorKind, decode_object, no_objects_message, parse_manifest_bytes,
+    parse_manifests,
+};
 pub use validation::{
     MAX_ANNOTATION_BYTES, admit_config_map, admit_deployment, admit_job, admit_pod,
     admit_replica_set, admit_secret, admit_service, validate_config_map, validate_deployment,

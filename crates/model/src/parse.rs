@@ -259,6 +259,35 @@ pub fn parse_manifests(text: &str, source: &str) -> Result<Vec<Object>, ParseErr
     Ok(out)
 }
 
+/// [`parse_manifests`] for raw file bytes: text that is not UTF-8 gets the YAML
+/// decoder's error (`invalid leading UTF-8 octet`) at the first bad byte's line and
+/// column, as kubectl reports it.
+pub fn parse_manifest_bytes(bytes: &[u8], source: &str) -> Result<Vec<Object>, ParseError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_manifests(text, source),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            let start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = (e.valid_up_to() - start) as u64 + 1;
+            let message = if e.error_len().is_some() {
+                "invalid leading UTF-8 octet"
+            } else {
+                "incomplete UTF-8 octet sequence"
+            };
+            Err(ParseError::new(
+                source,
+                ParseErrorKind::Syntax {
+                    format: "YAML",
+                    line: Some(line),
+                    column: Some(column),
+                    message: message.into(),
+                },
+            ))
+        }
+    }
+}
+
 /// Decodes one JSON document (as a request body or one manifest document) into
 /// an object. A `List` is refused here: use [`parse_manifests`] for those.
 pub fn decode_object(value: Value, source: &str) -> Result<Object, ParseError> {
