@@ -22,16 +22,68 @@ fn view_with(name: &str, ip: Ipv4Addr) -> Arc<RwLock<DnsView>> {
 
 /// One UDP query from a fresh source port; the response code, or `None` after 2 s.
 async fn ask(server: SocketAddr, name: &str) -> Option<ResponseCode> {
+    Some(
+        ask_from("127.0.0.1", server, name)
+            .await?
+            .metadata
+            .response_code,
+    )
+}
+
+/// One UDP query from address `from`; the answer, or `None` after 2 s.
+async fn ask_from(from: &str, server: SocketAddr, name: &str) -> Option<Message> {
     let mut q = Message::new(7, MessageType::Query, OpCode::Query);
     q.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
-    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sock = UdpSocket::bind((from, 0)).await.unwrap();
     sock.send_to(&q.to_vec().unwrap(), server).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(2), sock.recv(&mut buf))
         .await
         .ok()?
         .ok()?;
-    Some(Message::from_vec(&buf[..n]).unwrap().metadata.response_code)
+    Some(Message::from_vec(&buf[..n]).unwrap())
+}
+
+fn first_address(m: &Message) -> Option<Ipv4Addr> {
+    m.answers.iter().find_map(|r| match &r.data {
+        hickory_proto::rr::RData::A(a) => Some(a.0),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn a_query_is_answered_from_the_view_of_the_podrun_whose_pod_asked() {
+    // This server's pods include 127.0.0.2; a live peer (pid 1) publishes the same
+    // Service name with another ClusterIP for its pod 127.0.0.3.
+    let peers = tempfile::tempdir().unwrap();
+    std::fs::write(
+        peers.path().join("1"),
+        "svc default web 198.19.9.9\nclient 127.0.0.3\n",
+    )
+    .unwrap();
+    let view = view_with("web", Ipv4Addr::new(198, 19, 0, 1));
+    view.write()
+        .unwrap()
+        .clients
+        .insert(Ipv4Addr::new(127, 0, 0, 2));
+    let server = DnsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        view,
+        "cluster.local",
+        &[],
+        Some(peers.path()),
+    )
+    .unwrap();
+    let name = "web.default.svc.cluster.local.";
+    for (from, want) in [
+        ("127.0.0.2", [198, 19, 0, 1]),
+        ("127.0.0.3", [198, 19, 9, 9]),
+        // A client nobody claims: this view first.
+        ("127.0.0.4", [198, 19, 0, 1]),
+    ] {
+        let m = ask_from(from, server.local_addr(), name).await.unwrap();
+        assert_eq!(first_address(&m), Some(Ipv4Addr::from(want)), "from {from}");
+    }
 }
 
 #[tokio::test]

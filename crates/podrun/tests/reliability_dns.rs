@@ -25,10 +25,10 @@ fn manifest(dir: &str) -> String {
         r#"apiVersion: v1
 kind: Service
 metadata:
-  name: web
+  name: lowmac
 spec:
   selector:
-    app: web
+    app: lowmac
   ports:
   - port: 80
     targetPort: http
@@ -38,7 +38,7 @@ kind: Pod
 metadata:
   name: server
   labels:
-    app: web
+    app: lowmac
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -96,17 +96,17 @@ wait_file() {
 }
 wait_file "$DIR/start"
 t=$(date +%s%N)
-first=$(getent hosts web | cut -d' ' -f1)
+first=$(getent hosts lowmac | cut -d' ' -f1)
 echo "first-lookup=$first ms=$(ms $t)"
 for i in $(seq 150); do
-  [ "$(curl -sS --max-time 1 http://web/who 2>/dev/null)" = ok ] && break
+  [ "$(curl -sS --max-time 1 http://lowmac/who 2>/dev/null)" = ok ] && break
   sleep 0.2
 done
-[ "$(curl -sS --max-time 2 http://web/who)" = ok ] || { echo "Service never answered"; exit 1; }
+[ "$(curl -sS --max-time 2 http://lowmac/who)" = ok ] || { echo "Service never answered"; exit 1; }
 touch "$DIR/phase1"
 wait_file "$DIR/go"
 t=$(date +%s%N)
-ip=$(getent hosts web.default.svc.cluster.local | cut -d' ' -f1)
+ip=$(getent hosts lowmac.default.svc.cluster.local | cut -d' ' -f1)
 echo "after-lookup=$ip ms=$(ms $t)"
 [ -n "$ip" ] || exit 1
 t=$(date +%s%N)

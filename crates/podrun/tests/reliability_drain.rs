@@ -25,7 +25,7 @@ apiVersion: v1
 kind: Pod
 metadata:
   name: {name}
-  labels: {{app: web}}
+  labels: {{app: drain}}
 spec:
   terminationGracePeriodSeconds: 10
   containers:
@@ -48,9 +48,9 @@ fn manifest(dir: &str) -> String {
     let mut m = String::from(
         r#"apiVersion: v1
 kind: Service
-metadata: {name: web}
+metadata: {name: drain}
 spec:
-  selector: {app: web}
+  selector: {app: drain}
   ports:
   - {name: http, port: 80, targetPort: http}
 "#,
@@ -97,7 +97,7 @@ for i in range(n):
         os.rename(d + "/midload.tmp", d + "/midload")
     try:
         if conn is None:
-            conn = http.client.HTTPConnection("web", 80, timeout=5)
+            conn = http.client.HTTPConnection("drain", 80, timeout=5)
         conn.request("GET", "/who")
         r = conn.getresponse()
         body = r.read().decode()

@@ -474,7 +474,7 @@ impl Services {
             return;
         };
         let file = dir.join(std::process::id().to_string());
-        if view.services.is_empty() && view.hostnames.is_empty() {
+        if view.is_empty() {
             let _ = std::fs::remove_file(&file);
             return;
         }
