@@ -171,11 +171,29 @@ run_pids+=("$!")
 wait "$!" || final_rc=$?
 
 # What the soak made, from the ledger.
-field() { jq -r "select(.$1 != null) | .$1" "$ledger" 2>/dev/null | sort -u; }
+field() { # KEY: every value of KEY in the ledger's records (a record a line)
+  python3 - "$ledger" "$1" <<'PY' | sort -u
+import json, sys
+path, key = sys.argv[1], sys.argv[2]
+try:
+    lines = open(path).read().splitlines()
+except FileNotFoundError:
+    lines = []
+for line in lines:
+    try:
+        value = json.loads(line).get(key)
+    except ValueError:
+        continue  # a record copied while it was being replaced
+    if isinstance(value, list):
+        print(" ".join(str(v) for v in value))
+    elif value is not None:
+        print(value)
+PY
+}
 netns=$(field netns)
 veths=$(field veth)
 uids=$(field uid)
-inits=$(jq -r 'select(.init != null) | "\(.init[0]) \(.init[1])"' "$ledger" 2>/dev/null | sort -u)
+inits=$(field init)
 
 leaks=0
 report() { # CATEGORY ITEMS...
