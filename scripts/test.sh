@@ -10,3 +10,7 @@ cargo nextest run --workspace --locked --no-fail-fast
 cargo test --workspace --doc --locked
 # Coverage-guided fuzzing of the proxy's first-bytes path, 15 s per target (docs/fuzzing.md).
 scripts/fuzz.sh 15
+# Manifests through parsing, injection, defaulting and validation (docs/reliability.md).
+scripts/fuzz.sh 15 manifest
+# Churn with kills at a small size; nothing may be left behind (docs/reliability.md).
+scripts/soak.sh 40 10

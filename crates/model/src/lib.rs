@@ -27,9 +27,14 @@ pub use defaults::{
 pub use env::{ALL_KEYS, EnvSource, container_argv, container_env, container_env_from, expand};
 pub use field::{ErrorKind, FieldError, Invalid};
 pub use object::{Object, SUPPORTED_KINDS};
-pub use parse::{ParseError, ParseErrorKind, decode_object, parse_manifests};
+pub use parse::{
+    ParseError, ParseErrorKind, decode_object, no_objects_message, parse_manifest_bytes,
+    parse_manifests,
+};
 pub use validation::{
-    admit_job, admit_pod, admit_service, validate_job, validate_pod, validate_pod_spec_at,
+    MAX_ANNOTATION_BYTES, admit_config_map, admit_deployment, admit_job, admit_pod,
+    admit_replica_set, admit_secret, admit_service, validate_config_map, validate_deployment,
+    validate_job, validate_pod, validate_pod_spec_at, validate_replica_set, validate_secret,
     validate_service,
 };
 

@@ -78,6 +78,16 @@ pub enum ParseErrorKind {
         /// Every unknown field path, e.g. `spec.containers[0].imagee`.
         fields: Vec<String>,
     },
+    /// A value the API server's decoder refuses (a resource quantity that does
+    /// not parse, …).
+    Value {
+        /// The document's `apiVersion`.
+        api_version: String,
+        /// The document's `kind`.
+        kind: String,
+        /// The decoder's message.
+        message: String,
+    },
     /// A field has the wrong type (a string where a number belongs, …).
     Decode {
         /// The document's `apiVersion`.
@@ -123,6 +133,14 @@ impl ParseError {
                     list.join(", ")
                 ))
             }
+            ParseErrorKind::Value {
+                api_version,
+                kind,
+                message,
+            } => Some(format!(
+                "{kind} in version {} cannot be handled as a {kind}: {message}",
+                crate::field::quote(version_part(api_version)),
+            )),
             ParseErrorKind::Decode {
                 api_version,
                 kind,
@@ -211,7 +229,9 @@ impl fmt::Display for ParseError {
                 crate::field::quote(kind),
                 crate::field::quote(api_version),
             ),
-            ParseErrorKind::UnknownFields { .. } | ParseErrorKind::Decode { .. } => {
+            ParseErrorKind::UnknownFields { .. }
+            | ParseErrorKind::Decode { .. }
+            | ParseErrorKind::Value { .. } => {
                 let msg = self.server_message().unwrap_or_default();
                 write!(f, "error when creating {}: {msg}", crate::field::quote(src))
             }
@@ -237,6 +257,35 @@ pub fn parse_manifests(text: &str, source: &str) -> Result<Vec<Object>, ParseErr
         decode_into(doc, source, &mut out)?;
     }
     Ok(out)
+}
+
+/// [`parse_manifests`] for raw file bytes: text that is not UTF-8 gets the YAML
+/// decoder's error (`invalid leading UTF-8 octet`) at the first bad byte's line and
+/// column, as kubectl reports it.
+pub fn parse_manifest_bytes(bytes: &[u8], source: &str) -> Result<Vec<Object>, ParseError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_manifests(text, source),
+        Err(e) => {
+            let good = &bytes[..e.valid_up_to()];
+            let line = good.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            let start = good.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = (e.valid_up_to() - start) as u64 + 1;
+            let message = if e.error_len().is_some() {
+                "invalid leading UTF-8 octet"
+            } else {
+                "incomplete UTF-8 octet sequence"
+            };
+            Err(ParseError::new(
+                source,
+                ParseErrorKind::Syntax {
+                    format: "YAML",
+                    line: Some(line),
+                    column: Some(column),
+                    message: message.into(),
+                },
+            ))
+        }
+    }
 }
 
 /// Decodes one JSON document (as a request body or one manifest document) into
@@ -411,6 +460,16 @@ fn decode_typed(
                 },
             ));
         }
+        if let Some(message) = first_bad_quantity(&back) {
+            return Err(ParseError::new(
+                source,
+                ParseErrorKind::Value {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    message: message.to_string(),
+                },
+            ));
+        }
         Ok(Box::new(v))
     }
 
@@ -458,6 +517,99 @@ fn decode_typed(
         }
     };
     Ok(o)
+}
+
+/// Upstream `resource.ErrFormatWrong`.
+const QUANTITY_FORMAT: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+/// The decoder's message for the first resource quantity in `typed` (a typed
+/// object serialised back, so every quantity is a string) that
+/// `resource.ParseQuantity` refuses: container `resources` limits and
+/// requests, pod `overhead`, and `emptyDir.sizeLimit`, at any depth.
+fn first_bad_quantity(typed: &Value) -> Option<&'static str> {
+    // Iterative, so no document nests deep enough to exhaust the stack.
+    let mut stack = vec![typed];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(map) => {
+                for (k, child) in map {
+                    let quantities: Vec<&Value> = match (k.as_str(), child) {
+                        ("resources", Value::Object(r)) => ["limits", "requests"]
+                            .iter()
+                            .filter_map(|f| r.get(*f).and_then(Value::as_object))
+                            .flat_map(|m| m.values())
+                            .collect(),
+                        ("overhead", Value::Object(m)) => m.values().collect(),
+                        ("sizeLimit", q) => vec![q],
+                        _ => Vec::new(),
+                    };
+                    for q in quantities {
+                        if let Some(e) = q.as_str().and_then(quantity_error) {
+                            return Some(e);
+                        }
+                    }
+                    stack.push(child);
+                }
+            }
+            Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Why `resource.ParseQuantity` refuses `text`, if it does.
+pub(crate) fn quantity_error(text: &str) -> Option<&'static str> {
+    let s = text.trim();
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let split = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(split);
+    if number.is_empty() {
+        return Some(QUANTITY_FORMAT);
+    }
+    // `[eEinumkKMGTP]*[-+]?[0-9]*`.
+    let letters = suffix
+        .find(|c: char| !"eEinumkKMGTP".contains(c))
+        .unwrap_or(suffix.len());
+    let rest = &suffix[letters..];
+    let digits = rest.strip_prefix(['+', '-']).unwrap_or(rest);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(QUANTITY_FORMAT);
+    }
+    if number.matches('.').count() > 1 || number == "." {
+        return Some("unable to parse numeric part of quantity");
+    }
+    let known = matches!(
+        suffix,
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    ) || suffix
+        .strip_prefix(['e', 'E'])
+        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+        .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
+    (!known).then_some("unable to parse quantity's suffix")
+}
+
+/// What `podrun run` (like `kubectl apply`) says when the files held no
+/// object at all: empty input, only comments, or a bare `---`.
+pub fn no_objects_message(verb: &str) -> String {
+    format!("error: no objects passed to {verb}")
 }
 
 /// Collects paths present (and not null) in `input` but absent from `typed`,

@@ -11,7 +11,7 @@ pub fn read_all(files: &[String]) -> anyhow::Result<Vec<Object>> {
     let mut objects = Vec::new();
     for f in files {
         for (source, text) in read_sources(f)? {
-            let parsed = podrun_model::parse_manifests(&text, &source)
+            let parsed = podrun_model::parse_manifest_bytes(&text, &source)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             objects.extend(parsed);
         }
@@ -19,11 +19,11 @@ pub fn read_all(files: &[String]) -> anyhow::Result<Vec<Object>> {
     Ok(objects)
 }
 
-fn read_sources(arg: &str) -> anyhow::Result<Vec<(String, String)>> {
+fn read_sources(arg: &str) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     if arg == "-" {
-        let mut text = String::new();
+        let mut text = Vec::new();
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut text)
             .context("reading standard input")?;
         return Ok(vec![("STDIN".into(), text)]);
     }
@@ -44,13 +44,12 @@ fn read_sources(arg: &str) -> anyhow::Result<Vec<(String, String)>> {
         return entries
             .into_iter()
             .map(|p| {
-                let text = std::fs::read_to_string(&p)
+                let text = std::fs::read(&p)
                     .with_context(|| format!("the path \"{}\" cannot be read", p.display()))?;
                 Ok((p.display().to_string(), text))
             })
             .collect();
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("the path \"{arg}\" does not exist"))?;
+    let text = std::fs::read(path).with_context(|| format!("the path \"{arg}\" does not exist"))?;
     Ok(vec![(arg.to_string(), text)])
 }

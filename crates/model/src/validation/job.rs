@@ -199,7 +199,7 @@ pub(crate) fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, St
 }
 
 /// Go's `%#v` of a `map[string]string`: keys sorted, values quoted.
-fn go_map(m: &Option<BTreeMap<String, String>>) -> String {
+pub(crate) fn go_map(m: &Option<BTreeMap<String, String>>) -> String {
     match m {
         None => "map[string]string(nil)".to_string(),
         Some(m) => {

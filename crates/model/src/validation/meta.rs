@@ -83,8 +83,25 @@ pub(crate) fn validate_object_meta(
                 errs.push(FieldError::invalid_str(&p, k, m));
             }
         }
+        errs.extend(annotations_size(annotations, &p));
     }
     errs
+}
+
+/// Most bytes all annotations of an object may hold, keys and values together
+/// (upstream `TotalAnnotationSizeLimitB`).
+pub const MAX_ANNOTATION_BYTES: usize = 256 * 1024;
+
+/// Upstream `ValidateAnnotationsSize`: the total of every key and value.
+pub(crate) fn annotations_size(
+    annotations: &BTreeMap<String, String>,
+    path: &Path,
+) -> Option<FieldError> {
+    let total = annotations.iter().fold(0usize, |n, (k, v)| {
+        n.saturating_add(k.len()).saturating_add(v.len())
+    });
+    (total > MAX_ANNOTATION_BYTES)
+        .then(|| crate::validation::config::too_long(path, MAX_ANNOTATION_BYTES))
 }
 
 /// Upstream `maskTrailingDash`: replaces a final `-` with `a` so that a

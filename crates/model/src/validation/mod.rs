@@ -6,10 +6,17 @@
 //! server; several rules (probe timings, pull policy, termination message
 //! policy) only make sense on defaulted objects.
 
+mod apps;
+mod config;
 mod job;
 mod meta;
 mod pod;
+mod pod_ids;
 mod service;
+
+pub use apps::{admit_deployment, admit_replica_set, validate_deployment, validate_replica_set};
+pub use config::{admit_config_map, admit_secret, validate_config_map, validate_secret};
+pub use meta::MAX_ANNOTATION_BYTES;
 
 pub use job::{admit_job, validate_job};
 pub use pod::{admit_pod, validate_pod, validate_pod_spec_at};

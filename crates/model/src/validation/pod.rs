@@ -196,6 +196,7 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &Path, is_pod: bool) -> Er
             )),
         }
     }
+    errs.extend(super::pod_ids::validate_security_ids(spec, path));
     errs
 }
 

@@ -10,7 +10,7 @@
 
 pub mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,10 @@ pub struct DnsView {
     /// `(namespace, subdomain, hostname)` → the pod's IP, for pods whose `subdomain`
     /// names a headless Service that selects them.
     pub hostnames: BTreeMap<(String, String, String), Ipv4Addr>,
+    /// The IPs of this node's pods. Every podrun on the host serves the DNS port, so a
+    /// query may reach another podrun's server; it is answered from the view of the
+    /// podrun whose pod asked, as each podrun is a cluster of its own.
+    pub clients: BTreeSet<Ipv4Addr>,
 }
 
 /// What the cluster DNS says about a name.
@@ -293,8 +297,14 @@ pub fn resolv_conf(pod: &Pod, cluster: &ClusterDns) -> Result<ResolvConf, String
 // === impl DnsView ===
 
 impl DnsView {
-    /// The view as text, one name a line (`svc <ns> <name> <ip,…>` and
-    /// `host <ns> <subdomain> <hostname> <ip>`), for other podruns on the host to read.
+    /// Whether the view has nothing to say (no names, no pods).
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty() && self.hostnames.is_empty() && self.clients.is_empty()
+    }
+
+    /// The view as text, one entry a line (`svc <ns> <name> <ip,…>`,
+    /// `host <ns> <subdomain> <hostname> <ip>` and `client <ip>`), for other podruns on
+    /// the host to read.
     pub fn render(&self) -> String {
         let mut out = String::new();
         for ((ns, name), ips) in &self.services {
@@ -303,6 +313,9 @@ impl DnsView {
         }
         for ((ns, sub, host), ip) in &self.hostnames {
             out.push_str(&format!("host {ns} {sub} {host} {ip}\n"));
+        }
+        for ip in &self.clients {
+            out.push_str(&format!("client {ip}\n"));
         }
         out
     }
@@ -318,6 +331,7 @@ impl DnsView {
                     view.services
                         .insert((ns.to_string(), name.to_string()), ips);
                 }
+                ["client", ip] => view.clients.extend(ip.parse::<Ipv4Addr>().ok()),
                 ["host", ns, sub, host, ip] => {
                     if let Ok(ip) = ip.parse() {
                         view.hostnames

@@ -5,7 +5,8 @@
 //! Forwarding relays the client's own bytes and the upstream's answer unchanged, so
 //! nothing the host resolver says (EDNS, DNSSEC bits, truncation) is lost or re-encoded.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,6 +14,9 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, setsockopt, socket, sockopt,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
@@ -58,9 +62,31 @@ impl DnsServer {
         upstreams: &[SocketAddr],
         peers: Option<&Path>,
     ) -> std::io::Result<Self> {
-        let udp = Arc::new(UdpSocket::bind(addr).await?);
+        Self::bind(addr, view, domain, upstreams, peers)
+    }
+
+    /// [`DnsServer::start`] without awaiting: the sockets are bound when this returns
+    /// (it must be called within a Tokio runtime, which then serves them).
+    ///
+    /// Both sockets may be bound before the address exists on any interface (the bridge
+    /// gets it with the first pod), so the server can answer from the first packet a pod
+    /// ever sends. They share the port with the other podruns on the host
+    /// (`SO_REUSEPORT`): every instance serves, each answering for all of them through
+    /// `peers`, and one exiting leaves the others answering with no gap.
+    pub fn bind(
+        addr: SocketAddr,
+        view: Arc<RwLock<DnsView>>,
+        domain: &str,
+        upstreams: &[SocketAddr],
+        peers: Option<&Path>,
+    ) -> std::io::Result<Self> {
+        let udp = shared_socket(addr, SockType::Datagram)?;
+        let udp = Arc::new(UdpSocket::from_std(std::net::UdpSocket::from(udp))?);
         let addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(addr).await?;
+        let tcp = shared_socket(addr, SockType::Stream)?;
+        nix::sys::socket::listen(&tcp, Backlog::new(128).map_err(std::io::Error::from)?)
+            .map_err(std::io::Error::from)?;
+        let tcp = TcpListener::from_std(std::net::TcpListener::from(tcp))?;
         let shared = Arc::new(Shared {
             view,
             domain: domain.to_string(),
@@ -79,7 +105,7 @@ impl DnsServer {
                     let shared = shared.clone();
                     let udp = udp.clone();
                     tokio::spawn(async move {
-                        if let Some(reply) = shared.answer(&query, false).await {
+                        if let Some(reply) = shared.answer(&query, false, peer).await {
                             let _ = udp.send_to(&reply, peer).await;
                         }
                     });
@@ -90,10 +116,10 @@ impl DnsServer {
             let shared = shared.clone();
             tokio::spawn(async move {
                 loop {
-                    let Ok((stream, _)) = tcp.accept().await else {
+                    let Ok((stream, peer)) = tcp.accept().await else {
                         continue;
                     };
-                    tokio::spawn(serve_tcp(stream, shared.clone()));
+                    tokio::spawn(serve_tcp(stream, peer, shared.clone()));
                 }
             })
         };
@@ -118,8 +144,33 @@ impl Drop for DnsServer {
     }
 }
 
+/// A non-blocking socket bound to `addr` with `SO_REUSEPORT` (shared with the other
+/// podruns' servers) and, for IPv4, `IP_FREEBIND` (bound before the address is up).
+fn shared_socket(addr: SocketAddr, kind: SockType) -> std::io::Result<OwnedFd> {
+    let family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        kind,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    if kind == SockType::Stream {
+        setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    }
+    if addr.is_ipv4() {
+        setsockopt(&fd, sockopt::IpFreebind, &true)?;
+    }
+    nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    Ok(fd)
+}
+
 /// Serves length-prefixed queries on one TCP connection until the client closes it.
-async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn serve_tcp(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     loop {
         let mut len = [0u8; 2];
         if stream.read_exact(&mut len).await.is_err() {
@@ -129,7 +180,7 @@ async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
         if stream.read_exact(&mut query).await.is_err() {
             return;
         }
-        let Some(reply) = shared.answer(&query, true).await else {
+        let Some(reply) = shared.answer(&query, true, peer).await else {
             return;
         };
         let Ok(n) = u16::try_from(reply.len()) else {
@@ -146,9 +197,9 @@ async fn serve_tcp(mut stream: TcpStream, shared: Arc<Shared>) {
 // === impl Shared ===
 
 impl Shared {
-    /// The reply bytes for one query, or `None` when there is nothing to say (garbage in,
-    /// or every upstream silent).
-    async fn answer(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    /// The reply bytes for one query from `client`, or `None` when there is nothing to
+    /// say (garbage in, or every upstream silent).
+    async fn answer(&self, query: &[u8], tcp: bool, client: SocketAddr) -> Option<Vec<u8>> {
         let request = match Message::from_vec(query) {
             Ok(m) => m,
             Err(_) => {
@@ -168,14 +219,7 @@ impl Shared {
             return self.reply(&request, ResponseCode::NotImp, Vec::new());
         }
         let name = q.name().to_ascii();
-        let lookup = {
-            let view = self.view.read().unwrap_or_else(|e| e.into_inner());
-            view.lookup(&name, &self.domain)
-        };
-        let lookup = match lookup {
-            Lookup::NxDomain => self.lookup_peers(&name).unwrap_or(Lookup::NxDomain),
-            other => other,
-        };
+        let lookup = self.lookup(&name, client.ip());
         match lookup {
             Lookup::Forward => self
                 .forward(query, tcp)
@@ -199,23 +243,58 @@ impl Shared {
         }
     }
 
-    /// The first answer a live peer's published view has for `name`.
-    fn lookup_peers(&self, name: &str) -> Option<Lookup> {
-        let dir = self.peers.as_ref()?;
+    /// What `name` is for a query from `client`: the view of the podrun whose pod asked
+    /// (this one's, or a live peer's published one), and for a client no podrun claims,
+    /// this view and then the first live peer that knows the name.
+    fn lookup(&self, name: &str, client: IpAddr) -> Lookup {
+        let (own, mine) = {
+            let view = self.view.read().unwrap_or_else(|e| e.into_inner());
+            let mine = matches!(client, IpAddr::V4(ip) if view.clients.contains(&ip));
+            (view.lookup(name, &self.domain), mine)
+        };
+        if mine {
+            return own;
+        }
+        let peers = self.peer_views();
+        if let IpAddr::V4(ip) = client
+            && let Some(owner) = peers.iter().find(|v| v.clients.contains(&ip))
+        {
+            return owner.lookup(name, &self.domain);
+        }
+        match own {
+            Lookup::NxDomain => peers
+                .iter()
+                .map(|v| v.lookup(name, &self.domain))
+                .find(|l| matches!(l, Lookup::Found(_)))
+                .unwrap_or(Lookup::NxDomain),
+            other => other,
+        }
+    }
+
+    /// The views live peers have published (a file left by a podrun that died says
+    /// nothing any more).
+    fn peer_views(&self) -> Vec<DnsView> {
+        let Some(dir) = self.peers.as_ref() else {
+            return Vec::new();
+        };
         let own = std::process::id().to_string();
-        std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
-            let pid = entry.file_name().to_string_lossy().into_owned();
-            // A file left by a podrun that died says nothing any more.
-            if pid == own || pid.parse::<u32>().is_err() || !Path::new("/proc").join(&pid).exists()
-            {
-                return None;
-            }
-            let text = std::fs::read_to_string(entry.path()).ok()?;
-            match DnsView::parse(&text).lookup(name, &self.domain) {
-                found @ Lookup::Found(_) => Some(found),
-                _ => None,
-            }
-        })
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                if pid == own
+                    || pid.parse::<u32>().is_err()
+                    || !Path::new("/proc").join(&pid).exists()
+                {
+                    return None;
+                }
+                let text = std::fs::read_to_string(entry.path()).ok()?;
+                Some(DnsView::parse(&text))
+            })
+            .collect()
     }
 
     fn reply(

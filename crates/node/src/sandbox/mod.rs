@@ -652,9 +652,13 @@ fn ensure_bridge(nl: &mut Netlink, cidr: &Ipv4Cidr) -> Result<(u32, bool), Sandb
         return Ok((index, true));
     }
     let index = match nl.link_index(BRIDGE).map_err(step("find bridge"))? {
-        Some(i) => i,
+        Some(i) => {
+            pin_bridge_address(nl, i)?;
+            i
+        }
         None => {
-            nl.create_bridge(BRIDGE).map_err(step("create bridge"))?;
+            nl.create_bridge(BRIDGE, BRIDGE_MAC)
+                .map_err(step("create bridge"))?;
             nl.link_index(BRIDGE)
                 .map_err(step("find bridge"))?
                 .ok_or_else(|| SandboxError::Setup {
@@ -668,6 +672,43 @@ fn ensure_bridge(nl: &mut Netlink, cidr: &Ipv4Cidr) -> Result<(u32, bool), Sandb
     nl.set_up(index).map_err(step("set bridge up"))?;
     *ready = Some((index, *cidr));
     Ok((index, false))
+}
+
+/// The bridge's own hardware address: locally administered, unicast, and the same on
+/// every host, so the gateway's address never depends on which pods are attached.
+pub const BRIDGE_MAC: [u8; 6] = [0x02, 0x70, 0x6f, 0x64, 0x00, 0x01];
+
+/// `addr_assign_type` of an address the user set (`NET_ADDR_SET`).
+const NET_ADDR_SET: &str = "3";
+
+/// Makes an existing bridge keep the address it has now, if nothing set it yet: a bridge
+/// made by an older podrun (or by hand) without one follows its lowest port's address,
+/// so when that pod leaves, the gateway's address changes under every other pod. Pinning
+/// the current address (rather than [`BRIDGE_MAC`]) leaves the pods already attached
+/// with a correct ARP entry.
+fn pin_bridge_address(nl: &mut Netlink, index: u32) -> Result<(), SandboxError> {
+    let sys = Path::new("/sys/class/net").join(BRIDGE);
+    let kind = std::fs::read_to_string(sys.join("addr_assign_type")).unwrap_or_default();
+    if kind.trim() == NET_ADDR_SET {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(sys.join("address")).map_err(step("read bridge address"))?;
+    let mac = parse_mac(text.trim())
+        .filter(|m| *m != [0; 6])
+        .unwrap_or(BRIDGE_MAC);
+    tracing::info!(bridge = BRIDGE, address = %text.trim(), "pinning the bridge's address");
+    nl.set_address(index, mac)
+        .map_err(step("set bridge address"))
+}
+
+/// `aa:bb:cc:dd:ee:ff` as six bytes.
+fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut out {
+        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
 }
 
 /// Drops the remembered bridge so the next [`ensure_bridge`] looks it up again.

@@ -28,6 +28,7 @@ const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
 const IFLA_LINKINFO: u16 = 18;
@@ -289,11 +290,18 @@ impl Netlink {
         }
     }
 
-    /// Creates bridge `name` and sets it up. Returns false if it already existed.
-    pub fn create_bridge(&mut self, name: &str) -> io::Result<bool> {
+    /// Creates bridge `name` with the hardware address `mac` and sets it up. Returns
+    /// false if it already existed.
+    ///
+    /// A bridge made without an address of its own takes the lowest address among its
+    /// ports and changes it whenever that port leaves; one given at creation is kept
+    /// (the kernel marks it as set), so the gateway's address in every pod's ARP cache
+    /// stays right while pods come and go.
+    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6]) -> io::Result<bool> {
         let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.ifinfo(0, IFF_UP, IFF_UP);
         m.attr_str(IFLA_IFNAME, name);
+        m.attr(IFLA_ADDRESS, &mac);
         m.begin(IFLA_LINKINFO);
         m.attr_str(IFLA_INFO_KIND, "bridge");
         m.end();
@@ -350,6 +358,15 @@ impl Netlink {
         results.next().unwrap_or(Ok(()))?;
         results.next().map(ipv6_optional).unwrap_or(Ok(()))?;
         results.next().unwrap_or(Ok(()))
+    }
+
+    /// Sets link `index`'s hardware address to `mac`. The kernel then counts it as set by
+    /// the user: a bridge keeps it whatever ports come and go.
+    pub fn set_address(&mut self, index: u32, mac: [u8; 6]) -> io::Result<()> {
+        let mut m = Message::new(RTM_NEWLINK, 0);
+        m.ifinfo(index, 0, 0);
+        m.attr(IFLA_ADDRESS, &mac);
+        self.request(m).map(drop)
     }
 
     /// Sets link `index` up.
@@ -675,7 +692,7 @@ mod tests {
 
     /// A bridge and veth pairs `<name>`/`<name>p` in the calling thread's namespace.
     fn pairs(nl: &mut Netlink, names: &[&str]) {
-        nl.create_bridge("br").unwrap();
+        nl.create_bridge("br", [0x02, 0, 0, 0, 0, 1]).unwrap();
         let br = nl.link_index("br").unwrap().unwrap();
         let here = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
         for name in names {

@@ -287,18 +287,20 @@ impl Services {
     }
 
     /// Follows node events until the channel closes: every pod change may change
-    /// endpoints. The cluster DNS is started on `dns_addr` when the first pod with an
-    /// address in the pod CIDR (a sandboxed pod) shows up.
+    /// endpoints. The cluster DNS on `dns_addr` is listening when this returns (before
+    /// any pod's first container can start), even if the bridge does not have the
+    /// address yet; it shares the port with the other podruns on the host.
     pub fn follow(
         self: Arc<Self>,
         mut events: broadcast::Receiver<NodeEvent>,
         dns_addr: Option<SocketAddr>,
     ) -> tokio::task::JoinHandle<()> {
+        let started = dns_addr.is_some_and(|addr| self.start_dns_now(addr));
         tokio::spawn(async move {
-            // Set once a sandboxed pod was seen: from then on the DNS server must run.
-            let mut dns_wanted = false;
-            // While another podrun holds the address, it is retried every second, so
-            // the names stay served when that podrun exits.
+            // Set while the DNS server should run but could not be started.
+            let mut dns_wanted = dns_addr.is_some() && !started;
+            // A server that could not bind (the address taken by something that does not
+            // share it) is retried every second.
             let mut retry = tokio::time::interval(std::time::Duration::from_secs(1));
             retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -310,7 +312,7 @@ impl Services {
                     },
                     _ = retry.tick(), if dns_wanted => {
                         if let Some(addr) = dns_addr {
-                            self.start_dns_quietly(addr).await;
+                            dns_wanted = !self.start_dns_now(addr);
                         }
                         continue;
                     }
@@ -320,8 +322,7 @@ impl Services {
                         if let Some(addr) = dns_addr
                             && self.is_sandboxed(&pod)
                         {
-                            dns_wanted = true;
-                            self.start_dns_quietly(addr).await;
+                            dns_wanted = !self.start_dns_now(addr);
                         }
                         // iptables runs as a child process: keep it off the async workers.
                         let this = self.clone();
@@ -344,18 +345,24 @@ impl Services {
         })
     }
 
-    /// Starts the DNS server if it does not run; a failure is reported once.
-    async fn start_dns_quietly(&self, addr: SocketAddr) {
+    /// Starts the DNS server if it does not run; a failure is reported once. Returns
+    /// whether it runs.
+    fn start_dns_now(&self, addr: SocketAddr) -> bool {
         // After shutdown the server stays down, whatever events still arrive.
         if self.stopped.load(std::sync::atomic::Ordering::Relaxed) {
-            return;
+            return false;
         }
-        if let Err(e) = self.ensure_dns(addr).await
-            && !self
-                .dns_failed
-                .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::warn!(%addr, %e, "cannot start cluster DNS (retrying)");
+        match self.ensure_dns_now(addr) {
+            Ok(_) => true,
+            Err(e) => {
+                if !self
+                    .dns_failed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(%addr, %e, "cannot start cluster DNS (retrying)");
+                }
+                false
+            }
         }
     }
 
@@ -370,6 +377,11 @@ impl Services {
     /// Starts the cluster DNS server on `addr` unless it runs already. Upstreams are the
     /// host's resolvers from `/etc/resolv.conf`.
     pub async fn ensure_dns(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
+        self.ensure_dns_now(addr)
+    }
+
+    /// [`Services::ensure_dns`] without awaiting (within a Tokio runtime).
+    fn ensure_dns_now(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         if let Some(s) = self
             .dns_server
             .lock()
@@ -384,14 +396,13 @@ impl Services {
             .into_iter()
             .map(|ip| SocketAddr::new(ip, 53))
             .collect();
-        let server = DnsServer::start(
+        let server = DnsServer::bind(
             addr,
             self.dns.clone(),
             CLUSTER_DOMAIN,
             &upstreams,
             self.config.dns_share.as_deref(),
-        )
-        .await?;
+        )?;
         let local = server.local_addr();
         let mut slot = self.dns_server.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have won the race while we bound; keep theirs.
@@ -463,7 +474,7 @@ impl Services {
             return;
         };
         let file = dir.join(std::process::id().to_string());
-        if view.services.is_empty() && view.hostnames.is_empty() {
+        if view.is_empty() {
             let _ = std::fs::remove_file(&file);
             return;
         }

@@ -100,6 +100,12 @@ pub fn plan<'a>(
 ) -> Plan {
     let mut out = Plan::default();
     let mut sorted_pods: Vec<&Pod> = pods.into_iter().collect();
+    // hostNetwork pods have the host's address, which no podrun can claim as its own.
+    out.dns.clients = sorted_pods
+        .iter()
+        .filter(|p| p.spec.as_ref().and_then(|s| s.host_network) != Some(true))
+        .filter_map(|p| p.status.as_ref()?.pod_ip.as_deref()?.parse().ok())
+        .collect();
     sorted_pods.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });

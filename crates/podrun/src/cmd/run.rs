@@ -56,6 +56,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             return Ok(2);
         }
     };
+    if objects.is_empty() {
+        eprintln!("{}", podrun_model::no_objects_message("run"));
+        return Ok(2);
+    }
     let mut notes = Vec::new();
     let objects = match crate::mesh::inject_all(objects, args.inject, &mut notes) {
         Ok(o) => o,
@@ -118,6 +122,18 @@ fn admit(objects: Vec<Object>) -> Result<Admitted, Vec<String>> {
             Object::Job(job) => podrun_model::admit_job(*job).map(|j| Object::Job(Box::new(j))),
             Object::Service(svc) => {
                 podrun_model::admit_service(*svc).map(|s| Object::Service(Box::new(s)))
+            }
+            Object::Deployment(d) => {
+                podrun_model::admit_deployment(*d).map(|d| Object::Deployment(Box::new(d)))
+            }
+            Object::ReplicaSet(rs) => {
+                podrun_model::admit_replica_set(*rs).map(|r| Object::ReplicaSet(Box::new(r)))
+            }
+            Object::ConfigMap(cm) => {
+                podrun_model::admit_config_map(*cm).map(|c| Object::ConfigMap(Box::new(c)))
+            }
+            Object::Secret(s) => {
+                podrun_model::admit_secret(*s).map(|s| Object::Secret(Box::new(s)))
             }
             other => Ok(other),
         };
