@@ -13,20 +13,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
 use crate::backoff::{Backoff, go_duration};
 use crate::init::{InitState, InitView, decide_init};
 use crate::probes::{Probes, Verdict};
+use crate::restart::RestartPolicy;
 use crate::slot::{Instance, Kind, LastEvent, PostStart, Slot, SlotSpec, Terminated, Waiting};
 use crate::status::{self, Condition, PodIdentity, phase};
 use crate::termination::{Kill, KillCause, KillEffect};
 use crate::{
     Action, ContainerId, ExitStatus, HookKind, ProbeKind, ProbeResult, StopSignal, Time, add_secs,
 };
-
-/// The pod's `restartPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Policy {
-    Always,
-    OnFailure,
-    Never,
-}
 
 /// Why the pod is being terminated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +28,20 @@ pub enum TerminationCause {
     Deleted,
     /// No regular container is running and none will be started again.
     Completed,
-    /// A regular init container failed under pod policy `Never`.
+    /// A regular init container failed and will not be restarted.
     InitFailed,
     /// `activeDeadlineSeconds` ran out.
     DeadlineExceeded,
+}
+
+/// A `RestartAllContainers` in progress (cleanup: killing every container).
+#[derive(Clone, Copy, Debug)]
+struct RestartAll {
+    /// `Initialized` was True when it began; it stays True throughout.
+    initialized: bool,
+    /// A sync after the trigger's has run: the status with the condition True and the
+    /// trigger's real exit was published before anything is removed.
+    published: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +63,7 @@ pub struct PodMachine {
     pod_name: String,
     namespace: String,
     uid: String,
-    policy: Policy,
+    policy: RestartPolicy,
     tgps: i64,
     active_deadline: Option<Time>,
     has_sidecars: bool,
@@ -74,6 +77,13 @@ pub struct PodMachine {
     start_lock: Option<ContainerId>,
     termination: Option<Termination>,
     deadline_exceeded: bool,
+    /// The pod's spec has a `RestartAllContainers` rule (the condition is reported).
+    has_restart_all_rule: bool,
+    /// The cleanup of a `RestartAllContainers` is under way.
+    restart_all: Option<RestartAll>,
+    /// `Initialized` is held True until regular containers run again after a
+    /// `RestartAllContainers`.
+    hold_initialized: bool,
     /// The phase last published; Succeeded/Failed are never left.
     phase: &'static str,
     conditions: Vec<(Condition, Time)>,
@@ -84,11 +94,7 @@ impl PodMachine {
     /// A machine for a validated, defaulted pod, created (admitted) at `now`.
     pub fn new(pod: Pod, now: Time) -> Self {
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = match status::restart_policy(&spec) {
-            "Never" => Policy::Never,
-            "OnFailure" => Policy::OnFailure,
-            _ => Policy::Always,
-        };
+        let policy = RestartPolicy::parse(status::restart_policy(&spec));
         let mut slots = Vec::new();
         for (i, c) in spec.init_containers.iter().flatten().enumerate() {
             let kind = if status::is_sidecar(c) {
@@ -106,6 +112,7 @@ impl PodMachine {
             ));
         }
         let meta = &pod.metadata;
+        let has_restart_all_rule = slots.iter().any(|s| s.spec.restart.has_restart_all_rule());
         let mut machine = PodMachine {
             now,
             start_time: now,
@@ -128,6 +135,9 @@ impl PodMachine {
             start_lock: None,
             termination: None,
             deadline_exceeded: false,
+            has_restart_all_rule,
+            restart_all: None,
+            hold_initialized: false,
             phase: phase::PENDING,
             conditions: Vec::new(),
             status: PodStatus::default(),
@@ -194,6 +204,10 @@ impl PodMachine {
         } else {
             self.release_start_lock(id);
         }
+        if self.restart_all.is_some() && self.termination.is_none() {
+            // It came up while every container is being removed: it goes too.
+            self.kill_for_restart_all(ix);
+        }
         if let Some(t) = self.termination {
             // It came up after termination began: nobody waits for it and it gets
             // whatever is left of the grace period.
@@ -255,13 +269,17 @@ impl PodMachine {
             });
             self.release_start_lock(id);
         }
-        if instance.kill.as_ref().is_some_and(Kill::in_pre_stop) {
+        if instance.kill.as_ref().is_some_and(Kill::pre_stop_running) {
             self.actions.push_back(Action::CancelHook {
                 id,
                 restart_count,
                 hook: HookKind::PreStop,
             });
         }
+        let probe_killed = instance
+            .kill
+            .as_ref()
+            .is_some_and(|k| matches!(k.cause, KillCause::StartupProbe | KillCause::LivenessProbe));
         let slot = &mut self.slots[ix];
         slot.previous = slot.last.take();
         slot.last = Some(Terminated {
@@ -269,6 +287,8 @@ impl PodMachine {
             started_at: instance.started_at,
             finished_at: now,
             exit,
+            probe_killed,
+            restart_all: false,
         });
         slot.last_event = Some(LastEvent::Exited(now));
         self.sync();
@@ -414,6 +434,11 @@ impl PodMachine {
         if !self.deadline_exceeded && !status::is_terminal(self.phase) {
             consider(self.active_deadline);
         }
+        if self.restart_all.is_some() && !self.slots.iter().any(Slot::is_active) {
+            // Every container is gone: remove the records and start again right away
+            // (the kubelet requeues the pod at once after the removals).
+            return Some(self.now);
+        }
         next
     }
 
@@ -529,6 +554,8 @@ impl PodMachine {
             grace,
             deleted: cause == TerminationCause::Deleted,
         });
+        // A deletion during a RestartAllContainers cleanup is an ordinary termination.
+        self.restart_all = None;
         let deadline = add_secs(now, grace);
         for ix in 0..self.slots.len() {
             let slot = &mut self.slots[ix];
@@ -566,11 +593,18 @@ impl PodMachine {
         }
     }
 
-    fn policy_restarts(&self, exit_code: i32) -> bool {
-        match self.policy {
-            Policy::Always => true,
-            Policy::OnFailure => exit_code != 0,
-            Policy::Never => false,
+    /// `ShouldContainerBeRestarted` for an exited instance: the container's own policy
+    /// and rules first, the pod policy otherwise; after a probe kill only whether the
+    /// effective policy is `Never`.
+    fn restarts_after(&self, slot: &Slot, t: &Terminated) -> bool {
+        if t.restart_all {
+            return true;
+        }
+        let restart = &slot.spec.restart;
+        if t.probe_killed {
+            restart.restarts_after_probe_kill(self.policy)
+        } else {
+            restart.should_restart(self.policy, t.exit.exit_code)
         }
     }
 
@@ -587,8 +621,8 @@ impl PodMachine {
             },
             (Some(LastEvent::Exited(_)), Some(t)) => match slot.spec.kind {
                 Kind::Sidecar => true,
-                Kind::RegularInit => t.exit.exit_code != 0 && self.policy != Policy::Never,
-                Kind::Regular => self.policy_restarts(t.exit.exit_code),
+                Kind::RegularInit => t.exit.exit_code != 0 && self.restarts_after(slot, t),
+                Kind::Regular => self.restarts_after(slot, t),
             },
             (Some(LastEvent::Exited(_)), None) => false,
         }
@@ -601,9 +635,10 @@ impl PodMachine {
             }
         } else if slot.starting.is_some() {
             InitState::Creating
-        } else if let Some(t) = &slot.last {
+        } else if let Some(t) = slot.last.as_ref().filter(|t| !t.restart_all) {
             InitState::Exited {
                 exit_code: t.exit.exit_code,
+                restart: self.restarts_after(slot, t),
             }
         } else {
             InitState::Absent
@@ -636,8 +671,11 @@ impl PodMachine {
             self.deadline_exceeded = true;
             self.begin_termination(TerminationCause::DeadlineExceeded, self.tgps);
         }
-        // 3. Start decisions, or the termination order.
-        if self.termination.is_none() {
+        // 3. RestartAllContainers, start decisions, or the termination order.
+        if self.termination.is_none() && !status::is_terminal(self.phase) {
+            self.advance_restart_all();
+        }
+        if self.termination.is_none() && self.restart_all.is_none() {
             self.decide_starts();
         }
         // Not `else`: the start decision may have just begun the termination (natural
@@ -698,13 +736,112 @@ impl PodMachine {
         }
     }
 
+    /// `ShouldAllContainersRestart`: an init or regular container's latest exit matched
+    /// a `RestartAllContainers` rule first.
+    fn restart_all_triggered(&self) -> bool {
+        self.slots.iter().any(|s| {
+            !s.is_active()
+                && matches!(s.last_event, Some(LastEvent::Exited(_)))
+                && s.last.as_ref().is_some_and(|t| {
+                    !t.restart_all && s.spec.restart.triggers_restart_all(t.exit.exit_code)
+                })
+        })
+    }
+
+    /// Phase A of a `RestartAllContainers`: on the trigger, every running init and
+    /// regular container is killed at once (grace 0, no preStop, no ordering); once
+    /// none is left, every container record is removed, leaving the
+    /// `RestartingAllContainers` record, and the pod starts again from its first init
+    /// container in the same sandbox (phase B is the ordinary start decision).
+    fn advance_restart_all(&mut self) {
+        if self.restart_all.is_none() {
+            if !self.restart_all_triggered() {
+                return;
+            }
+            let initialized = self
+                .conditions
+                .iter()
+                .any(|(c, _)| c.type_ == status::INITIALIZED && c.status);
+            self.restart_all = Some(RestartAll {
+                initialized,
+                published: false,
+            });
+            for ix in 0..self.slots.len() {
+                self.slots[ix].retry_at = None;
+                self.kill_for_restart_all(ix);
+            }
+            return;
+        }
+        if let Some(ra) = self.restart_all.as_mut() {
+            ra.published = true;
+        }
+        if self.slots.iter().any(Slot::is_active) {
+            return;
+        }
+        // Cleanup done: remove every record.
+        let now = self.now;
+        for slot in &mut self.slots {
+            if slot.last.is_none() {
+                // Never created: nothing to remove.
+                continue;
+            }
+            let record = Terminated::removed_by_restart_all(slot.next_restart_count, now);
+            slot.previous = None;
+            slot.last = Some(record);
+            slot.last_event = None;
+            slot.waiting = None;
+            slot.retry_at = None;
+        }
+        if let Some(ra) = self.restart_all.take() {
+            self.hold_initialized = ra.initialized;
+        }
+    }
+
+    /// Kills slot `ix`'s running instance for a `RestartAllContainers`.
+    fn kill_for_restart_all(&mut self, ix: usize) {
+        let id = self.slots[ix].id;
+        let now = self.now;
+        let Some(instance) = self.slots[ix].current.as_mut() else {
+            return;
+        };
+        let rc = instance.restart_count;
+        let post_start_running = instance.post_start == PostStart::Running;
+        if post_start_running {
+            instance.post_start = PostStart::Failed;
+        }
+        let mut effects = Vec::new();
+        let already = match instance.kill.as_mut() {
+            // Already being stopped: it must not outlive the restart's own kill.
+            Some(kill) => {
+                kill.cause = KillCause::RestartAllContainers;
+                kill.cap(now, now);
+                kill.handle_timeout(now, &mut effects);
+                true
+            }
+            None => false,
+        };
+        if post_start_running {
+            self.actions.push_back(Action::CancelHook {
+                id,
+                restart_count: rc,
+                hook: HookKind::PostStart,
+            });
+            self.release_start_lock(id);
+        }
+        if already {
+            self.apply_effects(ix, rc, effects);
+        } else {
+            self.kill_instance(ix, KillCause::RestartAllContainers, 0, false, false);
+        }
+    }
+
     fn decide_starts(&mut self) {
         let views: Vec<InitView> = self.slots[..self.n_init]
             .iter()
             .map(|s| self.init_view(s))
             .collect();
         let regular_exists = self.slots[self.n_init..].iter().any(Slot::is_active);
-        let decision = decide_init(&views, regular_exists, self.policy == Policy::Never);
+        let decision = decide_init(&views, regular_exists);
         if decision.kill_pod {
             self.begin_termination(TerminationCause::InitFailed, self.tgps);
             return;
@@ -801,12 +938,28 @@ impl PodMachine {
             phase = phase::FAILED;
         }
         self.phase = phase;
+        if self.hold_initialized
+            && self.slots[self.n_init..]
+                .iter()
+                .any(|s| s.current.is_some())
+        {
+            // Regular containers run again after a RestartAllContainers.
+            self.hold_initialized = false;
+        }
+        let hold_initialized =
+            self.hold_initialized || self.restart_all.is_some_and(|r| r.initialized);
         let conditions = status::conditions(
             &spec,
             init_statuses,
             regular_statuses,
             phase,
-            !self.finished_with(phase),
+            status::ConditionInputs {
+                sandbox_ready: !self.finished_with(phase),
+                hold_initialized,
+                all_containers_restarting: self
+                    .has_restart_all_rule
+                    .then_some(self.restart_all.is_some()),
+            },
         );
         let now = self.now;
         let previous = std::mem::take(&mut self.conditions);
