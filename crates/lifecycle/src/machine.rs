@@ -93,6 +93,12 @@ pub struct PodMachine {
 impl PodMachine {
     /// A machine for a validated, defaulted pod, created (admitted) at `now`.
     pub fn new(pod: Pod, now: Time) -> Self {
+        Self::with_backoff(pod, now, Backoff::default())
+    }
+
+    /// [`PodMachine::new`] with a crash-loop backoff table of the node's configuration
+    /// (e.g. [`Backoff::with_max`]).
+    pub fn with_backoff(pod: Pod, now: Time, backoff: Backoff) -> Self {
         let spec = pod.spec.clone().unwrap_or_default();
         let policy = RestartPolicy::parse(status::restart_policy(&spec));
         let mut slots = Vec::new();
@@ -130,7 +136,7 @@ impl PodMachine {
             has_sidecars: slots.iter().any(Slot::is_sidecar),
             n_init,
             slots,
-            backoff: Backoff::default(),
+            backoff,
             actions: VecDeque::new(),
             start_lock: None,
             termination: None,
@@ -981,9 +987,17 @@ impl PodMachine {
         } else {
             (None, None)
         };
+        // The kubelet reports the generation of the spec it acted on.
+        let generation = self.pod.metadata.generation;
         self.status = PodStatus {
             phase: Some(phase.to_owned()),
-            conditions: Some(self.conditions.iter().map(|(c, t)| c.to_api(*t)).collect()),
+            conditions: Some(
+                self.conditions
+                    .iter()
+                    .map(|(c, t)| c.to_api(*t, generation))
+                    .collect(),
+            ),
+            observed_generation: generation,
             init_container_statuses: (self.n_init > 0).then(|| init_statuses.to_vec()),
             container_statuses: Some(regular_statuses.to_vec()),
             start_time: Some(ApiTime(self.start_time)),

@@ -372,9 +372,12 @@ impl Condition {
         self
     }
 
-    /// The API condition with the given transition time.
-    pub fn to_api(&self, last_transition: Time) -> PodCondition {
+    /// The API condition with the given transition time; `generation` is the pod's
+    /// `metadata.generation` the kubelet acted on (`AllContainersRestarting` carries
+    /// none).
+    pub fn to_api(&self, last_transition: Time, generation: Option<i64>) -> PodCondition {
         PodCondition {
+            observed_generation: generation.filter(|_| self.type_ != ALL_CONTAINERS_RESTARTING),
             type_: self.type_.to_owned(),
             status: if self.status { "True" } else { "False" }.to_owned(),
             reason: self.reason.map(str::to_owned),

@@ -24,7 +24,10 @@ pub use defaults::{
     default_pod, default_pod_spec, default_probe, default_service, default_volume,
     generate_job_selector,
 };
-pub use env::{ALL_KEYS, EnvSource, container_argv, container_env, container_env_from, expand};
+pub use env::{
+    ALL_KEYS, ENV_FILE_KIND, ENV_FILE_MAX_BYTES, EnvSource, container_argv, container_env,
+    container_env_from, expand, parse_env_file,
+};
 pub use field::{ErrorKind, FieldError, Invalid};
 pub use object::{Object, SUPPORTED_KINDS};
 pub use parse::{ParseError, ParseErrorKind, decode_object, parse_manifests};

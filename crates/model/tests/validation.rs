@@ -666,3 +666,13 @@ fn service_rules() {
         "Service \"web\" is invalid: spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
     );
 }
+
+#[test]
+fn created_pods_get_generation_1_whatever_the_client_sent() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  generation: 7\nspec:\n  containers:\n  - {name: a, image: b}\n";
+    let objs = parse_manifests(text, "t.yaml").unwrap();
+    let Some(Object::Pod(pod)) = objs.into_iter().next() else {
+        panic!("not a pod")
+    };
+    assert_eq!(admit_pod(*pod).unwrap().metadata.generation, Some(1));
+}

@@ -340,9 +340,14 @@ fn probe_name(p: ProbeKind) -> &'static str {
 impl Sim {
     /// A simulation of `pod`, admitted at the pod's creation instant.
     pub fn new(pod: Pod) -> Self {
+        Self::with_backoff(pod, podrun_lifecycle::backoff::Backoff::default())
+    }
+
+    /// [`Sim::new`] on a node whose crash-loop backoff table is `backoff`.
+    pub fn with_backoff(pod: Pod, backoff: podrun_lifecycle::backoff::Backoff) -> Self {
         let now = epoch();
         let mut sim = Sim {
-            machine: PodMachine::new(pod, now),
+            machine: PodMachine::with_backoff(pod, now, backoff),
             now,
             behaviours: HashMap::new(),
             queue: BTreeMap::new(),

@@ -26,6 +26,9 @@ const INIT_FORBIDDEN: &str = "may not be set for init containers without restart
 pub fn admit_pod(mut pod: Pod) -> Result<Pod, Invalid> {
     default_pod(&mut pod);
     validate_pod(&pod)?;
+    // PodObservedGenerationTracking (GA 1.35): a new pod's generation is 1, whatever
+    // the client sent.
+    pod.metadata.generation = Some(1);
     Ok(pod)
 }
 
