@@ -6,189 +6,11 @@
 //! These tests need root (pods run in their own PID and mount namespaces) and fail
 //! loudly without it.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod lifecycle_harness;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
-use podrun_model::{Object, admit_pod, parse_manifests};
-use podrun_node::{Node, NodeEvent};
-
-fn require_root() {
-    assert!(
-        podrun_node::runtime::isolation_available(),
-        "these tests need root (PID and mount namespaces); run them as root like CI does"
-    );
-}
-
-/// A container script: logs `Starting`, then runs `body` (which may use `$RUN`, the
-/// number of this container's earlier runs).
-fn script(name: &str, body: &str) -> String {
-    format!(
-        "LOG=/shared/log; RUN=$(cat $LOG 2>/dev/null | grep -c '^{name} Starting'); \
-         echo \"{name} Starting $(date +%s.%N)\" >> $LOG; {body}"
-    )
-}
-
-/// Body: exit with `code` on the first run (logging `Exiting`), sleep after that.
-fn first_run_exits(name: &str, code: i32) -> String {
-    format!(
-        "if [ \"$RUN\" = 0 ]; then sleep 0.3; echo \"{name} Exiting $(date +%s.%N)\" >> $LOG; \
-         exit {code}; fi; echo \"{name} Started $(date +%s.%N)\" >> $LOG; exec sleep 1000"
-    )
-}
-
-fn sleeps(name: &str) -> String {
-    format!("echo \"{name} Started $(date +%s.%N)\" >> $LOG; exec sleep 1000")
-}
-
-fn container_yaml(name: &str, extra: &str, body: &str) -> String {
-    let cmd = script(name, body).replace('\'', "''");
-    format!(
-        "  - name: {name}\n    image: busybox\n{extra}    command: [sh, -c, '{cmd}']\n    volumeMounts: [{{name: shared, mountPath: /shared}}]\n"
-    )
-}
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    node: Node,
-    events: tokio::sync::broadcast::Receiver<NodeEvent>,
-}
-
-impl Harness {
-    fn new() -> Self {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let (node, _) = Node::open(dir.path()).expect("node opens");
-        let events = node.subscribe();
-        Harness {
-            _dir: dir,
-            node,
-            events,
-        }
-    }
-
-    fn create(&self, yaml: &str) -> Pod {
-        let objs = parse_manifests(yaml, "pod.yaml").expect("manifest parses");
-        let Some(Object::Pod(pod)) = objs.into_iter().next() else {
-            panic!("not a pod")
-        };
-        let pod = admit_pod(*pod).expect("pod admitted");
-        self.node.create_pod(pod).expect("pod created")
-    }
-
-    /// Waits (at most 30 s) for a status of pod `name` that satisfies `done`.
-    async fn wait_for(&mut self, name: &str, what: &str, done: impl Fn(&Pod) -> bool) -> Pod {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last: Option<Pod> = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let event = if left.is_zero() {
-                None
-            } else {
-                tokio::time::timeout(left, self.events.recv()).await.ok()
-            };
-            match event {
-                Some(Ok(NodeEvent::Pod(p) | NodeEvent::PodFinished(p)))
-                    if p.metadata.name.as_deref() == Some(name) =>
-                {
-                    if done(&p) {
-                        return (*p).clone();
-                    }
-                    last = Some((*p).clone());
-                }
-                Some(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                Some(Err(e)) => panic!("event stream ended: {e}"),
-                None => {
-                    let log = last.as_ref().map(|p| lines(&self.log(p)));
-                    panic!(
-                        "timed out waiting for {what}; log {log:?}; last status {:#?}",
-                        last.and_then(|p| p.status)
-                    );
-                }
-            }
-        }
-    }
-
-    /// The shared log once it has at least `n` lines (waits at most 10 s).
-    async fn log_lines(&self, pod: &Pod, n: usize) -> Vec<(String, String, f64)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log(pod);
-            if log.len() >= n || Instant::now() > deadline {
-                return log;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log(&self, pod: &Pod) -> Vec<(String, String, f64)> {
-        let dir = self.node.layout().pod_dir(
-            pod.metadata.namespace.as_deref().unwrap_or("default"),
-            pod.metadata.name.as_deref().unwrap(),
-            pod.metadata.uid.as_deref().unwrap(),
-        );
-        let path: PathBuf = self.node.layout().empty_dir(&dir, "shared").join("log");
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        text.lines()
-            .map(|l| {
-                let mut it = l.split_whitespace();
-                let name = it.next().unwrap_or_default().to_owned();
-                let what = it.next().unwrap_or_default().to_owned();
-                let at = it.next().and_then(|t| t.parse().ok()).unwrap_or(0.0);
-                (name, what, at)
-            })
-            .collect()
-    }
-
-    async fn delete(&mut self, name: &str) {
-        assert!(self.node.delete_pod("default", name, Some(0)));
-        self.wait_for(name, "pod finished", |p| {
-            p.status
-                .as_ref()
-                .is_some_and(|s| matches!(s.phase.as_deref(), Some("Succeeded" | "Failed")))
-        })
-        .await;
-    }
-}
-
-fn statuses(pod: &Pod, init: bool) -> Vec<ContainerStatus> {
-    let st = pod.status.clone().unwrap_or_default();
-    if init {
-        st.init_container_statuses.unwrap_or_default()
-    } else {
-        st.container_statuses.unwrap_or_default()
-    }
-}
-
-fn running_with(pod: &Pod, init: bool, name: &str, restarts: i32) -> bool {
-    statuses(pod, init).iter().any(|s| {
-        s.name == name
-            && s.restart_count == restarts
-            && s.state.as_ref().is_some_and(|st| st.running.is_some())
-    })
-}
-
-/// The lines of one container, in order.
-fn only(seq: &[String], name: &str) -> Vec<String> {
-    seq.iter()
-        .filter(|l| l.split(' ').next() == Some(name))
-        .cloned()
-        .collect()
-}
-
-/// Index of the `nth` (0-based) occurrence of `line`.
-fn pos(seq: &[String], line: &str, nth: usize) -> usize {
-    seq.iter()
-        .enumerate()
-        .filter(|(_, l)| *l == line)
-        .nth(nth)
-        .unwrap_or_else(|| panic!("no {line:?} #{nth} in {seq:?}"))
-        .0
-}
-
-fn lines(log: &[(String, String, f64)]) -> Vec<String> {
-    log.iter().map(|(n, w, _)| format!("{n} {w}")).collect()
-}
+use lifecycle_harness::{
+    Harness, container_yaml, first_run_exits, lines, only, pos, running_with, sleeps, statuses,
+};
 
 fn pod_yaml(name: &str, init: &str, sidecars_and_inits: bool, containers: &str) -> String {
     let inits = if sidecars_and_inits {
@@ -315,19 +137,25 @@ async fn restart_all_containers_from_a_regular_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_all_containers_from_a_sidecar() {
     let mut h = Harness::new();
-    let rule = "    restartPolicy: Always\n    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [7]}}]\n";
-    let sidecar = container_yaml("sidecar", rule, &first_run_exits("sidecar", 7));
+    // The startup probe makes "started" mean "has logged Started", so main's lines
+    // come after the sidecar's in each round.
+    let rule = "    restartPolicy: Always\n    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [7]}}]\n    startupProbe: {exec: {command: [sh, -c, 'test $(grep -c \"^sidecar Started\" /shared/log) -ge $(grep -c \"^sidecar Starting\" /shared/log)']}, periodSeconds: 1, failureThreshold: 30}\n";
+    let body = "echo \"sidecar Started $(date +%s.%N)\" >> $LOG; \
+                if [ \"$RUN\" = 0 ]; then sleep 1; echo \"sidecar Exiting $(date +%s.%N)\" >> $LOG; exit 7; fi; \
+                exec sleep 1000";
+    let sidecar = container_yaml("sidecar", rule, body);
     let containers = container_yaml("main", "", &sleeps("main"));
     let pod = h.create(&pod_yaml("restart-all-sc", &sidecar, true, &containers));
     h.wait_for("restart-all-sc", "sidecar and main running again", |p| {
         running_with(p, true, "sidecar", 1) && running_with(p, false, "main", 1)
     })
     .await;
-    let seq = lines(&h.log_lines(&pod, 8).await);
+    let seq = lines(&h.log_lines(&pod, 9).await);
     assert_eq!(
         only(&seq, "sidecar"),
         [
             "sidecar Starting",
+            "sidecar Started",
             "sidecar Exiting",
             "sidecar Starting",
             "sidecar Started"
@@ -342,10 +170,11 @@ async fn restart_all_containers_from_a_sidecar() {
             "main Started"
         ]
     );
-    // main started after the sidecar in both rounds, and again only after the exit.
-    assert!(pos(&seq, "sidecar Starting", 0) < pos(&seq, "main Starting", 0));
+    // In both rounds main starts after the sidecar started, and the second round only
+    // after the sidecar's exit.
+    assert!(pos(&seq, "sidecar Started", 0) < pos(&seq, "main Starting", 0));
     assert!(pos(&seq, "sidecar Exiting", 0) < pos(&seq, "sidecar Starting", 1));
-    assert!(pos(&seq, "sidecar Starting", 1) < pos(&seq, "main Starting", 1));
+    assert!(pos(&seq, "sidecar Started", 1) < pos(&seq, "main Starting", 1));
     h.delete("restart-all-sc").await;
 }
 
