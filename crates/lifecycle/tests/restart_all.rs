@@ -135,6 +135,7 @@ fn removed_containers_show_restarting_all_containers_until_recreated() {
         assert!(last.started_at.is_none() && last.finished_at.is_none());
         assert!(last.container_id.is_none());
     }
+    sim.check_invariants();
 }
 
 #[test]
@@ -230,6 +231,7 @@ fn restart_all_from_a_sidecar_restarts_sidecar_then_main() {
     let rows: Vec<&str> = sim.watch().iter().map(|w| w.row.status.as_str()).collect();
     assert!(rows.contains(&"RestartingAllContainers"), "{rows:?}");
     assert_eq!(sim.row().restarts, "2");
+    sim.check_invariants();
 }
 
 #[test]
@@ -252,6 +254,7 @@ fn second_container_with_the_same_rule_does_not_cause_a_second_round() {
     assert_eq!(sim.count("start a#"), 2);
     assert_eq!(sim.count("start b#"), 2);
     assert_eq!(sim.phase(), "Running");
+    sim.check_invariants();
 }
 
 #[test]
@@ -292,6 +295,7 @@ fn a_new_failure_after_the_restart_follows_the_normal_rules() {
     assert!(sim.run_to_finish(60.0));
     assert_eq!(sim.expect_time("start init#1"), 3.0);
     assert_eq!(sim.phase(), "Failed");
+    sim.check_invariants();
 }
 
 #[test]

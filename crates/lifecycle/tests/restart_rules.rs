@@ -123,6 +123,7 @@ fn container_policy_never_in_an_always_pod_stays_terminated() {
     assert_eq!(sim.phase(), "Running");
     let row = sim.row();
     assert_eq!((row.ready.as_str(), row.status.as_str()), ("1/2", "Error"));
+    sim.check_invariants();
 }
 
 #[test]
@@ -157,6 +158,7 @@ fn container_policy_on_failure_in_never_pod_crash_loops_with_backoff() {
         Some("CrashLoopBackOff")
     );
     assert_eq!(sim.row().status, "CrashLoopBackOff");
+    sim.check_invariants();
 }
 
 #[test]
@@ -200,6 +202,7 @@ fn init_container_with_own_policy_on_failure_retries_in_a_never_pod() {
     assert_eq!(sim.expect_time("start init#2"), 12.0);
     assert_eq!(sim.expect_time("start main#0"), 13.0);
     assert_eq!(sim.phase(), "Succeeded");
+    sim.check_invariants();
 }
 
 #[test]
@@ -262,6 +265,7 @@ fn liveness_kill_restarts_unless_the_container_policy_is_never() {
             restarts,
             "pod {pod_policy}, container {own:?}"
         );
+        sim.check_invariants();
     }
 }
 
@@ -294,6 +298,7 @@ fn sidecar_crash_in_never_pod_shows_init_crash_loop_back_off() {
     );
     assert_eq!(sim.row().status, "Init:CrashLoopBackOff");
     assert_eq!(sim.phase(), "Running");
+    sim.check_invariants();
 }
 
 #[test]
@@ -317,4 +322,5 @@ fn job_pod_in_place_restarts_never_make_the_pod_failed() {
     );
     assert_eq!(sim.phase(), "Succeeded");
     assert_eq!(regular(&sim, 0).restart_count, 2);
+    sim.check_invariants();
 }
