@@ -37,8 +37,6 @@ pub enum TerminationCause {
 /// A `RestartAllContainers` in progress (cleanup: killing every container).
 #[derive(Clone, Copy, Debug)]
 struct RestartAll {
-    /// `Initialized` was True when it began; it stays True throughout.
-    initialized: bool,
     /// A sync after the trigger's has run: the status with the condition True and the
     /// trigger's real exit was published before anything is removed.
     published: bool,
@@ -81,9 +79,6 @@ pub struct PodMachine {
     has_restart_all_rule: bool,
     /// The cleanup of a `RestartAllContainers` is under way.
     restart_all: Option<RestartAll>,
-    /// `Initialized` is held True until regular containers run again after a
-    /// `RestartAllContainers`.
-    hold_initialized: bool,
     /// The phase last published; Succeeded/Failed are never left.
     phase: &'static str,
     conditions: Vec<(Condition, Time)>,
@@ -143,7 +138,6 @@ impl PodMachine {
             deadline_exceeded: false,
             has_restart_all_rule,
             restart_all: None,
-            hold_initialized: false,
             phase: phase::PENDING,
             conditions: Vec::new(),
             status: PodStatus::default(),
@@ -764,14 +758,7 @@ impl PodMachine {
             if !self.restart_all_triggered() {
                 return;
             }
-            let initialized = self
-                .conditions
-                .iter()
-                .any(|(c, _)| c.type_ == status::INITIALIZED && c.status);
-            self.restart_all = Some(RestartAll {
-                initialized,
-                published: false,
-            });
+            self.restart_all = Some(RestartAll { published: false });
             for ix in 0..self.slots.len() {
                 self.slots[ix].retry_at = None;
                 self.kill_for_restart_all(ix);
@@ -798,9 +785,7 @@ impl PodMachine {
             slot.waiting = None;
             slot.retry_at = None;
         }
-        if let Some(ra) = self.restart_all.take() {
-            self.hold_initialized = ra.initialized;
-        }
+        self.restart_all = None;
     }
 
     /// Kills slot `ix`'s running instance for a `RestartAllContainers`.
@@ -944,16 +929,12 @@ impl PodMachine {
             phase = phase::FAILED;
         }
         self.phase = phase;
-        if self.hold_initialized
-            && self.slots[self.n_init..]
-                .iter()
-                .any(|s| s.current.is_some())
-        {
-            // Regular containers run again after a RestartAllContainers.
-            self.hold_initialized = false;
-        }
-        let hold_initialized =
-            self.hold_initialized || self.restart_all.is_some_and(|r| r.initialized);
+        // Once initialized, a pod is never uninitialized again (the kubelet keeps the
+        // old True, e.g. while a RestartAllContainers runs the init containers again).
+        let hold_initialized = self
+            .conditions
+            .iter()
+            .any(|(c, _)| c.type_ == status::INITIALIZED && c.status);
         let conditions = status::conditions(
             &spec,
             init_statuses,

@@ -531,8 +531,7 @@ pub fn all_containers_restarting_condition(phase: &str, restarting: bool) -> Con
 pub struct ConditionInputs {
     /// The sandbox exists (`PodReadyToStartContainers`).
     pub sandbox_ready: bool,
-    /// `Initialized` was True before a `RestartAllContainers` and stays True until
-    /// regular containers run again.
+    /// `Initialized` was True before: it stays True (a pod is never uninitialized).
     pub hold_initialized: bool,
     /// `Some(restarting)` when the spec has a `RestartAllContainers` rule.
     pub all_containers_restarting: Option<bool>,

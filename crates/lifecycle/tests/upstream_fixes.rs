@@ -234,3 +234,48 @@ fn r141342_replaced_container_does_not_inherit_started_or_ready() {
     assert_eq!(sim.expect_time("is-started sc#1"), 15.0);
     assert!(init(&sim, 0).ready);
 }
+
+#[test]
+fn kep5532_initialized_is_never_taken_back_once_true() {
+    // The regular container never starts (its config is broken) and the sidecar crashes:
+    // before 1.35 Initialized went back to False; the kubelet now keeps the old True.
+    let p = pod("p")
+        .sidecar(container("sc"))
+        .container(container("main"))
+        .build();
+    let mut sim = Sim::new(p)
+        .script(
+            "sc",
+            Behaviour::new().runs(vec![
+                Run::Exit {
+                    after: 5.0,
+                    code: 1,
+                },
+                Run::Exit {
+                    after: 0.0,
+                    code: 1,
+                },
+            ]),
+        )
+        .script(
+            "main",
+            Behaviour::new().start_fails(100, "CreateContainerConfigError"),
+        );
+    let initialized = |sim: &Sim| {
+        sim.machine()
+            .status()
+            .conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Initialized")
+            .unwrap()
+            .status
+    };
+    sim.run_until(1.0);
+    assert_eq!(initialized(&sim), "True");
+    sim.run_until(6.0);
+    assert_eq!(sim.expect_time("exited sc#1 code=1"), 5.0);
+    // The sidecar waits in CrashLoopBackOff, not started; no regular container ran.
+    assert_eq!(init(&sim, 0).started, Some(false));
+    assert_eq!(initialized(&sim), "True");
+}
