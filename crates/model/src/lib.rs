@@ -32,8 +32,8 @@ pub use field::{ErrorKind, FieldError, Invalid};
 pub use object::{Object, SUPPORTED_KINDS};
 pub use parse::{ParseError, ParseErrorKind, decode_object, parse_manifests};
 pub use validation::{
-    admit_job, admit_pod, admit_service, validate_job, validate_pod, validate_pod_spec_at,
-    validate_service,
+    admit_job, admit_pod, admit_service, container_should_restart, validate_job, validate_pod,
+    validate_pod_spec_at, validate_pod_status_update, validate_service,
 };
 
 pub use k8s_openapi;

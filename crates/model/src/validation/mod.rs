@@ -9,8 +9,10 @@
 mod job;
 mod meta;
 mod pod;
+mod pod_status;
 mod service;
 
 pub use job::{admit_job, validate_job};
 pub use pod::{admit_pod, validate_pod, validate_pod_spec_at};
+pub use pod_status::{container_should_restart, validate_pod_status_update};
 pub use service::{admit_service, validate_service};
