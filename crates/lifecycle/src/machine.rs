@@ -384,6 +384,12 @@ impl PodMachine {
     pub fn handle_delete(&mut self, grace_period_seconds: Option<i64>, now: Time) {
         self.advance(now);
         let grace = grace_period_seconds.unwrap_or(self.tgps).max(0);
+        if !self.termination.is_some_and(|t| t.deleted) {
+            // The API server bumps `metadata.generation` when a graceful deletion sets
+            // `deletionTimestamp`; the kubelet then reports that generation.
+            let meta = &mut self.pod.metadata;
+            meta.generation = meta.generation.map(|g| g.saturating_add(1));
+        }
         match self.termination.as_mut() {
             None => self.begin_termination(TerminationCause::Deleted, grace),
             Some(t) => {

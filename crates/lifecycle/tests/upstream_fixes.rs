@@ -279,3 +279,26 @@ fn kep5532_initialized_is_never_taken_back_once_true() {
     assert_eq!(init(&sim, 0).started, Some(false));
     assert_eq!(initialized(&sim), "True");
 }
+
+#[test]
+fn kep5067_graceful_deletion_bumps_the_generation_the_kubelet_reports() {
+    let mut p = pod("p").container(container("main")).build();
+    p.metadata.generation = Some(1);
+    let mut sim = Sim::new(p);
+    sim.delete_at(2.0, Some(30));
+    sim.run_until(1.0);
+    assert_eq!(sim.machine().status().observed_generation, Some(1));
+    sim.run_until(2.0);
+    let st = sim.machine().status();
+    assert_eq!(st.observed_generation, Some(2));
+    assert!(
+        st.conditions
+            .unwrap()
+            .iter()
+            .all(|c| c.observed_generation == Some(2))
+    );
+    // A second deletion request does not bump it again.
+    sim.delete_at(3.0, Some(1));
+    sim.run_until(3.0);
+    assert_eq!(sim.machine().status().observed_generation, Some(2));
+}

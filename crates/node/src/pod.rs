@@ -246,6 +246,8 @@ pub(crate) async fn run_pod(
                     Some(PodCommand::Delete { grace_period_seconds }) => {
                         let now = crate::now();
                         if pod.metadata.deletion_timestamp.is_none() {
+                            // A graceful deletion bumps the generation (as the machine does).
+                            pod.metadata.generation = pod.metadata.generation.map(|g| g.saturating_add(1));
                             pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
                             pod.metadata.deletion_grace_period_seconds = Some(
                                 grace_period_seconds
