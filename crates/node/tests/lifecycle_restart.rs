@@ -8,6 +8,7 @@
 
 mod lifecycle_harness;
 
+use k8s_openapi::api::core::v1::Pod;
 use lifecycle_harness::{
     Harness, container_yaml, first_run_exits, lines, only, pos, running_with, sleeps, statuses,
 };
@@ -213,4 +214,77 @@ async fn restart_all_containers_from_an_init_container() {
     let inits = statuses(&done, true);
     assert_eq!((inits[0].restart_count, inits[1].restart_count), (1, 1));
     h.delete("restart-all-init").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_policy_overrides_the_pod_policy_both_ways() {
+    let mut h = Harness::new();
+    // Own Never in an Always pod: not restarted, the pod ends Failed.
+    let never = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: own-never\nspec:\n  restartPolicy: Always\n  containers:\n  - {name: main, image: busybox, restartPolicy: Never, command: [sh, -c, 'exit 1']}\n";
+    h.create(never);
+    let done = h
+        .wait_for("own-never", "pod failed", |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+        })
+        .await;
+    assert_eq!(statuses(&done, false)[0].restart_count, 0);
+    // Own Always in a Never pod: restarted.
+    let always = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: own-always\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: main, image: busybox, restartPolicy: Always, command: [sh, -c, 'exit 1']}\n";
+    h.create(always);
+    h.wait_for("own-always", "container restarted", |p| {
+        statuses(p, false).iter().any(|s| s.restart_count > 0)
+    })
+    .await;
+    h.delete("own-always").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_all_condition_is_published_true_then_false() {
+    // Upstream's RestartAllContainers e2e without the kubelet restart: a source
+    // container exits 42 once, three others run; the condition is seen True during the
+    // cleanup, False after, and every container restarted and runs again.
+    let mut h = Harness::new();
+    let rule = "    restartPolicy: Never\n    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [42]}}]\n";
+    let mut containers = container_yaml("source", rule, &first_run_exits("source", 42));
+    for i in 0..3 {
+        containers += &container_yaml(&format!("c{i}"), "", &sleeps(&format!("c{i}")));
+    }
+    h.create(&pod_yaml("restart-all-cond", "", false, &containers));
+    let condition = |p: &Pod, want: &str| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "AllContainersRestarting" && c.status == want)
+            })
+    };
+    let during = h
+        .wait_for("restart-all-cond", "AllContainersRestarting=True", |p| {
+            condition(p, "True")
+        })
+        .await;
+    let c = during
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "AllContainersRestarting")
+        .unwrap();
+    assert_eq!(c.reason.as_deref(), Some("RestartAllContainersStarted"));
+    assert_eq!(
+        c.message.as_deref(),
+        Some("container exited with restart policy rule")
+    );
+    let done = h
+        .wait_for("restart-all-cond", "all restarted and running", |p| {
+            condition(p, "False")
+                && statuses(p, false).iter().all(|s| {
+                    s.restart_count > 0 && s.state.as_ref().is_some_and(|st| st.running.is_some())
+                })
+        })
+        .await;
+    assert_eq!(statuses(&done, false).len(), 4);
+    h.delete("restart-all-cond").await;
 }
