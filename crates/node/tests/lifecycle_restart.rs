@@ -288,3 +288,33 @@ async fn restart_all_condition_is_published_true_then_false() {
     assert_eq!(statuses(&done, false).len(), 4);
     h.delete("restart-all-cond").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_completes_after_in_place_restarts_without_counting_failures() {
+    // Addendum §2.8: pod policy Never, container policy OnFailure: the container is
+    // restarted in place; backoffLimit 0 is never reached because the pod never fails.
+    let mut h = Harness::new();
+    let yaml = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: in-place\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      volumes: [{name: shared, emptyDir: {}}]\n      containers:\n      - name: work\n        image: busybox\n        restartPolicy: OnFailure\n        volumeMounts: [{name: shared, mountPath: /shared}]\n        command: [sh, -c, 'if [ ! -e /shared/ran ]; then touch /shared/ran; exit 3; fi; exit 0']\n";
+    h.create_job(yaml);
+    let job = h
+        .wait_for_job("in-place", |j| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True"
+                    })
+                })
+        })
+        .await;
+    let st = job.status.unwrap();
+    let complete = st
+        .conditions
+        .unwrap()
+        .iter()
+        .any(|c| c.type_ == "Complete" && c.status == "True");
+    assert!(complete, "the Job completed");
+    assert_eq!(st.failed.unwrap_or(0), 0);
+    assert_eq!(st.succeeded, Some(1));
+}

@@ -74,6 +74,39 @@ impl Harness {
         self.node.create_pod(pod).expect("pod created")
     }
 
+    /// Creates a Job from `yaml` (admitted as the API server would).
+    pub fn create_job(&self, yaml: &str) {
+        let objs = parse_manifests(yaml, "job.yaml").expect("manifest parses");
+        let Some(Object::Job(job)) = objs.into_iter().next() else {
+            panic!("not a job")
+        };
+        let job = podrun_model::admit_job(*job).expect("job admitted");
+        self.node.create_job(job).expect("job created");
+    }
+
+    /// Waits (at most 30 s) for a status of Job `name` that satisfies `done`.
+    pub async fn wait_for_job(
+        &mut self,
+        name: &str,
+        done: impl Fn(&k8s_openapi::api::batch::v1::Job) -> bool,
+    ) -> k8s_openapi::api::batch::v1::Job {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for job {name}");
+            match tokio::time::timeout(left, self.events.recv()).await {
+                Ok(Ok(NodeEvent::Job(j)))
+                    if j.metadata.name.as_deref() == Some(name) && done(&j) =>
+                {
+                    return (*j).clone();
+                }
+                Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("event stream ended: {e}"),
+                Err(_) => panic!("timed out waiting for job {name}"),
+            }
+        }
+    }
+
     /// Waits (at most 30 s) for a status of pod `name` that satisfies `done`.
     pub async fn wait_for(&mut self, name: &str, what: &str, done: impl Fn(&Pod) -> bool) -> Pod {
         let deadline = Instant::now() + Duration::from_secs(30);
