@@ -140,9 +140,11 @@ async fn restart_all_containers_from_a_sidecar() {
     let mut h = Harness::new();
     // The startup probe makes "started" mean "has logged Started", so main's lines
     // come after the sidecar's in each round.
-    let rule = "    restartPolicy: Always\n    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [7]}}]\n    startupProbe: {exec: {command: [sh, -c, 'test $(grep -c \"^sidecar Started\" /shared/log) -ge $(grep -c \"^sidecar Starting\" /shared/log)']}, periodSeconds: 1, failureThreshold: 30}\n";
-    let body = "echo \"sidecar Started $(date +%s.%N)\" >> $LOG; \
-                if [ \"$RUN\" = 0 ]; then sleep 1; echo \"sidecar Exiting $(date +%s.%N)\" >> $LOG; exit 7; fi; \
+    let rule = "    restartPolicy: Always\n    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [7]}}]\n    startupProbe: {exec: {command: [test, -e, /shared/started]}, periodSeconds: 1, failureThreshold: 30}\n";
+    // The marker exists only while an instance that logged `Started` runs.
+    let body = "echo \"sidecar Started $(date +%s.%N)\" >> $LOG; touch /shared/started; \
+                if [ \"$RUN\" = 0 ]; then sleep 1; rm -f /shared/started; \
+                echo \"sidecar Exiting $(date +%s.%N)\" >> $LOG; exit 7; fi; \
                 exec sleep 1000";
     let sidecar = container_yaml("sidecar", rule, body);
     let containers = container_yaml("main", "", &sleeps("main"));
