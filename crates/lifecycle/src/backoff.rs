@@ -26,7 +26,12 @@ pub const BACKOFF_RESET: SignedDuration = SignedDuration::from_secs(600);
 #[derive(Debug, Default, Clone)]
 pub struct Backoff {
     entries: HashMap<ContainerId, Entry>,
+    /// The kubelet's `crashLoopBackOff.maxContainerRestartPeriod`, if configured.
+    max: Option<SignedDuration>,
 }
+
+/// Shortest `crashLoopBackOff.maxContainerRestartPeriod` the kubelet accepts.
+pub const MIN_MAX_RESTART_PERIOD: SignedDuration = SignedDuration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -37,6 +42,24 @@ struct Entry {
 // === impl Backoff ===
 
 impl Backoff {
+    /// A table whose delays stop growing at `max` (KubeletCrashLoopBackOffMax, on since
+    /// 1.35): the kubelet config `crashLoopBackOff.maxContainerRestartPeriod`, 1s–300s.
+    /// The first delay is then `min(10s, max)`.
+    pub fn with_max(max: SignedDuration) -> Self {
+        Backoff {
+            entries: HashMap::new(),
+            max: Some(max.clamp(MIN_MAX_RESTART_PERIOD, MAX_BACKOFF)),
+        }
+    }
+
+    fn max(&self) -> SignedDuration {
+        self.max.unwrap_or(MAX_BACKOFF)
+    }
+
+    fn initial(&self) -> SignedDuration {
+        INITIAL_BACKOFF.min(self.max())
+    }
+
     /// If a restart of `id`, whose previous instance ended at `event`, must still wait
     /// at `now`: the current delay (for the `back-off <delay>` message) and the instant
     /// the window ends.
@@ -63,9 +86,9 @@ impl Backoff {
     pub fn step(&mut self, id: ContainerId, event: Time, now: Time) {
         let delay = match self.entries.get(&id) {
             Some(entry) if !expired(event, entry.last_update) => {
-                entry.delay.saturating_mul(2).min(MAX_BACKOFF)
+                entry.delay.saturating_mul(2).min(self.max())
             }
-            _ => INITIAL_BACKOFF,
+            _ => self.initial(),
         };
         self.entries.insert(
             id,

@@ -24,6 +24,9 @@ pub enum InitState {
     Exited {
         /// Exit code.
         exit_code: i32,
+        /// For a regular init container that failed: the kubelet restarts it
+        /// (`ContainerShouldRestart`: its own policy and rules, else the pod policy).
+        restart: bool,
     },
 }
 
@@ -41,16 +44,16 @@ pub struct InitView {
 pub struct InitDecision {
     /// Init containers to start, ascending index order.
     pub to_start: Vec<usize>,
-    /// A regular init container failed under pod policy `Never`: the pod must be killed.
+    /// A regular init container failed and will not be restarted: the pod must be
+    /// killed.
     pub kill_pod: bool,
     /// The init sequence reached its end (or a regular container already exists).
     pub initialized: bool,
 }
 
 /// Decides the init step. `regular_exists` is true when any regular container is being
-/// created or is running (exited ones deliberately do not count), `policy_never` when
-/// the pod's `restartPolicy` is `Never`.
-pub fn decide_init(inits: &[InitView], regular_exists: bool, policy_never: bool) -> InitDecision {
+/// created or is running (exited ones deliberately do not count).
+pub fn decide_init(inits: &[InitView], regular_exists: bool) -> InitDecision {
     let mut d = InitDecision {
         initialized: regular_exists || inits.is_empty(),
         ..InitDecision::default()
@@ -82,11 +85,11 @@ pub fn decide_init(inits: &[InitView], regular_exists: bool, policy_never: bool)
                     }
                 }
             }
-            InitState::Exited { exit_code } => {
+            InitState::Exited { exit_code, restart } => {
                 if view.sidecar {
                     d.to_start.push(i);
                 } else if exit_code != 0 {
-                    if policy_never {
+                    if !restart {
                         d.kill_pod = true;
                         d.to_start.clear();
                         return d;

@@ -22,6 +22,7 @@ pub mod backoff;
 pub mod init;
 pub mod print;
 pub mod probes;
+pub mod restart;
 pub mod slot;
 pub mod status;
 pub mod termination;

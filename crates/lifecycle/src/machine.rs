@@ -13,20 +13,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
 use crate::backoff::{Backoff, go_duration};
 use crate::init::{InitState, InitView, decide_init};
 use crate::probes::{Probes, Verdict};
+use crate::restart::RestartPolicy;
 use crate::slot::{Instance, Kind, LastEvent, PostStart, Slot, SlotSpec, Terminated, Waiting};
 use crate::status::{self, Condition, PodIdentity, phase};
 use crate::termination::{Kill, KillCause, KillEffect};
 use crate::{
     Action, ContainerId, ExitStatus, HookKind, ProbeKind, ProbeResult, StopSignal, Time, add_secs,
 };
-
-/// The pod's `restartPolicy`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Policy {
-    Always,
-    OnFailure,
-    Never,
-}
 
 /// Why the pod is being terminated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +28,18 @@ pub enum TerminationCause {
     Deleted,
     /// No regular container is running and none will be started again.
     Completed,
-    /// A regular init container failed under pod policy `Never`.
+    /// A regular init container failed and will not be restarted.
     InitFailed,
     /// `activeDeadlineSeconds` ran out.
     DeadlineExceeded,
+}
+
+/// A `RestartAllContainers` in progress (cleanup: killing every container).
+#[derive(Clone, Copy, Debug)]
+struct RestartAll {
+    /// A sync after the trigger's has run: the status with the condition True and the
+    /// trigger's real exit was published before anything is removed.
+    published: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -60,7 +61,7 @@ pub struct PodMachine {
     pod_name: String,
     namespace: String,
     uid: String,
-    policy: Policy,
+    policy: RestartPolicy,
     tgps: i64,
     active_deadline: Option<Time>,
     has_sidecars: bool,
@@ -74,6 +75,10 @@ pub struct PodMachine {
     start_lock: Option<ContainerId>,
     termination: Option<Termination>,
     deadline_exceeded: bool,
+    /// The pod's spec has a `RestartAllContainers` rule (the condition is reported).
+    has_restart_all_rule: bool,
+    /// The cleanup of a `RestartAllContainers` is under way.
+    restart_all: Option<RestartAll>,
     /// The phase last published; Succeeded/Failed are never left.
     phase: &'static str,
     conditions: Vec<(Condition, Time)>,
@@ -83,12 +88,14 @@ pub struct PodMachine {
 impl PodMachine {
     /// A machine for a validated, defaulted pod, created (admitted) at `now`.
     pub fn new(pod: Pod, now: Time) -> Self {
+        Self::with_backoff(pod, now, Backoff::default())
+    }
+
+    /// [`PodMachine::new`] with a crash-loop backoff table of the node's configuration
+    /// (e.g. [`Backoff::with_max`]).
+    pub fn with_backoff(pod: Pod, now: Time, backoff: Backoff) -> Self {
         let spec = pod.spec.clone().unwrap_or_default();
-        let policy = match status::restart_policy(&spec) {
-            "Never" => Policy::Never,
-            "OnFailure" => Policy::OnFailure,
-            _ => Policy::Always,
-        };
+        let policy = RestartPolicy::parse(status::restart_policy(&spec));
         let mut slots = Vec::new();
         for (i, c) in spec.init_containers.iter().flatten().enumerate() {
             let kind = if status::is_sidecar(c) {
@@ -106,6 +113,7 @@ impl PodMachine {
             ));
         }
         let meta = &pod.metadata;
+        let has_restart_all_rule = slots.iter().any(|s| s.spec.restart.has_restart_all_rule());
         let mut machine = PodMachine {
             now,
             start_time: now,
@@ -123,11 +131,13 @@ impl PodMachine {
             has_sidecars: slots.iter().any(Slot::is_sidecar),
             n_init,
             slots,
-            backoff: Backoff::default(),
+            backoff,
             actions: VecDeque::new(),
             start_lock: None,
             termination: None,
             deadline_exceeded: false,
+            has_restart_all_rule,
+            restart_all: None,
             phase: phase::PENDING,
             conditions: Vec::new(),
             status: PodStatus::default(),
@@ -194,6 +204,10 @@ impl PodMachine {
         } else {
             self.release_start_lock(id);
         }
+        if self.restart_all.is_some() && self.termination.is_none() {
+            // It came up while every container is being removed: it goes too.
+            self.kill_for_restart_all(ix);
+        }
         if let Some(t) = self.termination {
             // It came up after termination began: nobody waits for it and it gets
             // whatever is left of the grace period.
@@ -255,13 +269,17 @@ impl PodMachine {
             });
             self.release_start_lock(id);
         }
-        if instance.kill.as_ref().is_some_and(Kill::in_pre_stop) {
+        if instance.kill.as_ref().is_some_and(Kill::pre_stop_running) {
             self.actions.push_back(Action::CancelHook {
                 id,
                 restart_count,
                 hook: HookKind::PreStop,
             });
         }
+        let probe_killed = instance
+            .kill
+            .as_ref()
+            .is_some_and(|k| matches!(k.cause, KillCause::StartupProbe | KillCause::LivenessProbe));
         let slot = &mut self.slots[ix];
         slot.previous = slot.last.take();
         slot.last = Some(Terminated {
@@ -269,6 +287,8 @@ impl PodMachine {
             started_at: instance.started_at,
             finished_at: now,
             exit,
+            probe_killed,
+            restart_all: false,
         });
         slot.last_event = Some(LastEvent::Exited(now));
         self.sync();
@@ -364,6 +384,12 @@ impl PodMachine {
     pub fn handle_delete(&mut self, grace_period_seconds: Option<i64>, now: Time) {
         self.advance(now);
         let grace = grace_period_seconds.unwrap_or(self.tgps).max(0);
+        if !self.termination.is_some_and(|t| t.deleted) {
+            // The API server bumps `metadata.generation` when a graceful deletion sets
+            // `deletionTimestamp`; the kubelet then reports that generation.
+            let meta = &mut self.pod.metadata;
+            meta.generation = meta.generation.map(|g| g.saturating_add(1));
+        }
         match self.termination.as_mut() {
             None => self.begin_termination(TerminationCause::Deleted, grace),
             Some(t) => {
@@ -413,6 +439,11 @@ impl PodMachine {
         }
         if !self.deadline_exceeded && !status::is_terminal(self.phase) {
             consider(self.active_deadline);
+        }
+        if self.restart_all.is_some() && !self.slots.iter().any(Slot::is_active) {
+            // Every container is gone: remove the records and start again right away
+            // (the kubelet requeues the pod at once after the removals).
+            return Some(self.now);
         }
         next
     }
@@ -529,6 +560,8 @@ impl PodMachine {
             grace,
             deleted: cause == TerminationCause::Deleted,
         });
+        // A deletion during a RestartAllContainers cleanup is an ordinary termination.
+        self.restart_all = None;
         let deadline = add_secs(now, grace);
         for ix in 0..self.slots.len() {
             let slot = &mut self.slots[ix];
@@ -566,11 +599,18 @@ impl PodMachine {
         }
     }
 
-    fn policy_restarts(&self, exit_code: i32) -> bool {
-        match self.policy {
-            Policy::Always => true,
-            Policy::OnFailure => exit_code != 0,
-            Policy::Never => false,
+    /// `ShouldContainerBeRestarted` for an exited instance: the container's own policy
+    /// and rules first, the pod policy otherwise; after a probe kill only whether the
+    /// effective policy is `Never`.
+    fn restarts_after(&self, slot: &Slot, t: &Terminated) -> bool {
+        if t.restart_all {
+            return true;
+        }
+        let restart = &slot.spec.restart;
+        if t.probe_killed {
+            restart.restarts_after_probe_kill(self.policy)
+        } else {
+            restart.should_restart(self.policy, t.exit.exit_code)
         }
     }
 
@@ -587,8 +627,8 @@ impl PodMachine {
             },
             (Some(LastEvent::Exited(_)), Some(t)) => match slot.spec.kind {
                 Kind::Sidecar => true,
-                Kind::RegularInit => t.exit.exit_code != 0 && self.policy != Policy::Never,
-                Kind::Regular => self.policy_restarts(t.exit.exit_code),
+                Kind::RegularInit => t.exit.exit_code != 0 && self.restarts_after(slot, t),
+                Kind::Regular => self.restarts_after(slot, t),
             },
             (Some(LastEvent::Exited(_)), None) => false,
         }
@@ -601,9 +641,10 @@ impl PodMachine {
             }
         } else if slot.starting.is_some() {
             InitState::Creating
-        } else if let Some(t) = &slot.last {
+        } else if let Some(t) = slot.last.as_ref().filter(|t| !t.restart_all) {
             InitState::Exited {
                 exit_code: t.exit.exit_code,
+                restart: self.restarts_after(slot, t),
             }
         } else {
             InitState::Absent
@@ -636,8 +677,11 @@ impl PodMachine {
             self.deadline_exceeded = true;
             self.begin_termination(TerminationCause::DeadlineExceeded, self.tgps);
         }
-        // 3. Start decisions, or the termination order.
-        if self.termination.is_none() {
+        // 3. RestartAllContainers, start decisions, or the termination order.
+        if self.termination.is_none() && !status::is_terminal(self.phase) {
+            self.advance_restart_all();
+        }
+        if self.termination.is_none() && self.restart_all.is_none() {
             self.decide_starts();
         }
         // Not `else`: the start decision may have just begun the termination (natural
@@ -698,13 +742,103 @@ impl PodMachine {
         }
     }
 
+    /// `ShouldAllContainersRestart`: an init or regular container's latest exit matched
+    /// a `RestartAllContainers` rule first.
+    fn restart_all_triggered(&self) -> bool {
+        self.slots.iter().any(|s| {
+            !s.is_active()
+                && matches!(s.last_event, Some(LastEvent::Exited(_)))
+                && s.last.as_ref().is_some_and(|t| {
+                    !t.restart_all && s.spec.restart.triggers_restart_all(t.exit.exit_code)
+                })
+        })
+    }
+
+    /// Phase A of a `RestartAllContainers`: on the trigger, every running init and
+    /// regular container is killed at once (grace 0, no preStop, no ordering); once
+    /// none is left, every container record is removed, leaving the
+    /// `RestartingAllContainers` record, and the pod starts again from its first init
+    /// container in the same sandbox (phase B is the ordinary start decision).
+    fn advance_restart_all(&mut self) {
+        if self.restart_all.is_none() {
+            if !self.restart_all_triggered() {
+                return;
+            }
+            self.restart_all = Some(RestartAll { published: false });
+            for ix in 0..self.slots.len() {
+                self.slots[ix].retry_at = None;
+                self.kill_for_restart_all(ix);
+            }
+            return;
+        }
+        if let Some(ra) = self.restart_all.as_mut() {
+            ra.published = true;
+        }
+        if self.slots.iter().any(Slot::is_active) {
+            return;
+        }
+        // Cleanup done: remove every record.
+        let now = self.now;
+        for slot in &mut self.slots {
+            if slot.last.is_none() {
+                // Never created: nothing to remove.
+                continue;
+            }
+            let record = Terminated::removed_by_restart_all(slot.next_restart_count, now);
+            slot.previous = None;
+            slot.last = Some(record);
+            slot.last_event = None;
+            slot.waiting = None;
+            slot.retry_at = None;
+        }
+        self.restart_all = None;
+    }
+
+    /// Kills slot `ix`'s running instance for a `RestartAllContainers`.
+    fn kill_for_restart_all(&mut self, ix: usize) {
+        let id = self.slots[ix].id;
+        let now = self.now;
+        let Some(instance) = self.slots[ix].current.as_mut() else {
+            return;
+        };
+        let rc = instance.restart_count;
+        let post_start_running = instance.post_start == PostStart::Running;
+        if post_start_running {
+            instance.post_start = PostStart::Failed;
+        }
+        let mut effects = Vec::new();
+        let already = match instance.kill.as_mut() {
+            // Already being stopped: it must not outlive the restart's own kill.
+            Some(kill) => {
+                kill.cause = KillCause::RestartAllContainers;
+                kill.cap(now, now);
+                kill.handle_timeout(now, &mut effects);
+                true
+            }
+            None => false,
+        };
+        if post_start_running {
+            self.actions.push_back(Action::CancelHook {
+                id,
+                restart_count: rc,
+                hook: HookKind::PostStart,
+            });
+            self.release_start_lock(id);
+        }
+        if already {
+            self.apply_effects(ix, rc, effects);
+        } else {
+            self.kill_instance(ix, KillCause::RestartAllContainers, 0, false, false);
+        }
+    }
+
     fn decide_starts(&mut self) {
         let views: Vec<InitView> = self.slots[..self.n_init]
             .iter()
             .map(|s| self.init_view(s))
             .collect();
         let regular_exists = self.slots[self.n_init..].iter().any(Slot::is_active);
-        let decision = decide_init(&views, regular_exists, self.policy == Policy::Never);
+        let decision = decide_init(&views, regular_exists);
         if decision.kill_pod {
             self.begin_termination(TerminationCause::InitFailed, self.tgps);
             return;
@@ -801,12 +935,24 @@ impl PodMachine {
             phase = phase::FAILED;
         }
         self.phase = phase;
+        // Once initialized, a pod is never uninitialized again (the kubelet keeps the
+        // old True, e.g. while a RestartAllContainers runs the init containers again).
+        let hold_initialized = self
+            .conditions
+            .iter()
+            .any(|(c, _)| c.type_ == status::INITIALIZED && c.status);
         let conditions = status::conditions(
             &spec,
             init_statuses,
             regular_statuses,
             phase,
-            !self.finished_with(phase),
+            status::ConditionInputs {
+                sandbox_ready: !self.finished_with(phase),
+                hold_initialized,
+                all_containers_restarting: self
+                    .has_restart_all_rule
+                    .then_some(self.restart_all.is_some()),
+            },
         );
         let now = self.now;
         let previous = std::mem::take(&mut self.conditions);
@@ -828,9 +974,17 @@ impl PodMachine {
         } else {
             (None, None)
         };
+        // The kubelet reports the generation of the spec it acted on.
+        let generation = self.pod.metadata.generation;
         self.status = PodStatus {
             phase: Some(phase.to_owned()),
-            conditions: Some(self.conditions.iter().map(|(c, t)| c.to_api(*t)).collect()),
+            conditions: Some(
+                self.conditions
+                    .iter()
+                    .map(|(c, t)| c.to_api(*t, generation))
+                    .collect(),
+            ),
+            observed_generation: generation,
             init_container_statuses: (self.n_init > 0).then(|| init_statuses.to_vec()),
             container_statuses: Some(regular_statuses.to_vec()),
             start_time: Some(ApiTime(self.start_time)),

@@ -8,6 +8,7 @@
 use k8s_openapi::api::core::v1::{Container, Probe};
 
 use crate::probes::Probes;
+use crate::restart::RestartSpec;
 use crate::termination::Kill;
 use crate::{ContainerId, ExitStatus, ProbeKind, Time};
 
@@ -76,6 +77,8 @@ pub struct SlotSpec {
     pub readiness: Option<ProbeSpec>,
     /// `livenessProbe`.
     pub liveness: Option<ProbeSpec>,
+    /// Its own `restartPolicy` and `restartPolicyRules`.
+    pub restart: RestartSpec,
 }
 
 impl SlotSpec {
@@ -95,6 +98,7 @@ impl SlotSpec {
             startup: probe(&c.startup_probe),
             readiness: probe(&c.readiness_probe),
             liveness: probe(&c.liveness_probe),
+            restart: RestartSpec::from_container(c),
         }
     }
 
@@ -119,6 +123,32 @@ pub struct Terminated {
     pub finished_at: Time,
     /// How it ended.
     pub exit: ExitStatus,
+    /// Its liveness or startup probe had it killed (the restart decision then ignores
+    /// the exit code).
+    pub probe_killed: bool,
+    /// Not a real exit: the record a `RestartAllContainers` leaves for a container it
+    /// removed (reason `RestartingAllContainers`, exit code 137, no times).
+    pub restart_all: bool,
+}
+
+impl Terminated {
+    /// The record of a container removed by `RestartAllContainers`; `restart_count` is
+    /// the count its next instance gets.
+    pub fn removed_by_restart_all(restart_count: i32, at: Time) -> Self {
+        Terminated {
+            restart_count,
+            started_at: at,
+            finished_at: at,
+            exit: ExitStatus {
+                exit_code: 137,
+                signal: None,
+                oom_killed: false,
+                message: None,
+            },
+            probe_killed: false,
+            restart_all: true,
+        }
+    }
 }
 
 /// The postStart hook of a running instance.
@@ -239,6 +269,11 @@ impl Slot {
     /// Has a process (or a start in flight that may become one).
     pub fn is_active(&self) -> bool {
         self.current.is_some() || self.starting.is_some()
+    }
+
+    /// The container was removed by `RestartAllContainers` and no new instance runs yet.
+    pub fn removed_by_restart_all(&self) -> bool {
+        self.current.is_none() && self.last.as_ref().is_some_and(|t| t.restart_all)
     }
 
     /// The latest instance is terminated with exit code 0 and nothing replaced it.

@@ -11,7 +11,14 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
 
 use crate::Time;
+use crate::restart::{RestartPolicy, RestartSpec};
 use crate::slot::{Instance, Kind, Slot, Terminated, Waiting};
+
+/// The waiting and last-state reason of a container removed by `RestartAllContainers`.
+pub const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
+/// The message that goes with [`RESTARTING_ALL_CONTAINERS`].
+pub const RESTARTING_ALL_CONTAINERS_MESSAGE: &str =
+    "The container is removed because RestartAllContainers in place";
 
 /// `status.phase` values.
 pub mod phase {
@@ -42,6 +49,17 @@ fn api_time(t: Time) -> ApiTime {
 
 /// The `terminated` state of a finished instance.
 fn terminated_state(t: &Terminated, pod: &PodIdentity<'_>, name: &str) -> ContainerState {
+    if t.restart_all {
+        return ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: t.exit.exit_code,
+                reason: Some(RESTARTING_ALL_CONTAINERS.to_owned()),
+                message: Some(RESTARTING_ALL_CONTAINERS_MESSAGE.to_owned()),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        };
+    }
     let reason = if t.exit.oom_killed {
         "OOMKilled"
     } else if t.exit.exit_code == 0 {
@@ -119,6 +137,14 @@ pub(crate) fn container_status(
         st.started = Some(i.started());
         // A regular init container is ready only once it completed.
         st.ready = slot.spec.kind != Kind::RegularInit && i.started() && i.probes.ready();
+    } else if let Some(last) = slot.last.as_ref().filter(|t| t.restart_all) {
+        // Removed by RestartAllContainers; its new instance does not exist yet.
+        st.restart_count = last.restart_count;
+        st.state = Some(waiting_state(
+            RESTARTING_ALL_CONTAINERS,
+            RESTARTING_ALL_CONTAINERS_MESSAGE,
+        ));
+        st.last_state = terminated(&slot.last);
     } else if let Some(last) = &slot.last {
         st.restart_count = last.restart_count;
         st.container_id = Some(container_id(pod.uid, name, last.restart_count));
@@ -154,6 +180,30 @@ fn last_terminated(st: &ContainerStatus) -> Option<&ContainerStateTerminated> {
     st.last_state.as_ref().and_then(|s| s.terminated.as_ref())
 }
 
+/// The container's last exit cannot end the pod: it restarts by itself or through a
+/// `RestartAllContainers` (or was just removed by one).
+fn restartable(c: &Container, policy: RestartPolicy, st: Option<&ContainerStatus>) -> bool {
+    let Some(st) = st else {
+        return false;
+    };
+    if st
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .is_some_and(|t| t.reason.as_deref() == Some(RESTARTING_ALL_CONTAINERS))
+        && st.state.as_ref().is_some_and(|s| s.terminated.is_none())
+    {
+        return true;
+    }
+    let exit = st
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .or_else(|| last_terminated(st))
+        .map(|t| t.exit_code);
+    exit.is_some_and(|code| RestartSpec::from_container(c).restartable(policy, code))
+}
+
 fn find<'a>(statuses: &'a [ContainerStatus], name: &str) -> Option<&'a ContainerStatus> {
     statuses.iter().find(|s| s.name == name)
 }
@@ -177,8 +227,9 @@ pub fn pod_phase(
     statuses: &[ContainerStatus],
     pod_is_terminal: bool,
 ) -> &'static str {
-    let policy = restart_policy(spec);
+    let policy = RestartPolicy::parse(restart_policy(spec));
     let (mut pending_ric, mut failed_init) = (0, 0);
+    let mut ric_not_restartable = false;
     let (mut running, mut waiting, mut stopped, mut succeeded, mut unknown, mut pending_sc) =
         (0, 0, 0, 0, 0, 0);
     for c in spec.init_containers.iter().flatten() {
@@ -206,16 +257,19 @@ pub fn pod_phase(
             None => pending_ric += 1,
             Some(s) if s.running.is_some() => pending_ric += 1,
             Some(s) => {
-                if let Some(t) = &s.terminated {
-                    if t.exit_code != 0 {
+                let exit = match (&s.terminated, st.and_then(last_terminated)) {
+                    (Some(t), _) | (None, Some(t)) => Some(t.exit_code),
+                    (None, None) => None,
+                };
+                match exit {
+                    Some(0) => {}
+                    Some(_) => {
                         failed_init += 1;
+                        if !restartable(c, policy, st) {
+                            ric_not_restartable = true;
+                        }
                     }
-                } else if let Some(t) = st.and_then(last_terminated) {
-                    if t.exit_code != 0 {
-                        failed_init += 1;
-                    }
-                } else {
-                    pending_ric += 1;
+                    None => pending_ric += 1,
                 }
             }
         }
@@ -240,7 +294,7 @@ pub fn pod_phase(
             Some(_) => waiting += 1,
         }
     }
-    if failed_init > 0 && policy == "Never" {
+    if failed_init > 0 && ric_not_restartable {
         return phase::FAILED;
     }
     if pending_ric > 0 || (pending_sc > 0 && !initialised_before) || waiting > 0 {
@@ -257,16 +311,19 @@ pub fn pod_phase(
                 phase::FAILED
             };
         }
-        if policy == "Always" {
+        // Any stopped container that will run again keeps the pod Running.
+        let restarts = spec
+            .containers
+            .iter()
+            .any(|c| restartable(c, policy, find(statuses, &c.name)));
+        if restarts {
             return phase::RUNNING;
         }
-        if stopped == succeeded {
-            return phase::SUCCEEDED;
-        }
-        if policy == "Never" {
-            return phase::FAILED;
-        }
-        return phase::RUNNING;
+        return if stopped == succeeded {
+            phase::SUCCEEDED
+        } else {
+            phase::FAILED
+        };
     }
     phase::PENDING
 }
@@ -283,6 +340,8 @@ pub const INITIALIZED: &str = "Initialized";
 pub const CONTAINERS_READY: &str = "ContainersReady";
 /// `Ready`.
 pub const READY: &str = "Ready";
+/// `AllContainersRestarting`.
+pub const ALL_CONTAINERS_RESTARTING: &str = "AllContainersRestarting";
 
 /// A condition without times (the machine adds transition times).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -313,9 +372,12 @@ impl Condition {
         self
     }
 
-    /// The API condition with the given transition time.
-    pub fn to_api(&self, last_transition: Time) -> PodCondition {
+    /// The API condition with the given transition time; `generation` is the pod's
+    /// `metadata.generation` the kubelet acted on (`AllContainersRestarting` carries
+    /// none).
+    pub fn to_api(&self, last_transition: Time, generation: Option<i64>) -> PodCondition {
         PodCondition {
+            observed_generation: generation.filter(|_| self.type_ != ALL_CONTAINERS_RESTARTING),
             type_: self.type_.to_owned(),
             status: if self.status { "True" } else { "False" }.to_owned(),
             reason: self.reason.map(str::to_owned),
@@ -446,20 +508,57 @@ pub fn ready_condition(containers_ready: &Condition) -> Condition {
     }
 }
 
+/// `AllContainersRestarting` as `GenerateAllContainersRestarting` computes it;
+/// `restarting`: a `RestartAllContainers` was triggered and its cleanup is not over.
+pub fn all_containers_restarting_condition(phase: &str, restarting: bool) -> Condition {
+    let c = Condition::new(ALL_CONTAINERS_RESTARTING, false);
+    if phase == phase::SUCCEEDED {
+        c.because("PodCompleted", None)
+    } else if phase == phase::FAILED {
+        c.because("PodFailed", None)
+    } else if restarting {
+        Condition::new(ALL_CONTAINERS_RESTARTING, true).because(
+            "RestartAllContainersStarted",
+            Some("container exited with restart policy rule".to_owned()),
+        )
+    } else {
+        c
+    }
+}
+
+/// What the machine adds to the status-derived conditions.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConditionInputs {
+    /// The sandbox exists (`PodReadyToStartContainers`).
+    pub sandbox_ready: bool,
+    /// `Initialized` was True before: it stays True (a pod is never uninitialized).
+    pub hold_initialized: bool,
+    /// `Some(restarting)` when the spec has a `RestartAllContainers` rule.
+    pub all_containers_restarting: Option<bool>,
+}
+
 /// All kubelet-owned conditions in the order the kubelet lists them.
 pub fn conditions(
     spec: &PodSpec,
     init_statuses: &[ContainerStatus],
     statuses: &[ContainerStatus],
     phase: &str,
-    sandbox_ready: bool,
+    inputs: ConditionInputs,
 ) -> Vec<Condition> {
     let containers_ready = containers_ready_condition(spec, init_statuses, statuses, phase);
-    vec![
-        Condition::new(POD_READY_TO_START_CONTAINERS, sandbox_ready),
-        initialized_condition(spec, init_statuses, statuses, phase),
+    let mut initialized = initialized_condition(spec, init_statuses, statuses, phase);
+    if inputs.hold_initialized && !initialized.status {
+        initialized = Condition::new(INITIALIZED, true);
+    }
+    let mut out = vec![
+        Condition::new(POD_READY_TO_START_CONTAINERS, inputs.sandbox_ready),
+        initialized,
         ready_condition(&containers_ready),
         containers_ready,
-        Condition::new(POD_SCHEDULED, true),
-    ]
+    ];
+    if let Some(restarting) = inputs.all_containers_restarting {
+        out.push(all_containers_restarting_condition(phase, restarting));
+    }
+    out.push(Condition::new(POD_SCHEDULED, true));
+    out
 }

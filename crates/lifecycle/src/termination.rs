@@ -3,7 +3,9 @@
 //! Every container being stopped walks the same steps from its own t0:
 //!
 //! 1. preStop (if the container has one and grace > 0), bounded by the grace period;
-//!    the whole seconds it took are deducted from the grace.
+//!    the whole seconds it took are deducted from the grace. A hook still running when
+//!    the grace ends is no longer waited for, but it is not killed either: it lives
+//!    until its container is killed.
 //! 2. When termination ordering applies (pod termination of a pod with sidecars, and the
 //!    container is a sidecar), wait for its turn, bounded by what is left of the grace;
 //!    the whole seconds waited are deducted.
@@ -30,6 +32,9 @@ pub enum KillCause {
     LivenessProbe,
     /// The postStart hook failed; the container is restarted per policy.
     FailedPostStartHook,
+    /// A `RestartAllContainers` rule matched: every container is killed at once with
+    /// grace 0 (the 2-second floor still applies), without preStop.
+    RestartAllContainers,
 }
 
 /// Where a kill procedure stands.
@@ -63,7 +68,7 @@ pub enum KillStep {
 pub enum KillEffect {
     /// Start the preStop hook.
     RunPreStop,
-    /// Abandon the running preStop hook.
+    /// Abandon the running preStop hook (its container is gone).
     CancelPreStop,
     /// Send the stop signal.
     Term,
@@ -84,6 +89,8 @@ pub struct Kill {
     pub ordered: bool,
     /// Current step.
     pub step: KillStep,
+    /// The preStop hook was started and has not returned.
+    pub pre_stop_running: bool,
 }
 
 // === impl Kill ===
@@ -106,8 +113,10 @@ impl Kill {
             grace,
             ordered,
             step: KillStep::Killed,
+            pre_stop_running: false,
         };
         if has_pre_stop && grace > 0 {
+            kill.pre_stop_running = true;
             kill.step = KillStep::PreStop {
                 since: now,
                 deadline: add_secs(now, grace),
@@ -141,6 +150,7 @@ impl Kill {
     /// The preStop hook returned (successfully or not: a failing preStop only emits an
     /// event and the kill continues).
     pub fn handle_pre_stop_done(&mut self, now: Time, effects: &mut Vec<KillEffect>) {
+        self.pre_stop_running = false;
         if let KillStep::PreStop { since, .. } = self.step {
             self.grace = (self.grace - whole_seconds(now.duration_since(since))).max(0);
             self.after_pre_stop(now, effects);
@@ -159,7 +169,8 @@ impl Kill {
     pub fn handle_timeout(&mut self, now: Time, effects: &mut Vec<KillEffect>) {
         match self.step {
             KillStep::PreStop { deadline, .. } if deadline <= now => {
-                effects.push(KillEffect::CancelPreStop);
+                // The kubelet stops waiting for the hook; the hook itself keeps running
+                // until the container is killed.
                 self.grace = 0;
                 self.after_pre_stop(now, effects);
             }
@@ -204,9 +215,14 @@ impl Kill {
         }
     }
 
-    /// The preStop hook is still running.
+    /// The kill is still waiting for the preStop hook.
     pub fn in_pre_stop(&self) -> bool {
         matches!(self.step, KillStep::PreStop { .. })
+    }
+
+    /// The preStop hook is still running (waited for or not).
+    pub fn pre_stop_running(&self) -> bool {
+        self.pre_stop_running
     }
 
     /// Waiting for its turn.

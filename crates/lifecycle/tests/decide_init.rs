@@ -19,7 +19,21 @@ const CREATING: InitState = InitState::Creating;
 const STARTED: InitState = InitState::Running { started: true };
 const NOT_STARTED: InitState = InitState::Running { started: false };
 fn exited(exit_code: i32) -> InitState {
-    InitState::Exited { exit_code }
+    InitState::Exited {
+        exit_code,
+        restart: true,
+    }
+}
+
+/// The rows' `never` column: a failed regular init container is not restarted (pod
+/// policy `Never` without a container policy).
+fn apply_never(mut views: Vec<InitView>, never: bool) -> Vec<InitView> {
+    for v in &mut views {
+        if let InitState::Exited { restart, .. } = &mut v.state {
+            *restart = !never;
+        }
+    }
+    views
 }
 
 /// (what, inits, regular_exists, never, to_start, kill_pod, initialized)
@@ -174,7 +188,7 @@ fn decide_init_rows() {
         ),
     ];
     for (what, inits, regular, never, to_start, kill, initialized) in rows {
-        let d = decide_init(&inits, regular, never);
+        let d = decide_init(&apply_never(inits, never), regular);
         assert_eq!(
             (d.to_start, d.kill_pod, d.initialized),
             (to_start, kill, initialized),

@@ -13,6 +13,43 @@ use crate::names::split_subscript;
 /// key can never be a real ConfigMap or Secret key, so there is no clash.
 pub const ALL_KEYS: &str = "";
 
+/// The `kind` a lookup receives for `env[].valueFrom.fileKeyRef` (EnvFiles): `name` is
+/// `<volumeName>/<path>`, the file holds `KEY=value` lines (see [`parse_env_file`]).
+pub const ENV_FILE_KIND: &str = "EnvFile";
+
+/// An env file may hold at most this many bytes (KEP-3721).
+pub const ENV_FILE_MAX_BYTES: usize = 64 * 1024;
+
+/// Parses an env file as EnvFiles reads it: one `KEY=value` per line; blank lines and
+/// lines starting with `#` are skipped; a value wrapped in single quotes loses them
+/// (`K='v'` is `v`). A later line for the same key wins.
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            continue;
+        }
+        let value = value.trim_end();
+        let value = value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .unwrap_or(value);
+        match out.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value.to_owned(),
+            None => out.push((key.to_owned(), value.to_owned())),
+        }
+    }
+    out
+}
+
 /// A source of ConfigMap and Secret data for [`container_env`].
 pub trait EnvSource {
     /// The value of `key` in the `kind` (`ConfigMap` or `Secret`) named
@@ -131,6 +168,24 @@ pub fn container_env_from(
                 )? {
                     Some(v) => v,
                     None => continue,
+                }
+            } else if let Some(r) = &vf.file_key_ref {
+                let name = format!("{}/{}", r.volume_name, r.path);
+                match source.value(ENV_FILE_KIND, &name, &r.key) {
+                    Some(v) => v,
+                    None if r.optional.unwrap_or(false) => continue,
+                    None if source.entries(ENV_FILE_KIND, &name).is_none() => {
+                        return Err(format!(
+                            "couldn't read env file {} in volume {}",
+                            r.path, r.volume_name
+                        ));
+                    }
+                    None => {
+                        return Err(format!(
+                            "couldn't find key {} in env file {} in volume {}",
+                            r.key, r.path, r.volume_name
+                        ));
+                    }
                 }
             } else if let Some(rf) = &vf.resource_field_ref {
                 resource_field_value(container, &rf.resource)?

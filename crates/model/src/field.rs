@@ -25,6 +25,8 @@ pub enum ErrorKind {
     NotFound,
     /// The value is too long (`Too long`).
     TooLong,
+    /// A list has too many items (`Too many`).
+    TooMany,
 }
 
 impl ErrorKind {
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::Duplicate => "Duplicate value",
             ErrorKind::NotFound => "Not found",
             ErrorKind::TooLong => "Too long",
+            ErrorKind::TooMany => "Too many",
         }
     }
 
@@ -51,6 +54,7 @@ impl ErrorKind {
             ErrorKind::Duplicate => "FieldValueDuplicate",
             ErrorKind::NotFound => "FieldValueNotFound",
             ErrorKind::TooLong => "FieldValueTooLong",
+            ErrorKind::TooMany => "FieldValueTooMany",
         }
     }
 }
@@ -118,6 +122,16 @@ impl FieldError {
     /// `Duplicate value: "value"`.
     pub fn duplicate(path: impl Into<String>, value: &str) -> Self {
         Self::new(path, ErrorKind::Duplicate, Some(quote(value)), "")
+    }
+
+    /// `Too many: N: must have at most MAX items` (apimachinery's `field.TooMany`).
+    pub fn too_many(path: impl Into<String>, actual: usize, max: usize) -> Self {
+        Self::new(
+            path,
+            ErrorKind::TooMany,
+            Some(actual.to_string()),
+            format!("must have at most {max} items"),
+        )
     }
 
     /// `Not found: "value"`.

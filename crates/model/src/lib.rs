@@ -24,7 +24,10 @@ pub use defaults::{
     default_pod, default_pod_spec, default_probe, default_service, default_volume,
     generate_job_selector,
 };
-pub use env::{ALL_KEYS, EnvSource, container_argv, container_env, container_env_from, expand};
+pub use env::{
+    ALL_KEYS, ENV_FILE_KIND, ENV_FILE_MAX_BYTES, EnvSource, container_argv, container_env,
+    container_env_from, expand, parse_env_file,
+};
 pub use field::{ErrorKind, FieldError, Invalid};
 pub use object::{Object, SUPPORTED_KINDS};
 pub use parse::{
@@ -33,9 +36,9 @@ pub use parse::{
 };
 pub use validation::{
     MAX_ANNOTATION_BYTES, admit_config_map, admit_deployment, admit_job, admit_pod,
-    admit_replica_set, admit_secret, admit_service, validate_config_map, validate_deployment,
-    validate_job, validate_pod, validate_pod_spec_at, validate_replica_set, validate_secret,
-    validate_service,
+    admit_replica_set, admit_secret, admit_service, container_should_restart, validate_config_map,
+    validate_deployment, validate_job, validate_pod, validate_pod_spec_at,
+    validate_pod_status_update, validate_replica_set, validate_secret, validate_service,
 };
 
 pub use k8s_openapi;

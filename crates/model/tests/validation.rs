@@ -69,19 +69,165 @@ containers:
     assert_pod_ok("restartPolicy: Never\ncontainers:\n- name: a\n  image: b");
 }
 
+/// A container with `restartPolicy: Never` and the given rules, as YAML.
+fn ruled(rules: &str) -> String {
+    format!(
+        "containers:\n- {{name: a, image: b, restartPolicy: Never, restartPolicyRules: {rules}}}"
+    )
+}
+
 #[test]
-fn container_restart_policy_rules() {
+fn container_restart_policy_is_allowed_on_regular_and_init_containers() {
+    for p in ["Always", "OnFailure", "Never"] {
+        assert_pod_ok(&format!(
+            "containers:\n- {{name: a, image: b, restartPolicy: {p}}}"
+        ));
+        assert_pod_ok(&format!(
+            "restartPolicy: Never\ninitContainers:\n- {{name: i, image: b, restartPolicy: {p}}}\ncontainers:\n- {{name: a, image: b}}"
+        ));
+    }
+    // Restart only on exit code 42.
+    assert_pod_ok(&ruled(
+        "[{action: Restart, exitCodes: {operator: In, values: [42]}}]",
+    ));
+    // Exit 0 in `In`, and an empty value list, are legal.
+    assert_pod_ok(&ruled(
+        "[{action: Restart, exitCodes: {operator: In, values: [0]}}]",
+    ));
+    assert_pod_ok(&ruled(
+        "[{action: RestartAllContainers, exitCodes: {operator: NotIn, values: []}}]",
+    ));
+}
+
+#[test]
+fn container_restart_policy_unsupported_value() {
     assert_pod(
-        "initContainers:\n- {name: i, image: b, restartPolicy: OnFailure}\ncontainers:\n- {name: a, image: b}",
-        "spec.initContainers[0].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+        "containers:\n- {name: a, image: b, restartPolicy: Sometimes}",
+        "spec.containers[0].restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \"OnFailure\"",
     );
     assert_pod(
-        "containers:\n- {name: a, image: b, restartPolicy: Always}",
-        "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+        "initContainers:\n- {name: i, image: b, restartPolicy: Sometimes}\ncontainers:\n- {name: a, image: b}",
+        "spec.initContainers[0].restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \"OnFailure\"",
+    );
+}
+
+#[test]
+fn restart_rules_require_a_container_restart_policy() {
+    assert_pod(
+        "containers:\n- {name: a, image: b, restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [1]}}]}",
+        "spec.containers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used",
     );
     assert_pod(
-        "containers:\n- {name: a, image: b, restartPolicy: Never}",
-        "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+        "initContainers:\n- {name: i, image: b, restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [1]}}]}\ncontainers:\n- {name: a, image: b}",
+        "spec.initContainers[0].restartPolicy: Required value: must specify restartPolicy when restart rules are used",
+    );
+}
+
+#[test]
+fn restart_rules_at_most_20() {
+    let rule = "{action: Restart, exitCodes: {operator: In, values: [1]}}";
+    let twenty = vec![rule; 20].join(", ");
+    assert_pod_ok(&ruled(&format!("[{twenty}]")));
+    let many = vec![rule; 21].join(", ");
+    assert_pod(
+        &ruled(&format!("[{many}]")),
+        "spec.containers[0].restartPolicyRules: Too many: 21: must have at most 20 items",
+    );
+}
+
+#[test]
+fn restart_rule_action_unsupported_value() {
+    assert_pod(
+        &ruled("[{action: DoNotRestart, exitCodes: {operator: In, values: [3]}}]"),
+        "spec.containers[0].restartPolicyRules[0].action: Unsupported value: \"DoNotRestart\": supported values: \"Restart\", \"RestartAllContainers\"",
+    );
+}
+
+#[test]
+fn restart_rule_exit_codes_required() {
+    assert_pod(
+        &ruled("[{action: Restart}]"),
+        "spec.containers[0].restartPolicyRules[0].exitCodes: Required value: must be specified",
+    );
+}
+
+#[test]
+fn restart_rule_operator_unsupported_value() {
+    assert_pod(
+        &ruled("[{action: Restart, exitCodes: {operator: Equals, values: [3]}}]"),
+        "spec.containers[0].restartPolicyRules[0].exitCodes.operator: Unsupported value: \"Equals\": supported values: \"In\", \"NotIn\"",
+    );
+    assert_pod(
+        &ruled("[{action: Restart, exitCodes: {values: [3]}}]"),
+        "spec.containers[0].restartPolicyRules[0].exitCodes.operator: Unsupported value: \"\": supported values: \"In\", \"NotIn\"",
+    );
+}
+
+#[test]
+fn restart_rule_exit_code_values_at_most_255() {
+    let ok: Vec<String> = (0..255).map(|v| v.to_string()).collect();
+    assert_pod_ok(&ruled(&format!(
+        "[{{action: Restart, exitCodes: {{operator: In, values: [{}]}}}}]",
+        ok.join(", ")
+    )));
+    let many: Vec<String> = (0..256).map(|v| v.to_string()).collect();
+    assert_pod(
+        &ruled(&format!(
+            "[{{action: Restart, exitCodes: {{operator: In, values: [{}]}}}}]",
+            many.join(", ")
+        )),
+        "spec.containers[0].restartPolicyRules[0].exitCodes.values: Too many: 256: must have at most 255 items",
+    );
+}
+
+#[test]
+fn sidecars_and_init_containers_may_carry_both_actions() {
+    for action in ["Restart", "RestartAllContainers"] {
+        assert_pod_ok(&format!(
+            "initContainers:\n- {{name: s, image: b, restartPolicy: Always, restartPolicyRules: [{{action: {action}, exitCodes: {{operator: In, values: [1]}}}}]}}\n- {{name: i, image: b, restartPolicy: Never, restartPolicyRules: [{{action: {action}, exitCodes: {{operator: In, values: [1]}}}}]}}\ncontainers:\n- {{name: a, image: b}}"
+        ));
+    }
+}
+
+#[test]
+fn init_containers_with_own_policy_still_take_no_probes() {
+    assert_pod(
+        "initContainers:\n- {name: i, image: b, restartPolicy: OnFailure, startupProbe: {exec: {command: [x]}}}\ncontainers:\n- {name: a, image: b}",
+        "spec.initContainers[0].startupProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+    );
+}
+
+#[test]
+fn several_restart_rule_errors_in_upstream_order() {
+    assert_pod(
+        "containers:\n- {name: a, image: b, restartPolicy: Bad, restartPolicyRules: [{action: X}, {action: Restart, exitCodes: {operator: Z}}]}",
+        "[spec.containers[0].restartPolicy: Unsupported value: \"Bad\": supported values: \"Always\", \"Never\", \"OnFailure\", spec.containers[0].restartPolicyRules[0].action: Unsupported value: \"X\": supported values: \"Restart\", \"RestartAllContainers\", spec.containers[0].restartPolicyRules[0].exitCodes: Required value: must be specified, spec.containers[0].restartPolicyRules[1].exitCodes.operator: Unsupported value: \"Z\": supported values: \"In\", \"NotIn\"]",
+    );
+}
+
+#[test]
+fn file_key_ref_rules() {
+    let vols = "volumes: [{name: cfg, emptyDir: {}}, {name: host, hostPath: {path: /tmp}}]";
+    assert_pod_ok(&format!(
+        "{vols}\ncontainers:\n- {{name: a, image: b, env: [{{name: A, valueFrom: {{fileKeyRef: {{volumeName: cfg, path: env/a.env, key: A}}}}}}]}}"
+    ));
+    assert_pod(
+        &format!(
+            "{vols}\ncontainers:\n- {{name: a, image: b, env: [{{name: A, valueFrom: {{fileKeyRef: {{volumeName: nope, path: a.env, key: A}}}}}}]}}"
+        ),
+        "spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Not found: \"nope\"",
+    );
+    assert_pod(
+        &format!(
+            "{vols}\ncontainers:\n- {{name: a, image: b, env: [{{name: A, valueFrom: {{fileKeyRef: {{volumeName: host, path: a.env, key: A}}}}}}]}}"
+        ),
+        "spec.containers[0].env[0].valueFrom.fileKeyRef.volumeName: Invalid value: \"host\": referenced volume must be of type emptyDir",
+    );
+    assert_pod(
+        &format!(
+            "{vols}\ncontainers:\n- {{name: a, image: b, env: [{{name: A, valueFrom: {{fileKeyRef: {{volumeName: cfg, path: ../a.env, key: ''}}}}}}]}}"
+        ),
+        "[spec.containers[0].env[0].valueFrom.fileKeyRef.path: Invalid value: \"../a.env\": must not contain '..', spec.containers[0].env[0].valueFrom.fileKeyRef.key: Required value]",
     );
 }
 
@@ -428,8 +574,8 @@ fn env_rules() {
 fn several_errors_follow_upstream_order() {
     // containers before initContainers, before restartPolicy.
     assert_pod(
-        "restartPolicy: Bad\ninitContainers:\n- {name: i, image: b, restartPolicy: Never}\ncontainers:\n- {name: a, restartPolicy: Always}",
-        "[spec.containers[0].image: Required value, spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers, spec.initContainers[0].restartPolicy: Unsupported value: \"Never\": supported values: \"Always\", spec.restartPolicy: Unsupported value: \"Bad\": supported values: \"Always\", \"OnFailure\", \"Never\"]",
+        "restartPolicy: Bad\ninitContainers:\n- {name: i, image: b, restartPolicy: Sometimes}\ncontainers:\n- {name: a, restartPolicy: Always}",
+        "[spec.containers[0].image: Required value, spec.initContainers[0].restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\", \"OnFailure\", spec.restartPolicy: Unsupported value: \"Bad\": supported values: \"Always\", \"OnFailure\", \"Never\"]",
     );
 }
 
@@ -464,10 +610,13 @@ fn job_rules() {
         "Job \"j\" is invalid: spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\""
     );
     assert_eq!(
-        job_result("template:\n  spec:\n    restartPolicy: Never\n    containers: [{name: a, image: b, restartPolicy: Always}]")
+        job_result("template:\n  spec:\n    restartPolicy: Never\n    containers: [{name: a, image: b, restartPolicy: Bad}]")
             .unwrap_err(),
-        "Job \"j\" is invalid: spec.template.spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers"
+        "Job \"j\" is invalid: spec.template.spec.containers[0].restartPolicy: Unsupported value: \"Bad\": supported values: \"Always\", \"Never\", \"OnFailure\""
     );
+    // A container policy inside a Job template is legal (in-place restarts).
+    job_result("template:\n  spec:\n    restartPolicy: Never\n    containers: [{name: a, image: b, restartPolicy: OnFailure}]")
+        .unwrap();
     assert_eq!(
         job_result("backoffLimit: -1\ntemplate:\n  spec:\n    restartPolicy: OnFailure\n    containers: [{name: a}]").unwrap_err(),
         "Job \"j\" is invalid: [spec.backoffLimit: Invalid value: -1: must be greater than or equal to 0, spec.template.spec.containers[0].image: Required value]"
@@ -516,4 +665,14 @@ fn service_rules() {
         svc("type: Magic\nports: [{port: 80}]").unwrap_err(),
         "Service \"web\" is invalid: spec.type: Unsupported value: \"Magic\": supported values: \"ClusterIP\", \"ExternalName\", \"LoadBalancer\", \"NodePort\""
     );
+}
+
+#[test]
+fn created_pods_get_generation_1_whatever_the_client_sent() {
+    let text = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  generation: 7\nspec:\n  containers:\n  - {name: a, image: b}\n";
+    let objs = parse_manifests(text, "t.yaml").unwrap();
+    let Some(Object::Pod(pod)) = objs.into_iter().next() else {
+        panic!("not a pod")
+    };
+    assert_eq!(admit_pod(*pod).unwrap().metadata.generation, Some(1));
 }

@@ -261,6 +261,8 @@ pub(crate) async fn run_pod(
                     Some(PodCommand::Delete { grace_period_seconds }) => {
                         let now = crate::now();
                         if pod.metadata.deletion_timestamp.is_none() {
+                            // A graceful deletion bumps the generation (as the machine does).
+                            pod.metadata.generation = pod.metadata.generation.map(|g| g.saturating_add(1));
                             pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
                             pod.metadata.deletion_grace_period_seconds = Some(
                                 grace_period_seconds
@@ -570,6 +572,27 @@ impl Worker<'_> {
         }
     }
 
+    /// A `fileKeyRef` lookup: `name` is `<volumeName>/<path>` inside the pod's emptyDir
+    /// volume, read when the container starts (an earlier init container may have
+    /// written it). [`podrun_model::ALL_KEYS`] lists the file's keys.
+    fn env_file_value(&self, name: &str, key: &str) -> Option<String> {
+        use std::io::Read;
+        let (volume, path) = name.split_once('/')?;
+        let file = self.layout.empty_dir(self.pod_dir, volume).join(path);
+        let mut text = String::new();
+        std::fs::File::open(file)
+            .ok()?
+            .take(podrun_model::ENV_FILE_MAX_BYTES as u64)
+            .read_to_string(&mut text)
+            .ok()?;
+        let entries = podrun_model::parse_env_file(&text);
+        if key == podrun_model::ALL_KEYS {
+            let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+            return Some(keys.join("\n"));
+        }
+        entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
     /// Creates and starts one container instance. Errors carry the kubelet's waiting
     /// reason and a message.
     fn start(
@@ -580,7 +603,13 @@ impl Worker<'_> {
     ) -> Result<Running, (&'static str, String)> {
         let c = container(pod, id);
         let image = c.image.clone().unwrap_or_default();
-        let lookup = |kind: &str, name: &str, key: &str| self.shared.lookup(pod, kind, name, key);
+        let lookup = |kind: &str, name: &str, key: &str| {
+            if kind == podrun_model::ENV_FILE_KIND {
+                self.env_file_value(name, key)
+            } else {
+                self.shared.lookup(pod, kind, name, key)
+            }
+        };
         let env = podrun_model::container_env(pod, c, &lookup)
             .map_err(|e| ("CreateContainerConfigError", e))?;
         let argv = podrun_model::container_argv(c, &env);

@@ -133,7 +133,7 @@ kind: Pod
 metadata: {name: bad}
 spec:
   initContainers:
-  - {name: init, image: busybox, command: ["true"], restartPolicy: OnFailure}
+  - {name: init, image: busybox, command: ["true"], restartPolicy: Sometimes}
   containers:
   - {name: main, image: busybox, command: ["true"]}
 "#;
@@ -141,7 +141,7 @@ spec:
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains(
-            r#"Pod "bad" is invalid: spec.initContainers[0].restartPolicy: Unsupported value: "OnFailure": supported values: "Always""#
+            r#"Pod "bad" is invalid: spec.initContainers[0].restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "Never", "OnFailure""#
         ),
         "{}",
         stderr(&out)

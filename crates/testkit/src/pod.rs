@@ -2,7 +2,8 @@
 //! validation (probe defaults filled, `terminationGracePeriodSeconds` set).
 
 use k8s_openapi::api::core::v1::{
-    Container, ExecAction, Lifecycle, LifecycleHandler, Pod, PodSpec, Probe,
+    Container, ContainerRestartRule, ContainerRestartRuleOnExitCodes, ExecAction, Lifecycle,
+    LifecycleHandler, Pod, PodSpec, Probe,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -124,6 +125,26 @@ impl ContainerBuilder {
             .lifecycle
             .get_or_insert_with(Lifecycle::default)
             .pre_stop = Some(exec_handler());
+        self
+    }
+    /// The container's own `restartPolicy`.
+    pub fn restart_policy(mut self, policy: &str) -> Self {
+        self.0.restart_policy = Some(policy.to_owned());
+        self
+    }
+    /// Appends a `restartPolicyRules` entry: `action` (`Restart`,
+    /// `RestartAllContainers`) on exit codes `operator` (`In`, `NotIn`) `values`.
+    pub fn rule(mut self, action: &str, operator: &str, values: &[i32]) -> Self {
+        self.0
+            .restart_policy_rules
+            .get_or_insert_with(Vec::new)
+            .push(ContainerRestartRule {
+                action: action.to_owned(),
+                exit_codes: Some(ContainerRestartRuleOnExitCodes {
+                    operator: operator.to_owned(),
+                    values: Some(values.to_vec()),
+                }),
+            });
         self
     }
     /// The API object.

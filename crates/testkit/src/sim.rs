@@ -302,6 +302,8 @@ pub struct Sim {
     transcript: Vec<Record>,
     watch: Vec<WatchRow>,
     started_seen: HashMap<ContainerId, i32>,
+    /// The exit code of each container whose last published state was `terminated`.
+    terminated_seen: HashMap<ContainerId, i32>,
     terminating_seen: bool,
     deleted_at: Option<Timestamp>,
     violations: Vec<String>,
@@ -340,9 +342,14 @@ fn probe_name(p: ProbeKind) -> &'static str {
 impl Sim {
     /// A simulation of `pod`, admitted at the pod's creation instant.
     pub fn new(pod: Pod) -> Self {
+        Self::with_backoff(pod, podrun_lifecycle::backoff::Backoff::default())
+    }
+
+    /// [`Sim::new`] on a node whose crash-loop backoff table is `backoff`.
+    pub fn with_backoff(pod: Pod, backoff: podrun_lifecycle::backoff::Backoff) -> Self {
         let now = epoch();
         let mut sim = Sim {
-            machine: PodMachine::new(pod, now),
+            machine: PodMachine::with_backoff(pod, now, backoff),
             now,
             behaviours: HashMap::new(),
             queue: BTreeMap::new(),
@@ -353,6 +360,7 @@ impl Sim {
             transcript: Vec::new(),
             watch: Vec::new(),
             started_seen: HashMap::new(),
+            terminated_seen: HashMap::new(),
             terminating_seen: false,
             deleted_at: None,
             violations: Vec::new(),
@@ -721,6 +729,8 @@ impl Sim {
             .iter()
             .flatten()
             .chain(status.container_statuses.iter().flatten());
+        let all: Vec<_> = all.collect();
+        self.check_transitions(&ids, &all);
         for (id, st) in ids.into_iter().zip(all) {
             if st.started == Some(true) && st.state.as_ref().is_some_and(|s| s.running.is_some()) {
                 let rc = st.restart_count;
@@ -742,6 +752,70 @@ impl Sim {
                 phase,
             });
         }
+    }
+
+    /// The API server's status-update check (`ValidateContainerStateTransition`): a
+    /// container may leave `terminated` only if it restarts after that exit (its own
+    /// policy and rules, else the pod policy; sidecars always), or the pod has a
+    /// `RestartAllContainers` rule.
+    fn check_transitions(
+        &mut self,
+        ids: &[ContainerId],
+        statuses: &[&k8s_openapi::api::core::v1::ContainerStatus],
+    ) {
+        use podrun_lifecycle::restart::{RestartPolicy, RestartSpec};
+        let pod = self.machine.pod();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let policy = RestartPolicy::parse(spec.restart_policy.as_deref().unwrap_or("Always"));
+        let containers: Vec<_> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .cloned()
+            .collect();
+        let restart_all = containers
+            .iter()
+            .any(|c| RestartSpec::from_container(c).has_restart_all_rule());
+        for ((id, st), c) in ids.iter().zip(statuses).zip(&containers) {
+            let terminated = st
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .map(|t| t.exit_code);
+            match (self.terminated_seen.get(id).copied(), terminated) {
+                (Some(code), None) => {
+                    let restart = RestartSpec::from_container(c);
+                    let sidecar = matches!(id, ContainerId::Init(_))
+                        && c.restart_policy.as_deref() == Some("Always");
+                    let allowed = restart_all
+                        || sidecar
+                        || restart.should_restart(policy, code)
+                        || st.restart_count > 0 && self.restarted_after_probe_kill(c, policy);
+                    if !allowed {
+                        self.violations.push(format!(
+                            "{} left terminated (exit {code}) though it may not restart",
+                            st.name
+                        ));
+                    }
+                    self.terminated_seen.remove(id);
+                }
+                (_, Some(code)) => {
+                    self.terminated_seen.insert(*id, code);
+                }
+                (None, None) => {}
+            }
+        }
+    }
+
+    /// A probe-killed container is restarted when its effective policy is not `Never`,
+    /// whatever its exit code.
+    fn restarted_after_probe_kill(
+        &self,
+        c: &k8s_openapi::api::core::v1::Container,
+        policy: podrun_lifecycle::restart::RestartPolicy,
+    ) -> bool {
+        podrun_lifecycle::restart::RestartSpec::from_container(c).restarts_after_probe_kill(policy)
     }
 
     /// The instant of the next scheduled event or machine deadline.

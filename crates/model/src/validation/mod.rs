@@ -12,6 +12,7 @@ mod job;
 mod meta;
 mod pod;
 mod pod_ids;
+mod pod_status;
 mod service;
 
 pub use apps::{admit_deployment, admit_replica_set, validate_deployment, validate_replica_set};
@@ -20,4 +21,5 @@ pub use meta::MAX_ANNOTATION_BYTES;
 
 pub use job::{admit_job, validate_job};
 pub use pod::{admit_pod, validate_pod, validate_pod_spec_at};
+pub use pod_status::{container_should_restart, validate_pod_status_update};
 pub use service::{admit_service, validate_service};

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler,
-    Pod, PodSpec, Probe, Volume, VolumeMount,
+    Container, ContainerPort, EnvFromSource, EnvVar, FileKeySelector, HTTPGetAction, Lifecycle,
+    LifecycleHandler, Pod, PodSpec, Probe, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -26,6 +26,9 @@ const INIT_FORBIDDEN: &str = "may not be set for init containers without restart
 pub fn admit_pod(mut pod: Pod) -> Result<Pod, Invalid> {
     default_pod(&mut pod);
     validate_pod(&pod)?;
+    // PodObservedGenerationTracking (GA 1.35): a new pod's generation is 1, whatever
+    // the client sent.
+    pod.metadata.generation = Some(1);
     Ok(pod)
 }
 
@@ -416,12 +419,7 @@ fn validate_containers(
             errs.push(FieldError::duplicate(p.child("name"), &c.name));
         }
         errs.extend(validate_hooks_and_probes(c, grace, &p));
-        if c.restart_policy.is_some() {
-            errs.push(FieldError::forbidden(
-                p.child("restartPolicy"),
-                "may not be set for non-init containers",
-            ));
-        }
+        errs.extend(validate_container_restart_policy(c, &p));
     }
     // Regular containers run together, so their host ports must not clash.
     errs.extend(host_port_conflicts(containers, path, 0));
@@ -446,17 +444,11 @@ fn validate_init_containers(
             &p,
             pod_restart_policy,
         ));
-        let mut restart_always = false;
-        if let Some(rp) = c.restart_policy.as_deref() {
-            if rp != "Always" {
-                errs.push(FieldError::not_supported(
-                    p.child("restartPolicy"),
-                    rp,
-                    &["Always"],
-                ));
-            }
-            restart_always = rp == "Always";
-        }
+        // With ContainerRestartRules and RestartAllContainersOnContainerExits on (the
+        // 1.37 defaults) init containers take the same policy and rules as regular
+        // ones; `Always` makes a sidecar, which may carry rules too.
+        errs.extend(validate_container_restart_policy(c, &p));
+        let restart_always = c.restart_policy.as_deref() == Some("Always");
         if names.contains(c.name.as_str()) {
             errs.push(FieldError::duplicate(p.child("name"), &c.name));
         } else if !c.name.is_empty() {
@@ -490,6 +482,82 @@ fn validate_init_containers(
                     INIT_FORBIDDEN,
                 ));
             }
+        }
+    }
+    errs
+}
+
+/// Container `restartPolicy` values, as the API server lists them.
+const CONTAINER_RESTART_POLICIES: &[&str] = &["Always", "Never", "OnFailure"];
+/// `restartPolicyRules[].action` values (RestartAllContainersOnContainerExits on).
+const RESTART_RULE_ACTIONS: &[&str] = &["Restart", "RestartAllContainers"];
+/// `restartPolicyRules[].exitCodes.operator` values.
+const EXIT_CODE_OPERATORS: &[&str] = &["In", "NotIn"];
+/// At most this many `restartPolicyRules` per container.
+pub const MAX_RESTART_RULES: usize = 20;
+/// At most this many `exitCodes.values` per rule.
+pub const MAX_EXIT_CODE_VALUES: usize = 255;
+
+/// Upstream `validateContainerRestartPolicy` (KEP-5307, KEP-5532): a container's own
+/// `restartPolicy` and its `restartPolicyRules`, for regular and init containers.
+fn validate_container_restart_policy(c: &Container, path: &Path) -> Errs {
+    let mut errs = Errs::new();
+    let rules = c.restart_policy_rules.as_deref().unwrap_or_default();
+    let Some(policy) = c.restart_policy.as_deref() else {
+        if !rules.is_empty() {
+            errs.push(FieldError::required(
+                path.child("restartPolicy"),
+                "must specify restartPolicy when restart rules are used",
+            ));
+        }
+        return errs;
+    };
+    if !CONTAINER_RESTART_POLICIES.contains(&policy) {
+        errs.push(FieldError::not_supported(
+            path.child("restartPolicy"),
+            policy,
+            CONTAINER_RESTART_POLICIES,
+        ));
+    }
+    let rules_path = path.child("restartPolicyRules");
+    if rules.len() > MAX_RESTART_RULES {
+        errs.push(FieldError::too_many(
+            &rules_path,
+            rules.len(),
+            MAX_RESTART_RULES,
+        ));
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        let rp = rules_path.index(i);
+        if !RESTART_RULE_ACTIONS.contains(&rule.action.as_str()) {
+            errs.push(FieldError::not_supported(
+                rp.child("action"),
+                &rule.action,
+                RESTART_RULE_ACTIONS,
+            ));
+        }
+        let Some(codes) = &rule.exit_codes else {
+            errs.push(FieldError::required(
+                rp.child("exitCodes"),
+                "must be specified",
+            ));
+            continue;
+        };
+        let cp = rp.child("exitCodes");
+        if !EXIT_CODE_OPERATORS.contains(&codes.operator.as_str()) {
+            errs.push(FieldError::not_supported(
+                cp.child("operator"),
+                &codes.operator,
+                EXIT_CODE_OPERATORS,
+            ));
+        }
+        let values = codes.values.as_deref().unwrap_or_default();
+        if values.len() > MAX_EXIT_CODE_VALUES {
+            errs.push(FieldError::too_many(
+                cp.child("values"),
+                values.len(),
+                MAX_EXIT_CODE_VALUES,
+            ));
         }
     }
     errs
@@ -561,6 +629,7 @@ fn validate_container_common(
         &path.child("ports"),
     ));
     errs.extend(validate_env(
+        volumes,
         c.env.as_deref().unwrap_or(&[]),
         &path.child("env"),
     ));
@@ -733,7 +802,7 @@ const DOWNWARD_LABELS: &[&str] = &[
     "status.podIPs",
 ];
 
-fn validate_env(vars: &[EnvVar], path: &Path) -> Errs {
+fn validate_env(volumes: &BTreeMap<String, Volume>, vars: &[EnvVar], path: &Path) -> Errs {
     let mut errs = Errs::new();
     for (i, ev) in vars.iter().enumerate() {
         let idx = path.index(i);
@@ -744,12 +813,16 @@ fn validate_env(vars: &[EnvVar], path: &Path) -> Errs {
                 errs.push(FieldError::invalid_str(idx.child("name"), &ev.name, m));
             }
         }
-        errs.extend(validate_env_value_from(ev, &idx.child("valueFrom")));
+        errs.extend(validate_env_value_from(
+            volumes,
+            ev,
+            &idx.child("valueFrom"),
+        ));
     }
     errs
 }
 
-fn validate_env_value_from(ev: &EnvVar, path: &Path) -> Errs {
+fn validate_env_value_from(volumes: &BTreeMap<String, Volume>, ev: &EnvVar, path: &Path) -> Errs {
     let mut errs = Errs::new();
     let Some(vf) = &ev.value_from else {
         return errs;
@@ -788,6 +861,10 @@ fn validate_env_value_from(ev: &EnvVar, path: &Path) -> Errs {
         sources += 1;
         errs.extend(key_selector(&r.name, &r.key, &path.child("secretKeyRef")));
     }
+    if let Some(r) = &vf.file_key_ref {
+        sources += 1;
+        errs.extend(validate_file_key_ref(volumes, r, &path.child("fileKeyRef")));
+    }
     if sources == 0 {
         errs.push(FieldError::invalid_str(
             path,
@@ -806,6 +883,48 @@ fn validate_env_value_from(ev: &EnvVar, path: &Path) -> Errs {
             "",
             "may not have more than one field specified at a time",
         ));
+    }
+    errs
+}
+
+/// `env[].valueFrom.fileKeyRef` (EnvFiles, beta and on since 1.35): a `KEY=value` file
+/// in an emptyDir volume of the pod.
+fn validate_file_key_ref(
+    volumes: &BTreeMap<String, Volume>,
+    r: &FileKeySelector,
+    path: &Path,
+) -> Errs {
+    let mut errs = Errs::new();
+    let vp = path.child("volumeName");
+    if r.volume_name.is_empty() {
+        errs.push(FieldError::required(&vp, ""));
+    } else {
+        for m in names::is_dns1123_label(&r.volume_name) {
+            errs.push(FieldError::invalid_str(&vp, &r.volume_name, m));
+        }
+        match volumes.get(&r.volume_name) {
+            None => errs.push(FieldError::not_found(&vp, &r.volume_name)),
+            Some(v) if v.empty_dir.is_none() => errs.push(FieldError::invalid_str(
+                &vp,
+                &r.volume_name,
+                "referenced volume must be of type emptyDir",
+            )),
+            Some(_) => {}
+        }
+    }
+    let pp = path.child("path");
+    if r.path.is_empty() {
+        errs.push(FieldError::required(&pp, ""));
+    } else {
+        errs.extend(local_descending_path(&r.path, &pp));
+    }
+    let kp = path.child("key");
+    if r.key.is_empty() {
+        errs.push(FieldError::required(&kp, ""));
+    } else {
+        for m in names::is_env_var_name(&r.key) {
+            errs.push(FieldError::invalid_str(&kp, &r.key, m));
+        }
     }
     errs
 }
