@@ -99,7 +99,7 @@ fn exiting_pod_records_its_lifecycle_events_and_timeline() {
     let dir = podrun.pod_dir("exiting-pod");
     let recs = records(&dir.join("lifecycle.jsonl"));
 
-    // Lanes: the init step, the proxy sidecar, the app — in that order.
+    // Lanes: the init step, the proxy sidecar, the sleep app — in that order.
     let Transition::Scheduled { containers, .. } = &recs[0].transition else {
         panic!("first record is {:?}", recs[0]);
     };
@@ -112,7 +112,7 @@ fn exiting_pod_records_its_lifecycle_events_and_timeline() {
         [
             ("istio-init", ContainerKind::Init),
             ("istio-proxy", ContainerKind::Sidecar),
-            ("app", ContainerKind::Regular)
+            ("sleep", ContainerKind::Regular)
         ]
     );
     // Monotonic times, in the native-sidecar order.
@@ -120,8 +120,8 @@ fn exiting_pod_records_its_lifecycle_events_and_timeline() {
     let init_exit = at(&recs, Some("istio-init"), "Exited");
     let proxy_start = at(&recs, Some("istio-proxy"), "Started");
     let proxy_probe = at(&recs, Some("istio-proxy"), "ProbeResult");
-    let app_start = at(&recs, Some("app"), "Started");
-    let app_exit = at(&recs, Some("app"), "Exited");
+    let app_start = at(&recs, Some("sleep"), "Started");
+    let app_exit = at(&recs, Some("sleep"), "Exited");
     let term = at(&recs, Some("istio-proxy"), "SignalSent");
     let proxy_exit = at(&recs, Some("istio-proxy"), "Exited");
     assert!(init_exit <= proxy_start && proxy_start <= proxy_probe);
@@ -159,7 +159,7 @@ fn exiting_pod_records_its_lifecycle_events_and_timeline() {
         ["Pulled", "Created", "Started", "Killing"]
     );
     assert_eq!(
-        reasons(&evs, Some("spec.containers{app}")),
+        reasons(&evs, Some("spec.containers{sleep}")),
         ["Pulled", "Created", "Started"]
     );
     let killing = evs
@@ -229,7 +229,7 @@ fn exiting_pod_records_its_lifecycle_events_and_timeline() {
     ]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), run_svg);
     let pos = |n: &str| run_svg.find(&format!("data-container=\"{n}\"")).unwrap();
-    assert!(pos("istio-init") < pos("istio-proxy") && pos("istio-proxy") < pos("app"));
+    assert!(pos("istio-init") < pos("istio-proxy") && pos("istio-proxy") < pos("sleep"));
 
     let out = podrun.run(&["timeline", "exiting-pod"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -466,7 +466,7 @@ fn exiting_pod_timeline_renders_in_chromium_where_the_svg_says() {
     // The lanes, top to bottom: istio-init, istio-proxy, app.
     let bars = bars(&svg);
     let names: Vec<&str> = bars.iter().map(|b| b.container.as_str()).collect();
-    assert_eq!(names, ["istio-init", "istio-proxy", "app"]);
+    assert_eq!(names, ["istio-init", "istio-proxy", "sleep"]);
     assert!(bars[0].y < bars[1].y && bars[1].y < bars[2].y);
     assert_eq!(bars[0].fill, [0x4e, 0x79, 0xa7]);
     for bar in &bars {
