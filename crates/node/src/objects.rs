@@ -57,6 +57,8 @@ impl Resource {
     pub const DEPLOYMENTS: Resource = Resource(&ResourceType::DEPLOYMENTS);
     /// `replicasets.apps`.
     pub const REPLICA_SETS: Resource = Resource(&ResourceType::REPLICA_SETS);
+    /// `endpointslices.discovery.k8s.io`.
+    pub const ENDPOINT_SLICES: Resource = Resource(&ResourceType::ENDPOINT_SLICES);
 }
 
 /// A namespaced object's place in the store.
