@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cores=(podrun-model podrun-lifecycle podrun-inject podrun-netplan)
-for extra in podrun-store; do
+for extra in podrun-store podrun-timeline; do
   [ -d "crates/${extra#podrun-}" ] && cores+=("$extra")
 done
 forbidden='^(tokio|mio|nix|socket2|rustix|libc|hyper|rusqlite|async-std|smol)$'
