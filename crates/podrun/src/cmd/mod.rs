@@ -9,5 +9,6 @@ pub mod logs;
 pub mod proxy;
 pub mod proxy_init;
 pub mod run;
+pub mod server;
 pub mod timeline;
 pub mod webhook;
