@@ -9,8 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::objects::{Resource, Store};
 use k8s_openapi::api::core::v1::Pod;
-use podrun_registry::{Resource, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -160,7 +160,7 @@ pub fn recover(layout: &Layout, store: &Store) -> io::Result<Recovery> {
         if phase != "Succeeded" && phase != "Failed" {
             mark_lost(&mut pod);
             store
-                .put(Resource::PODS, &mut pod)
+                .put_status(Resource::PODS, &mut pod)
                 .map_err(io::Error::other)?;
             report.push_str("; marked Failed");
         }

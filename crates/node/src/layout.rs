@@ -1,7 +1,7 @@
 //! Where things live in the state directory, laid out like the kubelet's.
 //!
 //! ```text
-//! <state>/objects/…                                   the object store (podrun-registry)
+//! <state>/store.db                                    the object store (podrun-store-sqlite)
 //! <state>/pods/<ns>_<name>_<uid>/<container>/<n>.log   CRI-format log of restart n
 //! <state>/pods/<ns>_<name>_<uid>/<container>/<n>.termination-log
 //! <state>/pods/<ns>_<name>_<uid>/<container>/<n>.pid   "<pid> <starttime>" of a live instance

@@ -3,11 +3,14 @@
 //! `runtime` creates container processes (namespaces, mounts, logs, exit events);
 //! `handler` carries out probe and hook handlers (exec, httpGet, tcpSocket, grpc, sleep);
 //! `pod` is the per-pod worker that carries out what `podrun_lifecycle::PodMachine`
-//! decides; `job` is the Job controller. Decisions are never made here: they come from
-//! the lifecycle engine (pods) and from `job::decide` (Jobs).
+//! decides. Decisions are never made here: they come from the lifecycle engine (pods)
+//! and from the controllers (`podrun-controllers`: Jobs, Deployments, ReplicaSets,
+//! EndpointSlices, garbage collection), which run beside the node on the same store.
 //!
-//! The node reads and writes objects through `podrun_registry::Store` only, so `podrun
-//! get` in another terminal sees what it does.
+//! The node is a client of the object store ([`objects`], `<state>/store.db`), so
+//! `podrun get` in another terminal sees what it does: it creates the pods it is given,
+//! binds and runs the pods the controllers create, learns of deletions by watch
+//! ([`source`]), and writes pod status through the status subresource.
 
 pub mod cgroup;
 pub mod dns;
@@ -16,12 +19,13 @@ pub mod handler;
 pub mod instance;
 pub mod job;
 pub mod layout;
+pub mod objects;
 mod pod;
-pub mod replicaset;
 pub mod runtime;
 pub mod sandbox;
 pub mod security;
 pub mod service;
+pub mod source;
 pub mod volume;
 
 use std::collections::HashMap;
@@ -30,9 +34,9 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use podrun_registry::{ObjectKey, Resource, Store};
+
+use crate::objects::{ObjectKey, Resource, Store};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::instance::{ControlRequest, InstanceLock, Recovery};
@@ -55,12 +59,30 @@ pub enum Error {
     /// The pod's sandbox cannot be made (e.g. it needs root).
     #[error(transparent)]
     Sandbox(#[from] sandbox::SandboxError),
-    /// The store failed.
+    /// The store answered with an error (the API server's words) or failed.
     #[error(transparent)]
-    Store(#[from] podrun_registry::Error),
+    Store(#[from] objects::Error),
     /// A file or socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// The line kubectl prints for this error: `Error from server (AlreadyExists): pods
+    /// "x" already exists`, `The Pod "x" is invalid: …`, or `error: …` for the rest.
+    pub fn kubectl(&self) -> String {
+        match self {
+            Error::AlreadyExists { .. } => format!("Error from server (AlreadyExists): {self}"),
+            Error::Store(objects::Error::Api(e)) => objects::kubectl_message(e),
+            other => format!("error: {other}"),
+        }
+    }
+}
+
+impl From<podrun_store::ApiError> for Error {
+    fn from(e: podrun_store::ApiError) -> Self {
+        Error::Store(e.into())
+    }
 }
 
 /// Something that changed on the node.
@@ -72,6 +94,8 @@ pub enum NodeEvent {
     PodFinished(Arc<Pod>),
     /// A Job's status changed.
     Job(Arc<Job>),
+    /// A Job was deleted (from anywhere).
+    JobDeleted(Arc<Job>),
 }
 
 /// Commands to a pod worker.
@@ -80,16 +104,27 @@ pub(crate) enum PodCommand {
     Delete { grace_period_seconds: Option<i64> },
 }
 
-/// (kind, namespace, name) of a ConfigMap or Secret.
-type ConfigKey = (String, String, String);
+/// A pod worker this node runs.
+pub(crate) struct Worker {
+    /// The pod's uid.
+    uid: String,
+    /// Its commands.
+    tx: mpsc::UnboundedSender<PodCommand>,
+    /// Told to delete already.
+    deleting: bool,
+}
 
 /// State shared by the node and its pod workers.
 pub(crate) struct NodeShared {
     layout: Layout,
     store: Store,
     events: broadcast::Sender<NodeEvent>,
-    pods: Mutex<HashMap<ObjectKey, mpsc::UnboundedSender<PodCommand>>>,
-    config: Mutex<HashMap<ConfigKey, HashMap<String, String>>>,
+    pods: Mutex<HashMap<ObjectKey, Worker>>,
+    /// The controllers on this node's store, while they run.
+    controllers: Mutex<Option<podrun_controllers::Controllers>>,
+    /// Deployments, ReplicaSets and unfinished Jobs this node created: removed when it
+    /// stops, so a later run does not resume them.
+    created: Mutex<Vec<(Resource, ObjectKey)>>,
     /// How pod sandboxes are networked.
     network: std::sync::RwLock<Arc<sandbox::NetworkConfig>>,
     /// Held while this node masquerades pod egress.
@@ -101,8 +136,11 @@ pub(crate) struct NodeShared {
 impl NodeShared {
     /// Stores the pod (stamping its resourceVersion) and tells subscribers.
     fn publish(&self, pod: &mut Pod) {
-        if let Err(e) = self.store.put(Resource::PODS, pod) {
-            tracing::error!(%e, "cannot store pod status");
+        match self.store.put_status(Resource::PODS, pod) {
+            Ok(()) => {}
+            // Removed already (a forced delete): the status has nowhere to go.
+            Err(objects::Error::Api(e)) if e.code() == 404 => {}
+            Err(e) => tracing::error!(%e, "cannot store pod status"),
         }
         let _ = self.events.send(NodeEvent::Pod(Arc::new(pod.clone())));
     }
@@ -116,7 +154,10 @@ impl NodeShared {
         // A deleted pod disappears from the store once its containers are gone, as the
         // API server removes it after the kubelet confirms.
         if pod.metadata.deletion_timestamp.is_some() {
-            let _ = self.store.delete(Resource::PODS, &key);
+            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+            if let Err(e) = self.store.remove_pod(&key, uid) {
+                tracing::error!(%e, "cannot remove deleted pod");
+            }
         }
         let _ = self
             .events
@@ -128,15 +169,33 @@ impl NodeShared {
         sandbox::NetworkConfig::clone(&self.network.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// A key of a ConfigMap (`kind` = "ConfigMap") or Secret known to this node.
+    /// A key of a ConfigMap (`kind` = "ConfigMap") or Secret, read from the store.
     fn lookup(&self, pod: &Pod, kind: &str, name: &str, key: &str) -> Option<String> {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        self.config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(kind.to_string(), ns, name.to_string()))?
-            .get(key)
-            .cloned()
+        self.config_data(kind, &ns, name)?.get(key).cloned()
+    }
+
+    /// A ConfigMap's (`kind` = "ConfigMap") or Secret's data as strings (a Secret's
+    /// `stringData` over its `data`), read from the store.
+    pub(crate) fn config_data(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<HashMap<String, String>> {
+        let object = ObjectKey::new(namespace, name);
+        if kind == "Secret" {
+            let secret: Secret = self.store.get(Resource::SECRETS, &object).ok()??;
+            let mut data: HashMap<String, String> =
+                secret.string_data.unwrap_or_default().into_iter().collect();
+            for (k, v) in secret.data.unwrap_or_default() {
+                data.entry(k)
+                    .or_insert_with(|| String::from_utf8_lossy(&v.0).into_owned());
+            }
+            return Some(data);
+        }
+        let cm: ConfigMap = self.store.get(Resource::CONFIG_MAPS, &object).ok()??;
+        Some(cm.data.unwrap_or_default().into_iter().collect())
     }
 }
 
@@ -176,18 +235,28 @@ impl Node {
             store,
             events,
             pods: Mutex::new(HashMap::new()),
-            config: Mutex::new(HashMap::new()),
+            controllers: Mutex::new(None),
+            created: Mutex::new(Vec::new()),
             network: std::sync::RwLock::new(Arc::new(sandbox::NetworkConfig::default())),
             masquerade: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
-        Ok((
-            Self {
-                shared,
-                _lock: Arc::new(lock),
-            },
-            recovery,
-        ))
+        let node = Self {
+            shared,
+            _lock: Arc::new(lock),
+        };
+        // Inside a runtime, the controllers and the store watches start with the node.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            *node
+                .shared
+                .controllers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(podrun_controllers::Controllers::start(
+                node.shared.store.sqlite(),
+            ));
+            source::spawn(&node);
+        }
+        Ok((node, recovery))
     }
 
     /// The store this node writes.
@@ -230,39 +299,34 @@ impl Node {
         Ok(())
     }
 
-    /// Makes a ConfigMap's data available to `valueFrom`/`envFrom`.
-    pub fn add_config_map(&self, cm: &ConfigMap) {
-        let data = cm.data.clone().unwrap_or_default().into_iter().collect();
-        self.add_config("ConfigMap", &cm.metadata, data);
+    /// Stores a ConfigMap for `valueFrom`/`envFrom` (replacing one of the same name).
+    pub fn add_config_map(&self, cm: &ConfigMap) -> Result<(), Error> {
+        self.put_object(Resource::CONFIG_MAPS, cm)
     }
 
-    /// Makes a Secret's data available to `valueFrom`/`envFrom`.
-    pub fn add_secret(&self, secret: &Secret) {
-        let mut data: HashMap<String, String> = secret
-            .string_data
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        for (k, v) in secret.data.clone().unwrap_or_default() {
-            data.entry(k)
-                .or_insert_with(|| String::from_utf8_lossy(&v.0).into_owned());
-        }
-        self.add_config("Secret", &secret.metadata, data);
+    /// Stores a Secret for `valueFrom`/`envFrom` (replacing one of the same name).
+    pub fn add_secret(&self, secret: &Secret) -> Result<(), Error> {
+        self.put_object(Resource::SECRETS, secret)
     }
 
-    fn add_config(
+    fn put_object<T: objects::StoredObject + Clone>(
         &self,
-        kind: &str,
-        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-        data: HashMap<String, String>,
-    ) {
-        let key = key_of(meta);
-        self.shared
-            .config
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((kind.to_string(), key.namespace, key.name), data);
+        r: Resource,
+        obj: &T,
+    ) -> Result<(), Error> {
+        let key = key_of(obj.meta());
+        if self
+            .shared
+            .store
+            .get::<serde_json::Value>(r, &key)?
+            .is_some()
+        {
+            self.shared.store.delete(r, &key, None)?;
+        }
+        let mut obj = obj.clone();
+        obj.meta_mut().namespace = Some(key.namespace);
+        self.shared.store.create(r, &mut obj)?;
+        Ok(())
     }
 
     /// Creates a pod (already admitted: defaulted and validated) and starts running it.
@@ -301,12 +365,15 @@ impl Node {
                 });
             }
             let _ = std::fs::remove_dir_all(&old_dir);
+            self.shared
+                .store
+                .remove_pod(&key, old.metadata.uid.as_deref().unwrap_or_default())?;
         }
         let meta = &mut pod.metadata;
         meta.namespace = Some(key.namespace.clone());
-        meta.uid = Some(new_uid());
-        meta.creation_timestamp = Some(Time(now()));
-        meta.generation = Some(1);
+        // The store stamps uid, creationTimestamp, generation and resourceVersion.
+        meta.uid = None;
+        meta.creation_timestamp = None;
         meta.resource_version = None;
         // Bound to this node at once, Pending until the worker reports, as the API
         // server and scheduler would leave it.
@@ -318,47 +385,140 @@ impl Node {
             qos_class: Some(cgroup::qos_class(&pod).into()),
             ..Default::default()
         });
-        self.shared.publish(&mut pod);
+        self.shared.store.create(Resource::PODS, &mut pod)?;
+        let _ = self
+            .shared
+            .events
+            .send(NodeEvent::Pod(Arc::new(pod.clone())));
+        self.start_worker(pod.clone());
+        Ok(pod)
+    }
+
+    /// Starts the worker of a pod bound to this node.
+    pub(crate) fn start_worker(&self, pod: Pod) {
+        let key = key_of(&pod.metadata);
         let (tx, rx) = mpsc::unbounded_channel();
         self.shared
             .pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, tx);
-        tokio::spawn(pod::run_pod(self.shared.clone(), pod.clone(), rx));
-        Ok(pod)
+            .insert(
+                key,
+                Worker {
+                    uid: pod.metadata.uid.clone().unwrap_or_default(),
+                    tx,
+                    deleting: false,
+                },
+            );
+        tokio::spawn(pod::run_pod(self.shared.clone(), pod, rx));
     }
 
-    /// Asks a pod this node runs to terminate gracefully. Returns false if this node
-    /// does not run a pod of that name.
+    /// Whether this node runs the pod with this uid.
+    pub(crate) fn runs(&self, key: &ObjectKey, uid: &str) -> bool {
+        self.shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|w| w.uid == uid)
+    }
+
+    /// Tells a pod's worker to terminate, once. Returns false if this node does not run
+    /// the pod.
+    pub(crate) fn tell_delete(&self, key: &ObjectKey, grace_period_seconds: Option<i64>) -> bool {
+        let mut pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+        match pods.get_mut(key) {
+            Some(w) if w.deleting => true,
+            Some(w) => {
+                w.deleting = true;
+                w.tx.send(PodCommand::Delete {
+                    grace_period_seconds,
+                })
+                .is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Asks a pod this node runs to terminate gracefully (marked for deletion in the
+    /// store, as `kubectl delete` does). Returns false if this node does not run a pod
+    /// of that name.
     pub fn delete_pod(
         &self,
         namespace: &str,
         name: &str,
         grace_period_seconds: Option<i64>,
     ) -> bool {
-        let pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-        match pods.get(&ObjectKey::new(namespace, name)) {
-            Some(tx) => tx
-                .send(PodCommand::Delete {
-                    grace_period_seconds,
-                })
-                .is_ok(),
-            None => false,
+        let key = ObjectKey::new(namespace, name);
+        let told = self.tell_delete(&key, grace_period_seconds);
+        // A finished pod stays in the store (its worker is only cleaning up); a running
+        // one is marked, so every reader sees it terminating.
+        let running = self
+            .shared
+            .store
+            .get::<Pod>(Resource::PODS, &key)
+            .ok()
+            .flatten()
+            .is_some_and(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            });
+        if told && running {
+            let _ = self
+                .shared
+                .store
+                .delete(Resource::PODS, &key, grace_period_seconds);
         }
+        told
     }
 
-    /// Asks every pod this node runs to terminate gracefully; controllers stop
-    /// replacing pods from then on.
+    /// Asks every pod this node runs to terminate gracefully. The controllers stop
+    /// first, so nothing replaces the pods, and the Deployments, ReplicaSets and
+    /// unfinished Jobs this node created are deleted with them.
     pub fn delete_all_pods(&self) {
         self.shared
             .stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        let pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
-        for tx in pods.values() {
-            let _ = tx.send(PodCommand::Delete {
-                grace_period_seconds: None,
-            });
+        drop(
+            self.shared
+                .controllers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        let created = std::mem::take(
+            &mut *self
+                .shared
+                .created
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for (r, key) in created {
+            if r == Resource::JOBS
+                && self
+                    .shared
+                    .store
+                    .get::<Job>(r, &key)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|j| podrun_controllers::job::finished(&j))
+            {
+                continue;
+            }
+            let _ = self.shared.store.delete(r, &key, None);
+        }
+        let keys: Vec<ObjectKey> = self
+            .shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for key in keys {
+            self.delete_pod(&key.namespace, &key.name, None);
         }
     }
 
@@ -378,36 +538,57 @@ impl Node {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Creates a Deployment's ReplicaSet and keeps its pods running.
+    /// Stores a Deployment; the controllers create its ReplicaSet and pods.
     pub fn create_deployment(
         &self,
-        deployment: k8s_openapi::api::apps::v1::Deployment,
+        mut deployment: k8s_openapi::api::apps::v1::Deployment,
     ) -> Result<(), Error> {
-        replicaset::create_deployment(self, deployment)
+        let key = key_of(&deployment.metadata);
+        deployment.metadata.namespace = Some(key.namespace.clone());
+        self.shared
+            .store
+            .create(Resource::DEPLOYMENTS, &mut deployment)?;
+        self.created(Resource::DEPLOYMENTS, key);
+        Ok(())
     }
 
-    /// Runs a ReplicaSet: keeps its pods running until the node stops.
+    /// Stores a ReplicaSet; the controllers keep its pods running.
     pub fn create_replica_set(
         &self,
-        rs: k8s_openapi::api::apps::v1::ReplicaSet,
+        mut rs: k8s_openapi::api::apps::v1::ReplicaSet,
     ) -> Result<(), Error> {
-        replicaset::create_replica_set(self, rs)
+        let key = key_of(&rs.metadata);
+        rs.metadata.namespace = Some(key.namespace.clone());
+        self.shared.store.create(Resource::REPLICA_SETS, &mut rs)?;
+        self.created(Resource::REPLICA_SETS, key);
+        Ok(())
     }
 
-    /// Creates a Job and runs its controller until the Job finishes.
+    /// Stores a Job; the Job controller runs it. A finished Job of the same name left
+    /// by an earlier run is replaced; a running one is `AlreadyExists`.
     pub fn create_job(&self, job: Job) -> Result<Job, Error> {
-        job::create(self.clone(), job)
+        let job = job::create(self, job)?;
+        self.created(Resource::JOBS, key_of(&job.metadata));
+        Ok(job)
     }
 
-    /// Publishes a Job's status.
-    pub(crate) fn publish_job(&self, job: &mut Job) {
-        if let Err(e) = self.shared.store.put(Resource::JOBS, job) {
-            tracing::error!(%e, "cannot store job status");
-        }
-        let _ = self
-            .shared
-            .events
-            .send(NodeEvent::Job(Arc::new(job.clone())));
+    fn created(&self, r: Resource, key: ObjectKey) {
+        self.shared
+            .created
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((r, key));
+    }
+
+    /// Tells subscribers of a Job's new state, or of its deletion.
+    pub(crate) fn job_changed(&self, job: Job, deleted: bool) {
+        let job = Arc::new(job);
+        let event = if deleted {
+            NodeEvent::JobDeleted(job)
+        } else {
+            NodeEvent::Job(job)
+        };
+        let _ = self.shared.events.send(event);
     }
 
     /// Serves this instance's control socket until the task is dropped, so that

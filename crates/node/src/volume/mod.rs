@@ -305,7 +305,7 @@ pub fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
     Ok(real)
 }
 
-/// ConfigMap/Secret data of the pod's namespace as bytes, from the node's string store.
+/// ConfigMap/Secret data of the pod's namespace as bytes, from the object store.
 pub fn lookup_from(
     map: Option<std::collections::HashMap<String, String>>,
 ) -> Option<BTreeMap<String, Vec<u8>>> {
@@ -320,14 +320,7 @@ pub(crate) fn prepare_for(
     volume: &Volume,
 ) -> Result<PreparedVolume, String> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
-    let lookup = |kind: &str, name: &str| {
-        let config = shared.config.lock().unwrap_or_else(|e| e.into_inner());
-        lookup_from(
-            config
-                .get(&(kind.to_string(), ns.clone(), name.to_string()))
-                .cloned(),
-        )
-    };
+    let lookup = |kind: &str, name: &str| lookup_from(shared.config_data(kind, &ns, name));
     let fs_group = pod
         .spec
         .as_ref()

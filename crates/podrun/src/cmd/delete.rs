@@ -1,14 +1,16 @@
 //! `podrun delete pod NAME [--grace-period N] [--now] [--wait]`: graceful deletion, as
-//! `kubectl delete` does it. A pod run by a live `podrun run` is handed to that process
-//! over its control socket; a finished pod is removed from the store directly.
+//! `kubectl delete` does it. A pod run by a live `podrun run` is marked for deletion in
+//! the store, where that process's watch sees it; `--wait` watches the store until the
+//! pod is gone. A pod nobody runs any more is removed from the store directly.
 
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use podrun_node::instance::{self, ControlRequest};
+use podrun_node::instance;
 use podrun_node::layout::Layout;
-use podrun_registry::{ObjectKey, Resource, Store};
+use podrun_node::objects::{ObjectKey, Resource, Store};
+use podrun_store::{EventType, ResourceType, WatchOptions, object};
 
 use crate::Global;
 
@@ -86,35 +88,69 @@ fn delete_pod(
     let dir = layout.pod_dir(&key.namespace, &key.name, &uid);
     let owner = instance::pod_owner(&dir).filter(|pid| instance::instance_alive(layout, *pid));
     match owner {
-        Some(pid) => {
-            let request = ControlRequest::DeletePod {
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                grace_period_seconds: grace,
-            };
-            instance::send_request(layout, pid, &request)?;
-            if wait {
-                // The running instance removes the pod once its containers are gone.
+        Some(_) => {
+            // Marked for deletion: the running instance learns of it by watch, stops
+            // the containers and removes the pod.
+            let gone = store.delete(Resource::PODS, key, grace)?;
+            if wait && !gone {
                 let limit = Duration::from_secs(grace.unwrap_or(30).max(0) as u64 + 60);
-                let start = Instant::now();
-                while store
-                    .get::<Pod>(Resource::PODS, key)?
-                    .is_some_and(|p| p.metadata.uid.as_deref() == Some(uid.as_str()))
-                {
-                    if start.elapsed() > limit {
-                        anyhow::bail!("timed out waiting for pod {:?} to be deleted", key.name);
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
+                wait_gone(store, key, &uid, limit)?;
             }
         }
         None => {
             // Nobody runs it any more: it is finished (or was recovered); remove it.
-            store.delete(Resource::PODS, key)?;
+            store.remove_pod(key, &uid)?;
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
     Ok(Some("pod"))
+}
+
+/// Waits, by watching the store, until the pod with `uid` is gone.
+fn wait_gone(store: &Store, key: &ObjectKey, uid: &str, limit: Duration) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let start = Instant::now();
+    runtime.block_on(async {
+        loop {
+            // Watch from the version read: a removal after it is an event of this watch.
+            let Some(pod) = store.get::<Pod>(Resource::PODS, key)? else {
+                return Ok(());
+            };
+            if pod.metadata.uid.as_deref() != Some(uid) {
+                return Ok(());
+            }
+            let opts = WatchOptions {
+                resource_version: pod.metadata.resource_version.clone(),
+                ..WatchOptions::default()
+            };
+            let mut watch =
+                store
+                    .sqlite()
+                    .watch(&ResourceType::PODS, Some(&key.namespace), &opts)?;
+            let left = limit.saturating_sub(start.elapsed());
+            let ended = tokio::time::timeout(left, async {
+                while let Some(event) = watch.next().await {
+                    let ours = object::name(&event.object) == key.name
+                        && object::uid(&event.object) == uid;
+                    match event.kind {
+                        EventType::Deleted if ours => return true,
+                        // The watch fell behind the store's window: read again.
+                        EventType::Error => return false,
+                        _ => {}
+                    }
+                }
+                false
+            })
+            .await;
+            match ended {
+                Ok(true) => return Ok(()),
+                Ok(false) => continue,
+                Err(_) => anyhow::bail!("timed out waiting for pod {:?} to be deleted", key.name),
+            }
+        }
+    })
 }
 
 fn delete_job(
@@ -128,7 +164,10 @@ fn delete_job(
         return Ok(None);
     };
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    // Background propagation: the Job's pods go with it.
+    // The Job goes first, so its controller creates nothing more; then its pods, as
+    // the garbage collector of a running podrun would (background propagation) — a
+    // Job left by a podrun that has exited has no collector running.
+    store.delete(Resource::JOBS, key, None)?;
     let pods: Vec<Pod> = store.list(Resource::PODS, Some(&key.namespace))?;
     for pod in pods {
         let owned = pod
@@ -145,6 +184,5 @@ fn delete_job(
             delete_pod(store, layout, &pod_key, grace, wait)?;
         }
     }
-    store.delete(Resource::JOBS, key)?;
     Ok(Some("job.batch"))
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use podrun_lifecycle::print::{human_duration, pod_row};
-use podrun_registry::{ObjectKey, Resource, Store};
+use podrun_node::objects::{ObjectKey, Resource, Store};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -49,7 +49,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     }
 }
 
-trait Printable: podrun_registry::StoredObject + Serialize {
+trait Printable: podrun_node::objects::StoredObject + Serialize {
     fn columns(wide: bool) -> Vec<&'static str>;
     fn cells(&self, now: Timestamp, wide: bool) -> Vec<String>;
 }

@@ -159,6 +159,9 @@ async fn run_objects(
     let mut awaited_jobs: BTreeSet<String> = BTreeSet::new();
     let mut failed = false;
     let mut errors = Vec::new();
+    // Deployments and ReplicaSets keep their pods (created by the controllers) running
+    // until the run is interrupted or everything awaited is done.
+    let mut controlled = false;
     for object in admitted.objects {
         match object {
             Object::Pod(pod) => {
@@ -173,32 +176,38 @@ async fn run_objects(
                             awaited_pods.insert(key(&pod.metadata));
                         }
                     }
-                    Err(e) => errors.push(format!("Error from server (AlreadyExists): {e}")),
+                    Err(e) => errors.push(e.kubectl()),
                 }
             }
             Object::Job(job) => match node.create_job(*job) {
                 Ok(job) => {
                     awaited_jobs.insert(key(&job.metadata));
                 }
-                Err(e) => errors.push(format!("Error from server (AlreadyExists): {e}")),
+                Err(e) => errors.push(e.kubectl()),
             },
-            Object::ConfigMap(cm) => node.add_config_map(&cm),
-            Object::Secret(s) => node.add_secret(&s),
+            Object::ConfigMap(cm) => {
+                if let Err(e) = node.add_config_map(&cm) {
+                    errors.push(e.kubectl());
+                }
+            }
+            Object::Secret(s) => {
+                if let Err(e) = node.add_secret(&s) {
+                    errors.push(e.kubectl());
+                }
+            }
             Object::Service(svc) => {
                 if let Err(e) = services.create(*svc) {
                     errors.push(e);
                 }
             }
-            Object::Deployment(d) => {
-                if let Err(e) = node.create_deployment(*d) {
-                    errors.push(format!("error: {e}"));
-                }
-            }
-            Object::ReplicaSet(rs) => {
-                if let Err(e) = node.create_replica_set(*rs) {
-                    errors.push(format!("error: {e}"));
-                }
-            }
+            Object::Deployment(d) => match node.create_deployment(*d) {
+                Ok(()) => controlled = true,
+                Err(e) => errors.push(e.kubectl()),
+            },
+            Object::ReplicaSet(rs) => match node.create_replica_set(*rs) {
+                Ok(()) => controlled = true,
+                Err(e) => errors.push(e.kubectl()),
+            },
             // Accepted so that manifests written for a cluster run unchanged.
             Object::ServiceAccount(_) | Object::Namespace(_) => {}
         }
@@ -217,7 +226,7 @@ async fn run_objects(
     let mut exit: Option<u8> = None;
     let mut stopping = false;
     let start_done = awaited_pods.is_empty() && awaited_jobs.is_empty();
-    if node.running_pods() == 0 && awaited_jobs.is_empty() {
+    if node.running_pods() == 0 && awaited_jobs.is_empty() && !controlled {
         return Ok(u8::from(failed));
     }
     loop {
@@ -253,6 +262,12 @@ async fn run_objects(
                         awaited_jobs.remove(&key(&job.metadata));
                     }
                 }
+                // Deleted before it completed (from another terminal): nothing to wait for.
+                Ok(NodeEvent::JobDeleted(job)) => {
+                    if awaited_jobs.remove(&key(&job.metadata)) {
+                        failed = true;
+                    }
+                }
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => break,
             },
@@ -271,7 +286,7 @@ async fn run_objects(
         // Done when nothing is left running: after our own graceful stop, or because
         // every pod was deleted from another terminal.
         let nothing_awaited = awaited_pods.is_empty() && awaited_jobs.is_empty();
-        if (stopping || nothing_awaited) && node.running_pods() == 0 {
+        if (stopping || (nothing_awaited && !controlled)) && node.running_pods() == 0 {
             break;
         }
     }
@@ -343,8 +358,8 @@ impl Printer {
 /// the run ends, however it ends.
 struct RunServices {
     driver: std::sync::Arc<podrun_node::service::Services>,
-    store: podrun_registry::Store,
-    created: Vec<podrun_registry::ObjectKey>,
+    store: podrun_node::objects::Store,
+    created: Vec<podrun_node::objects::ObjectKey>,
 }
 
 impl RunServices {
@@ -378,13 +393,19 @@ impl RunServices {
         let mut svc = self.driver.create(svc).map_err(|e| {
             format!("The Service {name:?} is invalid: spec.clusterIPs: Invalid value: {e}")
         })?;
+        use podrun_node::objects::{ObjectKey, Resource};
+        let key = ObjectKey::new(svc.metadata.namespace.clone().unwrap_or_default(), name);
+        // One left by a podrun that was killed is replaced.
+        if let Ok(Some(_)) = self
+            .store
+            .get::<serde_json::Value>(Resource::SERVICES, &key)
+        {
+            let _ = self.store.delete(Resource::SERVICES, &key, None);
+        }
         self.store
-            .put(podrun_registry::Resource::SERVICES, &mut svc)
-            .map_err(|e| format!("error: {e}"))?;
-        self.created.push(podrun_registry::ObjectKey::new(
-            svc.metadata.namespace.clone().unwrap_or_default(),
-            name,
-        ));
+            .create(Resource::SERVICES, &mut svc)
+            .map_err(|e| podrun_node::Error::from(e).kubectl())?;
+        self.created.push(key);
         Ok(())
     }
 }
@@ -392,7 +413,9 @@ impl RunServices {
 impl Drop for RunServices {
     fn drop(&mut self) {
         for key in &self.created {
-            let _ = self.store.delete(podrun_registry::Resource::SERVICES, key);
+            let _ = self
+                .store
+                .delete(podrun_node::objects::Resource::SERVICES, key, None);
             if let Err(e) = self.driver.delete(&key.namespace, &key.name) {
                 eprintln!("podrun: cannot remove Service {}: {e}", key.name);
             }
