@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::Pod;
 use podrun_node::events::LIFECYCLE_FILE;
 use podrun_node::layout::Layout;
-use podrun_registry::{ObjectKey, Resource, Store};
+use podrun_node::objects::{ObjectKey, Resource, Store};
 use podrun_timeline::Record;
 
 use crate::Global;
