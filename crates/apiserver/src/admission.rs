@@ -145,6 +145,39 @@ fn default_deployment(d: &mut Deployment) {
     default_template(&mut spec.template);
 }
 
+/// Volumes an Istio control plane provides (the mesh CA's root certificate and CRL, a
+/// projected token for it). podrun's proxy talks to no control plane, so with the podrun
+/// runtime they are left out rather than failing to mount.
+const CONTROL_PLANE_VOLUMES: [&str; 3] = ["istio-token", "istiod-ca-cert", "istio-ca-crl"];
+
+fn without_control_plane_volumes(obj: &mut Value, mesh: &MeshConfig, spec: &str) {
+    if mesh.runtime != podrun_inject::Runtime::Podrun {
+        return;
+    }
+    let Some(spec) = obj.pointer_mut(spec) else {
+        return;
+    };
+    let keep = |v: &Value| {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+        !CONTROL_PLANE_VOLUMES.contains(&name)
+    };
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        volumes.retain(keep);
+    }
+    for list in ["initContainers", "containers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(mounts) = c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                mounts.retain(keep);
+            }
+        }
+    }
+}
+
 /// Defaults and validates `obj` for `resource`, injecting the sidecar into a created
 /// pod when the namespace asks for it. `uid` is the uid the object will be stored with
 /// (a Job's generated selector names it). Answers the object to store and warnings.
@@ -157,6 +190,31 @@ pub fn admit(
     uid: &str,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
+    let template = match (resource.gvk.group, resource.plural) {
+        ("apps", "deployments" | "replicasets") | ("batch", "jobs") => Some("/spec/template"),
+        ("batch", "cronjobs") => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    };
+    // The controllers create their pods in the store directly, past this admission, so
+    // a workload's pod template is injected here, as `istioctl kube-inject` does; the
+    // injector's status annotation makes this idempotent across updates.
+    if let Some(template) = template {
+        let template_labels = string_map(obj.pointer(&format!("{template}/metadata/labels")));
+        if webhook_selects(namespace_labels, &template_labels) {
+            match podrun_inject::inject_object(&obj, mesh, 0, &mut warnings) {
+                Ok(podrun_inject::ObjectOutcome::Injected(v)) => {
+                    obj = v;
+                    without_control_plane_volumes(&mut obj, mesh, &format!("{template}/spec"));
+                }
+                Ok(podrun_inject::ObjectOutcome::Unchanged) => {}
+                Err(e) => {
+                    return Err(ApiError::bad_request(format!(
+                        "admission webhook \"namespace.sidecar-injector.istio.io\" denied the request: {e}"
+                    )));
+                }
+            }
+        }
+    }
     match (resource.gvk.group, resource.plural) {
         ("", "pods") => {
             if operation == Operation::Create && webhook_selects(namespace_labels, &labels(&obj)) {
@@ -171,6 +229,7 @@ pub fn admit(
                     Ok(Outcome::Injected(out)) => {
                         warnings.extend(out.warnings);
                         obj = out.pod;
+                        without_control_plane_volumes(&mut obj, mesh, "/spec");
                     }
                     Ok(Outcome::Skipped(_)) => {}
                     Err(e) => {

@@ -4,6 +4,10 @@
 //! addresses with `--listen`, with a warning), writes the kubeconfig into the state
 //! directory and prints how to use it. Pods created in a namespace labelled
 //! `istio-injection=enabled` get the mesh sidecar, as `podrun run` injects it.
+//!
+//! The node and the controllers run inside the server: a pod created through kubectl
+//! (or by a Deployment's ReplicaSet, or a Job) is bound to this node and runs as real
+//! processes, and its status comes back through the API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +15,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use podrun_apiserver::server::{ApiServer, DEFAULT_LISTEN, bind, serve};
 use podrun_apiserver::store_backend::StoreBackend;
-use podrun_node::layout::Layout;
+use podrun_node::Node;
 use podrun_store_sqlite::SqliteStore;
 use serde_json::Value;
 
@@ -24,35 +28,60 @@ pub struct Args {
     /// (they still need the token) and is warned about.
     #[arg(long, default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Pod addresses come from this CIDR; the host bridge podrun0 gets its first address.
+    #[arg(long, default_value = podrun_node::sandbox::DEFAULT_POD_CIDR)]
+    pub pod_cidr: podrun_node::sandbox::ipam::Ipv4Cidr,
+    /// Let pods reach beyond this machine: masquerade their traffic (an iptables
+    /// MASQUERADE rule and IP forwarding, removed when the server exits).
+    #[arg(long)]
+    pub masquerade: bool,
 }
+
+/// How long a stopping server waits for its pods to end.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(40);
 
 /// Runs the subcommand until SIGINT or SIGTERM.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     let state = global.state_dir();
     std::fs::create_dir_all(&state)
         .with_context(|| format!("creating the state directory {}", state.display()))?;
-    let store = SqliteStore::open(&state)
-        .with_context(|| format!("opening the store in {}", state.display()))?;
-    store
-        .lock()
-        .seed_defaults(podrun_store_sqlite::stamp)
-        .map_err(|e| anyhow::anyhow!("seeding the default namespaces: {}", e.message()))?;
-    let layout = Layout::new(&state);
-    let log_dirs = Arc::new(move |pod: &Value| {
-        let meta = &pod["metadata"];
-        Some(layout.pod_dir(
-            meta["namespace"].as_str()?,
-            meta["name"].as_str()?,
-            meta["uid"].as_str()?,
-        ))
-    });
-    let backend = StoreBackend::new(store, crate::mesh::config()).with_log_dirs(log_dirs);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Inside the runtime, the node starts its controllers and its watch of the store.
+        let (node, recovery) = Node::open(&state)
+            .map_err(|e| anyhow::anyhow!("opening the node on {}: {e}", state.display()))?;
+        for line in &recovery.reports {
+            eprintln!("podrun: {line}");
+        }
+        if !podrun_node::runtime::isolation_available() {
+            eprintln!("{}", podrun_node::sandbox::NO_ROOT_WARNING);
+        }
+        node.set_network(podrun_node::sandbox::NetworkConfig {
+            pod_cidr: args.pod_cidr,
+            masquerade: args.masquerade,
+            ..Default::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tokio::spawn(node.clone().serve_control());
+        let store: SqliteStore = node.store().sqlite().clone();
+        store
+            .lock()
+            .seed_defaults(podrun_store_sqlite::stamp)
+            .map_err(|e| anyhow::anyhow!("seeding the default namespaces: {}", e.message()))?;
+        let layout = node.layout().clone();
+        let log_dirs = Arc::new(move |pod: &Value| {
+            let meta = &pod["metadata"];
+            Some(layout.pod_dir(
+                meta["namespace"].as_str()?,
+                meta["name"].as_str()?,
+                meta["uid"].as_str()?,
+            ))
+        });
+        let backend = StoreBackend::new(store, crate::mesh::config()).with_log_dirs(log_dirs);
         let bound = bind(&state, args.listen)
             .await
             .with_context(|| format!("serving on {}", args.listen))?;
@@ -73,6 +102,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         serve(bound.listener, tls, server, shutdown())
             .await
             .context("serving the API")?;
+        // Pods stop with the server; their Deployments, ReplicaSets and Jobs stay in the
+        // store and start them again with the next server.
+        node.delete_all_pods();
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while node.running_pods() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
         eprintln!("podrun server: stopped");
         Ok(0)
     })
