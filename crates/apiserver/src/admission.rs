@@ -35,6 +35,31 @@ pub const REVISION_LABEL: &str = "istio.io/rev";
 /// The pod label (or annotation) that opts a pod in or out.
 pub const POD_INJECT: &str = "sidecar.istio.io/inject";
 
+/// The Service CIDR cluster IPs come from (`198.19.0.0/16`).
+pub const SERVICE_CIDR: (std::net::Ipv4Addr, u8) = (std::net::Ipv4Addr::new(198, 19, 0, 0), 16);
+
+/// The first free cluster IP of [`SERVICE_CIDR`] (the network address and the
+/// broadcast address are never handed out), or `None` when the range is full.
+pub fn allocate_cluster_ip(
+    used: &std::collections::BTreeSet<std::net::Ipv4Addr>,
+) -> Option<std::net::Ipv4Addr> {
+    let base = u32::from(SERVICE_CIDR.0);
+    let size = 1u32 << (32 - SERVICE_CIDR.1);
+    (1..size - 1)
+        .map(|i| std::net::Ipv4Addr::from(base + i))
+        .find(|ip| !used.contains(ip))
+}
+
+/// Whether a Service needs a cluster IP allocated: not `ExternalName`, and no
+/// `spec.clusterIP` given (`None` is headless and keeps it).
+pub fn needs_cluster_ip(svc: &Value) -> bool {
+    svc.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
+        && svc
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+}
+
 /// Whether Istio's webhooks would be called for a pod with these labels in a namespace
 /// with these labels: the namespace selector (`istio-injection=enabled`, or
 /// `istio.io/rev` without `istio-injection`) unless the pod says
@@ -303,6 +328,25 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect()
+    }
+
+    #[test]
+    fn cluster_ips_are_the_first_free_of_the_range() {
+        let mut used = std::collections::BTreeSet::new();
+        assert_eq!(
+            allocate_cluster_ip(&used),
+            Some("198.19.0.1".parse().unwrap())
+        );
+        used.insert("198.19.0.1".parse().unwrap());
+        assert_eq!(
+            allocate_cluster_ip(&used),
+            Some("198.19.0.2".parse().unwrap())
+        );
+        assert!(needs_cluster_ip(&json!({"spec": {}})));
+        assert!(!needs_cluster_ip(&json!({"spec": {"clusterIP": "None"}})));
+        assert!(!needs_cluster_ip(
+            &json!({"spec": {"type": "ExternalName"}})
+        ));
     }
 
     #[test]

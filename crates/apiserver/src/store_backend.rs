@@ -269,6 +269,9 @@ impl StoreBackend {
             &self.mesh,
             &stamp.uid,
         )?;
+        if c.resource.plural == "services" && admission::needs_cluster_ip(&obj) {
+            self.allocate_cluster_ip(&mut obj)?;
+        }
         if let Some(manager) = &options.field_manager {
             apply::record_update(
                 None,
@@ -290,6 +293,37 @@ impl StoreBackend {
             .lock()
             .create(rt, c.namespace.as_deref(), obj, &stamp);
         r.map_err(from_store)
+    }
+
+    /// Gives a Service the first free cluster IP of the Service CIDR, in `clusterIP` and
+    /// `clusterIPs`, with the single-stack IPv4 fields the API server sets with it.
+    fn allocate_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
+        let list = self
+            .store
+            .list(
+                &ResourceType::SERVICES,
+                None,
+                &podrun_store::ListOptions::default(),
+            )
+            .map_err(from_store)?;
+        let used = list
+            .items
+            .iter()
+            .filter_map(|s| s.pointer("/spec/clusterIP")?.as_str()?.parse().ok())
+            .collect();
+        let ip = admission::allocate_cluster_ip(&used).ok_or_else(|| ApiError {
+            code: 500,
+            reason: "InternalError",
+            message: "Internal error occurred: failed to allocate a serviceIP: range is full"
+                .into(),
+            details: None,
+        })?;
+        let spec = &mut svc["spec"];
+        spec["clusterIP"] = json!(ip.to_string());
+        spec["clusterIPs"] = json!([ip.to_string()]);
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        Ok(())
     }
 
     /// A create that is checked against the store's rules but stores nothing.

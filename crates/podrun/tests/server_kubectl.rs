@@ -352,6 +352,10 @@ fn the_native_sidecar_story_through_kubectl() {
             "custom-columns=NAME:.metadata.name,INIT:.spec.initContainers[*].name,CONTAINERS:.spec.containers[*].name",
         ]),
     );
+    record(
+        "kubectl get service sleep",
+        &server.ok(&["get", "service", "sleep"]),
+    );
     let init_log = server.ok(&["logs", "deploy/sleep", "-c", "istio-init"]);
     let last = init_log
         .lines()
@@ -375,6 +379,23 @@ fn the_native_sidecar_story_through_kubectl() {
             "describe lacks {want:?}:\n{describe}"
         );
     }
+    // The node's Events, served from the store: describe's Events and get events.
+    let describe = server.until(
+        &["describe", "pod", "-l", "app=sleep"],
+        Duration::from_secs(10),
+        |t| t.contains("Successfully assigned default/sleep-"),
+    );
+    assert!(
+        describe.contains("spec.initContainers{istio-proxy}: Container started"),
+        "{describe}"
+    );
+    let events = server.ok(&["get", "events"]);
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains(" Normal ") && l.contains(" Started ") && l.contains("pod/sleep-")),
+        "{events}"
+    );
 
     record(
         "kubectl scale deploy/sleep --replicas=2",

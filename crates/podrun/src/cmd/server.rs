@@ -72,6 +72,12 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             .lock()
             .seed_defaults(podrun_store_sqlite::stamp)
             .map_err(|e| anyhow::anyhow!("seeding the default namespaces: {}", e.message()))?;
+        let pods_dir = node.layout().pods_dir();
+        let events_store = store.clone();
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || publish_events(&events_store, &pods_dir))
+            .context("starting the Event publisher")?;
         let layout = node.layout().clone();
         let log_dirs = Arc::new(move |pod: &Value| {
             let meta = &pod["metadata"];
@@ -125,5 +131,82 @@ async fn shutdown() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// How often the pods' `events.jsonl` files are looked at for new Events.
+const EVENT_SCAN: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Publishes the Events the node records per pod (`<pod dir>/events.jsonl`, where a
+/// repeat is the same Event with its count moved on) into the store, so `kubectl get
+/// events` and `kubectl describe` list and watch them as a cluster's. Runs for the
+/// life of the process.
+fn publish_events(store: &SqliteStore, pods_dir: &std::path::Path) {
+    use std::collections::HashMap;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut offsets: HashMap<std::path::PathBuf, u64> = HashMap::new();
+    loop {
+        std::thread::sleep(EVENT_SCAN);
+        let Ok(dirs) = std::fs::read_dir(pods_dir) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let path = dir.path().join(podrun_node::events::EVENTS_FILE);
+            let offset = offsets.get(&path).copied().unwrap_or(0);
+            let Ok(mut file) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let mut text = String::new();
+            if file.seek(SeekFrom::Start(offset)).is_err()
+                || file.read_to_string(&mut text).is_err()
+            {
+                continue;
+            }
+            // Whole lines only; a line being written is read next time.
+            let Some(end) = text.rfind('\n') else {
+                continue;
+            };
+            offsets.insert(path, offset + end as u64 + 1);
+            for event in podrun_node::events::latest_events(&text[..=end]) {
+                let Ok(mut value) = serde_json::to_value(&event) else {
+                    continue;
+                };
+                upsert_event(store, &mut value);
+            }
+        }
+    }
+}
+
+/// Creates the Event, or moves the stored one of that name on to this state.
+fn upsert_event(store: &SqliteStore, event: &mut Value) {
+    use podrun_store::ResourceType;
+    let rt = &ResourceType::EVENTS;
+    let (Some(ns), Some(name)) = (
+        event
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        event
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    ) else {
+        return;
+    };
+    match store.get(rt, Some(&ns), &name) {
+        Ok(old) => {
+            if old.get("count") == event.get("count")
+                && old.get("lastTimestamp") == event.get("lastTimestamp")
+            {
+                return;
+            }
+            if let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            let _ = store.update(rt, Some(&ns), &name, event.clone());
+        }
+        Err(_) => {
+            let _ = store.create(rt, Some(&ns), event.clone());
+        }
     }
 }
