@@ -58,6 +58,9 @@ spec:
         imagePullPolicy: IfNotPresent
 "#;
 
+/// The repository's example of an app that finishes.
+const EXITING_APP: &str = include_str!("../../../examples/exiting-app.yaml");
+
 const SETTINGS: &str = r#"apiVersion: v1
 kind: ConfigMap
 metadata:
@@ -120,6 +123,7 @@ impl Server {
             .arg("90")
             .arg(kubectl_path())
             .args(args)
+            .current_dir(self.home.path())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("HOME", &home)
             .stdin(if stdin.is_some() {
@@ -175,6 +179,35 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(300));
         }
+    }
+
+    /// `kubectl get pods NAME -w` until a row satisfies `last`; every row printed.
+    fn watch_until(&self, name: &str, last: impl Fn(&str) -> bool) -> Vec<String> {
+        let home = self.home.path().join("watch");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut child = Command::new("timeout")
+            .arg("90")
+            .arg(kubectl_path())
+            .args(["get", "pods", name, "-w"])
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kubectl runs");
+        let mut rows = Vec::new();
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let Ok(line) = line else { break };
+            let done = last(&line);
+            rows.push(line);
+            if done {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        rows
     }
 
     fn stop(mut self) {
@@ -295,6 +328,10 @@ fn the_native_sidecar_story_through_kubectl() {
     let podrun = Podrun::with_sidecars();
     let server = Server::start(&podrun);
     let mut transcript = String::new();
+    // The manifests as files, named as in the story.
+    let sample = server.home.path().join("samples/sleep");
+    std::fs::create_dir_all(&sample).unwrap();
+    std::fs::write(sample.join("sleep.yaml"), SLEEP).unwrap();
     let mut record = |cmd: &str, out: &str| {
         transcript.push_str(&format!("$ {cmd}\n{}", normalise(out)));
     };
@@ -327,11 +364,11 @@ fn the_native_sidecar_story_through_kubectl() {
     );
     record(
         "kubectl apply -f samples/sleep/sleep.yaml",
-        &server.ok_in(&["apply", "-f", "-"], Some(SLEEP)),
+        &server.ok(&["apply", "-f", "samples/sleep/sleep.yaml"]),
     );
     record(
         "kubectl apply -f samples/sleep/sleep.yaml",
-        &server.ok_in(&["apply", "-f", "-"], Some(SLEEP)),
+        &server.ok(&["apply", "-f", "samples/sleep/sleep.yaml"]),
     );
     record(
         "kubectl rollout status deploy/sleep",
@@ -472,13 +509,42 @@ fn the_native_sidecar_story_through_kubectl() {
     let started = Instant::now();
     record(
         "kubectl delete -f samples/sleep/sleep.yaml",
-        &server.ok_in(&["delete", "-f", "-"], Some(SLEEP)),
+        &server.ok(&["delete", "-f", "samples/sleep/sleep.yaml"]),
     );
     assert!(started.elapsed() < Duration::from_secs(60));
     server.until(
         &["get", "pods", "-o", "name"],
         Duration::from_secs(60),
         |t| t.trim().is_empty(),
+    );
+
+    // get pods -w on a pod that exits: rows as kubectl prints them, ending 0/2 Completed.
+    let examples = server.home.path().join("examples");
+    std::fs::create_dir_all(&examples).unwrap();
+    std::fs::write(examples.join("exiting-app.yaml"), EXITING_APP).unwrap();
+    record(
+        "kubectl apply -f examples/exiting-app.yaml",
+        &server.ok(&["apply", "-f", "examples/exiting-app.yaml"]),
+    );
+    let rows = server.watch_until("exiting-app", |l| {
+        l.split_whitespace().nth(2) == Some("Completed") && l.contains("0/2")
+    });
+    let last = rows.last().cloned().unwrap_or_default();
+    assert!(
+        last.split_whitespace()
+            .take(3)
+            .eq(["exiting-app", "0/2", "Completed"]),
+        "get pods -w ended with {rows:?}"
+    );
+    assert_eq!(rows[0].split_whitespace().next(), Some("NAME"));
+    record(
+        "kubectl get pods exiting-app -w  # the header and the last row, single-spaced",
+        // Column widths follow the first row, which depends on timing: words only.
+        &format!(
+            "{}\n{}\n",
+            rows[0].split_whitespace().collect::<Vec<_>>().join(" "),
+            last.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
     );
     server.stop();
     insta::assert_snapshot!("story", transcript);
