@@ -336,10 +336,13 @@ impl StoreBackend {
     ) -> Result<Value, ApiError> {
         let mut mem = podrun_store::Store::new(podrun_store::MemoryStorage::new());
         if let Some(ns) = namespace {
-            let live = self
+            let mut live = self
                 .store
                 .get(&ResourceType::NAMESPACES, None, ns)
                 .map_err(from_store)?;
+            if let Some(meta) = live.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
             mem.create(&ResourceType::NAMESPACES, None, live, stamp)
                 .map_err(from_store)?;
         }
