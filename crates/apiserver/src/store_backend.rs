@@ -43,6 +43,7 @@ pub struct StoreBackend {
     store: SqliteStore,
     mesh: Arc<MeshConfig>,
     log_dirs: Option<LogDirs>,
+    nodes: Arc<Vec<Value>>,
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -100,8 +101,18 @@ pub fn from_store(e: podrun_store::ApiError) -> ApiError {
 }
 
 fn rt_of(resource: &Resource) -> Result<&'static ResourceType, ApiError> {
-    ResourceType::find(resource.gvk.group, resource.plural)
-        .ok_or_else(|| ApiError::internal(format!("the store holds no {}", resource.plural)))
+    ResourceType::find(resource.gvk.group, resource.plural).ok_or_else(|| {
+        if is_nodes(resource) {
+            // Nodes are reported by the server, never written through it.
+            ApiError::method_not_supported(resource, "write")
+        } else {
+            ApiError::internal(format!("the store holds no {}", resource.plural))
+        }
+    })
+}
+
+fn is_nodes(resource: &Resource) -> bool {
+    resource.gvk.group.is_empty() && resource.plural == "nodes"
 }
 
 fn now_string() -> String {
@@ -221,7 +232,23 @@ impl StoreBackend {
             store,
             mesh: Arc::new(mesh),
             log_dirs: None,
+            nodes: Arc::new(Vec::new()),
         }
+    }
+
+    /// The Nodes this server reports (the node it runs): `nodes` answers get, list and
+    /// watch from them; the store holds no Nodes.
+    pub fn with_nodes(mut self, nodes: Vec<Value>) -> StoreBackend {
+        self.nodes = Arc::new(nodes);
+        self
+    }
+
+    fn node(&self, name: &str, resource: &Resource) -> Result<Value, ApiError> {
+        self.nodes
+            .iter()
+            .find(|n| name_of(n) == name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(resource, name))
     }
 
     /// Where `pods/log` finds a pod's container logs.
@@ -692,6 +719,9 @@ impl StoreBackend {
 impl Backend for StoreBackend {
     fn get(&self, object: ObjectRef, _: GetOptions) -> BoxFuture<'_, Result<Value, ApiError>> {
         self.blocking(move |b| {
+            if is_nodes(object.resource) {
+                return b.node(&object.name, object.resource);
+            }
             let rt = rt_of(object.resource)?;
             let obj = b
                 .store
@@ -710,8 +740,30 @@ impl Backend for StoreBackend {
         collection: CollectionRef,
         options: ListOptions,
     ) -> BoxFuture<'_, Result<ObjectList, ApiError>> {
-        self.blocking(move |b| b.do_list(&collection, &options))
-            .boxed()
+        self.blocking(move |b| {
+            if is_nodes(collection.resource) {
+                let rev = b.store.lock().revision().map_err(from_store)?;
+                // Nodes answer label selectors; the filter's kind only matters for fields.
+                let filter = podrun_store::Filter::parse(
+                    &ResourceType::NAMESPACES,
+                    options.label_selector.as_deref().unwrap_or(""),
+                    "",
+                )
+                .map_err(from_store)?;
+                return Ok(ObjectList {
+                    items: b
+                        .nodes
+                        .iter()
+                        .filter(|n| filter.matches(&ResourceType::NAMESPACES, n))
+                        .cloned()
+                        .collect(),
+                    resource_version: rev.to_string(),
+                    ..Default::default()
+                });
+            }
+            b.do_list(&collection, &options)
+        })
+        .boxed()
     }
 
     fn create(
@@ -810,6 +862,28 @@ impl Backend for StoreBackend {
         options: WatchOptions,
     ) -> BoxFuture<'_, Result<BoxStream<'static, WatchEvent>, ApiError>> {
         async move {
+            if is_nodes(collection.resource) {
+                // The node does not change while the server runs: its ADDED events (for a
+                // watch from the start), then nothing until the watch times out.
+                let from_start = options
+                    .resource_version
+                    .as_deref()
+                    .is_none_or(|rv| rv.is_empty() || rv == "0");
+                let added: Vec<WatchEvent> = if from_start {
+                    self.nodes
+                        .iter()
+                        .map(|n| WatchEvent {
+                            event_type: EventType::Added,
+                            object: n.clone(),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                return Ok(futures::stream::iter(added)
+                    .chain(futures::stream::pending())
+                    .boxed());
+            }
             let rt = rt_of(collection.resource)?;
             let opts = podrun_store::WatchOptions {
                 filter: filter(

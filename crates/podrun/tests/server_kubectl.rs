@@ -389,6 +389,27 @@ fn the_native_sidecar_story_through_kubectl() {
             "custom-columns=NAME:.metadata.name,INIT:.spec.initContainers[*].name,CONTAINERS:.spec.containers[*].name",
         ]),
     );
+    // The node the pods run on is the one the server reports, Ready.
+    let node = server.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=sleep",
+        "-o",
+        "jsonpath={.items[0].spec.nodeName}",
+    ]);
+    assert_eq!(
+        server.ok(&["get", "nodes", "-o", "name"]),
+        format!("node/{node}\n")
+    );
+    let nodes = server.ok(&["get", "nodes"]);
+    let row: Vec<&str> = nodes
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..2], [node.as_str(), "Ready"], "{nodes}");
     record(
         "kubectl get service sleep",
         &server.ok(&["get", "service", "sleep"]),

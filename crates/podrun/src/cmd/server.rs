@@ -87,7 +87,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
                 meta["uid"].as_str()?,
             ))
         });
-        let backend = StoreBackend::new(store, crate::mesh::config()).with_log_dirs(log_dirs);
+        let backend = StoreBackend::new(store, crate::mesh::config())
+            .with_log_dirs(log_dirs)
+            .with_nodes(vec![this_node()]);
         let bound = bind(&state, args.listen)
             .await
             .with_context(|| format!("serving on {}", args.listen))?;
@@ -209,4 +211,76 @@ fn upsert_event(store: &SqliteStore, event: &mut Value) {
             let _ = store.create(rt, Some(&ns), event.clone());
         }
     }
+}
+
+/// The Node this server runs, as `kubectl get nodes` and `describe node` show it.
+fn this_node() -> Value {
+    let name = podrun_node::node_name();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let now = podrun_store_sqlite::now();
+    let time = k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", now)
+        .unwrap_or_else(|_| now.to_string());
+    let capacity = serde_json::json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{memory_kib}Ki"),
+        "pods": "110",
+    });
+    serde_json::json!({
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": podrun_store_sqlite::stamp().uid,
+            "creationTimestamp": time,
+            "resourceVersion": "1",
+            "labels": {
+                "kubernetes.io/arch": arch,
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": arch,
+                "beta.kubernetes.io/os": "linux",
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": time,
+                "lastTransitionTime": time,
+            }],
+            "addresses": [{"type": "Hostname", "address": name}],
+            "nodeInfo": {
+                "architecture": arch,
+                "operatingSystem": "linux",
+                "kubeletVersion": "v1.34.0",
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": format!("podrun://{}", env!("CARGO_PKG_VERSION")),
+                "osImage": "",
+                "kernelVersion": nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        },
+    })
 }
