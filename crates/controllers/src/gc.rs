@@ -23,6 +23,7 @@ pub const COLLECTED: &[ResourceType] = &[
     ResourceType::REPLICA_SETS,
     ResourceType::DEPLOYMENTS,
     ResourceType::JOBS,
+    ResourceType::CRON_JOBS,
     ResourceType::SERVICES,
     ResourceType::ENDPOINT_SLICES,
 ];

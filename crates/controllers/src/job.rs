@@ -263,8 +263,21 @@ impl Reconciler for JobController {
         if finished(&job) || job.spec.as_ref().is_some_and(|s| s.suspend == Some(true)) {
             return Ok(Action::Done);
         }
-        let (namespace, _) = split_key(key);
+        let (namespace, name) = split_key(key);
         let uid = job.metadata.uid.clone().unwrap_or_default();
+        // The labels upstream's Job strategy puts on a new Job, once its uid is known.
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        if job_labels(name, &uid)
+            .iter()
+            .any(|(k, _)| !labels.contains_key(*k))
+        {
+            let mut labelled = obj.clone();
+            for (k, v) in job_labels(name, &uid) {
+                labelled["metadata"]["labels"][k] = v.into();
+            }
+            ctx.update(&ResourceType::JOBS, namespace, name, labelled)?;
+            return Ok(Action::RequeueAfter(Duration::ZERO));
+        }
         let pods = owned_by(&ctx.informers.pods, namespace, &uid)
             .iter()
             .map(typed::<Pod>)
@@ -329,7 +342,6 @@ impl Reconciler for JobController {
         if job.status.as_ref() != Some(&status) {
             let mut updated = obj.clone();
             updated["status"] = untyped(&status)?;
-            let name = job.metadata.name.as_deref().unwrap_or_default();
             ctx.update_status(&ResourceType::JOBS, namespace, name, updated)?;
         }
         Ok(action)

@@ -1,4 +1,4 @@
-//! The controllers of podrun, on the object store: Job, Deployment → ReplicaSet,
+//! The controllers of podrun, on the object store: Job, CronJob, Deployment → ReplicaSet,
 //! ReplicaSet → Pods, Service → EndpointSlice, namespace deletion, and the
 //! ownerReferences garbage collector.
 //!
@@ -14,6 +14,7 @@
 //! key is taken (client-go's expectations, by revision): it never acts twice on a
 //! world it has already changed.
 
+pub mod cronjob;
 pub mod deployment;
 pub mod endpointslice;
 pub mod gc;
@@ -68,6 +69,8 @@ pub struct Informers {
     pub endpoint_slices: Reflector,
     /// Namespaces.
     pub namespaces: Reflector,
+    /// CronJobs.
+    pub cron_jobs: Reflector,
 }
 
 impl Informers {
@@ -80,11 +83,12 @@ impl Informers {
             services: Reflector::new(&ResourceType::SERVICES),
             endpoint_slices: Reflector::new(&ResourceType::ENDPOINT_SLICES),
             namespaces: Reflector::new(&ResourceType::NAMESPACES),
+            cron_jobs: Reflector::new(&ResourceType::CRON_JOBS),
         }
     }
 
     /// Every cache.
-    pub fn all(&self) -> [&Reflector; 7] {
+    pub fn all(&self) -> [&Reflector; 8] {
         [
             &self.pods,
             &self.replica_sets,
@@ -93,6 +97,7 @@ impl Informers {
             &self.services,
             &self.endpoint_slices,
             &self.namespaces,
+            &self.cron_jobs,
         ]
     }
 
@@ -256,6 +261,7 @@ impl Controllers {
         let services = WorkQueue::new();
         let namespaces = WorkQueue::new();
         let collector = WorkQueue::new();
+        let cron_jobs = WorkQueue::new();
 
         // Owner → the owner's queue, by the controller reference.
         let by_owner = |kind: &'static str, q: &WorkQueue| {
@@ -294,6 +300,8 @@ impl Controllers {
             .endpoint_slices
             .on_change(endpointslice::slice_handler(&services));
         informers.namespaces.on_change(own(&namespaces));
+        informers.cron_jobs.on_change(own(&cron_jobs));
+        informers.jobs.on_change(by_owner("CronJob", &cron_jobs));
         for cache in gc::COLLECTED {
             if let Some(r) = informers.of(cache) {
                 r.on_change(gc::handler(cache, &informers, &collector));
@@ -305,13 +313,14 @@ impl Controllers {
             .iter()
             .map(|r| r.spawn(store.clone()))
             .collect();
-        let controllers: [(Arc<dyn Reconciler>, WorkQueue); 6] = [
+        let controllers: [(Arc<dyn Reconciler>, WorkQueue); 7] = [
             (Arc::new(job::JobController), jobs),
             (Arc::new(replicaset::ReplicaSetController), replica_sets),
             (Arc::new(deployment::DeploymentController), deployments),
             (Arc::new(endpointslice::EndpointSliceController), services),
             (Arc::new(namespace::NamespaceController), namespaces),
             (Arc::new(gc::GarbageCollector), collector),
+            (Arc::new(cronjob::CronJobController), cron_jobs),
         ];
         for (r, q) in controllers {
             tasks.push(tokio::spawn(run_controller(

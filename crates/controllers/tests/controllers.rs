@@ -250,6 +250,16 @@ async fn a_job_deleted_from_another_process_stays_deleted_and_its_pods_stop() {
         })
         .await
     );
+    let job = store.get(&R::JOBS, Some("default"), "work").expect("job");
+    assert_eq!(
+        job.pointer("/metadata/labels/batch.kubernetes.io~1job-name"),
+        Some(&json!("work")),
+        "the Job carries upstream's labels: {job}"
+    );
+    assert_eq!(
+        job.pointer("/metadata/labels/batch.kubernetes.io~1controller-uid"),
+        job.pointer("/metadata/uid")
+    );
 
     let status = Command::new(std::env::current_exe().expect("test binary"))
         .args([

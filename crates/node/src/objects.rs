@@ -57,6 +57,8 @@ impl Resource {
     pub const DEPLOYMENTS: Resource = Resource(&ResourceType::DEPLOYMENTS);
     /// `replicasets.apps`.
     pub const REPLICA_SETS: Resource = Resource(&ResourceType::REPLICA_SETS);
+    /// `endpointslices.discovery.k8s.io`.
+    pub const ENDPOINT_SLICES: Resource = Resource(&ResourceType::ENDPOINT_SLICES);
 }
 
 /// A namespaced object's place in the store.
@@ -193,7 +195,7 @@ impl Store {
         if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.remove("resourceVersion");
         }
-        let stored = self.inner.update_status(r.0, Some(&ns), &name, v)?;
+        let stored = retry(|| self.inner.update_status(r.0, Some(&ns), &name, v.clone()))?;
         // Only the revision comes back: the writer's copy stays the writer's.
         obj.meta_mut().resource_version =
             podrun_store::object::meta_str(&stored, "resourceVersion").map(str::to_string);
@@ -212,10 +214,11 @@ impl Store {
             grace_period_seconds,
             ..DeleteOptions::default()
         };
-        Ok(self
-            .inner
-            .delete(r.0, Some(&key.namespace), &key.name, &opts)?
-            .gone)
+        Ok(retry(|| {
+            self.inner
+                .delete(r.0, Some(&key.namespace), &key.name, &opts)
+        })?
+        .gone)
     }
 
     /// Removes a pod whose containers are gone (the kubelet's final delete: grace
@@ -226,13 +229,26 @@ impl Store {
             uid: Some(uid.to_string()),
             ..DeleteOptions::default()
         };
-        match self
-            .inner
-            .delete(&ResourceType::PODS, Some(&key.namespace), &key.name, &opts)
-        {
+        match retry(|| {
+            self.inner
+                .delete(&ResourceType::PODS, Some(&key.namespace), &key.name, &opts)
+        }) {
             Ok(_) => Ok(()),
             Err(e) if e.code() == 404 || e.code() == 409 => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Runs a write again when another writer committed between its read and its write
+/// (`409`): these writes carry no precondition of their own, so the newer state is
+/// theirs to act on. A few tries; the last answer is returned.
+fn retry<T>(mut write: impl FnMut() -> Result<T, ApiError>) -> Result<T, ApiError> {
+    let mut tries = 0;
+    loop {
+        match write() {
+            Err(e) if e.code() == 409 && tries < 5 => tries += 1,
+            other => return other,
         }
     }
 }

@@ -40,7 +40,8 @@ spec:
     );
     let mut child = podrun.spawn_run(&manifest, &[]);
     wait_for("two job pods running", || running_pods(&podrun).len() == 2);
-    assert_eq!(processes_with(&marker).len(), 2, "one shell per pod");
+    // (A shell's forked child shares its command line until it execs `sleep`.)
+    assert!(processes_with(&marker).len() >= 2, "a shell per pod");
 
     let del = podrun.run(&["delete", "job", "work"]);
     assert_eq!(del.status.code(), Some(0), "{}", stderr(&del));

@@ -41,15 +41,23 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     let state = global.state_dir();
     let store = Store::open(&state)?;
     let layout = Layout::new(&state);
+    // One runtime for every wait: the store's watch hub lives on the runtime that
+    // opened the first watch.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ctx = Ctx {
+        store: &store,
+        layout: &layout,
+        runtime: &runtime,
+    };
     let grace = if args.now { Some(1) } else { args.grace_period };
     let mut code = 0;
     for name in &args.names {
         let key = ObjectKey::new(&args.namespace, name);
         let result = match args.resource.as_str() {
-            "pod" | "pods" | "po" => delete_pod(&store, &layout, &key, grace, args.wait),
-            "job" | "jobs" | "job.batch" | "jobs.batch" => {
-                delete_job(&store, &layout, &key, grace, args.wait)
-            }
+            "pod" | "pods" | "po" => delete_pod(&ctx, &key, grace, args.wait),
+            "job" | "jobs" | "job.batch" | "jobs.batch" => delete_job(&ctx, &key, grace, args.wait),
             other => {
                 eprintln!("error: the server doesn't have a resource type \"{other}\"");
                 return Ok(1);
@@ -74,13 +82,20 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     Ok(code)
 }
 
+/// What a deletion works with.
+struct Ctx<'a> {
+    store: &'a Store,
+    layout: &'a Layout,
+    runtime: &'a tokio::runtime::Runtime,
+}
+
 fn delete_pod(
-    store: &Store,
-    layout: &Layout,
+    ctx: &Ctx<'_>,
     key: &ObjectKey,
     grace: Option<i64>,
     wait: bool,
 ) -> anyhow::Result<Option<&'static str>> {
+    let (store, layout) = (ctx.store, ctx.layout);
     let Some(pod) = store.get::<Pod>(Resource::PODS, key)? else {
         return Ok(None);
     };
@@ -91,10 +106,14 @@ fn delete_pod(
         Some(_) => {
             // Marked for deletion: the running instance learns of it by watch, stops
             // the containers and removes the pod.
-            let gone = store.delete(Resource::PODS, key, grace)?;
+            let gone = match store.delete(Resource::PODS, key, grace) {
+                // Removed meanwhile (the garbage collector of a deleted Job, the node).
+                Err(podrun_node::objects::Error::Api(e)) if e.code() == 404 => true,
+                other => other?,
+            };
             if wait && !gone {
                 let limit = Duration::from_secs(grace.unwrap_or(30).max(0) as u64 + 60);
-                wait_gone(store, key, &uid, limit)?;
+                wait_gone(ctx, key, &uid, limit)?;
             }
         }
         None => {
@@ -107,12 +126,10 @@ fn delete_pod(
 }
 
 /// Waits, by watching the store, until the pod with `uid` is gone.
-fn wait_gone(store: &Store, key: &ObjectKey, uid: &str, limit: Duration) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+fn wait_gone(ctx: &Ctx<'_>, key: &ObjectKey, uid: &str, limit: Duration) -> anyhow::Result<()> {
+    let store = ctx.store;
     let start = Instant::now();
-    runtime.block_on(async {
+    ctx.runtime.block_on(async {
         loop {
             // Watch from the version read: a removal after it is an event of this watch.
             let Some(pod) = store.get::<Pod>(Resource::PODS, key)? else {
@@ -154,12 +171,12 @@ fn wait_gone(store: &Store, key: &ObjectKey, uid: &str, limit: Duration) -> anyh
 }
 
 fn delete_job(
-    store: &Store,
-    layout: &Layout,
+    ctx: &Ctx<'_>,
     key: &ObjectKey,
     grace: Option<i64>,
     wait: bool,
 ) -> anyhow::Result<Option<&'static str>> {
+    let store = ctx.store;
     let Some(job) = store.get::<Job>(Resource::JOBS, key)? else {
         return Ok(None);
     };
@@ -181,7 +198,7 @@ fn delete_job(
                 &key.namespace,
                 pod.metadata.name.clone().unwrap_or_default(),
             );
-            delete_pod(store, layout, &pod_key, grace, wait)?;
+            delete_pod(ctx, &pod_key, grace, wait)?;
         }
     }
     Ok(Some("job.batch"))

@@ -412,10 +412,30 @@ impl RunServices {
 
 impl Drop for RunServices {
     fn drop(&mut self) {
+        use podrun_node::objects::{ObjectKey, Resource};
         for key in &self.created {
-            let _ = self
+            let _ = self.store.delete(Resource::SERVICES, key, None);
+            // Its EndpointSlices go with it (the controllers have stopped by now).
+            let slices: Vec<serde_json::Value> = self
                 .store
-                .delete(podrun_node::objects::Resource::SERVICES, key, None);
+                .list(Resource::ENDPOINT_SLICES, Some(&key.namespace))
+                .unwrap_or_default();
+            for slice in slices {
+                let label = slice
+                    .pointer("/metadata/labels/kubernetes.io~1service-name")
+                    .and_then(serde_json::Value::as_str);
+                let name = slice
+                    .pointer("/metadata/name")
+                    .and_then(serde_json::Value::as_str);
+                if let (Some(svc), Some(name)) = (label, name)
+                    && svc == key.name
+                {
+                    let slice_key = ObjectKey::new(&key.namespace, name);
+                    let _ = self
+                        .store
+                        .delete(Resource::ENDPOINT_SLICES, &slice_key, None);
+                }
+            }
             if let Err(e) = self.driver.delete(&key.namespace, &key.name) {
                 eprintln!("podrun: cannot remove Service {}: {e}", key.name);
             }
