@@ -27,3 +27,4 @@ pub mod status;
 pub mod store_backend;
 pub mod table;
 pub mod tls;
+pub mod views;

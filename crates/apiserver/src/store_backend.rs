@@ -102,8 +102,9 @@ pub fn from_store(e: podrun_store::ApiError) -> ApiError {
 
 fn rt_of(resource: &Resource) -> Result<&'static ResourceType, ApiError> {
     ResourceType::find(resource.gvk.group, resource.plural).ok_or_else(|| {
-        if is_nodes(resource) {
-            // Nodes are reported by the server, never written through it.
+        if is_nodes(resource) || view_of(resource).is_some() {
+            // Nodes are reported by the server and views are derived: neither is
+            // written through it.
             ApiError::method_not_supported(resource, "write")
         } else {
             ApiError::internal(format!("the store holds no {}", resource.plural))
@@ -114,6 +115,28 @@ fn rt_of(resource: &Resource) -> Result<&'static ResourceType, ApiError> {
 fn is_nodes(resource: &Resource) -> bool {
     resource.gvk.group.is_empty() && resource.plural == "nodes"
 }
+
+/// A kind served as a read-only view of what the store holds ([`crate::views`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// `events.k8s.io/v1` Events, from core Events.
+    EventsV1,
+    /// Core `v1` Endpoints, from EndpointSlices.
+    Endpoints,
+}
+
+fn view_of(resource: &Resource) -> Option<View> {
+    match (resource.gvk.group, resource.plural) {
+        ("events.k8s.io", "events") => Some(View::EventsV1),
+        ("", "endpoints") => Some(View::Endpoints),
+        _ => None,
+    }
+}
+
+/// Turns a stored object into its view.
+type Convert = fn(&StoreBackend, &Value) -> Result<Value, ApiError>;
+
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 fn now_string() -> String {
     let now = podrun_store_sqlite::now();
@@ -241,6 +264,72 @@ impl StoreBackend {
     pub fn with_nodes(mut self, nodes: Vec<Value>) -> StoreBackend {
         self.nodes = Arc::new(nodes);
         self
+    }
+
+    fn view_get(&self, view: View, o: &ObjectRef) -> Result<Value, ApiError> {
+        let ns = o.namespace.as_deref();
+        match view {
+            View::EventsV1 => {
+                let core = self
+                    .store
+                    .get(&ResourceType::EVENTS, ns, &o.name)
+                    .map_err(|_| ApiError::not_found(o.resource, &o.name))?;
+                Ok(crate::views::event_v1(&core))
+            }
+            View::Endpoints => {
+                let svc = self
+                    .store
+                    .get(&ResourceType::SERVICES, ns, &o.name)
+                    .map_err(|_| ApiError::not_found(o.resource, &o.name))?;
+                Ok(crate::views::endpoints(&svc, &self.slices_of(ns, &o.name)?))
+            }
+        }
+    }
+
+    fn slices_of(&self, namespace: Option<&str>, service: &str) -> Result<Vec<Value>, ApiError> {
+        let rt = &ResourceType::ENDPOINT_SLICES;
+        let opts = podrun_store::ListOptions {
+            filter: filter(rt, Some(&format!("{SERVICE_NAME_LABEL}={service}")), None)?,
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .list(rt, namespace, &opts)
+            .map_err(from_store)?
+            .items)
+    }
+
+    fn view_list(
+        &self,
+        view: View,
+        c: &CollectionRef,
+        l: &ListOptions,
+    ) -> Result<ObjectList, ApiError> {
+        let ns = c.namespace.as_deref();
+        let (rt, convert): (&ResourceType, Convert) = match view {
+            View::EventsV1 => (&ResourceType::EVENTS, |_, e| Ok(crate::views::event_v1(e))),
+            View::Endpoints => (&ResourceType::SERVICES, |b, svc| {
+                let ns = svc.pointer("/metadata/namespace").and_then(Value::as_str);
+                Ok(crate::views::endpoints(
+                    svc,
+                    &b.slices_of(ns, name_of(svc))?,
+                ))
+            }),
+        };
+        let opts = podrun_store::ListOptions {
+            filter: filter(rt, l.label_selector.as_deref(), None)?,
+            ..Default::default()
+        };
+        let list = self.store.list(rt, ns, &opts).map_err(from_store)?;
+        Ok(ObjectList {
+            items: list
+                .items
+                .iter()
+                .map(|o| convert(self, o))
+                .collect::<Result<_, _>>()?,
+            resource_version: list.revision.to_string(),
+            ..Default::default()
+        })
     }
 
     fn node(&self, name: &str, resource: &Resource) -> Result<Value, ApiError> {
@@ -722,6 +811,9 @@ impl Backend for StoreBackend {
             if is_nodes(object.resource) {
                 return b.node(&object.name, object.resource);
             }
+            if let Some(view) = view_of(object.resource) {
+                return b.view_get(view, &object);
+            }
             let rt = rt_of(object.resource)?;
             let obj = b
                 .store
@@ -760,6 +852,9 @@ impl Backend for StoreBackend {
                     resource_version: rev.to_string(),
                     ..Default::default()
                 });
+            }
+            if let Some(view) = view_of(collection.resource) {
+                return b.view_list(view, &collection, &options);
             }
             b.do_list(&collection, &options)
         })
@@ -884,7 +979,14 @@ impl Backend for StoreBackend {
                     .chain(futures::stream::pending())
                     .boxed());
             }
-            let rt = rt_of(collection.resource)?;
+            let view = view_of(collection.resource);
+            let rt = match view {
+                Some(View::EventsV1) => &ResourceType::EVENTS,
+                Some(View::Endpoints) => {
+                    return Err(ApiError::method_not_supported(collection.resource, "watch"));
+                }
+                None => rt_of(collection.resource)?,
+            };
             let opts = podrun_store::WatchOptions {
                 filter: filter(
                     rt,
@@ -900,7 +1002,7 @@ impl Backend for StoreBackend {
                 .store
                 .watch(rt, collection.namespace.as_deref(), &opts)
                 .map_err(from_store)?;
-            let events = futures::stream::unfold(stream, |mut s| async move {
+            let events = futures::stream::unfold(stream, move |mut s| async move {
                 let e = s.next_or_bookmark(BOOKMARK_EVERY).await?;
                 let event_type = match e.kind {
                     podrun_store::EventType::Added => EventType::Added,
@@ -909,13 +1011,19 @@ impl Backend for StoreBackend {
                     podrun_store::EventType::Bookmark => EventType::Bookmark,
                     podrun_store::EventType::Error => EventType::Error,
                 };
-                Some((
-                    WatchEvent {
-                        event_type,
-                        object: e.object,
-                    },
-                    s,
-                ))
+                let object = match (view, event_type) {
+                    (
+                        Some(View::EventsV1),
+                        EventType::Added | EventType::Modified | EventType::Deleted,
+                    ) => crate::views::event_v1(&e.object),
+                    (Some(View::EventsV1), EventType::Bookmark) => {
+                        let mut b = e.object;
+                        b["apiVersion"] = json!("events.k8s.io/v1");
+                        b
+                    }
+                    _ => e.object,
+                };
+                Some((WatchEvent { event_type, object }, s))
             });
             Ok(events.boxed())
         }

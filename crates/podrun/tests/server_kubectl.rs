@@ -414,6 +414,28 @@ fn the_native_sidecar_story_through_kubectl() {
         "kubectl get service sleep",
         &server.ok(&["get", "service", "sleep"]),
     );
+    // Endpoints are assembled from the EndpointSlices; `kubectl events` reads events.k8s.io.
+    let ip = server.ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=sleep",
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
+    ]);
+    server.until(
+        &[
+            "get",
+            "endpoints",
+            "sleep",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+        ],
+        Duration::from_secs(20),
+        |t| t == ip,
+    );
+    let events = server.ok(&["events"]);
+    assert!(events.contains("Container started"), "{events}");
     let init_log = server.ok(&["logs", "deploy/sleep", "-c", "istio-init"]);
     let last = init_log
         .lines()
