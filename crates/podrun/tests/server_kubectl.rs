@@ -232,8 +232,19 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// A test that fails midway still stops the server gracefully, so its pods' processes
+    /// end with it; SIGKILL only if it does not stop in time.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(60) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
