@@ -402,13 +402,19 @@ impl StoreBackend {
         if options.dry_run {
             return self.dry_create(rt, c.namespace.as_deref(), obj, &stamp);
         }
-        // The uid is chosen here (a Job's selector names it); the instance's watches
-        // hear of the write through the WAL.
-        let r = self
-            .store
-            .lock()
-            .create(rt, c.namespace.as_deref(), obj, &stamp);
-        r.map_err(from_store)
+        if c.resource.plural == "jobs" {
+            // A Job's selector names the uid chosen here, so the store takes this stamp;
+            // the instance's watches hear of the write through the WAL.
+            let r = self
+                .store
+                .lock()
+                .create(rt, c.namespace.as_deref(), obj, &stamp);
+            return r.map_err(from_store);
+        }
+        // Through the instance: its watches hear of it at once, and it compacts history.
+        self.store
+            .create(rt, c.namespace.as_deref(), obj)
+            .map_err(from_store)
     }
 
     /// Gives a Service the first free cluster IP of the Service CIDR, in `clusterIP` and
