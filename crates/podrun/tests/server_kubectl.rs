@@ -608,6 +608,11 @@ fn the_native_sidecar_story_through_kubectl() {
 fn acknowledged_writes_survive_sigkill() {
     let podrun = Podrun::new();
     let mut server = Server::start(&podrun);
+    // A workload running before the kill runs again after the restart.
+    let sample = server.home.path().join("sleep.yaml");
+    std::fs::write(&sample, SLEEP).unwrap();
+    server.ok(&["apply", "-f", sample.to_str().unwrap()]);
+    server.ok(&["rollout", "status", "deploy/sleep", "--timeout=60s"]);
     let acked = Arc::new(AtomicUsize::new(0));
     let names: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
     let kubeconfig = server.kubeconfig.clone();
@@ -660,5 +665,15 @@ fn acknowledged_writes_survive_sigkill() {
     }
     // The store goes on: a write after the restart succeeds.
     server.ok(&["create", "configmap", "after-restart"]);
+    // The pod of the killed server is marked Failed when the node opens, before the
+    // API serves; its ReplicaSet runs a new one.
+    server.until(
+        &["get", "pods", "-l", "app=sleep"],
+        Duration::from_secs(60),
+        |t| {
+            t.lines()
+                .any(|l| l.contains(" 1/1 ") && l.contains(" Running "))
+        },
+    );
     server.stop();
 }
