@@ -11,9 +11,12 @@
 //! kubeconfig in a state directory) and [`server`] (hyper over rustls, HTTP/1.1 and
 //! HTTP/2).
 
+pub mod admission;
+pub mod apply;
 pub mod backend;
 pub mod catalogue;
 pub mod discovery;
+pub mod logs;
 pub mod negotiate;
 pub mod openapi;
 pub mod patch;
@@ -21,5 +24,7 @@ pub mod protobuf;
 pub mod router;
 pub mod server;
 pub mod status;
+pub mod store_backend;
 pub mod table;
 pub mod tls;
+pub mod views;

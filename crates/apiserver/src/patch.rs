@@ -104,15 +104,15 @@ const DELETE_FROM_PRIMITIVE: &str = "$deleteFromPrimitiveList/";
 
 /// Patch metadata of one field, read from its schema.
 #[derive(Debug, Default, Clone)]
-struct FieldMeta<'a> {
+pub(crate) struct FieldMeta<'a> {
     /// `merge`, `replace` or empty (retainKeys removed).
-    strategy: String,
-    merge_key: String,
+    pub(crate) strategy: String,
+    pub(crate) merge_key: String,
     /// The schema of the field's value (maps) or of its items (lists).
-    child: Option<&'a Value>,
+    pub(crate) child: Option<&'a Value>,
 }
 
-fn field_meta<'a>(parent: Option<&'a Value>, key: &str, list: bool) -> FieldMeta<'a> {
+pub(crate) fn field_meta<'a>(parent: Option<&'a Value>, key: &str, list: bool) -> FieldMeta<'a> {
     let Some(parent) = parent.map(openapi::resolve) else {
         return FieldMeta::default();
     };

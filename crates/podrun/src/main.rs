@@ -50,6 +50,8 @@ impl Global {
 enum Command {
     /// Run Pods and Jobs in the foreground, printing `kubectl get pods -w` rows.
     Run(cmd::run::Args),
+    /// Serve the Kubernetes API for kubectl over the state directory's store.
+    Server(cmd::server::Args),
     /// Show pods or jobs, as `kubectl get` would.
     Get(cmd::get::Args),
     /// Print a container's logs.
@@ -100,6 +102,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run(args) => cmd::run::run(args, &cli.global),
+        Command::Server(args) => cmd::server::run(args, &cli.global),
         Command::Get(args) => cmd::get::run(args, &cli.global),
         Command::Logs(args) => cmd::logs::run(args, &cli.global),
         Command::Delete(args) => cmd::delete::run(args, &cli.global),

@@ -13,5 +13,6 @@ pub mod proxy_init;
 pub mod pull;
 pub mod rmi;
 pub mod run;
+pub mod server;
 pub mod timeline;
 pub mod webhook;

@@ -1,0 +1,286 @@
+//! `podrun server`: the Kubernetes API for the real kubectl, over the state directory's
+//! object store. It opens the store (`<state>/store.db`), seeds the namespaces and
+//! ServiceAccounts every cluster has, serves HTTPS with a bearer token on 127.0.0.1 (other
+//! addresses with `--listen`, with a warning), writes the kubeconfig into the state
+//! directory and prints how to use it. Pods created in a namespace labelled
+//! `istio-injection=enabled` get the mesh sidecar, as `podrun run` injects it.
+//!
+//! The node and the controllers run inside the server: a pod created through kubectl
+//! (or by a Deployment's ReplicaSet, or a Job) is bound to this node and runs as real
+//! processes, and its status comes back through the API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use podrun_apiserver::server::{ApiServer, DEFAULT_LISTEN, bind, serve};
+use podrun_apiserver::store_backend::StoreBackend;
+use podrun_node::Node;
+use podrun_store_sqlite::SqliteStore;
+use serde_json::Value;
+
+use crate::Global;
+
+/// Arguments of `podrun server`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to serve the API on. Anything beyond loopback is reachable by other hosts
+    /// (they still need the token) and is warned about.
+    #[arg(long, default_value_t = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Pod addresses come from this CIDR; the host bridge podrun0 gets its first address.
+    #[arg(long, default_value = podrun_node::sandbox::DEFAULT_POD_CIDR)]
+    pub pod_cidr: podrun_node::sandbox::ipam::Ipv4Cidr,
+    /// Let pods reach beyond this machine: masquerade their traffic (an iptables
+    /// MASQUERADE rule and IP forwarding, removed when the server exits).
+    #[arg(long)]
+    pub masquerade: bool,
+}
+
+/// How long a stopping server waits for its pods to end.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(40);
+
+/// Runs the subcommand until SIGINT or SIGTERM.
+pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
+    let state = global.state_dir();
+    std::fs::create_dir_all(&state)
+        .with_context(|| format!("creating the state directory {}", state.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        // Inside the runtime, the node starts its controllers and its watch of the store.
+        let (node, recovery) = Node::open(&state)
+            .map_err(|e| anyhow::anyhow!("opening the node on {}: {e}", state.display()))?;
+        for line in &recovery.reports {
+            eprintln!("podrun: {line}");
+        }
+        if !podrun_node::runtime::isolation_available() {
+            eprintln!("{}", podrun_node::sandbox::NO_ROOT_WARNING);
+        }
+        node.set_network(podrun_node::sandbox::NetworkConfig {
+            pod_cidr: args.pod_cidr,
+            masquerade: args.masquerade,
+            ..Default::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        tokio::spawn(node.clone().serve_control());
+        let store: SqliteStore = node.store().sqlite().clone();
+        store
+            .lock()
+            .seed_defaults(podrun_store_sqlite::stamp)
+            .map_err(|e| anyhow::anyhow!("seeding the default namespaces: {}", e.message()))?;
+        let pods_dir = node.layout().pods_dir();
+        let events_store = store.clone();
+        std::thread::Builder::new()
+            .name("events".into())
+            .spawn(move || publish_events(&events_store, &pods_dir))
+            .context("starting the Event publisher")?;
+        let layout = node.layout().clone();
+        let log_dirs = Arc::new(move |pod: &Value| {
+            let meta = &pod["metadata"];
+            Some(layout.pod_dir(
+                meta["namespace"].as_str()?,
+                meta["name"].as_str()?,
+                meta["uid"].as_str()?,
+            ))
+        });
+        let backend = StoreBackend::new(store, crate::mesh::config())
+            .with_log_dirs(log_dirs)
+            .with_nodes(vec![this_node()]);
+        let bound = bind(&state, args.listen)
+            .await
+            .with_context(|| format!("serving on {}", args.listen))?;
+        let tls = bound
+            .credentials
+            .server_config()
+            .context("loading the serving certificate")?;
+        eprintln!(
+            "podrun server: serving the Kubernetes API on https://{}",
+            bound.addr
+        );
+        println!("export KUBECONFIG={}", bound.kubeconfig.display());
+        let server = Arc::new(ApiServer::new(
+            Arc::new(backend),
+            bound.credentials,
+            env!("CARGO_PKG_VERSION"),
+        ));
+        serve(bound.listener, tls, server, shutdown())
+            .await
+            .context("serving the API")?;
+        // Pods stop with the server; their Deployments, ReplicaSets and Jobs stay in the
+        // store and start them again with the next server.
+        node.delete_all_pods();
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while node.running_pods() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        eprintln!("podrun server: stopped");
+        Ok(0)
+    })
+}
+
+async fn shutdown() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// How often the pods' `events.jsonl` files are looked at for new Events.
+const EVENT_SCAN: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Publishes the Events the node records per pod (`<pod dir>/events.jsonl`, where a
+/// repeat is the same Event with its count moved on) into the store, so `kubectl get
+/// events` and `kubectl describe` list and watch them as a cluster's. Runs for the
+/// life of the process.
+fn publish_events(store: &SqliteStore, pods_dir: &std::path::Path) {
+    use std::collections::HashMap;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut offsets: HashMap<std::path::PathBuf, u64> = HashMap::new();
+    loop {
+        std::thread::sleep(EVENT_SCAN);
+        let Ok(dirs) = std::fs::read_dir(pods_dir) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let path = dir.path().join(podrun_node::events::EVENTS_FILE);
+            let offset = offsets.get(&path).copied().unwrap_or(0);
+            let Ok(mut file) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let mut text = String::new();
+            if file.seek(SeekFrom::Start(offset)).is_err()
+                || file.read_to_string(&mut text).is_err()
+            {
+                continue;
+            }
+            // Whole lines only; a line being written is read next time.
+            let Some(end) = text.rfind('\n') else {
+                continue;
+            };
+            offsets.insert(path, offset + end as u64 + 1);
+            for event in podrun_node::events::latest_events(&text[..=end]) {
+                let Ok(mut value) = serde_json::to_value(&event) else {
+                    continue;
+                };
+                upsert_event(store, &mut value);
+            }
+        }
+    }
+}
+
+/// Creates the Event, or moves the stored one of that name on to this state.
+fn upsert_event(store: &SqliteStore, event: &mut Value) {
+    use podrun_store::ResourceType;
+    let rt = &ResourceType::EVENTS;
+    let (Some(ns), Some(name)) = (
+        event
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        event
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    ) else {
+        return;
+    };
+    match store.get(rt, Some(&ns), &name) {
+        Ok(old) => {
+            if old.get("count") == event.get("count")
+                && old.get("lastTimestamp") == event.get("lastTimestamp")
+            {
+                return;
+            }
+            if let Some(meta) = event.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
+            }
+            let _ = store.update(rt, Some(&ns), &name, event.clone());
+        }
+        Err(_) => {
+            let _ = store.create(rt, Some(&ns), event.clone());
+        }
+    }
+}
+
+/// The Node this server runs, as `kubectl get nodes` and `describe node` show it.
+fn this_node() -> Value {
+    let name = podrun_node::node_name();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let now = podrun_store_sqlite::now();
+    let time = k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", now)
+        .unwrap_or_else(|_| now.to_string());
+    let capacity = serde_json::json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{memory_kib}Ki"),
+        "pods": "110",
+    });
+    serde_json::json!({
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {
+            "name": name,
+            "uid": podrun_store_sqlite::stamp().uid,
+            "creationTimestamp": time,
+            "resourceVersion": "1",
+            "labels": {
+                "kubernetes.io/arch": arch,
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": arch,
+                "beta.kubernetes.io/os": "linux",
+            },
+        },
+        "spec": {},
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "KubeletReady",
+                "message": "kubelet is posting ready status",
+                "lastHeartbeatTime": time,
+                "lastTransitionTime": time,
+            }],
+            "addresses": [{"type": "Hostname", "address": name}],
+            "nodeInfo": {
+                "architecture": arch,
+                "operatingSystem": "linux",
+                "kubeletVersion": "v1.34.0",
+                "kubeProxyVersion": "",
+                "containerRuntimeVersion": format!("podrun://{}", env!("CARGO_PKG_VERSION")),
+                "osImage": "",
+                "kernelVersion": nix::sys::utsname::uname()
+                    .map(|u| u.release().to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        },
+    })
+}
