@@ -495,20 +495,21 @@ impl Node {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()),
         );
+        let mut owners = std::collections::HashSet::new();
         for (r, key) in created {
+            let Ok(Some(obj)) = self.shared.store.get::<serde_json::Value>(r, &key) else {
+                continue;
+            };
             if r == Resource::JOBS
-                && self
-                    .shared
-                    .store
-                    .get::<Job>(r, &key)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|j| podrun_controllers::job::finished(&j))
+                && serde_json::from_value::<Job>(obj.clone())
+                    .is_ok_and(|j| podrun_controllers::job::finished(&j))
             {
                 continue;
             }
+            owners.insert(podrun_store::object::uid(&obj).to_string());
             let _ = self.shared.store.delete(r, &key, None);
         }
+        self.delete_unbound_dependents(owners);
         let keys: Vec<ObjectKey> = self
             .shared
             .pods
@@ -519,6 +520,46 @@ impl Node {
             .collect();
         for key in keys {
             self.delete_pod(&key.namespace, &key.name, None);
+        }
+    }
+
+    /// Deletes the ReplicaSets and the not yet bound pods that descend from `owners`.
+    /// With the controllers stopped no garbage collector would remove them, and no
+    /// node of this run would start them: left in the store, they would be taken up by
+    /// the next podrun on this state directory. Bound pods are stopped by their workers.
+    fn delete_unbound_dependents(&self, mut owners: std::collections::HashSet<String>) {
+        let store = &self.shared.store;
+        let owned = |obj: &serde_json::Value, owners: &std::collections::HashSet<String>| {
+            obj.pointer("/metadata/ownerReferences")
+                .and_then(serde_json::Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter().any(|r| {
+                        r.get("uid")
+                            .and_then(serde_json::Value::as_str)
+                            .is_some_and(|u| owners.contains(u))
+                    })
+                })
+        };
+        for rs in store
+            .list::<serde_json::Value>(Resource::REPLICA_SETS, None)
+            .unwrap_or_default()
+        {
+            if owned(&rs, &owners) {
+                owners.insert(podrun_store::object::uid(&rs).to_string());
+                let _ = store.delete(Resource::REPLICA_SETS, &object_key(&rs), None);
+            }
+        }
+        for pod in store
+            .list::<serde_json::Value>(Resource::PODS, None)
+            .unwrap_or_default()
+        {
+            let bound = pod
+                .pointer("/spec/nodeName")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            if !bound && owned(&pod, &owners) {
+                let _ = store.delete(Resource::PODS, &object_key(&pod), Some(0));
+            }
         }
     }
 
@@ -655,4 +696,12 @@ pub fn now() -> Timestamp {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     Timestamp::from_nanosecond(since_epoch.as_nanos() as i128).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// The namespace and name of a stored object.
+fn object_key(obj: &serde_json::Value) -> ObjectKey {
+    ObjectKey::new(
+        podrun_store::object::meta_str(obj, "namespace").unwrap_or("default"),
+        podrun_store::object::name(obj),
+    )
 }

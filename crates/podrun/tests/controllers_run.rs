@@ -116,3 +116,46 @@ spec:
         processes_with(&marker).is_empty()
     });
 }
+
+#[test]
+fn a_finished_run_leaves_no_pod_of_its_deployment_behind() {
+    // The run ends as soon as its one awaited pod is done, while the ReplicaSet
+    // controller may still be creating the Deployment's pods: none of them, bound or
+    // not, may stay in the store for the next podrun on this state directory to start.
+    let podrun = Podrun::new();
+    let manifest = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 5
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: main
+        image: busybox
+        command: ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: done}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: busybox
+    command: ["true"]
+"#;
+    let mut child = podrun.spawn_run(manifest, &[]);
+    let status = child.0.wait().expect("podrun run ends");
+    assert_eq!(status.code(), Some(0));
+    let left: Vec<String> = stdout(&podrun.run(&["get", "pods"]))
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|name| name != "done")
+        .collect();
+    assert!(left.is_empty(), "pods left in the store: {left:?}");
+}
