@@ -143,7 +143,22 @@ fn deleting_a_replica_mid_load_without_a_prestop_sleep_fails_no_request() {
     drain_under_load(false);
 }
 
+/// Holds a host-wide lock for as long as it lives. The two variants create the same
+/// Service, which two podruns on one host give the same ClusterIP: run concurrently,
+/// one's teardown cut the other's Service off, so they take turns.
+fn one_at_a_time() -> std::fs::File {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("podrun-reliability-drain.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
 fn drain_under_load(pre_stop: bool) {
+    let _turn = one_at_a_time();
     let podrun = Podrun::with_sidecars();
     let dir = tempfile::tempdir().unwrap();
     // The proxies run as UID 1337 and the servers read their directories.
