@@ -3,11 +3,14 @@
 //! with two replicas; the replica the client's connection reached is deleted in the
 //! middle of the load, and not one request may fail.
 //!
-//! As in Kubernetes, the app is told to stop at the moment its endpoint is removed, so
-//! the replicas carry the `preStop` sleep Kubernetes recommends: the app keeps serving
-//! while the removal reaches the Service rules and the draining proxy answers with
-//! `Connection: close`, after which the client's next connection lands on the other
-//! replica.
+//! As in Kubernetes, the app is told to stop at the moment its endpoint is removed.
+//! With the `preStop` sleep Kubernetes recommends, the app keeps serving while the
+//! removal reaches the Service rules and the draining proxy answers with `Connection:
+//! close`, after which the client's next connection lands on the other replica.
+//! Without it, the client's proxy does what Envoy does under Istio's default outbound
+//! retry policy: a kept connection the leaving replica closed gets no request, and a
+//! `503` or a failed connect is tried again on a new connection, which the Service
+//! sends to the replica that stays.
 
 mod common;
 
@@ -18,7 +21,13 @@ use common::{ChildGuard, Podrun, stderr, stdout, wait_for};
 /// Requests the client sends, one every 25 ms (5 s of load).
 const REQUESTS: u32 = 200;
 
-fn server(name: &str, dir: &str) -> String {
+/// A replica; `pre_stop`: with a 2 s `preStop` sleep.
+fn server(name: &str, dir: &str, pre_stop: bool) -> String {
+    let lifecycle = if pre_stop {
+        "    lifecycle:\n      preStop:\n        sleep: {seconds: 2}\n"
+    } else {
+        ""
+    };
     format!(
         r#"---
 apiVersion: v1
@@ -37,14 +46,11 @@ spec:
     readinessProbe:
       tcpSocket: {{port: 8080}}
       periodSeconds: 1
-    lifecycle:
-      preStop:
-        sleep: {{seconds: 2}}
-"#
+{lifecycle}"#
     )
 }
 
-fn manifest(dir: &str) -> String {
+fn manifest(dir: &str, pre_stop: bool) -> String {
     let mut m = String::from(
         r#"apiVersion: v1
 kind: Service
@@ -55,8 +61,8 @@ spec:
   - {name: http, port: 80, targetPort: http}
 "#,
     );
-    m.push_str(&server("a", dir));
-    m.push_str(&server("b", dir));
+    m.push_str(&server("a", dir, pre_stop));
+    m.push_str(&server("b", dir, pre_stop));
     m.push_str(&format!(
         r#"---
 apiVersion: v1
@@ -129,6 +135,30 @@ fn ready(podrun: &Podrun, name: &str) -> bool {
 
 #[test]
 fn deleting_a_replica_mid_load_fails_no_request() {
+    drain_under_load(true);
+}
+
+#[test]
+fn deleting_a_replica_mid_load_without_a_prestop_sleep_fails_no_request() {
+    drain_under_load(false);
+}
+
+/// Holds a host-wide lock for as long as it lives. The two variants create the same
+/// Service, which two podruns on one host give the same ClusterIP: run concurrently,
+/// one's teardown cut the other's Service off, so they take turns.
+fn one_at_a_time() -> std::fs::File {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join("podrun-reliability-drain.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
+fn drain_under_load(pre_stop: bool) {
+    let _turn = one_at_a_time();
     let podrun = Podrun::with_sidecars();
     let dir = tempfile::tempdir().unwrap();
     // The proxies run as UID 1337 and the servers read their directories.
@@ -154,7 +184,11 @@ fn deleting_a_replica_mid_load_fails_no_request() {
             .spawn()
             .unwrap(),
     );
-    std::io::Write::write_all(&mut run.0.stdin.take().unwrap(), manifest(&d).as_bytes()).unwrap();
+    std::io::Write::write_all(
+        &mut run.0.stdin.take().unwrap(),
+        manifest(&d, pre_stop).as_bytes(),
+    )
+    .unwrap();
     wait_for("both replicas ready", || {
         ready(&podrun, "a") && ready(&podrun, "b")
     });

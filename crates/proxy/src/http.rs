@@ -30,6 +30,7 @@ use crate::config::Direction;
 use crate::drain::Phase;
 use crate::metrics::{RequestLabels, RequestSeries};
 use crate::proxy::Shared;
+use crate::retry::{self, Attempt, Decision, Failure};
 use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
 use crate::upstream::Checkout;
 
@@ -555,9 +556,11 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         .unwrap_or_else(|_| Uri::from_static("/"));
     let mut upstream_req = Request::from_parts(parts, Counted::new(body, req_bytes));
 
-    // One retry, and only when a pooled connection turned out to be stale before the
-    // request was written (hyper hands the request back in that case).
+    // Retried as `retry::decide` says: a connect failure (outbound), and a request
+    // hyper hands back unsent (a stale connection or a refused stream). A response is
+    // streamed as it comes, so an upstream `503` is not retried on this path.
     let mut fresh_only = false;
+    let mut retries = 0;
     let (response, sent_at) = loop {
         let checkout = shared
             .pool
@@ -570,7 +573,30 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
             closed,
         } = match checkout {
             Ok(c) => c,
-            Err(failure) => return local_response(log, local_reply(&failure)),
+            Err(failure) => {
+                let attempt = Attempt {
+                    failure: Failure::ConnectFailure,
+                    direction: conn.direction,
+                    reused: false,
+                    retries,
+                    replayable: true,
+                };
+                match retry::decide(&attempt, retry::jitter()) {
+                    Decision::Retry { backoff, counted } => {
+                        retries += u32::from(counted);
+                        tokio::time::sleep(backoff).await;
+                        fresh_only = true;
+                        continue;
+                    }
+                    Decision::Answer { retries_exhausted } => {
+                        if retries_exhausted {
+                            log.flags
+                                .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                        }
+                        return local_response(log, local_reply(&failure));
+                    }
+                }
+            }
         };
         conn.watch_upstream_h2(closed.as_ref());
         log.upstream_local = Some(local);
@@ -588,10 +614,19 @@ async fn handle(conn: Arc<HttpConn>, mut req: Request<Incoming>) -> Response<Res
         match result {
             Ok(resp) => break (resp, sent_at),
             Err(mut e) => {
-                if reused
-                    && !fresh_only
+                let unsent = Attempt {
+                    failure: Failure::Unsent,
+                    direction: conn.direction,
+                    reused: reused && !fresh_only,
+                    retries,
+                    replayable: true,
+                };
+                if let Decision::Retry { backoff, counted } =
+                    retry::decide(&unsent, retry::jitter())
                     && let Some(back) = e.take_message()
                 {
+                    retries += u32::from(counted);
+                    tokio::time::sleep(backoff).await;
                     upstream_req = back;
                     fresh_only = true;
                     continue;

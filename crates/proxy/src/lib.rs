@@ -6,7 +6,7 @@
 //! the access log in Istio's TEXT format, Prometheus stats, readiness, admin, and the
 //! drain/shutdown sequences of the spec (`mesh-sidecar.md` §3).
 //!
-//! Layout: pure decisions live in [`route`], [`drain::plan_shutdown`],
+//! Layout: pure decisions live in [`route`], [`retry`], [`drain::plan_shutdown`],
 //! [`admin::route_admin`], [`h1::codec`] (HTTP/1.1 heads and body framing) and
 //! [`accesslog`] rendering; [`proxy`], [`h1`] (the HTTP/1.1 path), [`http`] (HTTP/2,
 //! with hyper), [`tcp`] and [`upstream`] are the thin I/O around them. The original destination comes through
@@ -27,6 +27,7 @@ pub mod http;
 pub mod metrics;
 pub mod orig_dst;
 pub mod proxy;
+pub mod retry;
 pub mod route;
 pub mod tcp;
 pub mod upstream;

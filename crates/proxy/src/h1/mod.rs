@@ -30,6 +30,7 @@ use crate::body::Ending;
 use crate::config::Direction;
 use crate::drain::Phase;
 use crate::http::{HttpConn, RequestLog, log_rejected, method_text, uuid_v4};
+use crate::retry::{self, Attempt, Decision, Failure};
 use crate::route::{Cluster, LocalReply, ResponseFlags, UpstreamFailure, local_reply};
 use crate::upstream::{H1Conn, idle_and_open};
 use codec::{Chunked, Framing, HeadError, Persist, RequestHead, ResponseHead};
@@ -240,8 +241,9 @@ impl BodyLeft {
 
 /// How an exchange went.
 enum Outcome {
-    /// A pooled connection was stale: nothing was answered, try a new one.
-    Retry,
+    /// The attempt failed in a way the retry policy retries: a new connection after
+    /// `backoff`; `counted`: it spends one of the route's retries.
+    Retry { backoff: Duration, counted: bool },
     /// No response: answer locally.
     Failed(UpstreamFailure),
     /// The client left before the response started.
@@ -309,10 +311,8 @@ async fn downstream_side(
 
 /// Why no response head came.
 enum HeadFailure {
-    /// Closed or reset; `quiet`: before sending a single byte.
-    Closed {
-        quiet: bool,
-    },
+    /// Closed or reset.
+    Closed,
     Protocol,
     Timeout,
 }
@@ -325,7 +325,6 @@ async fn read_response_head(
     head_request: bool,
     connect: bool,
 ) -> Result<ResponseHead, HeadFailure> {
-    let mut interim = false;
     loop {
         if !ubuf.is_empty() {
             match codec::parse_response(
@@ -337,7 +336,6 @@ async fn read_response_head(
             ) {
                 Ok(Some(h)) if (100..200).contains(&h.status) && h.status != 101 => {
                     ubuf.advance(h.len);
-                    interim = true;
                     continue;
                 }
                 Ok(Some(h)) => return Ok(h),
@@ -346,9 +344,8 @@ async fn read_response_head(
             }
         }
         room(ubuf);
-        let quiet = ubuf.is_empty() && !interim;
         match ur.read_buf(ubuf).await {
-            Ok(0) | Err(_) => return Err(HeadFailure::Closed { quiet }),
+            Ok(0) | Err(_) => return Err(HeadFailure::Closed),
             Ok(_) => {}
         }
     }
@@ -528,6 +525,8 @@ async fn exchange(
     let max_ahead = shared.config.limits.max_request_header_bytes;
     let head_request = method == "HEAD";
     let mut fresh = false;
+    let mut retries = 0;
+    let direction = conn.direction;
     let (mut up, outcome) = loop {
         let up = match kept.take() {
             Some(u) if !fresh => u,
@@ -538,6 +537,20 @@ async fn exchange(
             {
                 Ok(u) => u,
                 Err(failure) => {
+                    let attempt = Attempt {
+                        failure: Failure::ConnectFailure,
+                        direction,
+                        reused: false,
+                        retries,
+                        // Nothing went out: the head and the body bytes taken so far
+                        // are in `out`, the rest still in the client's socket.
+                        replayable: true,
+                    };
+                    if let Some(backoff) = retry_or_answer(&attempt, &mut retries, &mut log) {
+                        tokio::time::sleep(backoff).await;
+                        fresh = true;
+                        continue;
+                    }
                     let persist = x.persist(body.is_done(), Framing::None);
                     return answer_locally(stream, out, log, local_reply(&failure), persist).await;
                 }
@@ -546,9 +559,20 @@ async fn exchange(
         let mut up = up;
         log.upstream_local = Some(up.local);
         x.sent_at = Instant::now();
-        let retryable = up.reused && !fresh && complete_at_send;
-        if up.stream.write_all(out).await.is_err() {
-            if retryable {
+        // Decide-then-do: a reused connection the upstream has closed meanwhile (its
+        // FIN already here) gets no request; one that refuses the write got none.
+        let written =
+            (!up.reused || idle_and_open(&up.stream)) && up.stream.write_all(out).await.is_ok();
+        if !written {
+            let attempt = Attempt {
+                failure: Failure::Unsent,
+                direction,
+                reused: up.reused,
+                retries,
+                replayable: true,
+            };
+            if let Some(backoff) = retry_or_answer(&attempt, &mut retries, &mut log) {
+                tokio::time::sleep(backoff).await;
                 fresh = true;
                 continue;
             }
@@ -589,39 +613,61 @@ async fn exchange(
             };
             match response {
                 Err(outcome) => outcome,
-                Ok(Err(HeadFailure::Closed { quiet: true })) if retryable => Outcome::Retry,
-                Ok(Err(HeadFailure::Closed { .. })) => {
+                // The request went out: the upstream may have acted on it, and
+                // Istio's policy does not retry a reset (`retry::decide`).
+                Ok(Err(HeadFailure::Closed)) => {
                     Outcome::Failed(UpstreamFailure::ResetBeforeHeaders)
                 }
                 Ok(Err(HeadFailure::Protocol)) => Outcome::Failed(UpstreamFailure::ProtocolError),
                 Ok(Err(HeadFailure::Timeout)) => Outcome::Failed(UpstreamFailure::ResponseTimeout),
                 Ok(Ok(resp)) => {
-                    let service_ms = x.sent_at.elapsed().as_millis() as u64;
-                    log.fields.upstream_service_time_ms = Some(service_ms);
-                    respond(
-                        &x,
-                        &resp,
-                        service_ms,
-                        (&mut ur, ubuf),
-                        (&mut dw, out),
-                        (&mut down, &mut down_live),
-                        (&body_done, &sent),
-                        &mut log,
-                    )
-                    .await
+                    let attempt = Attempt {
+                        failure: Failure::Status(resp.status),
+                        direction,
+                        reused: up.reused,
+                        retries,
+                        // The whole request went in the first write.
+                        replayable: complete_at_send,
+                    };
+                    match retry::decide(&attempt, retry::jitter()) {
+                        Decision::Retry { backoff, counted } => Outcome::Retry { backoff, counted },
+                        Decision::Answer { retries_exhausted } => {
+                            if retries_exhausted {
+                                log.flags
+                                    .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+                            }
+                            let service_ms = x.sent_at.elapsed().as_millis() as u64;
+                            log.fields.upstream_service_time_ms = Some(service_ms);
+                            respond(
+                                &x,
+                                &resp,
+                                service_ms,
+                                (&mut ur, ubuf),
+                                (&mut dw, out),
+                                (&mut down, &mut down_live),
+                                (&body_done, &sent),
+                                &mut log,
+                            )
+                            .await
+                        }
+                    }
                 }
             }
         };
         match outcome {
-            Outcome::Retry => {
+            Outcome::Retry { backoff, counted } => {
+                // The answered connection is dropped with its unread response.
+                retries += u32::from(counted);
+                tokio::time::sleep(backoff).await;
                 fresh = true;
+                // The request goes out again, all of it in `out`.
                 continue;
             }
             outcome => break (up, outcome),
         }
     };
     match outcome {
-        Outcome::Retry => false,
+        Outcome::Retry { .. } => false,
         Outcome::ClientGone => false, // logged `DC` when `log` drops
         Outcome::BadBody => bad_body(stream, out, log).await,
         Outcome::Failed(failure) => {
@@ -636,6 +682,8 @@ async fn exchange(
         } => {
             log.emit(sent, ending);
             if reusable && ending == Ending::Complete {
+                // Its next request may find it closed by the upstream meanwhile.
+                up.reused = true;
                 *kept = Some(up);
             }
             keep && ending == Ending::Complete
@@ -769,6 +817,25 @@ where
         sent: sent.load(Ordering::Relaxed),
         reusable: resp.reusable && done && ubuf.is_empty(),
         keep: persist != Persist::Close && done,
+    }
+}
+
+/// Applies [`retry::decide`] to a failed attempt: the backoff before the next attempt
+/// (counting a retry of the route's), or `None` to answer, with `URX` logged when the
+/// retries are spent.
+fn retry_or_answer(attempt: &Attempt, retries: &mut u32, log: &mut RequestLog) -> Option<Duration> {
+    match retry::decide(attempt, retry::jitter()) {
+        Decision::Retry { backoff, counted } => {
+            *retries += u32::from(counted);
+            Some(backoff)
+        }
+        Decision::Answer { retries_exhausted } => {
+            if retries_exhausted {
+                log.flags
+                    .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            }
+            None
+        }
     }
 }
 
