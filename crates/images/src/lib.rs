@@ -19,6 +19,7 @@ pub mod archive;
 pub mod auth;
 pub mod client;
 pub mod policy;
+pub mod process;
 pub mod service;
 
 pub use auth::{Credentials, Keyring};
