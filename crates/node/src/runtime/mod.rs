@@ -12,6 +12,7 @@
 
 mod child;
 pub mod image_root;
+pub mod images;
 pub mod log;
 mod process;
 pub mod rootfs;

@@ -45,6 +45,11 @@ pub struct Args {
     /// When the run ends, draw every pod's lifecycle as a Gantt chart into FILE (SVG).
     #[arg(long, value_name = "FILE")]
     pub timeline: Option<std::path::PathBuf>,
+    /// Run the containers of pods and templates without a podrun.io/host-rootfs annotation
+    /// on the host's file system, as processes of the host's binaries, instead of from their
+    /// images: the annotation is set to "*" on them.
+    #[arg(long)]
+    pub host_rootfs: bool,
 }
 
 /// Runs the subcommand.
@@ -67,6 +72,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     for note in notes {
         eprintln!("{note}");
     }
+    let objects = match host_rootfs::stamp_all(objects, args.host_rootfs) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
     let admitted = match admit(objects) {
         Ok(a) => a,
         Err(messages) => {
@@ -399,6 +411,141 @@ impl Drop for RunServices {
         }
         if let Err(e) = self.driver.shutdown() {
             eprintln!("podrun: cannot remove Service rules: {e}");
+        }
+    }
+}
+
+/// The `podrun.io/host-rootfs` annotation on what `podrun run` creates.
+mod host_rootfs {
+    use podrun_model::Object;
+    use podrun_node::runtime::images::HOST_ROOTFS_ANNOTATION;
+    use serde_json::Value;
+
+    /// With `all`, sets the annotation to `"*"` on every pod and pod template lacking it. The
+    /// mesh containers this binary runs (`istio-init`, `istio-proxy` with the podrun binary as
+    /// their command) are always listed: they run the host's podrun, not an image.
+    pub fn stamp_all(objects: Vec<Object>, all: bool) -> Result<Vec<Object>, String> {
+        let podrun = crate::mesh::config().podrun_path;
+        objects
+            .into_iter()
+            .map(|object| {
+                if !matches!(
+                    object,
+                    Object::Pod(_) | Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_)
+                ) {
+                    return Ok(object);
+                }
+                let mut value = object.to_json();
+                let is_pod = matches!(object, Object::Pod(_));
+                let template = if is_pod {
+                    Some(&mut value)
+                } else {
+                    value.pointer_mut("/spec/template")
+                };
+                let Some(template) = template else {
+                    return Ok(object);
+                };
+                if !stamp(template, all, &podrun) {
+                    return Ok(object);
+                }
+                podrun_model::decode_object(value, "host-rootfs").map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    /// Stamps one pod (or template); returns whether it changed.
+    fn stamp(pod: &mut Value, all: bool, podrun: &str) -> bool {
+        let mut runtime_containers = Vec::new();
+        for list in ["initContainers", "containers"] {
+            for c in pod
+                .pointer(&format!("/spec/{list}"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
+                let runs_podrun = c
+                    .pointer("/command/0")
+                    .and_then(Value::as_str)
+                    .is_some_and(|cmd| cmd == podrun);
+                if matches!(name, "istio-init" | "istio-proxy") && runs_podrun {
+                    runtime_containers.push(name.to_owned());
+                }
+            }
+        }
+        let current = pod
+            .pointer(&format!(
+                "/metadata/annotations/{}",
+                HOST_ROOTFS_ANNOTATION.replace('/', "~1")
+            ))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let next = match current {
+            None if all => "*".to_owned(),
+            None if runtime_containers.is_empty() => return false,
+            None => runtime_containers.join(","),
+            Some(v) if v.split(',').any(|e| e.trim() == "*") => return false,
+            Some(v) => {
+                let mut names: Vec<String> = v
+                    .split(',')
+                    .map(|e| e.trim().to_owned())
+                    .filter(|e| !e.is_empty())
+                    .collect();
+                let before = names.len();
+                for c in runtime_containers {
+                    if !names.contains(&c) {
+                        names.push(c);
+                    }
+                }
+                if names.len() == before {
+                    return false;
+                }
+                names.join(",")
+            }
+        };
+        let Some(obj) = pod.as_object_mut() else {
+            return false;
+        };
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        let Some(meta) = meta.as_object_mut() else {
+            return false;
+        };
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        match annotations.as_object_mut() {
+            Some(a) => {
+                a.insert(HOST_ROOTFS_ANNOTATION.to_owned(), Value::String(next));
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use serde_json::json;
+
+        #[test]
+        fn stamps_star_only_when_asked_and_lists_the_mesh_containers() {
+            let mut pod =
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "app"}]}});
+            assert!(!stamp(&mut pod, false, "/bin/podrun"));
+            assert!(stamp(&mut pod, true, "/bin/podrun"));
+            assert_eq!(pod["metadata"]["annotations"][HOST_ROOTFS_ANNOTATION], "*");
+            assert!(!stamp(&mut pod, true, "/bin/podrun"));
+
+            let mut meshed = json!({"metadata": {"annotations": {HOST_ROOTFS_ANNOTATION: "app"}},
+                "spec": {"initContainers": [{"name": "istio-init", "command": ["/bin/podrun", "proxy-init"]}],
+                         "containers": [{"name": "app"}, {"name": "istio-proxy", "command": ["envoy"]}]}});
+            assert!(stamp(&mut meshed, true, "/bin/podrun"));
+            assert_eq!(
+                meshed["metadata"]["annotations"][HOST_ROOTFS_ANNOTATION],
+                "app,istio-init"
+            );
         }
     }
 }
