@@ -384,3 +384,64 @@ fn image_failures_wait_with_the_kubelets_reasons_and_events() {
     );
     assert!(has("Failed", "Error: InvalidImageName"), "{events:?}");
 }
+
+/// The README's "From an image" commands, run as written (in a scratch directory holding the
+/// checkout's `scripts` and `examples`), print what their comments say.
+#[test]
+fn the_readmes_image_example_runs() {
+    require_tools();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let section = readme
+        .split("## From an image")
+        .nth(1)
+        .expect("README has a From an image section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split("  #").next().unwrap_or(l).trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands.len(), 5, "{commands:?}");
+    let work = tempfile::tempdir().unwrap();
+    for d in ["scripts", "examples"] {
+        std::os::unix::fs::symlink(repo.join(d), work.path().join(d)).unwrap();
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_podrun")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut outputs = Vec::new();
+    for c in &commands {
+        let out = Command::new("timeout")
+            .args(["120", "sh", "-c", c])
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("PODRUN_STATE_DIR", work.path().join("state"))
+            .env("PODRUN_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{c}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        outputs.push(stdout(&out));
+    }
+    assert_eq!(outputs[2].trim(), "Loaded image: localhost/busybox:1");
+    let row: Vec<&str> = outputs[3].split_whitespace().collect();
+    assert_eq!(
+        &row[..3],
+        ["image-pod", "0/1", "Completed"],
+        "{}",
+        outputs[3]
+    );
+    assert_eq!(outputs[4].trim(), "image-cmd");
+}
