@@ -293,6 +293,7 @@ pub(crate) async fn run_pod(
     timeline.record("sandbox-teardown", None, &teardown.as_micros().to_string());
     crate::cgroup::remove_pod(&uid).await;
     crate::volume::unmount_all(&pod_dir);
+    crate::runtime::images::pod_finished(&pod_dir, &uid);
     timeline.record("finished", None, &last_phase);
     timeline.flush();
     let _ = std::fs::remove_file(pod_dir.join("owner"));
@@ -352,6 +353,10 @@ fn publish_if_changed(
     *last = Some(status.clone());
     let mut status = status;
     net.apply(&mut status);
+    crate::runtime::images::apply_image_ids(
+        pod.metadata.uid.as_deref().unwrap_or_default(),
+        &mut status,
+    );
     status.qos_class = Some(crate::cgroup::qos_class(pod).into());
     pod.status = Some(status);
     shared.publish(pod);
@@ -773,6 +778,7 @@ impl Worker<'_> {
                 groups: p.user.groups,
             });
         }
+        crate::runtime::images::record_started(&self.identity.uid, &c.name, image);
         launch.image = Some(crate::runtime::images::instance_root(
             self.pod_dir,
             &c.name,

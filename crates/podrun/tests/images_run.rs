@@ -309,6 +309,25 @@ fn containers_run_the_image_by_the_four_cases_with_its_env_workdir_and_user() {
         "host written"
     );
     assert_eq!(passwd_hash(), before, "host /etc/passwd changed");
+    let status: serde_json::Value =
+        serde_json::from_str(&env.ok(&["get", "pod", "img", "-o", "json"])).unwrap();
+    let digest = std::fs::read_to_string(env.dir().join("state/images/index.json")).unwrap();
+    for s in status["status"]["containerStatuses"].as_array().unwrap() {
+        assert_eq!(s["image"], image, "{s}");
+        let id = s["imageID"].as_str().unwrap();
+        let prefix = format!("{}/busybox@sha256:", reg.host());
+        assert!(id.starts_with(&prefix), "{id}");
+        assert!(digest.contains(&id[prefix.len() - 7..]), "{id} not stored");
+    }
+    assert_eq!(
+        std::fs::read_dir(env.dir().join("state/pods"))
+            .unwrap()
+            .flatten()
+            .filter(|p| p.path().join("plain/rootfs").exists())
+            .count(),
+        0,
+        "the writable layers outlive the pod"
+    );
     // One pull served every container (the second and later found it present).
     assert!(reg.blob_gets() >= 2, "the layers were not fetched");
     assert_eq!(env.count("layers"), 2, "one unpacked directory per layer");

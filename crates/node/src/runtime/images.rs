@@ -36,6 +36,28 @@ pub fn host_rootfs(pod: &Pod, name: &str) -> bool {
         })
 }
 
+/// Everything a finished pod leaves here: its image back-off entries, its started images, and
+/// the writable layers under `<pod dir>/<container>/rootfs/` (the logs stay).
+pub fn pod_finished(pod_dir: &Path, uid: &str) {
+    forget_started(uid);
+    if let Some(all) = ALL_IMAGES.get() {
+        for images in all.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            images.forget_pod(uid);
+        }
+    }
+    for entry in std::fs::read_dir(pod_dir).into_iter().flatten().flatten() {
+        let rootfs = entry.path().join("rootfs");
+        if rootfs.is_dir()
+            && let Err(e) = std::fs::remove_dir_all(&rootfs)
+        {
+            tracing::warn!(path = %rootfs.display(), %e, "cannot remove writable layers");
+        }
+    }
+}
+
+/// The image services opened, per state directory.
+static ALL_IMAGES: OnceLock<Mutex<HashMap<PathBuf, Arc<NodeImages>>>> = OnceLock::new();
+
 /// The node's image store and pull decisions, one per state directory.
 pub struct NodeImages {
     service: ImageService,
@@ -44,8 +66,7 @@ pub struct NodeImages {
 
 /// The image service of the state directory `state_dir` (opened once per process).
 pub fn node_images(state_dir: &Path) -> Result<Arc<NodeImages>, String> {
-    static ALL: OnceLock<Mutex<HashMap<PathBuf, Arc<NodeImages>>>> = OnceLock::new();
-    let mut all = ALL
+    let mut all = ALL_IMAGES
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
@@ -164,6 +185,56 @@ impl NodeImages {
             .unwrap_or_else(|e| e.into_inner())
             .forget_pod(uid);
     }
+}
+
+/// `image` and `imageID` of each started container, per pod UID (containerd's
+/// `ContainerStatus`: the image's name, and `<repository>@<digest pulled>`).
+fn started_images() -> &'static Mutex<HashMap<String, HashMap<String, (String, String)>>> {
+    static STARTED: OnceLock<Mutex<HashMap<String, HashMap<String, (String, String)>>>> =
+        OnceLock::new();
+    STARTED.get_or_init(Default::default)
+}
+
+/// Remembers that container `name` of pod `uid` was created from `image`.
+pub fn record_started(uid: &str, name: &str, image: &EnsuredImage) {
+    started_images()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(uid.to_owned())
+        .or_default()
+        .insert(
+            name.to_owned(),
+            (image.record.name.clone(), image.image_ref()),
+        );
+}
+
+/// Sets `image` and `imageID` of the statuses of containers started from an image.
+pub fn apply_image_ids(uid: &str, status: &mut k8s_openapi::api::core::v1::PodStatus) {
+    let started = started_images().lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pod) = started.get(uid) else {
+        return;
+    };
+    for s in [
+        &mut status.init_container_statuses,
+        &mut status.container_statuses,
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    {
+        if let Some((image, id)) = pod.get(&s.name) {
+            s.image = image.clone();
+            s.image_id = id.clone();
+        }
+    }
+}
+
+/// Forgets the images of pod `uid` (it is gone).
+pub fn forget_started(uid: &str) {
+    started_images()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(uid);
 }
 
 /// The pod's `imagePullSecrets` as a keyring, through `lookup(name, key)` of Secrets.
