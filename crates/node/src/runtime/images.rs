@@ -187,11 +187,13 @@ impl NodeImages {
     }
 }
 
+/// Container name → (`image`, `imageID`).
+type StartedImages = HashMap<String, (String, String)>;
+
 /// `image` and `imageID` of each started container, per pod UID (containerd's
 /// `ContainerStatus`: the image's name, and `<repository>@<digest pulled>`).
-fn started_images() -> &'static Mutex<HashMap<String, HashMap<String, (String, String)>>> {
-    static STARTED: OnceLock<Mutex<HashMap<String, HashMap<String, (String, String)>>>> =
-        OnceLock::new();
+fn started_images() -> &'static Mutex<HashMap<String, StartedImages>> {
+    static STARTED: OnceLock<Mutex<HashMap<String, StartedImages>>> = OnceLock::new();
     STARTED.get_or_init(Default::default)
 }
 
