@@ -353,7 +353,7 @@ impl Recorder {
                 } else {
                     let (reason, message) = waiting(&machine.status(), &c.name)
                         .unwrap_or_else(|| ("RunContainerError".into(), String::new()));
-                    if !is_image_reason(&reason) {
+                    if !podrun_lifecycle::slot::is_image_reason(&reason) {
                         self.container_event(id, "Warning", "Failed", format!("Error: {message}"));
                     }
                     self.record(
@@ -726,11 +726,3 @@ fn write_line(file: Option<&mut File>, line: &str) {
 
 #[cfg(test)]
 mod tests;
-
-/// Waiting reasons of image failures: their Events come with the image Events.
-fn is_image_reason(reason: &str) -> bool {
-    matches!(
-        reason,
-        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
-    )
-}

@@ -361,7 +361,8 @@ fn image_failures_wait_with_the_kubelets_reasons_and_events() {
             h = reg.host()
         ),
     );
-    let out = env.run_manifest(&manifest, &["--timeout", "4s"]);
+    // Pulls of the missing image at 0 and 10 s; at 20 s it is in back-off.
+    let out = env.run_manifest(&manifest, &["--timeout", "23s"]);
     assert_eq!(
         out.status.code(),
         Some(124),
@@ -384,6 +385,19 @@ fn image_failures_wait_with_the_kubelets_reasons_and_events() {
         "{events:?}"
     );
     assert!(has("Failed", "Error: ErrImagePull"), "{events:?}");
+    let back_off = format!("Back-off pulling image \"{missing}\"");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.0 == "Normal" && e.1 == "BackOff" && e.2 == back_off),
+        "{events:?}"
+    );
+    assert!(has("Failed", "Error: ImagePullBackOff"), "{events:?}");
+    let pulls = events
+        .iter()
+        .filter(|e| e.1 == "Pulling" && e.2.contains("busybox:nope"))
+        .count();
+    assert_eq!(pulls, 2, "{events:?}");
     assert!(
         has(
             "ErrImageNeverPull",
