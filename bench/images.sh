@@ -6,7 +6,9 @@
 #   skopeo copy            fetch and verify the same blobs into an OCI layout (no unpack)
 #   podrun load (layout)   copy and unpack from local disk: the unpack rate without the network
 # Prints the median of ROUNDS rounds of each, and the unpack throughput in MB/s of layer data
-# (uncompressed tar bytes).
+# (uncompressed tar bytes). Then container start: `podrun run` of a one-container pod running
+# `echo`, from the cached image (overlay, pivot_root) beside the same pod with --host-rootfs,
+# as the wall time of the whole run (create, start, exit, delete-ready).
 #   bash bench/images.sh [LAYERS] [ROUNDS]      (default 8 layers, 5 rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,3 +72,25 @@ echo "image: $((layers + 2)) layers, $compressed bytes compressed, $unpacked byt
 printf 'podrun pull           median %.3f s\n' "$pull"
 printf 'skopeo copy           median %.3f s (fetch and verify only)\n' "$sk"
 printf 'podrun load (layout)  median %.3f s, unpack throughput %.0f MB/s\n' "$load" "$(echo "$unpacked / $load / 1000000" | bc -l)"
+
+# Container start from the cached image beside the host-filesystem start.
+"$bin" --state-dir "$t/run-image" load -i "$t/single" --tag bench:start >/dev/null
+cat >"$t/start.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: start}
+spec:
+  restartPolicy: Never
+  containers: [{name: c, image: bench:start, imagePullPolicy: Never, command: ["echo", "started"]}]
+YAML
+: >"$t/image-run"; : >"$t/host-run"
+for r in $(seq "$rounds"); do
+  for mode in image host; do
+    flag=; [ "$mode" = host ] && flag=--host-rootfs
+    a=$(now); "$bin" --state-dir "$t/run-$mode" run $flag --timeout 60s -f "$t/start.yaml" >/dev/null; b=$(now)
+    echo "$b - $a" | bc >>"$t/$mode-run"
+    "$bin" --state-dir "$t/run-$mode" delete pod start >/dev/null 2>&1 || true
+  done
+done
+printf 'podrun run, cached image   median %.3f s\n' "$(median <"$t/image-run")"
+printf 'podrun run, --host-rootfs  median %.3f s\n' "$(median <"$t/host-run")"

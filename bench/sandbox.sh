@@ -30,7 +30,7 @@ done
 # Starts podrun on state directory $1 with every pod of the manifest; sets $pid.
 start() {
   : >"$state/$1.rows" # exists before running() reads it
-  "$bin" --state-dir "$state/$1" run -f "$manifest" >>"$state/$1.rows" 2>"$state/$1.err" &
+  "$bin" --state-dir "$state/$1" run --host-rootfs -f "$manifest" >>"$state/$1.rows" 2>"$state/$1.err" &
   pid=$!
 }
 # Waits until every pod of podrun $2 on state directory $1 is Running.

@@ -208,11 +208,12 @@ fn without_control_plane_volumes(obj: &mut Value, mesh: &MeshConfig, spec: &str)
 /// (a Job's generated selector names it). Answers the object to store and warnings.
 pub fn admit(
     resource: &Resource,
-    mut obj: Value,
+    obj: Value,
     operation: Operation,
     namespace_labels: &BTreeMap<String, String>,
     mesh: &MeshConfig,
     uid: &str,
+    host_rootfs: HostRootfs,
 ) -> Result<(Value, Vec<String>), ApiError> {
     let mut warnings = Vec::new();
     let template = match (resource.gvk.group, resource.plural) {
@@ -220,6 +221,49 @@ pub fn admit(
         ("batch", "cronjobs") => Some("/spec/jobTemplate/spec/template"),
         _ => None,
     };
+    let admitted = admit_inner(
+        resource,
+        obj,
+        operation,
+        namespace_labels,
+        mesh,
+        uid,
+        template,
+    );
+    let (mut obj, warnings_out) = admitted?;
+    warnings.extend(warnings_out);
+    // After injection, so the injected mesh containers that run the podrun binary are
+    // listed too.
+    if operation == Operation::Create {
+        let pod = match (resource.gvk.group, resource.plural) {
+            ("", "pods") => Some(&mut obj),
+            _ => template.and_then(|t| obj.pointer_mut(t)),
+        };
+        if let Some(pod) = pod {
+            podrun_model::stamp_host_rootfs(pod, host_rootfs.all, &mesh.podrun_path);
+        }
+    }
+    Ok((obj, warnings))
+}
+
+/// Host-filesystem mode at admission: with `all` (`podrun server --host-rootfs`), created
+/// pods and pod templates that lack the `podrun.io/host-rootfs` annotation get `"*"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostRootfs {
+    /// Stamp `"*"` on pods and templates without the annotation.
+    pub all: bool,
+}
+
+fn admit_inner(
+    resource: &Resource,
+    mut obj: Value,
+    operation: Operation,
+    namespace_labels: &BTreeMap<String, String>,
+    mesh: &MeshConfig,
+    uid: &str,
+    template: Option<&str>,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut warnings = Vec::new();
     // The controllers create their pods in the store directly, past this admission, so
     // a workload's pod template is injected here, as `istioctl kube-inject` does; the
     // injector's status annotation makes this idempotent across updates.
@@ -386,13 +430,23 @@ mod tests {
             &map(&[]),
             &mesh,
             "u",
+            HostRootfs::default(),
         )
         .unwrap();
         assert_eq!(plain["spec"]["restartPolicy"], "Always");
         assert_eq!(plain["spec"]["containers"][0]["imagePullPolicy"], "Always");
         assert!(plain["spec"].get("initContainers").is_none());
         let ns = map(&[("istio-injection", "enabled")]);
-        let (injected, _) = admit(pods(), pod.clone(), Operation::Create, &ns, &mesh, "u").unwrap();
+        let (injected, _) = admit(
+            pods(),
+            pod.clone(),
+            Operation::Create,
+            &ns,
+            &mesh,
+            "u",
+            HostRootfs::default(),
+        )
+        .unwrap();
         let names: Vec<&str> = injected["spec"]["initContainers"]
             .as_array()
             .unwrap()
@@ -401,7 +455,16 @@ mod tests {
             .collect();
         assert_eq!(names, ["istio-init", "istio-proxy"]);
         // Updates are never injected.
-        let (updated, _) = admit(pods(), pod, Operation::Update, &ns, &mesh, "u").unwrap();
+        let (updated, _) = admit(
+            pods(),
+            pod,
+            Operation::Update,
+            &ns,
+            &mesh,
+            "u",
+            HostRootfs::default(),
+        )
+        .unwrap();
         assert!(updated["spec"].get("initContainers").is_none());
     }
 
@@ -417,6 +480,7 @@ mod tests {
             &map(&[]),
             &MeshConfig::default(),
             "u",
+            HostRootfs::default(),
         )
         .unwrap_err();
         assert_eq!(e.code, 422);

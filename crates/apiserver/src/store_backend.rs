@@ -42,6 +42,7 @@ pub type LogDirs = Arc<dyn Fn(&Value) -> Option<PathBuf> + Send + Sync>;
 pub struct StoreBackend {
     store: SqliteStore,
     mesh: Arc<MeshConfig>,
+    host_rootfs: admission::HostRootfs,
     log_dirs: Option<LogDirs>,
     nodes: Arc<Vec<Value>>,
 }
@@ -254,9 +255,17 @@ impl StoreBackend {
         StoreBackend {
             store,
             mesh: Arc::new(mesh),
+            host_rootfs: admission::HostRootfs::default(),
             log_dirs: None,
             nodes: Arc::new(Vec::new()),
         }
+    }
+
+    /// Host-filesystem mode for the pods and pod templates created through the API
+    /// (`podrun server --host-rootfs`).
+    pub fn with_host_rootfs(mut self, host_rootfs: admission::HostRootfs) -> StoreBackend {
+        self.host_rootfs = host_rootfs;
+        self
     }
 
     /// The Nodes this server reports (the node it runs): `nodes` answers get, list and
@@ -384,6 +393,7 @@ impl StoreBackend {
             &labels,
             &self.mesh,
             &stamp.uid,
+            self.host_rootfs,
         )?;
         if c.resource.plural == "services" && admission::needs_cluster_ip(&obj) {
             self.allocate_cluster_ip(&mut obj)?;
@@ -537,6 +547,7 @@ impl StoreBackend {
                     old.pointer("/metadata/uid")
                         .and_then(Value::as_str)
                         .unwrap_or(""),
+                    self.host_rootfs,
                 )?;
                 if track && let Some(manager) = &options.field_manager {
                     apply::record_update(

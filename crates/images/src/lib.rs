@@ -18,6 +18,8 @@ pub const MAX_MANIFEST: u64 = 4 * 1048 * 1048;
 pub mod archive;
 pub mod auth;
 pub mod client;
+pub mod policy;
+pub mod process;
 pub mod service;
 
 pub use auth::{Credentials, Keyring};

@@ -240,7 +240,11 @@ impl PodMachine {
             reason: reason.to_owned(),
             message: message.to_owned(),
         });
-        slot.last_event = Some(LastEvent::StartFailed(now));
+        slot.last_event = Some(if crate::slot::is_image_reason(reason) {
+            LastEvent::ImageFailed(now)
+        } else {
+            LastEvent::StartFailed(now)
+        });
         self.release_start_lock(id);
         self.sync();
     }
@@ -620,7 +624,9 @@ impl PodMachine {
             return false;
         }
         match (&slot.last_event, &slot.last) {
-            (None, _) | (Some(LastEvent::StartFailed(_)), _) => match slot.spec.kind {
+            (None, _)
+            | (Some(LastEvent::StartFailed(_)), _)
+            | (Some(LastEvent::ImageFailed(_)), _) => match slot.spec.kind {
                 // Whether a regular init container is due is the init decision's call.
                 Kind::RegularInit => slot.last.as_ref().is_none_or(|t| t.exit.exit_code != 0),
                 _ => true,
@@ -874,7 +880,13 @@ impl PodMachine {
     fn try_start(&mut self, ix: usize) -> bool {
         let now = self.now;
         let id = self.slots[ix].id;
-        if let Some(event) = self.slots[ix].last_event {
+        if let Some(LastEvent::ImageFailed(at)) = self.slots[ix].last_event {
+            let until = crate::add_secs(at, crate::slot::IMAGE_RETRY_SECS);
+            if now < until {
+                self.slots[ix].retry_at = Some(until);
+                return false;
+            }
+        } else if let Some(event) = self.slots[ix].last_event {
             if let Some((delay, until)) = self.backoff.window(id, event.at(), now) {
                 let slot = &mut self.slots[ix];
                 slot.retry_at = Some(until);

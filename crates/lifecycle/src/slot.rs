@@ -201,13 +201,28 @@ pub enum LastEvent {
     Exited(Time),
     /// Creating/starting an instance failed at this time.
     StartFailed(Time),
+    /// The container's image could not be had at this time (`ErrImagePull`,
+    /// `ImagePullBackOff`, `InvalidImageName`, `ErrImageNeverPull`): retried after
+    /// [`IMAGE_RETRY_SECS`], without stepping the crash-loop back-off (the image has its own).
+    ImageFailed(Time),
+}
+
+/// Seconds after an image failure before the start is tried again (the pod worker's requeue).
+pub const IMAGE_RETRY_SECS: i64 = 10;
+
+/// Whether a waiting `reason` of a failed start is an image failure.
+pub fn is_image_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
+    )
 }
 
 impl LastEvent {
     /// When it happened (the backoff's event time).
     pub fn at(self) -> Time {
         match self {
-            LastEvent::Exited(t) | LastEvent::StartFailed(t) => t,
+            LastEvent::Exited(t) | LastEvent::StartFailed(t) | LastEvent::ImageFailed(t) => t,
         }
     }
 }

@@ -211,7 +211,8 @@ fn init_container_with_bad_image_prints_its_waiting_reason() {
             .start_fails(1, "ErrImagePull")
             .start_fails(100, "ImagePullBackOff"),
     );
-    sim.run_until(0.5);
+    // An image failure is retried 10 s later.
+    sim.run_until(10.5);
     assert_eq!(cols(&sim), row("0/1", "Init:ImagePullBackOff", "0"));
     assert_eq!(
         sim.statuses(),

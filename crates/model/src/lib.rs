@@ -13,6 +13,7 @@
 mod defaults;
 mod env;
 mod field;
+mod host_rootfs;
 pub mod names;
 mod object;
 mod parse;
@@ -29,6 +30,7 @@ pub use env::{
     container_env_from, expand, parse_env_file,
 };
 pub use field::{ErrorKind, FieldError, Invalid};
+pub use host_rootfs::{HOST_ROOTFS_ANNOTATION, stamp_host_rootfs};
 pub use object::{Object, SUPPORTED_KINDS};
 pub use parse::{
     ParseError, ParseErrorKind, decode_object, no_objects_message, parse_manifest_bytes,

@@ -237,6 +237,8 @@ pub(crate) struct Recorder {
     correlator: Correlator,
     lifecycle: Option<File>,
     events: Option<File>,
+    /// Containers whose last start recorded its own image Events.
+    image_handled: HashSet<ContainerId>,
 }
 
 impl Recorder {
@@ -304,6 +306,7 @@ impl Recorder {
             correlator: Correlator::default(),
             lifecycle: open(LIFECYCLE_FILE),
             events: open(EVENTS_FILE),
+            image_handled: HashSet::new(),
         };
         recorder.record(
             None,
@@ -330,15 +333,18 @@ impl Recorder {
                 let Some(c) = self.containers.get(&id).cloned() else {
                     return;
                 };
-                self.container_event(
-                    id,
-                    "Normal",
-                    "Pulled",
-                    format!(
-                        "Container image \"{}\" already present on machine and can be accessed by the pod",
-                        c.image
-                    ),
-                );
+                let image_handled = self.image_handled.remove(&id);
+                if !image_handled {
+                    self.container_event(
+                        id,
+                        "Normal",
+                        "Pulled",
+                        format!(
+                            "Container image \"{}\" already present on machine and can be accessed by the pod",
+                            c.image
+                        ),
+                    );
+                }
                 if started {
                     self.record(Some((id, restart_count)), Transition::Created);
                     self.container_event(id, "Normal", "Created", "Container created".into());
@@ -347,7 +353,9 @@ impl Recorder {
                 } else {
                     let (reason, message) = waiting(&machine.status(), &c.name)
                         .unwrap_or_else(|| ("RunContainerError".into(), String::new()));
-                    self.container_event(id, "Warning", "Failed", format!("Error: {message}"));
+                    if !podrun_lifecycle::slot::is_image_reason(&reason) {
+                        self.container_event(id, "Warning", "Failed", format!("Error: {message}"));
+                    }
                     self.record(
                         Some((id, restart_count)),
                         Transition::StartFailed { reason, message },
@@ -388,6 +396,19 @@ impl Recorder {
                     },
                 );
             }
+        }
+    }
+
+    /// The image Events of a container start (`Pulling`, `Pulled`, `Failed`, `BackOff`,
+    /// `InspectFailed`, `ErrImageNeverPull`), recorded before the start's own.
+    pub(crate) fn handle_image_events(
+        &mut self,
+        id: ContainerId,
+        events: &[podrun_images::policy::ImageEvent],
+    ) {
+        self.image_handled.insert(id);
+        for e in events {
+            self.container_event(id, e.type_.as_str(), e.reason, e.message.clone());
         }
     }
 

@@ -177,6 +177,7 @@ pub(crate) async fn run_pod(
         sandbox: &sandbox,
         probe_ip,
         etc_hostname,
+        image_events: Vec::new(),
     };
     let mut last_status = None;
     let mut commands_open = true;
@@ -207,6 +208,9 @@ pub(crate) async fn run_pod(
             }
             record_action(&mut timeline, &action);
             worker.carry_out(action.clone(), &mut machine, &mut running, &mut hooks);
+            for (id, events) in worker.image_events.drain(..) {
+                recorder.handle_image_events(id, &events);
+            }
             let started = matches!(action, Action::StartContainer { id, restart_count }
                 if running.get(&id).is_some_and(|r| r.restart_count == restart_count));
             recorder.handle_action(&action, &machine, started);
@@ -291,6 +295,7 @@ pub(crate) async fn run_pod(
     timeline.record("sandbox-teardown", None, &teardown.as_micros().to_string());
     crate::cgroup::remove_pod(&uid).await;
     crate::volume::unmount_all(&pod_dir);
+    crate::runtime::images::pod_finished(&pod_dir, &uid);
     timeline.record("finished", None, &last_phase);
     timeline.flush();
     let _ = std::fs::remove_file(pod_dir.join("owner"));
@@ -350,6 +355,10 @@ fn publish_if_changed(
     *last = Some(status.clone());
     let mut status = status;
     net.apply(&mut status);
+    crate::runtime::images::apply_image_ids(
+        pod.metadata.uid.as_deref().unwrap_or_default(),
+        &mut status,
+    );
     status.qos_class = Some(crate::cgroup::qos_class(pod).into());
     pod.status = Some(status);
     shared.publish(pod);
@@ -392,6 +401,8 @@ struct Worker<'a> {
     sandbox: &'a Sandbox,
     probe_ip: IpAddr,
     etc_hostname: Option<PathBuf>,
+    /// Image Events of the last container start, for the recorder.
+    image_events: Vec<(ContainerId, Vec<podrun_images::policy::ImageEvent>)>,
 }
 
 impl Worker<'_> {
@@ -596,7 +607,7 @@ impl Worker<'_> {
     /// Creates and starts one container instance. Errors carry the kubelet's waiting
     /// reason and a message.
     fn start(
-        &self,
+        &mut self,
         pod: &Pod,
         id: ContainerId,
         restart_count: i32,
@@ -613,16 +624,23 @@ impl Worker<'_> {
         let env = podrun_model::container_env(pod, c, &lookup)
             .map_err(|e| ("CreateContainerConfigError", e))?;
         let argv = podrun_model::container_argv(c, &env);
-        if c.command.as_ref().is_none_or(|cmd| cmd.is_empty()) {
+        let host_fs = crate::runtime::images::host_rootfs(pod, &c.name);
+        if host_fs && c.command.as_ref().is_none_or(|cmd| cmd.is_empty()) {
             return Err((
                 "CreateContainerConfigError",
                 format!(
-                    "container {:?} has no command: podrun runs containers as processes on the host \
-                     filesystem and does not pull or run image {image:?}; set `command`",
-                    c.name
+                    "container {:?} has no command: it is listed in the pod's {} annotation, so it \
+                     runs as a process on the host filesystem without image {image:?}; set `command`",
+                    c.name,
+                    crate::runtime::images::HOST_ROOTFS_ANNOTATION,
                 ),
             ));
         }
+        let from_image = if host_fs {
+            None
+        } else {
+            Some(self.ensure_image(pod, id, c)?)
+        };
         let prepared =
             crate::security::prepare(pod, c).map_err(|e| ("CreateContainerConfigError", e))?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
@@ -693,6 +711,9 @@ impl Worker<'_> {
             ..Default::default()
         };
         prepared.apply(&mut launch);
+        if let Some(image) = &from_image {
+            self.apply_image(pod, c, image, restart_count, &mut launch)?;
+        }
         let process = ContainerProcess::spawn_in(&launch, self.sandbox.namespaces())
             .map_err(|e| ("RunContainerError", e.to_string()))?;
         let pid_file = self.layout.pid_file(self.pod_dir, &c.name, restart_count);
@@ -704,6 +725,96 @@ impl Worker<'_> {
             pid_file,
             cgroup: prepared.cgroup.map(Arc::new),
         })
+    }
+
+    /// The kubelet's `EnsureImageExists` before a start: the image, or the waiting reason and
+    /// message. The Events are left for the recorder.
+    fn ensure_image(
+        &mut self,
+        pod: &Pod,
+        id: ContainerId,
+        c: &Container,
+    ) -> Result<podrun_images::EnsuredImage, (&'static str, String)> {
+        let images = crate::runtime::images::node_images(self.layout.root())
+            .map_err(|e| ("ErrImagePull", e))?;
+        let lookup = |name: &str, key: &str| self.shared.lookup(pod, "Secret", name, key);
+        let keyring = crate::runtime::images::keyring(pod, &lookup);
+        let ensured = images.ensure(pod, c, &keyring);
+        self.image_events.push((id, ensured.events));
+        ensured.image.map_err(|f| (f.reason, f.message))
+    }
+
+    /// Makes `launch` run from `image`: its argv, env, working directory, user and root.
+    fn apply_image(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        image: &podrun_images::EnsuredImage,
+        restart_count: i32,
+        launch: &mut ContainerLaunch,
+    ) -> Result<(), (&'static str, String)> {
+        let part = |command: bool, args: bool| {
+            let mut only = c.clone();
+            if !command {
+                only.command = None;
+            }
+            if !args {
+                only.args = None;
+            }
+            podrun_model::container_argv(&only, &launch.env)
+        };
+        let hostname = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| self.identity.name.clone());
+        let sc = c.security_context.clone().unwrap_or_default();
+        let psc = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.security_context.clone())
+            .unwrap_or_default();
+        let id = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+        let mut extra_groups: Vec<u32> = psc
+            .supplemental_groups
+            .iter()
+            .flatten()
+            .filter_map(|g| u32::try_from(*g).ok())
+            .collect();
+        extra_groups.extend(id(psc.fs_group));
+        let run_as = crate::runtime::images::RunAs {
+            user: id(sc.run_as_user.or(psc.run_as_user)),
+            group: id(sc.run_as_group.or(psc.run_as_group)),
+            extra_groups,
+        };
+        let p = crate::runtime::images::image_process(
+            image,
+            c,
+            &part(true, false),
+            &part(false, true),
+            &hostname,
+            &launch.env,
+            &run_as,
+        )
+        .map_err(|e| ("CreateContainerError", e))?;
+        launch.argv = p.argv;
+        launch.env = p.env;
+        launch.working_dir = Some(p.working_dir);
+        if launch.credentials.is_some() {
+            launch.credentials = Some(crate::security::Credentials {
+                uid: p.user.uid,
+                gid: p.user.gid,
+                groups: p.user.groups,
+            });
+        }
+        crate::runtime::images::record_started(&self.identity.uid, &c.name, image);
+        launch.image = Some(crate::runtime::images::instance_root(
+            self.pod_dir,
+            &c.name,
+            restart_count,
+            image,
+        ));
+        Ok(())
     }
 
     /// The container's volume mounts as host directories.

@@ -40,7 +40,13 @@ fn sleep_sample_runs_2_of_2_with_istio_init_and_istio_proxy_as_init_containers()
     let mut child = ChildGuard(
         podrun
             .command()
-            .args(["run", "--inject", "-f", "../../examples/sleep.yaml"])
+            .args([
+                "run",
+                common::HOST_ROOTFS,
+                "--inject",
+                "-f",
+                "../../examples/sleep.yaml",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -114,7 +120,7 @@ fn injected_app_readiness_probe_is_served_through_the_status_port() {
     let mut child = ChildGuard(
         podrun
             .command()
-            .args(["run", "--inject", "-f"])
+            .args(["run", common::HOST_ROOTFS, "--inject", "-f"])
             .arg(&manifest)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -180,7 +186,13 @@ fn inject_refuses_up_front_when_the_proxy_user_cannot_execute_podrun() {
     let out = std::process::Command::new(&binary)
         .arg("--state-dir")
         .arg(podrun.state_dir())
-        .args(["run", "--inject", "-f", "../../examples/exiting-app.yaml"])
+        .args([
+            "run",
+            common::HOST_ROOTFS,
+            "--inject",
+            "-f",
+            "../../examples/exiting-app.yaml",
+        ])
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();

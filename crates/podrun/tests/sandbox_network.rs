@@ -13,7 +13,7 @@ fn spawn_run(podrun: &Podrun, manifest: &str) -> ChildGuard {
     let mut child = ChildGuard(
         podrun
             .command()
-            .args(["run", "-f", "-"])
+            .args(["run", common::HOST_ROOTFS, "-f", "-"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

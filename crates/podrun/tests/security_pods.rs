@@ -68,7 +68,7 @@ spec:
 "#;
     let child = podrun
         .command()
-        .args(["run", "-f", "-", "--timeout", "20s"])
+        .args(["run", common::HOST_ROOTFS, "-f", "-", "--timeout", "20s"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -81,7 +81,7 @@ impl Server {
     fn start(podrun: &Podrun) -> Server {
         let mut child = podrun
             .command()
-            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(["server", "--host-rootfs", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -304,8 +304,10 @@ fn normalise(text: &str) -> String {
                 word.to_owned()
             };
             l.push_str(&replaced);
+            // Column widths follow the values (a pod-template-hash is 9 or 10
+            // characters): a gap between columns is written as three spaces.
             let spaces = tail.len() - tail.trim_start_matches(' ').len();
-            l.push_str(&tail[..spaces]);
+            l.push_str(if spaces >= 2 { "   " } else { &tail[..spaces] });
             rest = &tail[spaces..];
         }
         for key in [

@@ -123,7 +123,7 @@ fn pod_reaches_service_by_name_and_cluster_ip_and_unready_pod_drops_out() {
     let mut run = ChildGuard(
         podrun
             .command()
-            .args(["run", "-f", "-", "--timeout", "90s"])
+            .args(["run", common::HOST_ROOTFS, "-f", "-", "--timeout", "90s"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -233,7 +233,7 @@ spec:
     let mut run = ChildGuard(
         podrun
             .command()
-            .args(["run", "-f", "-", "--timeout", "60s"])
+            .args(["run", common::HOST_ROOTFS, "-f", "-", "--timeout", "60s"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

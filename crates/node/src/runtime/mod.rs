@@ -11,6 +11,8 @@
 //! Exits are learnt from the pidfd becoming readable; output goes to a CRI-format log file.
 
 mod child;
+pub mod image_root;
+pub mod images;
 pub mod log;
 mod process;
 pub mod rootfs;
@@ -93,6 +95,9 @@ pub struct ContainerLaunch {
     pub read_only_rootfs: bool,
     /// cgroup directories (one per hierarchy) the process joins before exec.
     pub cgroup: Vec<PathBuf>,
+    /// Run from an image: the root is an overlay of its layers with this instance's
+    /// writable layer instead of the host's file system. Needs root.
+    pub image: Option<image_root::ImageRoot>,
 }
 
 /// Namespaces of a pod sandbox that a container joins instead of getting its own (see
@@ -174,6 +179,15 @@ pub enum SpawnError {
         "volume mounts need isolation, which needs root: refusing to run with host paths instead"
     )]
     IsolationUnavailable,
+    /// The container runs from an image, which needs root.
+    #[error(
+        "running a container from an image needs root (podrun runs as uid {uid}); run podrun \
+         as root or list the container in podrun.io/host-rootfs"
+    )]
+    ImageNeedsRoot {
+        /// podrun's effective uid.
+        uid: u32,
+    },
     /// No tokio runtime to deliver exit events.
     #[error("spawning a container needs a tokio runtime")]
     NoRuntime,
@@ -269,6 +283,11 @@ impl ContainerProcess {
             return Err(SpawnError::NoRuntime);
         }
         let isolated = isolation_available();
+        if !isolated && launch.image.is_some() {
+            return Err(SpawnError::ImageNeedsRoot {
+                uid: rustix::process::geteuid().as_raw(),
+            });
+        }
         if !isolated && !launch.mounts.is_empty() {
             return Err(SpawnError::IsolationUnavailable);
         }
@@ -299,10 +318,27 @@ impl ContainerProcess {
                 });
             }
             ensure_rootfs_mountpoint()?;
-            let mut plan = rootfs::plan_rootfs(&rootfs::RealHost, &binds)?;
-            if launch.read_only_rootfs {
-                plan = rootfs::read_only_root(plan, binds.len());
-            }
+            let plan = match &launch.image {
+                Some(image) => {
+                    let empty_lower = prepare_image_dirs(image)?;
+                    image_root::plan_image_rootfs(
+                        &image_root::LayerStack::new(&image.layers),
+                        image,
+                        &empty_lower,
+                        &binds,
+                        launch.working_dir.as_deref(),
+                        launch.read_only_rootfs,
+                    )?
+                }
+                None => {
+                    let plan = rootfs::plan_rootfs(&rootfs::RealHost, &binds)?;
+                    if launch.read_only_rootfs {
+                        rootfs::read_only_root(plan, binds.len())
+                    } else {
+                        plan
+                    }
+                }
+            };
             raw_ops(&plan)?
         } else {
             (Vec::new(), Vec::new())
@@ -779,6 +815,31 @@ fn ensure_rootfs_mountpoint() -> Result<(), SpawnError> {
             step: format!("create {ROOTFS_MOUNTPOINT}"),
             reason,
         })
+}
+
+/// Makes the instance's upper and work directories new and empty (a restart never sees the
+/// files of the instance before it) and returns an empty directory that stands in for the
+/// lower layer of an image without layers.
+fn prepare_image_dirs(image: &image_root::ImageRoot) -> Result<PathBuf, SpawnError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let empty = image
+        .upper
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join("lower-empty");
+    for dir in [&image.upper, &image.work, &empty] {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(setup(&format!("clear {}", dir.display()), e)),
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| setup(&format!("create {}", dir.display()), e))?;
+    }
+    Ok(empty)
 }
 
 /// Paths to try for `argv0`: itself when it contains a slash, else each `$PATH` entry.

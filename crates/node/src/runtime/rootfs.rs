@@ -181,6 +181,12 @@ pub enum PlanError {
     /// Symlinks loop.
     #[error("mount target {0:?}: too many levels of symbolic links")]
     SymlinkLoop(PathBuf),
+    /// An image layer, upper or work directory path overlayfs cannot take.
+    #[error("image layer path {0:?} must be absolute and contain no ':', ',' or '\\'")]
+    BadLayerPath(PathBuf),
+    /// The layer list does not fit in overlayfs' mount options.
+    #[error("image has too many layers ({0}) for one overlay mount")]
+    TooManyLayers(usize),
     /// The host root could not be read.
     #[error("reading host directory {path:?}: {message}")]
     HostRead {
@@ -332,7 +338,7 @@ pub fn read_only_root(mut ops: Vec<MountOp>, volume_binds: usize) -> Vec<MountOp
 
 /// A minimal `/dev` like a container runtime gives: the usual character devices, a private
 /// devpts and shm, and the standard symlinks.
-fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
+pub(crate) fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
     let dev = root.join("dev");
     ops.push(MountOp::Mkdir { path: dev.clone() });
     ops.push(MountOp::Tmpfs {

@@ -45,6 +45,11 @@ pub struct Args {
     /// When the run ends, draw every pod's lifecycle as a Gantt chart into FILE (SVG).
     #[arg(long, value_name = "FILE")]
     pub timeline: Option<std::path::PathBuf>,
+    /// Run the containers of pods and templates without a podrun.io/host-rootfs annotation
+    /// on the host's file system, as processes of the host's binaries, instead of from their
+    /// images: the annotation is set to "*" on them.
+    #[arg(long)]
+    pub host_rootfs: bool,
 }
 
 /// Runs the subcommand.
@@ -71,6 +76,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     for note in notes {
         eprintln!("{note}");
     }
+    let objects = match host_rootfs::stamp_all(objects, args.host_rootfs) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(2);
+        }
+    };
     let admitted = match admit(objects) {
         Ok(a) => a,
         Err(messages) => {
@@ -459,5 +471,43 @@ impl Drop for RunServices {
         if let Err(e) = self.driver.shutdown() {
             eprintln!("podrun: cannot remove Service rules: {e}");
         }
+    }
+}
+
+/// The `podrun.io/host-rootfs` annotation on what `podrun run` creates.
+mod host_rootfs {
+    use podrun_model::Object;
+    use podrun_model::stamp_host_rootfs as stamp;
+
+    /// With `all`, sets the annotation to `"*"` on every pod and pod template lacking it. The
+    /// mesh containers this binary runs (`istio-init`, `istio-proxy` with the podrun binary as
+    /// their command) are always listed: they run the host's podrun, not an image.
+    pub fn stamp_all(objects: Vec<Object>, all: bool) -> Result<Vec<Object>, String> {
+        let podrun = crate::mesh::config().podrun_path;
+        objects
+            .into_iter()
+            .map(|object| {
+                if !matches!(
+                    object,
+                    Object::Pod(_) | Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_)
+                ) {
+                    return Ok(object);
+                }
+                let mut value = object.to_json();
+                let is_pod = matches!(object, Object::Pod(_));
+                let template = if is_pod {
+                    Some(&mut value)
+                } else {
+                    value.pointer_mut("/spec/template")
+                };
+                let Some(template) = template else {
+                    return Ok(object);
+                };
+                if !stamp(template, all, &podrun) {
+                    return Ok(object);
+                }
+                podrun_model::decode_object(value, "host-rootfs").map_err(|e| e.to_string())
+            })
+            .collect()
     }
 }

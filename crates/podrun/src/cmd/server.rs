@@ -35,6 +35,10 @@ pub struct Args {
     /// MASQUERADE rule and IP forwarding, removed when the server exits).
     #[arg(long)]
     pub masquerade: bool,
+    /// Run the containers of pods created through the API on the host's filesystem: pods
+    /// and pod templates without the `podrun.io/host-rootfs` annotation get `"*"`.
+    #[arg(long)]
+    pub host_rootfs: bool,
 }
 
 /// How long a stopping server waits for its pods to end.
@@ -88,6 +92,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             ))
         });
         let backend = StoreBackend::new(store, crate::mesh::config())
+            .with_host_rootfs(podrun_apiserver::admission::HostRootfs {
+                all: args.host_rootfs,
+            })
             .with_log_dirs(log_dirs)
             .with_nodes(vec![this_node()]);
         let bound = bind(&state, args.listen)

@@ -4,6 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The `podrun run` flag that runs every container on the host's file system: the
+/// manifests of these tests name images but run host binaries (`bash`, `sleep`, podrun
+/// itself). Tests of containers running from images leave it out.
+pub const HOST_ROOTFS: &str = "--host-rootfs";
+
 /// A temporary state directory and the podrun binary to run against it.
 pub struct Podrun {
     pub state: tempfile::TempDir,
@@ -44,8 +49,13 @@ impl Podrun {
         cmd
     }
 
-    /// Runs `podrun ARGS…` to completion.
+    /// Runs `podrun ARGS…` to completion. `podrun run` gets `--host-rootfs`: these tests
+    /// run the host's binaries (see [`HOST_ROOTFS`]).
     pub fn run(&self, args: &[&str]) -> Output {
+        let mut args: Vec<&str> = args.to_vec();
+        if args.first() == Some(&"run") {
+            args.insert(1, HOST_ROOTFS);
+        }
         self.command()
             .args(args)
             .stdin(Stdio::null())
@@ -58,7 +68,7 @@ impl Podrun {
         use std::io::Write;
         let mut child = self
             .command()
-            .args(["run", "-f", "-"])
+            .args(["run", HOST_ROOTFS, "-f", "-"])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -191,7 +201,7 @@ impl Podrun {
         use std::io::Write;
         let mut child = ChildGuard(
             self.command()
-                .args(["run", "-f", "-"])
+                .args(["run", HOST_ROOTFS, "-f", "-"])
                 .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

@@ -1,0 +1,549 @@
+//! The root of a container that runs from its image, decided as data.
+//!
+//! [`plan_image_rootfs`] turns the image's unpacked layers, the instance's writable layer and
+//! the requested bind mounts into [`MountOp`]s for the child: an overlayfs of the layers with a
+//! new upper directory mounted at [`ROOTFS_MOUNTPOINT`] inside the child's private mount
+//! namespace, then `/proc`, a minimal `/dev`, `/sys` read-only, the volumes and the working
+//! directory, an optional read-only remount and `pivot_root`.
+//!
+//! Mount targets and the working directory are resolved here, in the parent, **inside the
+//! image**: every symlink is followed as the container would see it (an absolute target
+//! starts again at the image root, `..` never climbs above it), so the child only receives
+//! paths without symlinks under the new root. The upper layer is empty when the plan is made,
+//! so what the container sees is what the layers hold; missing components are created in the
+//! upper layer, never in a layer or on the host.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::rootfs::{EntryKind, MountOp, PlanError, PlannedBind, ROOTFS_MOUNTPOINT, plan_dev};
+
+/// Largest mount option string the kernel accepts (one page, with its terminating NUL).
+const MAX_MOUNT_DATA: usize = 4095;
+
+/// Symlinks followed while resolving one path before giving up (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// The file systems a container of an image runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRoot {
+    /// The image's unpacked layer directories (overlayfs lower-layer form), lowest first.
+    pub layers: Vec<PathBuf>,
+    /// This instance's writable layer: an empty directory.
+    pub upper: PathBuf,
+    /// overlayfs' work directory, on the same file system as `upper`: an empty directory.
+    pub work: PathBuf,
+}
+
+/// What the container sees at a path of its image, before anything is mounted.
+pub trait ImageView {
+    /// The kind of container path `path` (absolute, without symlinks or `..`), or `None` when
+    /// absent.
+    fn kind(&self, path: &Path) -> Option<EntryKind>;
+}
+
+/// The merged view of overlayfs lower layers on disk: the topmost layer holding an entry
+/// decides; a whiteout (character device 0:0) hides it, an opaque directory or a
+/// non-directory hides everything below it in lower layers.
+#[derive(Debug, Clone)]
+pub struct LayerStack<'a> {
+    /// Lowest first.
+    layers: &'a [PathBuf],
+}
+
+impl<'a> LayerStack<'a> {
+    /// The view of `layers` (lowest first).
+    pub fn new(layers: &'a [PathBuf]) -> Self {
+        Self { layers }
+    }
+}
+
+impl ImageView for LayerStack<'_> {
+    fn kind(&self, path: &Path) -> Option<EntryKind> {
+        let rel = path.strip_prefix("/").unwrap_or(path);
+        if rel.as_os_str().is_empty() {
+            return Some(EntryKind::Dir);
+        }
+        for layer in self.layers.iter().rev() {
+            let full = layer.join(rel);
+            if let Ok(md) = std::fs::symlink_metadata(&full) {
+                let ft = md.file_type();
+                return if ft.is_char_device() && md.rdev() == 0 {
+                    None
+                } else if ft.is_dir() {
+                    Some(EntryKind::Dir)
+                } else if ft.is_symlink() {
+                    Some(EntryKind::Symlink(std::fs::read_link(&full).ok()?))
+                } else {
+                    Some(EntryKind::File)
+                };
+            }
+            if hides_lower(layer, rel) {
+                return None;
+            }
+        }
+        None
+    }
+}
+
+/// Whether an ancestor of `rel` in `layer` is an opaque directory, a whiteout or a
+/// non-directory: lower layers then contribute nothing at `rel`.
+fn hides_lower(layer: &Path, rel: &Path) -> bool {
+    let mut dir = layer.to_path_buf();
+    for c in rel.parent().into_iter().flat_map(|p| p.components()) {
+        dir.push(c);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(md) if md.is_dir() => {
+                if is_opaque(&dir) {
+                    return true;
+                }
+            }
+            Ok(_) => return true,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+/// overlayfs' opaque marker (`trusted.overlay.opaque`, or `user.overlay.opaque` for layers
+/// unpacked without root).
+fn is_opaque(dir: &Path) -> bool {
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut buf = [0u8; 4];
+            matches!(rustix::fs::lgetxattr(dir, *name, &mut buf), Ok(n) if n >= 1 && buf[0] == b'y')
+        })
+}
+
+/// Entries the plan puts in the fresh `/dev`, with their kinds.
+const DEV_ENTRIES: [(&str, bool); 13] = [
+    ("null", false),
+    ("zero", false),
+    ("full", false),
+    ("random", false),
+    ("urandom", false),
+    ("tty", false),
+    ("fd", false),
+    ("stdin", false),
+    ("stdout", false),
+    ("stderr", false),
+    ("ptmx", false),
+    ("pts", true),
+    ("shm", true),
+];
+
+/// The container's view while planning: the image, the synthetic trees and the volumes
+/// mounted so far.
+struct Planner<'a> {
+    image: &'a dyn ImageView,
+    /// Container paths the plan creates (`true` for a directory).
+    created: BTreeMap<PathBuf, bool>,
+    /// Volumes mounted so far: container path → host source.
+    volumes: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Planner<'_> {
+    fn kind(&self, cpath: &Path) -> Option<EntryKind> {
+        if let Some(is_dir) = self.created.get(cpath) {
+            return Some(if *is_dir {
+                EntryKind::Dir
+            } else {
+                EntryKind::File
+            });
+        }
+        if let Some((t, src)) = self
+            .volumes
+            .iter()
+            .filter(|(t, _)| cpath.starts_with(t))
+            .max_by_key(|(t, _)| t.components().count())
+        {
+            let host = src.join(cpath.strip_prefix(t).unwrap_or(Path::new("")));
+            return host_kind(&host);
+        }
+        for synthetic in ["/proc", "/sys"] {
+            if cpath == Path::new(synthetic) {
+                return Some(EntryKind::Dir);
+            }
+            if cpath.starts_with(synthetic) {
+                // Only what the kernel shows there; nothing may be created in it.
+                return None;
+            }
+        }
+        if cpath == Path::new("/dev") {
+            return Some(EntryKind::Dir);
+        }
+        if let Ok(rest) = cpath.strip_prefix("/dev") {
+            let mut it = rest.components();
+            let first = it.next()?.as_os_str().to_os_string();
+            let (_, is_dir) = DEV_ENTRIES.iter().find(|(n, _)| first == *n)?;
+            return match (it.next(), is_dir) {
+                (None, true) => Some(EntryKind::Dir),
+                (None, false) => Some(EntryKind::File),
+                _ => None,
+            };
+        }
+        self.image.kind(cpath)
+    }
+
+    /// Walks `target` in the container's view, following symlinks inside the root, and
+    /// returns the resolved path with the entries to create (path, is_dir), parents first.
+    fn resolve(
+        &mut self,
+        target: &Path,
+        leaf_is_dir: bool,
+    ) -> Result<(PathBuf, Vec<(PathBuf, bool)>), PlanError> {
+        let mut todo: Vec<OsString> = target
+            .components()
+            .rev()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect();
+        let mut cur = PathBuf::from("/");
+        let mut creates = Vec::new();
+        let mut links = 0;
+        while let Some(name) = todo.pop() {
+            if name == ".." {
+                cur.pop();
+                continue;
+            }
+            let next = cur.join(&name);
+            let last = todo.is_empty();
+            match self.kind(&next) {
+                Some(EntryKind::Dir) => cur = next,
+                Some(EntryKind::Symlink(t)) => {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        return Err(PlanError::SymlinkLoop(target.to_path_buf()));
+                    }
+                    if t.is_absolute() {
+                        cur = PathBuf::from("/");
+                    }
+                    for c in t.components().rev() {
+                        match c {
+                            Component::Normal(n) => todo.push(n.to_os_string()),
+                            Component::ParentDir => todo.push("..".into()),
+                            _ => {}
+                        }
+                    }
+                }
+                Some(EntryKind::File) if last && !leaf_is_dir => cur = next,
+                Some(EntryKind::File) => {
+                    return Err(PlanError::NotADirectory {
+                        target: target.to_path_buf(),
+                        component: next,
+                    });
+                }
+                None => {
+                    if cur.starts_with("/proc") || cur.starts_with("/sys") {
+                        return Err(PlanError::NotADirectory {
+                            target: target.to_path_buf(),
+                            component: next,
+                        });
+                    }
+                    let is_dir = !last || leaf_is_dir;
+                    self.created.insert(next.clone(), is_dir);
+                    creates.push((next.clone(), is_dir));
+                    cur = next;
+                }
+            }
+        }
+        Ok((cur, creates))
+    }
+}
+
+fn host_kind(path: &Path) -> Option<EntryKind> {
+    let md = std::fs::symlink_metadata(path).ok()?;
+    Some(if md.is_dir() {
+        EntryKind::Dir
+    } else if md.file_type().is_symlink() {
+        EntryKind::Symlink(std::fs::read_link(path).ok()?)
+    } else {
+        EntryKind::File
+    })
+}
+
+fn under(root: &Path, container_path: &Path) -> PathBuf {
+    root.join(container_path.strip_prefix("/").unwrap_or(container_path))
+}
+
+fn is_normal_absolute(p: &Path) -> bool {
+    p.is_absolute()
+        && p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// overlayfs' mount options for `root` (upper layers first in `lowerdir`).
+pub fn overlay_options(root: &ImageRoot, empty_lower: &Path) -> Result<String, PlanError> {
+    let mut lowers: Vec<&Path> = root.layers.iter().rev().map(PathBuf::as_path).collect();
+    if lowers.is_empty() {
+        lowers.push(empty_lower);
+    }
+    let mut all = lowers.clone();
+    all.push(&root.upper);
+    all.push(&root.work);
+    for p in &all {
+        let text = p.to_string_lossy();
+        if !p.is_absolute() || text.contains([':', ',', '\\']) {
+            return Err(PlanError::BadLayerPath(p.to_path_buf()));
+        }
+    }
+    let lowerdir = lowers
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(":");
+    let options = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={}",
+        root.upper.display(),
+        root.work.display()
+    );
+    if options.len() > MAX_MOUNT_DATA {
+        return Err(PlanError::TooManyLayers(root.layers.len()));
+    }
+    Ok(options)
+}
+
+/// Plans the root of a container running from `root`: the overlay, `/proc`, `/dev`, `/sys`
+/// (read-only), `binds` by depth (parents first) resolved inside the image, `working_dir`
+/// created if missing, the overlay made read-only when `read_only`, then `pivot_root`.
+/// `empty_lower` is an empty directory standing in for an image without layers.
+pub fn plan_image_rootfs(
+    view: &dyn ImageView,
+    root: &ImageRoot,
+    empty_lower: &Path,
+    binds: &[PlannedBind],
+    working_dir: Option<&Path>,
+    read_only: bool,
+) -> Result<Vec<MountOp>, PlanError> {
+    let mount_root = PathBuf::from(ROOTFS_MOUNTPOINT);
+    let options = overlay_options(root, empty_lower)?;
+    let mut binds = binds.to_vec();
+    for b in &binds {
+        if !is_normal_absolute(&b.target) {
+            return Err(PlanError::BadTarget(b.target.clone()));
+        }
+    }
+    if let Some(dir) = working_dir
+        && !dir.is_absolute()
+    {
+        return Err(PlanError::BadTarget(dir.to_path_buf()));
+    }
+    binds.sort_by_key(|b| b.target.components().count());
+
+    let mut ops = vec![
+        MountOp::MakeRootPrivate,
+        MountOp::Special {
+            fstype: "overlay".into(),
+            target: mount_root.clone(),
+            flags: libc::MS_NODEV,
+            options,
+        },
+        MountOp::Mkdir {
+            path: mount_root.join("proc"),
+        },
+        MountOp::Special {
+            fstype: "proc".into(),
+            target: mount_root.join("proc"),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            options: String::new(),
+        },
+    ];
+    plan_dev(&mount_root, &mut ops);
+    ops.push(MountOp::Mkdir {
+        path: mount_root.join("sys"),
+    });
+    ops.push(MountOp::Special {
+        fstype: "sysfs".into(),
+        target: mount_root.join("sys"),
+        flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        options: String::new(),
+    });
+
+    let mut planner = Planner {
+        image: view,
+        created: BTreeMap::new(),
+        volumes: Vec::new(),
+    };
+    for b in &binds {
+        let source_is_dir = match std::fs::metadata(&b.source) {
+            Ok(md) => md.is_dir(),
+            Err(_) => return Err(PlanError::MissingSource(b.source.clone())),
+        };
+        let (resolved, creates) = planner.resolve(&b.target, source_is_dir)?;
+        push_creates(&mount_root, &creates, &mut ops);
+        ops.push(MountOp::Bind {
+            source: b.source.clone(),
+            target: under(&mount_root, &resolved),
+            read_only: b.read_only,
+        });
+        planner.volumes.push((resolved, b.source.clone()));
+    }
+    if let Some(dir) = working_dir {
+        let (_, creates) = planner.resolve(dir, true)?;
+        push_creates(&mount_root, &creates, &mut ops);
+    }
+    if read_only {
+        ops.push(MountOp::ReadOnly {
+            target: mount_root.clone(),
+        });
+    }
+    ops.push(MountOp::PivotRoot {
+        new_root: mount_root,
+    });
+    Ok(ops)
+}
+
+fn push_creates(root: &Path, creates: &[(PathBuf, bool)], ops: &mut Vec<MountOp>) {
+    for (path, is_dir) in creates {
+        let path = under(root, path);
+        ops.push(if *is_dir {
+            MountOp::Mkdir { path }
+        } else {
+            MountOp::Touch { path }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory image: path → kind.
+    struct FakeImage(BTreeMap<PathBuf, EntryKind>);
+
+    impl ImageView for FakeImage {
+        fn kind(&self, path: &Path) -> Option<EntryKind> {
+            if path == Path::new("/") {
+                return Some(EntryKind::Dir);
+            }
+            self.0.get(path).cloned()
+        }
+    }
+
+    fn image(entries: &[(&str, EntryKind)]) -> FakeImage {
+        FakeImage(
+            entries
+                .iter()
+                .map(|(p, k)| (PathBuf::from(p), k.clone()))
+                .collect(),
+        )
+    }
+
+    fn root() -> ImageRoot {
+        ImageRoot {
+            layers: vec!["/s/l/a".into(), "/s/l/b".into()],
+            upper: "/s/p/c/0/upper".into(),
+            work: "/s/p/c/0/work".into(),
+        }
+    }
+
+    fn resolve(img: &FakeImage, target: &str) -> Result<PathBuf, PlanError> {
+        let mut p = Planner {
+            image: img,
+            created: BTreeMap::new(),
+            volumes: Vec::new(),
+        };
+        p.resolve(Path::new(target), true).map(|(r, _)| r)
+    }
+
+    #[test]
+    fn overlay_lists_the_top_layer_first_and_refuses_unmountable_paths() {
+        let opts = overlay_options(&root(), Path::new("/e")).expect("options");
+        assert_eq!(
+            opts,
+            "lowerdir=/s/l/b:/s/l/a,upperdir=/s/p/c/0/upper,workdir=/s/p/c/0/work"
+        );
+        let mut r = root();
+        r.layers.clear();
+        assert!(
+            overlay_options(&r, Path::new("/e"))
+                .expect("empty")
+                .starts_with("lowerdir=/e,")
+        );
+        r.layers.push("/s/l/a:b".into());
+        assert!(matches!(
+            overlay_options(&r, Path::new("/e")),
+            Err(PlanError::BadLayerPath(_))
+        ));
+    }
+
+    #[test]
+    fn symlinks_and_dotdot_resolve_inside_the_image() {
+        use EntryKind::*;
+        let img = image(&[
+            ("/etc", Dir),
+            ("/abs", Symlink("/etc".into())),
+            ("/rel", Symlink("../../../../etc".into())),
+            ("/host", Symlink("/tmp/podrun-sentinel-x".into())),
+            ("/loop", Symlink("/loop".into())),
+            ("/file", File),
+        ]);
+        assert_eq!(resolve(&img, "/abs").expect("abs"), Path::new("/etc"));
+        assert_eq!(resolve(&img, "/rel/x").expect("rel"), Path::new("/etc/x"));
+        assert_eq!(
+            resolve(&img, "/host").expect("host"),
+            Path::new("/tmp/podrun-sentinel-x")
+        );
+        assert!(matches!(
+            resolve(&img, "/loop"),
+            Err(PlanError::SymlinkLoop(_))
+        ));
+        assert!(matches!(
+            resolve(&img, "/file/x"),
+            Err(PlanError::NotADirectory { .. })
+        ));
+    }
+
+    #[test]
+    fn plan_mounts_overlay_then_kernel_trees_then_volumes_and_read_only_last() {
+        use EntryKind::*;
+        let img = image(&[("/etc", Dir), ("/data", Symlink("/etc".into()))]);
+        let src = std::env::temp_dir();
+        let binds = [PlannedBind {
+            source: src.clone(),
+            target: "/data".into(),
+            read_only: false,
+        }];
+        let ops = plan_image_rootfs(
+            &img,
+            &root(),
+            Path::new("/e"),
+            &binds,
+            Some(Path::new("/w/d")),
+            true,
+        )
+        .expect("plan");
+        let r = Path::new(ROOTFS_MOUNTPOINT);
+        assert!(
+            matches!(&ops[1], MountOp::Special { fstype, target, .. } if fstype == "overlay" && target == r)
+        );
+        assert!(ops.iter().any(|op| matches!(op, MountOp::Special { fstype, flags, .. } if fstype == "sysfs" && flags & libc::MS_RDONLY != 0)));
+        assert!(ops.contains(&MountOp::Bind {
+            source: src,
+            target: r.join("etc"),
+            read_only: false
+        }));
+        assert!(ops.contains(&MountOp::Mkdir {
+            path: r.join("w/d")
+        }));
+        let n = ops.len();
+        assert_eq!(
+            ops[n - 2],
+            MountOp::ReadOnly {
+                target: r.to_path_buf()
+            }
+        );
+        assert_eq!(
+            ops[n - 1],
+            MountOp::PivotRoot {
+                new_root: r.to_path_buf()
+            }
+        );
+    }
+}
