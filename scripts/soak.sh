@@ -133,7 +133,7 @@ EOF
   touch "$work/polling"
   poll &
   poller=$!
-  "$bin" --state-dir "$state" run -f "$manifest" --timeout 60s >"$work/wave-$waves.out" 2>&1 &
+  "$bin" --state-dir "$state" run --host-rootfs -f "$manifest" --timeout 60s >"$work/wave-$waves.out" 2>&1 &
   run=$!
   run_pids+=("$run")
   if [ $((RANDOM % 2)) = 0 ]; then
@@ -166,7 +166,7 @@ done
 # The final clean run: recovers what the last killed instance left, runs one pod, exits.
 pod final plain 0 final >"$work/final.yaml"
 final_rc=0
-"$bin" --state-dir "$state" run -f "$work/final.yaml" --timeout 60s >"$work/final.out" 2>&1 &
+"$bin" --state-dir "$state" run --host-rootfs -f "$work/final.yaml" --timeout 60s >"$work/final.out" 2>&1 &
 run_pids+=("$!")
 wait "$!" || final_rc=$?
 

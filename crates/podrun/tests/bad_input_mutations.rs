@@ -154,7 +154,7 @@ fn hostile_manifests_end_at_once_with_a_message_and_write_nothing() {
         for inject in [false, true] {
             let start = Instant::now();
             let mut cmd = podrun.command();
-            cmd.args(["run", "-f", "-", "--timeout", "60s"]);
+            cmd.args(["run", common::HOST_ROOTFS, "-f", "-", "--timeout", "60s"]);
             if inject {
                 cmd.arg("--inject");
             }

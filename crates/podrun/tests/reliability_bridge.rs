@@ -24,7 +24,7 @@ mount -t sysfs sysfs /sys
 ip link add podrun0 type bridge
 ip link set podrun0 up
 echo "before $(cat /sys/class/net/podrun0/addr_assign_type) $(cat /sys/class/net/podrun0/address)"
-{bin} --state-dir {state} run -f {manifest} >/dev/null
+{bin} --state-dir {state} run --host-rootfs --timeout 60s -f {manifest} >/dev/null
 echo "after $(cat /sys/class/net/podrun0/addr_assign_type) $(cat /sys/class/net/podrun0/address)"
 "#,
         state = podrun.state_dir().display(),

@@ -154,7 +154,7 @@ fn dns_and_cluster_ips_keep_answering_when_the_pod_with_the_lowest_mac_leaves() 
     let mut run = ChildGuard(
         podrun
             .command()
-            .args(["run", "-f", "-", "--timeout", "90s"])
+            .args(["run", common::HOST_ROOTFS, "-f", "-", "--timeout", "90s"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

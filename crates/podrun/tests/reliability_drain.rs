@@ -177,7 +177,15 @@ fn drain_under_load(pre_stop: bool) {
     let mut run = ChildGuard(
         podrun
             .command()
-            .args(["run", "--inject", "-f", "-", "--timeout", "120s"])
+            .args([
+                "run",
+                common::HOST_ROOTFS,
+                "--inject",
+                "-f",
+                "-",
+                "--timeout",
+                "120s",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -305,9 +305,13 @@ fn normalise(text: &str) -> String {
             };
             l.push_str(&replaced);
             // Column widths follow the values (a pod-template-hash is 9 or 10
-            // characters): a gap between columns is written as three spaces.
+            // characters): a gap between columns is written as three spaces (indentation stays).
             let spaces = tail.len() - tail.trim_start_matches(' ').len();
-            l.push_str(if spaces >= 2 { "   " } else { &tail[..spaces] });
+            l.push_str(if spaces >= 2 && !l.trim().is_empty() {
+                "   "
+            } else {
+                &tail[..spaces]
+            });
             rest = &tail[spaces..];
         }
         for key in [

@@ -45,6 +45,13 @@ pub fn container_yaml(name: &str, extra: &str, body: &str) -> String {
     )
 }
 
+/// The harness's containers run the host's `sh` (host-filesystem mode), never an image.
+fn host_rootfs(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    meta.annotations
+        .get_or_insert_with(Default::default)
+        .insert(podrun_model::HOST_ROOTFS_ANNOTATION.into(), "*".into());
+}
+
 pub struct Harness {
     _dir: tempfile::TempDir,
     /// The node under test.
@@ -70,7 +77,8 @@ impl Harness {
         let Some(Object::Pod(pod)) = objs.into_iter().next() else {
             panic!("not a pod")
         };
-        let pod = admit_pod(*pod).expect("pod admitted");
+        let mut pod = admit_pod(*pod).expect("pod admitted");
+        host_rootfs(&mut pod.metadata);
         self.node.create_pod(pod).expect("pod created")
     }
 
@@ -80,7 +88,10 @@ impl Harness {
         let Some(Object::Job(job)) = objs.into_iter().next() else {
             panic!("not a job")
         };
-        let job = podrun_model::admit_job(*job).expect("job admitted");
+        let mut job = podrun_model::admit_job(*job).expect("job admitted");
+        if let Some(spec) = job.spec.as_mut() {
+            host_rootfs(spec.template.metadata.get_or_insert_with(Default::default));
+        }
         self.node.create_job(job).expect("job created");
     }
 
