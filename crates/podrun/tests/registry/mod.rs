@@ -1,0 +1,179 @@
+//! A real registry for the image tests: Debian's `docker-registry` on 127.0.0.1 (a free
+//! port, a temporary storage directory, killed by PID) holding the test images that
+//! `scripts/test-images.sh` builds offline from the static busybox (umoci), pushed with skopeo.
+//! Needs root and the packages `scripts/setup.sh` installs; fails loudly without them.
+
+// Each test binary uses a part of this module.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn require_tools() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the image tests need root"
+    );
+    for t in ["docker-registry", "skopeo", "umoci", "busybox"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(t).is_file()))
+            .unwrap_or(false);
+        assert!(found, "{t} is missing: run scripts/setup.sh");
+    }
+}
+
+pub struct Registry {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Registry {
+    pub fn start(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(dir, port)
+    }
+
+    pub fn start_on(dir: &Path, port: u16) -> Self {
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: false}}}}\n\
+                 storage: {{filesystem: {{rootdirectory: {}/storage}}, delete: {{enabled: true}}, maintenance: {{uploadpurging: {{enabled: false}}}}}}\n\
+                 http: {{addr: 127.0.0.1:{port}, secret: podrun-test}}\n\
+                 health: {{storagedriver: {{enabled: false}}}}\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("registry-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, log }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn blob_gets(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("\"GET /v2/busybox/blobs/")
+            .count()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        require_tools();
+        let tmp = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/test-images.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "test-images.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { tmp }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+
+    pub fn skopeo(&self, from: &str, to: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(from)
+            .arg(to)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy {from} {to}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn push(&self, reg: &Registry, tag: &str, name: &str) {
+        let from = format!("oci:{}/oci:{tag}", self.dir().display());
+        self.skopeo(&from, &format!("docker://{}/{name}", reg.host()), &[]);
+    }
+
+    pub fn podrun(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.podrun(args);
+        assert!(
+            out.status.success(),
+            "podrun {args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    pub fn count(&self, sub: &str) -> usize {
+        std::fs::read_dir(self.state().join("images").join(sub))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
