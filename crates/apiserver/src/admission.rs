@@ -215,13 +215,12 @@ pub fn admit(
     uid: &str,
     host_rootfs: HostRootfs,
 ) -> Result<(Value, Vec<String>), ApiError> {
-    let mut warnings = Vec::new();
     let template = match (resource.gvk.group, resource.plural) {
         ("apps", "deployments" | "replicasets") | ("batch", "jobs") => Some("/spec/template"),
         ("batch", "cronjobs") => Some("/spec/jobTemplate/spec/template"),
         _ => None,
     };
-    let admitted = admit_inner(
+    let (mut obj, warnings) = admit_inner(
         resource,
         obj,
         operation,
@@ -229,9 +228,7 @@ pub fn admit(
         mesh,
         uid,
         template,
-    );
-    let (mut obj, warnings_out) = admitted?;
-    warnings.extend(warnings_out);
+    )?;
     // After injection, so the injected mesh containers that run the podrun binary are
     // listed too.
     if operation == Operation::Create {
