@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use crate::config::InterceptionMode;
-use crate::quantity::Quantity;
+use podrun_model::quantity::Quantity;
 
 /// Per-pod switch (label preferred, annotation deprecated).
 pub const INJECT: &str = "sidecar.istio.io/inject";

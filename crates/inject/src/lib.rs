@@ -32,7 +32,6 @@ mod config;
 mod manifest;
 mod patch;
 mod probes;
-mod quantity;
 mod render;
 
 use std::collections::BTreeMap;
@@ -48,7 +47,6 @@ pub use config::{
 };
 pub use manifest::{ManifestError, ManifestOutput, ObjectOutcome, inject_manifests, inject_object};
 pub use patch::diff;
-pub use quantity::{Quantity, QuantityError};
 pub use render::{INIT_NAME, PROXY_NAME, inject, kubelet_supports_native};
 
 /// The workload that owns the pod ("deploy meta"): used for the canonical name,

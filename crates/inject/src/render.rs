@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 use crate::annotations::{self as ann, parse_bool, string_map};
 use crate::config::{InterceptionMode, MeshConfig, NativeSidecars, Policy, Runtime};
 use crate::probes::{self, Probers};
-use crate::quantity::Quantity;
 use crate::{InjectError, Injected, Outcome, PodContext, SidecarMode, Skip, Workload};
+use podrun_model::quantity::Quantity;
 
 /// Name of the iptables init container.
 pub const INIT_NAME: &str = "istio-init";

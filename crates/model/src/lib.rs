@@ -17,6 +17,7 @@ mod host_rootfs;
 pub mod names;
 mod object;
 mod parse;
+pub mod quantity;
 mod validation;
 
 pub use defaults::{

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::object::Object;
+use crate::quantity::{Quantity, QuantityError};
 
 // === ParseError ===
 
@@ -519,10 +520,6 @@ fn decode_typed(
     Ok(o)
 }
 
-/// Upstream `resource.ErrFormatWrong`.
-const QUANTITY_FORMAT: &str =
-    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
-
 /// The decoder's message for the first resource quantity in `typed` (a typed
 /// object serialised back, so every quantity is a string) that
 /// `resource.ParseQuantity` refuses: container `resources` limits and
@@ -559,51 +556,11 @@ fn first_bad_quantity(typed: &Value) -> Option<&'static str> {
     None
 }
 
-/// Why `resource.ParseQuantity` refuses `text`, if it does.
+/// Why `resource.ParseQuantity` refuses `text` (trimmed, as JSON decoding does), if it does.
 pub(crate) fn quantity_error(text: &str) -> Option<&'static str> {
-    let s = text.trim();
-    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
-    let split = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
-    let (number, suffix) = unsigned.split_at(split);
-    if number.is_empty() {
-        return Some(QUANTITY_FORMAT);
-    }
-    // `[eEinumkKMGTP]*[-+]?[0-9]*`.
-    let letters = suffix
-        .find(|c: char| !"eEinumkKMGTP".contains(c))
-        .unwrap_or(suffix.len());
-    let rest = &suffix[letters..];
-    let digits = rest.strip_prefix(['+', '-']).unwrap_or(rest);
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(QUANTITY_FORMAT);
-    }
-    if number.matches('.').count() > 1 || number == "." {
-        return Some("unable to parse numeric part of quantity");
-    }
-    let known = matches!(
-        suffix,
-        "" | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
-        .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()));
-    (!known).then_some("unable to parse quantity's suffix")
+    Quantity::parse(text.trim())
+        .err()
+        .map(QuantityError::message)
 }
 
 /// What `podrun run` (like `kubectl apply`) says when the files held no

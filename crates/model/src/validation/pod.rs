@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::defaults::default_pod;
 use crate::field::{FieldError, Invalid, Path};
 use crate::names;
+use crate::quantity::Quantity;
 use crate::validation::meta::{NameRule, subdomain_ref, validate_labels, validate_object_meta};
 
 type Errs = Vec<FieldError>;
@@ -667,7 +668,7 @@ fn validate_resources(c: &Container, path: &Path) -> Errs {
     let Some(res) = &c.resources else { return errs };
     for (list, name) in [(&res.limits, "limits"), (&res.requests, "requests")] {
         for (k, q) in list.iter().flatten() {
-            if parse_quantity(&q.0).is_some_and(|v| v < 0.0) {
+            if parse_quantity(&q.0).is_some_and(|v| v.is_negative()) {
                 errs.push(FieldError::invalid_str(
                     path.child(name).key(k),
                     &q.0,
@@ -694,36 +695,10 @@ fn validate_resources(c: &Container, path: &Path) -> Errs {
     errs
 }
 
-/// Parses a resource quantity (`500m`, `1.5Gi`, `1e3`) to a number, for
-/// comparisons only; `None` if it is not a quantity.
-pub(crate) fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
+/// A resource quantity as the API decoder reads it (surrounding space trimmed);
+/// `None` if it is not a quantity.
+pub(crate) fn parse_quantity(s: &str) -> Option<Quantity> {
+    Quantity::parse(s.trim()).ok()
 }
 
 fn validate_container_ports(ports: &[ContainerPort], path: &Path) -> Errs {
