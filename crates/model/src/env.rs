@@ -272,13 +272,17 @@ fn join_ips<'a>(ips: impl Iterator<Item = &'a str>) -> String {
     ips.collect::<Vec<_>>().join(",")
 }
 
-/// Upstream `fieldpath.FormatMap`: `k="v"` lines, sorted by key.
-fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
-    let mut out = String::new();
-    for (k, v) in m.into_iter().flatten() {
-        out.push_str(&format!("{k}={}\n", crate::field::quote(v)));
-    }
-    out.trim_end_matches('\n').to_string()
+/// Upstream `fieldpath.FormatMap`, what a `metadata.labels` or `metadata.annotations`
+/// fieldRef renders to in an env var and in a downward API volume file: one
+/// `key="value"` line per entry (the value Go-quoted), sorted by key, joined by
+/// newlines with none after the last.
+pub fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
+    let lines: Vec<String> = m
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", crate::field::quote(v)))
+        .collect();
+    lines.join("\n")
 }
 
 /// `resourceFieldRef` without a node to report allocatable: the container's

@@ -168,3 +168,18 @@ fn sidecar_detection() {
     c.restart_policy = Some("Never".into());
     assert!(!podrun_model::is_sidecar(&c));
 }
+
+#[test]
+fn format_map_is_sorted_quoted_lines_without_a_trailing_newline() {
+    use std::collections::BTreeMap;
+    let m: BTreeMap<String, String> = [("tier", "a\"b"), ("app", "web"), ("n", "x\ny")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(
+        podrun_model::format_map(Some(&m)),
+        "app=\"web\"\nn=\"x\\ny\"\ntier=\"a\\\"b\""
+    );
+    assert_eq!(podrun_model::format_map(None), "");
+    assert_eq!(podrun_model::format_map(Some(&BTreeMap::new())), "");
+}

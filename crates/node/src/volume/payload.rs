@@ -269,38 +269,10 @@ fn field_value(pod: &Pod, path: &str) -> Result<String, String> {
         "metadata.name" => s(&m.name),
         "metadata.namespace" => s(&m.namespace),
         "metadata.uid" => s(&m.uid),
-        "metadata.labels" => format_map(m.labels.as_ref()),
-        "metadata.annotations" => format_map(m.annotations.as_ref()),
+        "metadata.labels" => podrun_model::format_map(m.labels.as_ref()),
+        "metadata.annotations" => podrun_model::format_map(m.annotations.as_ref()),
         other => return Err(format!("unsupported fieldPath: {other}")),
     })
-}
-
-/// `fieldpath.FormatMap`: sorted `k="v"` lines.
-fn format_map(m: Option<&BTreeMap<String, String>>) -> String {
-    m.into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}\n", go_quote(v)))
-        .collect()
-}
-
-/// Go's `strconv.Quote` for the characters labels and annotations use.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// A `resourceFieldRef`: the container's limit (the node's allocatable when unset) or

@@ -159,9 +159,9 @@ fn downward_api_fields_and_resources() {
     assert_eq!(text("name"), "web");
     assert_eq!(text("ns"), "prod");
     assert_eq!(text("uid"), "u-9");
-    assert_eq!(text("labels"), "app=\"web\"\ntier=\"a\\\"b\"\n");
+    assert_eq!(text("labels"), "app=\"web\"\ntier=\"a\\\"b\"");
     assert_eq!(text("app"), "web");
-    assert_eq!(text("annotations"), "note=\"x\"\n");
+    assert_eq!(text("annotations"), "note=\"x\"");
     assert_eq!(text("cpu_limit"), "500");
     assert_eq!(text("cpu_limit_cores"), "1");
     assert_eq!(text("mem_limit"), "64");
