@@ -431,7 +431,7 @@ fn is_sidecar(spec: &PodSpec, name: &str) -> bool {
     spec.init_containers
         .iter()
         .flatten()
-        .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
+        .any(|c| c.name == name && podrun_model::is_sidecar(c))
 }
 
 fn later(a: Option<Timestamp>, b: Option<&Time>) -> Option<Timestamp> {

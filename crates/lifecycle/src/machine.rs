@@ -9,13 +9,14 @@ use std::collections::VecDeque;
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
+use podrun_model::PodPhase;
 
 use crate::backoff::{Backoff, go_duration};
 use crate::init::{InitState, InitView, decide_init};
 use crate::probes::{Probes, Verdict};
 use crate::restart::RestartPolicy;
 use crate::slot::{Instance, Kind, LastEvent, PostStart, Slot, SlotSpec, Terminated, Waiting};
-use crate::status::{self, Condition, PodIdentity, phase};
+use crate::status::{self, Condition, PodIdentity};
 use crate::termination::{Kill, KillCause, KillEffect};
 use crate::{
     Action, ContainerId, ExitStatus, HookKind, ProbeKind, ProbeResult, StopSignal, Time, add_secs,
@@ -80,7 +81,7 @@ pub struct PodMachine {
     /// The cleanup of a `RestartAllContainers` is under way.
     restart_all: Option<RestartAll>,
     /// The phase last published; Succeeded/Failed are never left.
-    phase: &'static str,
+    phase: PodPhase,
     conditions: Vec<(Condition, Time)>,
     status: PodStatus,
 }
@@ -98,7 +99,7 @@ impl PodMachine {
         let policy = RestartPolicy::parse(status::restart_policy(&spec));
         let mut slots = Vec::new();
         for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-            let kind = if status::is_sidecar(c) {
+            let kind = if podrun_model::is_sidecar(c) {
                 Kind::Sidecar
             } else {
                 Kind::RegularInit
@@ -138,7 +139,7 @@ impl PodMachine {
             deadline_exceeded: false,
             has_restart_all_rule,
             restart_all: None,
-            phase: phase::PENDING,
+            phase: PodPhase::Pending,
             conditions: Vec::new(),
             status: PodStatus::default(),
             pod,
@@ -441,7 +442,7 @@ impl PodMachine {
                 consider(slot.retry_at);
             }
         }
-        if !self.deadline_exceeded && !status::is_terminal(self.phase) {
+        if !self.deadline_exceeded && !self.phase.is_terminal() {
             consider(self.active_deadline);
         }
         if self.restart_all.is_some() && !self.slots.iter().any(Slot::is_active) {
@@ -465,9 +466,9 @@ impl PodMachine {
 
     // === internals ===
 
-    fn finished_with(&self, phase: &str) -> bool {
+    fn finished_with(&self, phase: PodPhase) -> bool {
         let deleted = self.termination.is_some_and(|t| t.deleted);
-        (status::is_terminal(phase) || deleted) && !self.slots.iter().any(Slot::is_active)
+        (phase.is_terminal() || deleted) && !self.slots.iter().any(Slot::is_active)
     }
 
     fn advance(&mut self, now: Time) {
@@ -677,14 +678,14 @@ impl PodMachine {
         }
         // 2. activeDeadlineSeconds.
         if !self.deadline_exceeded
-            && !status::is_terminal(self.phase)
+            && !self.phase.is_terminal()
             && self.active_deadline.is_some_and(|d| d <= now)
         {
             self.deadline_exceeded = true;
             self.begin_termination(TerminationCause::DeadlineExceeded, self.tgps);
         }
         // 3. RestartAllContainers, start decisions, or the termination order.
-        if self.termination.is_none() && !status::is_terminal(self.phase) {
+        if self.termination.is_none() && !self.phase.is_terminal() {
             self.advance_restart_all();
         }
         if self.termination.is_none() && self.restart_all.is_none() {
@@ -938,13 +939,13 @@ impl PodMachine {
             .termination
             .is_some_and(|t| t.deleted || t.cause == TerminationCause::DeadlineExceeded)
             && !any_active;
-        let mut phase = if status::is_terminal(self.phase) {
+        let mut phase = if self.phase.is_terminal() {
             self.phase
         } else {
             status::pod_phase(&spec, init_statuses, regular_statuses, pod_is_terminal)
         };
         if self.deadline_exceeded {
-            phase = phase::FAILED;
+            phase = PodPhase::Failed;
         }
         self.phase = phase;
         // Once initialized, a pod is never uninitialized again (the kubelet keeps the
@@ -989,7 +990,7 @@ impl PodMachine {
         // The kubelet reports the generation of the spec it acted on.
         let generation = self.pod.metadata.generation;
         self.status = PodStatus {
-            phase: Some(phase.to_owned()),
+            phase: Some(phase.into()),
             conditions: Some(
                 self.conditions
                     .iter()

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::jiff::SignedDuration;
 
 use crate::Time;
-use crate::status::is_sidecar;
+use podrun_model::{PodPhase, is_sidecar};
 
 /// One `kubectl get pods` row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,7 +171,7 @@ pub fn pod_row(pod: &Pod, now: Time) -> PodRow {
     if pod.metadata.deletion_timestamp.is_some() {
         if status.reason.as_deref() == Some("NodeLost") {
             reason = "Unknown".to_owned();
-        } else if phase != "Succeeded" && phase != "Failed" {
+        } else if !PodPhase::of(pod).is_some_and(PodPhase::is_terminal) {
             reason = "Terminating".to_owned();
         }
     }

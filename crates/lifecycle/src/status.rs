@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     ContainerStateWaiting, ContainerStatus, PodCondition, PodSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as ApiTime;
+use podrun_model::{PodPhase, is_sidecar};
 
 use crate::Time;
 use crate::restart::{RestartPolicy, RestartSpec};
@@ -19,23 +20,6 @@ pub const RESTARTING_ALL_CONTAINERS: &str = "RestartingAllContainers";
 /// The message that goes with [`RESTARTING_ALL_CONTAINERS`].
 pub const RESTARTING_ALL_CONTAINERS_MESSAGE: &str =
     "The container is removed because RestartAllContainers in place";
-
-/// `status.phase` values.
-pub mod phase {
-    /// `Pending`.
-    pub const PENDING: &str = "Pending";
-    /// `Running`.
-    pub const RUNNING: &str = "Running";
-    /// `Succeeded`.
-    pub const SUCCEEDED: &str = "Succeeded";
-    /// `Failed`.
-    pub const FAILED: &str = "Failed";
-}
-
-/// Is this phase terminal (`Succeeded` or `Failed`)?
-pub fn is_terminal(phase: &str) -> bool {
-    phase == phase::SUCCEEDED || phase == phase::FAILED
-}
 
 /// Identity of the pod for container IDs.
 pub(crate) struct PodIdentity<'a> {
@@ -208,11 +192,6 @@ fn find<'a>(statuses: &'a [ContainerStatus], name: &str) -> Option<&'a Container
     statuses.iter().find(|s| s.name == name)
 }
 
-/// Is this init container a sidecar (`restartPolicy: Always`)?
-pub fn is_sidecar(c: &Container) -> bool {
-    c.restart_policy.as_deref() == Some("Always")
-}
-
 /// The pod's `restartPolicy`, `Always` when unset.
 pub fn restart_policy(spec: &PodSpec) -> &str {
     spec.restart_policy.as_deref().unwrap_or("Always")
@@ -226,7 +205,7 @@ pub fn pod_phase(
     init_statuses: &[ContainerStatus],
     statuses: &[ContainerStatus],
     pod_is_terminal: bool,
-) -> &'static str {
+) -> PodPhase {
     let policy = RestartPolicy::parse(restart_policy(spec));
     let (mut pending_ric, mut failed_init) = (0, 0);
     let mut ric_not_restartable = false;
@@ -295,20 +274,20 @@ pub fn pod_phase(
         }
     }
     if failed_init > 0 && ric_not_restartable {
-        return phase::FAILED;
+        return PodPhase::Failed;
     }
     if pending_ric > 0 || (pending_sc > 0 && !initialised_before) || waiting > 0 {
-        return phase::PENDING;
+        return PodPhase::Pending;
     }
     if running > 0 && unknown == 0 {
-        return phase::RUNNING;
+        return PodPhase::Running;
     }
     if running == 0 && stopped > 0 && unknown == 0 {
         if pod_is_terminal {
             return if stopped == succeeded {
-                phase::SUCCEEDED
+                PodPhase::Succeeded
             } else {
-                phase::FAILED
+                PodPhase::Failed
             };
         }
         // Any stopped container that will run again keeps the pod Running.
@@ -317,15 +296,15 @@ pub fn pod_phase(
             .iter()
             .any(|c| restartable(c, policy, find(statuses, &c.name)));
         if restarts {
-            return phase::RUNNING;
+            return PodPhase::Running;
         }
         return if stopped == succeeded {
-            phase::SUCCEEDED
+            PodPhase::Succeeded
         } else {
-            phase::FAILED
+            PodPhase::Failed
         };
     }
-    phase::PENDING
+    PodPhase::Pending
 }
 
 // === conditions ===
@@ -398,7 +377,7 @@ pub fn initialized_condition(
     spec: &PodSpec,
     init_statuses: &[ContainerStatus],
     statuses: &[ContainerStatus],
-    phase: &str,
+    phase: PodPhase,
 ) -> Condition {
     let mut unknown = Vec::new();
     let mut incomplete = Vec::new();
@@ -416,7 +395,7 @@ pub fn initialized_condition(
             incomplete.push(c.name.as_str());
         }
     }
-    if phase == phase::SUCCEEDED && unknown.is_empty() {
+    if phase == PodPhase::Succeeded && unknown.is_empty() {
         return Condition::new(INITIALIZED, true).because("PodCompleted", None);
     }
     let regular_started = statuses.iter().any(|s| {
@@ -454,7 +433,7 @@ pub fn containers_ready_condition(
     spec: &PodSpec,
     init_statuses: &[ContainerStatus],
     statuses: &[ContainerStatus],
-    phase: &str,
+    phase: PodPhase,
 ) -> Condition {
     let mut unknown = Vec::new();
     let mut unready = Vec::new();
@@ -473,10 +452,10 @@ pub fn containers_ready_condition(
             None => unknown.push(c.name.as_str()),
         }
     }
-    if phase == phase::SUCCEEDED && unknown.is_empty() {
+    if phase == PodPhase::Succeeded && unknown.is_empty() {
         return Condition::new(CONTAINERS_READY, false).because("PodCompleted", None);
     }
-    if phase == phase::FAILED {
+    if phase == PodPhase::Failed {
         return Condition::new(CONTAINERS_READY, false).because("PodFailed", None);
     }
     let mut messages = Vec::new();
@@ -510,11 +489,11 @@ pub fn ready_condition(containers_ready: &Condition) -> Condition {
 
 /// `AllContainersRestarting` as `GenerateAllContainersRestarting` computes it;
 /// `restarting`: a `RestartAllContainers` was triggered and its cleanup is not over.
-pub fn all_containers_restarting_condition(phase: &str, restarting: bool) -> Condition {
+pub fn all_containers_restarting_condition(phase: PodPhase, restarting: bool) -> Condition {
     let c = Condition::new(ALL_CONTAINERS_RESTARTING, false);
-    if phase == phase::SUCCEEDED {
+    if phase == PodPhase::Succeeded {
         c.because("PodCompleted", None)
-    } else if phase == phase::FAILED {
+    } else if phase == PodPhase::Failed {
         c.because("PodFailed", None)
     } else if restarting {
         Condition::new(ALL_CONTAINERS_RESTARTING, true).because(
@@ -542,7 +521,7 @@ pub fn conditions(
     spec: &PodSpec,
     init_statuses: &[ContainerStatus],
     statuses: &[ContainerStatus],
-    phase: &str,
+    phase: PodPhase,
     inputs: ConditionInputs,
 ) -> Vec<Condition> {
     let containers_ready = containers_ready_condition(spec, init_statuses, statuses, phase);

@@ -254,7 +254,11 @@ fn phase_cases() {
         ),
     ];
     for (what, spec, init, regular, terminal, want) in cases {
-        assert_eq!(pod_phase(&spec, &init, &regular, terminal), want, "{what}");
+        assert_eq!(
+            pod_phase(&spec, &init, &regular, terminal).as_str(),
+            want,
+            "{what}"
+        );
     }
 }
 

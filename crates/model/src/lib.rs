@@ -17,6 +17,7 @@ mod host_rootfs;
 pub mod names;
 mod object;
 mod parse;
+mod phase;
 pub mod quantity;
 mod validation;
 
@@ -37,6 +38,7 @@ pub use parse::{
     ParseError, ParseErrorKind, decode_object, no_objects_message, parse_manifest_bytes,
     parse_manifests,
 };
+pub use phase::{PodPhase, UnknownPhase};
 pub use validation::{
     MAX_ANNOTATION_BYTES, admit_config_map, admit_deployment, admit_job, admit_pod,
     admit_replica_set, admit_secret, admit_service, container_should_restart, validate_config_map,
