@@ -2,6 +2,7 @@
 
 use base64::Engine as _;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use podrun_model::PodPhase;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, FieldError, Result};
@@ -914,10 +915,11 @@ fn grace_period(rt: &ResourceType, obj: &Value, requested: Option<i64>) -> i64 {
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
         .is_none_or(str::is_empty);
-    let finished = matches!(
-        obj.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
+    let finished = obj
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .and_then(PodPhase::from_api)
+        .is_some_and(PodPhase::is_terminal);
     if unbound || finished {
         return 0;
     }

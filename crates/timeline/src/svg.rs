@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use podrun_model::PodPhase;
+
 use crate::axis::Axis;
 use crate::chart::{Chart, Lane, MarkKind, Run};
 use crate::record::{ContainerKind, Probe};
@@ -194,12 +196,12 @@ fn draw_phases(out: &mut String, chart: &Chart, g: &Geometry) {
         y + 12.0
     );
     for p in &chart.phases {
-        let colour = match p.phase.as_str() {
-            "Pending" => "#d9d4cf",
-            "Running" => "#b8dcb0",
-            "Succeeded" => "#a9c4e0",
-            "Failed" => "#f3b0b1",
-            _ => "#e0e0e0",
+        let colour = match PodPhase::from_api(&p.phase) {
+            Some(PodPhase::Pending) => "#d9d4cf",
+            Some(PodPhase::Running) => "#b8dcb0",
+            Some(PodPhase::Succeeded) => "#a9c4e0",
+            Some(PodPhase::Failed) => "#f3b0b1",
+            Some(PodPhase::Unknown) | None => "#e0e0e0",
         };
         // The last phase lasts to the end of the axis.
         let end = if p.end >= chart.end_ms {
