@@ -1000,31 +1000,58 @@ fn canonical_name(labels: &BTreeMap<String, String>, workload: &str) -> String {
         .to_owned()
 }
 
+/// The pod's lists and maps as the injection edits them.
+struct Draft {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    containers: Vec<Value>,
+    init_containers: Vec<Value>,
+    volumes: Vec<Value>,
+    pull_secrets: Vec<Value>,
+}
+
+/// What a previous injection and the user's own `istio-proxy` / `istio-init` hand on.
+#[derive(Default)]
+struct Carried {
+    /// App probers the previous proxy already served.
+    probers: Probers,
+    /// The previous proxy's `ISTIO_PROMETHEUS_ANNOTATIONS`.
+    prometheus: Option<String>,
+    /// User-defined injected containers found in `spec.containers`.
+    containers: Vec<Value>,
+    /// User-defined injected containers found in `spec.initContainers`.
+    init_containers: Vec<Value>,
+}
+
+/// The rendered injected containers.
+struct Sidecars {
+    proxy: Value,
+    /// `istio-init`, absent when interception is off.
+    init: Option<Value>,
+}
+
+/// Where placement put things, for the status and default-container annotations.
+struct Placement {
+    status_init: Vec<&'static str>,
+    status_containers: Vec<&'static str>,
+    volume_names: Vec<String>,
+    injected_secrets: Vec<String>,
+    default_container: Option<String>,
+}
+
 /// Injects the sidecar into `pod` (a Pod or a pod template: an object with `metadata` and
 /// `spec`). Pure: no clock, no I/O.
 pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outcome, InjectError> {
-    if !pod.is_object() {
-        return Err(InjectError::invalid("the pod must be an object"));
-    }
-    if !matches!(
-        pod.get("metadata"),
-        None | Some(Value::Null) | Some(Value::Object(_))
-    ) {
-        return Err(InjectError::invalid("metadata must be an object"));
-    }
-    if !pod.get("spec").is_some_and(Value::is_object) {
-        return Err(InjectError::invalid("spec: Required value"));
-    }
+    check_shape(pod)?;
     let meta = pod.get("metadata");
-    let mut labels = string_map(meta, "labels");
-    let mut annotations = string_map(meta, "annotations");
+    let labels = string_map(meta, "labels");
+    let annotations = string_map(meta, "annotations");
     let namespace = get_str(pod, "/metadata/namespace")
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .or_else(|| ctx.namespace.clone())
         .unwrap_or_else(|| "default".to_owned());
     let mut warnings = Vec::new();
-
     if let Some(skip) = decide(
         pod,
         &labels,
@@ -1043,160 +1070,265 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
             "dnsPolicy {policy} is not ClusterFirst; the proxy may not resolve cluster names"
         ));
     }
-
-    let mut containers = array(pod, "/spec/containers")?;
-    let mut init_containers = array(pod, "/spec/initContainers")?;
-    let mut volumes = array(pod, "/spec/volumes")?;
-    let mut pull_secrets = array(pod, "/spec/imagePullSecrets")?;
-    check_container_names(&containers, "containers")?;
-    check_container_names(&init_containers, "initContainers")?;
-
-    // --- strip a previous injection (§1.10), remembering what must carry over ---
-    let mut old_probers: Probers = Probers::new();
-    let mut old_prom: Option<String> = None;
-    let mut overrides_c: Vec<Value> = Vec::new();
-    let mut overrides_i: Vec<Value> = Vec::new();
-    if let Some(status) = annotations.get(ann::STATUS).cloned() {
-        let old = parse_status(&status)?;
-        for c in containers.iter().chain(init_containers.iter()) {
-            if container_name(c) == Some(PROXY_NAME) {
-                if let Some(p) = read_env(c, "ISTIO_KUBE_APP_PROBERS")
-                    && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(p)
-                {
-                    old_probers.extend(m);
-                }
-                old_prom = read_env(c, "ISTIO_PROMETHEUS_ANNOTATIONS").map(str::to_owned);
-            }
-        }
-        containers
-            .retain(|c| !container_name(c).is_some_and(|n| old.containers.iter().any(|o| o == n)));
-        init_containers.retain(|c| {
-            !container_name(c).is_some_and(|n| old.init_containers.iter().any(|o| o == n))
-        });
-        volumes.retain(|v| !container_name(v).is_some_and(|n| old.volumes.iter().any(|o| o == n)));
-        pull_secrets.retain(|v| {
-            !container_name(v).is_some_and(|n| old.image_pull_secrets.iter().any(|o| o == n))
-        });
-        if let Some(saved) = annotations.get(ann::OVERRIDES) {
-            let saved: Value = serde_json::from_str(saved)
-                .map_err(|e| InjectError::annotation(ann::OVERRIDES, format!("not JSON: {e}")))?;
-            for (key, target) in [
-                ("containers", &mut containers),
-                ("initContainers", &mut init_containers),
-            ] {
-                if let Some(Value::Array(list)) = saved.get(key) {
-                    for c in list {
-                        let name = container_name(c);
-                        if name.is_some() && !target.iter().any(|t| container_name(t) == name) {
-                            target.push(c.clone());
-                        }
-                    }
-                }
-            }
-        }
-        annotations.remove(ann::STATUS);
-        if annotations.get("prometheus.io/port").map(String::as_str)
-            == Some(config.status_port.to_string().as_str())
-        {
-            annotations.remove("prometheus.io/port");
-            annotations.remove("prometheus.io/path");
-            annotations.remove("prometheus.io/scrape");
-        }
-    }
-
-    // --- user-defined injected containers become overrides ---
-    let is_injected = |c: &Value| matches!(container_name(c), Some(PROXY_NAME | INIT_NAME));
-    overrides_c.extend(containers.iter().filter(|c| is_injected(c)).cloned());
-    overrides_i.extend(init_containers.iter().filter(|c| is_injected(c)).cloned());
-    containers.retain(|c| !is_injected(c));
-    init_containers.retain(|c| !is_injected(c));
-
+    let mut draft = read_draft(pod, labels, annotations)?;
+    let mut carried = strip_previous_injection(&mut draft, config)?;
+    take_user_injected(&mut draft, &mut carried);
     let native = decide_native(
-        &annotations,
+        &draft.annotations,
         config,
         ctx.kubelet_versions.as_deref(),
         &mut warnings,
     );
-    if containers.is_empty() {
+    if draft.containers.is_empty() {
         return Err(InjectError::invalid(if native {
             "the pod has no application containers besides istio-proxy; native injection would leave spec.containers empty"
         } else {
             "spec.containers: Required value"
         }));
     }
+    let inputs = Inputs::new(pod, ctx, config, &draft, namespace, native)?;
 
-    let mode = annotations
-        .get(ann::INTERCEPTION_MODE)
-        .and_then(|m| InterceptionMode::parse(m))
-        .unwrap_or(config.interception_mode);
-    let status_port = annotations
-        .get(ann::STATUS_PORT)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(config.status_port);
-    let mut proxy_config = config.default_proxy_config.clone();
-    if let Some(text) = annotations.get(ann::PROXY_CONFIG) {
-        let per_pod = ann::parse_proxy_config(text)
-            .map_err(|m| InjectError::annotation(ann::PROXY_CONFIG, m))?;
-        proxy_config.extend(per_pod);
+    let mut sidecars = render_sidecars(&inputs, &draft.containers)?;
+    let saved = apply_overrides(&mut sidecars, &carried, inputs.mode);
+    rewrite_app_probes(&mut draft, &mut sidecars.proxy, carried.probers, &inputs);
+    merge_prometheus(
+        &mut draft.annotations,
+        &mut sidecars.proxy,
+        carried.prometheus,
+        config,
+    );
+    wrap_job_containers(&mut draft.containers, &inputs, &mut warnings);
+    let placement = place(&mut draft, sidecars, &inputs)?;
+    write_metadata(&mut draft, &inputs, &placement, saved);
+
+    let out = write_back(pod, draft)?;
+    let patch = crate::patch::diff(pod, &out);
+    Ok(Outcome::Injected(Injected {
+        pod: out,
+        patch,
+        mode: if native {
+            SidecarMode::Native
+        } else {
+            SidecarMode::Classic
+        },
+        warnings,
+    }))
+}
+
+/// Refuses what is not a pod: a non-object, a non-object `metadata`, a missing `spec`.
+fn check_shape(pod: &Value) -> Result<(), InjectError> {
+    if !pod.is_object() {
+        return Err(InjectError::invalid("the pod must be an object"));
     }
-    let hold_application = proxy_config
-        .get("holdApplicationUntilProxyStarts")
-        .and_then(Value::as_bool)
-        .unwrap_or(config.hold_application_until_proxy_starts);
+    if !matches!(
+        pod.get("metadata"),
+        None | Some(Value::Null) | Some(Value::Object(_))
+    ) {
+        return Err(InjectError::invalid("metadata must be an object"));
+    }
+    if !pod.get("spec").is_some_and(Value::is_object) {
+        return Err(InjectError::invalid("spec: Required value"));
+    }
+    Ok(())
+}
 
-    let mut proxy_env_extra = BTreeMap::new();
-    let mut network = config.network.clone();
-    let mut cluster_id = config.cluster_name.clone();
-    for (k, v) in &ctx.path_params {
-        match k.as_str() {
-            "cluster" => cluster_id = v.clone(),
-            "net" => network = v.clone(),
-            other => {
-                proxy_env_extra.insert(other.to_uppercase(), v.clone());
+/// The pod's container, volume and pull-secret lists, checked for shape and names.
+fn read_draft(
+    pod: &Value,
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+) -> Result<Draft, InjectError> {
+    let draft = Draft {
+        labels,
+        annotations,
+        containers: array(pod, "/spec/containers")?,
+        init_containers: array(pod, "/spec/initContainers")?,
+        volumes: array(pod, "/spec/volumes")?,
+        pull_secrets: array(pod, "/spec/imagePullSecrets")?,
+    };
+    check_container_names(&draft.containers, "containers")?;
+    check_container_names(&draft.init_containers, "initContainers")?;
+    Ok(draft)
+}
+
+/// Strips a previous injection (§1.10) recorded in `sidecar.istio.io/status`, remembering
+/// what must carry over: the old proxy's probers and Prometheus record, and the overrides
+/// it saved.
+fn strip_previous_injection(
+    draft: &mut Draft,
+    config: &MeshConfig,
+) -> Result<Carried, InjectError> {
+    let mut carried = Carried::default();
+    let Some(status) = draft.annotations.get(ann::STATUS).cloned() else {
+        return Ok(carried);
+    };
+    let old = parse_status(&status)?;
+    for c in draft.containers.iter().chain(draft.init_containers.iter()) {
+        if container_name(c) == Some(PROXY_NAME) {
+            if let Some(p) = read_env(c, "ISTIO_KUBE_APP_PROBERS")
+                && let Ok(Value::Object(m)) = serde_json::from_str::<Value>(p)
+            {
+                carried.probers.extend(m);
+            }
+            carried.prometheus = read_env(c, "ISTIO_PROMETHEUS_ANNOTATIONS").map(str::to_owned);
+        }
+    }
+    draft.containers.retain(not_named_in(&old.containers));
+    draft
+        .init_containers
+        .retain(not_named_in(&old.init_containers));
+    draft.volumes.retain(not_named_in(&old.volumes));
+    draft
+        .pull_secrets
+        .retain(not_named_in(&old.image_pull_secrets));
+    if let Some(saved) = draft.annotations.get(ann::OVERRIDES) {
+        let saved: Value = serde_json::from_str(saved)
+            .map_err(|e| InjectError::annotation(ann::OVERRIDES, format!("not JSON: {e}")))?;
+        for (key, target) in [
+            ("containers", &mut draft.containers),
+            ("initContainers", &mut draft.init_containers),
+        ] {
+            if let Some(Value::Array(list)) = saved.get(key) {
+                for c in list {
+                    let name = container_name(c);
+                    if name.is_some() && !target.iter().any(|t| container_name(t) == name) {
+                        target.push(c.clone());
+                    }
+                }
             }
         }
     }
-    let workload = ctx
-        .workload
-        .clone()
-        .unwrap_or_else(|| workload_from_pod(pod, &labels));
-    let inputs = Inputs {
-        config,
-        annotations: annotations.clone(),
-        labels: labels.clone(),
-        namespace: namespace.clone(),
-        workload,
-        native,
-        mode,
-        status_port,
-        proxy_config,
-        hold_application,
-        proxy_env_extra,
-        network,
-        cluster_id,
-    };
+    let annotations = &mut draft.annotations;
+    annotations.remove(ann::STATUS);
+    if annotations.get("prometheus.io/port").map(String::as_str)
+        == Some(config.status_port.to_string().as_str())
+    {
+        annotations.remove("prometheus.io/port");
+        annotations.remove("prometheus.io/path");
+        annotations.remove("prometheus.io/scrape");
+    }
+    Ok(carried)
+}
 
-    // --- render ---
-    let res = resources(&inputs)?;
-    let app_refs: Vec<&Value> = containers.iter().collect();
-    let mut proxy = render_proxy(&inputs, &res, &app_refs)?;
-    let mut init = (mode != InterceptionMode::None).then(|| render_init(&inputs, &res));
+/// Keeps an entry unless its `name` is one of `names`.
+fn not_named_in(names: &[String]) -> impl Fn(&Value) -> bool + '_ {
+    move |v| !container_name(v).is_some_and(|n| names.iter().any(|o| o == n))
+}
 
-    // --- overrides ---
-    let mut saved = Map::new();
+/// User-defined `istio-proxy` / `istio-init` containers leave the pod and become overrides.
+fn take_user_injected(draft: &mut Draft, carried: &mut Carried) {
+    let is_injected = |c: &Value| matches!(container_name(c), Some(PROXY_NAME | INIT_NAME));
+    carried
+        .containers
+        .extend(draft.containers.iter().filter(|c| is_injected(c)).cloned());
+    carried.init_containers.extend(
+        draft
+            .init_containers
+            .iter()
+            .filter(|c| is_injected(c))
+            .cloned(),
+    );
+    draft.containers.retain(|c| !is_injected(c));
+    draft.init_containers.retain(|c| !is_injected(c));
+}
+
+impl<'a> Inputs<'a> {
+    /// The template inputs: per-pod annotations over the mesh defaults, and the
+    /// webhook path's parameters.
+    fn new(
+        pod: &Value,
+        ctx: &PodContext,
+        config: &'a MeshConfig,
+        draft: &Draft,
+        namespace: String,
+        native: bool,
+    ) -> Result<Self, InjectError> {
+        let annotations = &draft.annotations;
+        let mode = annotations
+            .get(ann::INTERCEPTION_MODE)
+            .and_then(|m| InterceptionMode::parse(m))
+            .unwrap_or(config.interception_mode);
+        let status_port = annotations
+            .get(ann::STATUS_PORT)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(config.status_port);
+        let mut proxy_config = config.default_proxy_config.clone();
+        if let Some(text) = annotations.get(ann::PROXY_CONFIG) {
+            let per_pod = ann::parse_proxy_config(text)
+                .map_err(|m| InjectError::annotation(ann::PROXY_CONFIG, m))?;
+            proxy_config.extend(per_pod);
+        }
+        let hold_application = proxy_config
+            .get("holdApplicationUntilProxyStarts")
+            .and_then(Value::as_bool)
+            .unwrap_or(config.hold_application_until_proxy_starts);
+        let mut proxy_env_extra = BTreeMap::new();
+        let mut network = config.network.clone();
+        let mut cluster_id = config.cluster_name.clone();
+        for (k, v) in &ctx.path_params {
+            match k.as_str() {
+                "cluster" => cluster_id = v.clone(),
+                "net" => network = v.clone(),
+                other => {
+                    proxy_env_extra.insert(other.to_uppercase(), v.clone());
+                }
+            }
+        }
+        let workload = ctx
+            .workload
+            .clone()
+            .unwrap_or_else(|| workload_from_pod(pod, &draft.labels));
+        Ok(Inputs {
+            config,
+            annotations: annotations.clone(),
+            labels: draft.labels.clone(),
+            namespace,
+            workload,
+            native,
+            mode,
+            status_port,
+            proxy_config,
+            hold_application,
+            proxy_env_extra,
+            network,
+            cluster_id,
+        })
+    }
+}
+
+/// Renders `istio-proxy` and, unless interception is off, `istio-init`.
+fn render_sidecars(inputs: &Inputs<'_>, app_containers: &[Value]) -> Result<Sidecars, InjectError> {
+    let res = resources(inputs)?;
+    let app_refs: Vec<&Value> = app_containers.iter().collect();
+    let proxy = render_proxy(inputs, &res, &app_refs)?;
+    let init = (inputs.mode != InterceptionMode::None).then(|| render_init(inputs, &res));
+    Ok(Sidecars { proxy, init })
+}
+
+/// Lays the user's own `istio-proxy` / `istio-init` over the rendered ones and returns
+/// what `sidecar.istio.io/overrides` must remember. A proxy user id carries into
+/// `istio-init`'s `-u` (or becomes root under TPROXY).
+fn apply_overrides(
+    sidecars: &mut Sidecars,
+    carried: &Carried,
+    mode: InterceptionMode,
+) -> Map<String, Value> {
     let find = |list: &[Value], name: &str| {
         list.iter()
             .find(|c| container_name(c) == Some(name))
             .cloned()
     };
-    let user_proxy = find(&overrides_c, PROXY_NAME).or_else(|| find(&overrides_i, PROXY_NAME));
-    let user_init = find(&overrides_i, INIT_NAME).or_else(|| find(&overrides_c, INIT_NAME));
+    let (overrides_c, overrides_i) = (&carried.containers, &carried.init_containers);
+    let user_proxy = find(overrides_c, PROXY_NAME).or_else(|| find(overrides_i, PROXY_NAME));
+    let user_init = find(overrides_i, INIT_NAME).or_else(|| find(overrides_c, INIT_NAME));
+    let Sidecars { proxy, init } = sidecars;
     if let Some(u) = &user_proxy {
-        strategic_merge(&mut proxy, u);
+        strategic_merge(proxy, u);
     }
     if let (Some(i), Some(u)) = (init.as_mut(), &user_init) {
         strategic_merge(i, u);
     }
+    let mut saved = Map::new();
     if !overrides_c.is_empty() {
         saved.insert("containers".into(), Value::Array(overrides_c.clone()));
     }
@@ -1217,17 +1349,31 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
             args[pos + 1] = json!(uid.to_string());
         }
     }
+    saved
+}
 
-    // --- app probe rewriting ---
-    let rewrite = config.rewrite_app_http_probe
-        && annotations
+/// Points the app's HTTP probes at the proxy's status port and hands the proxy the
+/// original probers (with those a previous injection already rewrote).
+fn rewrite_app_probes(
+    draft: &mut Draft,
+    proxy: &mut Value,
+    mut probers: Probers,
+    inputs: &Inputs<'_>,
+) {
+    let status_port = inputs.status_port;
+    let rewrite = inputs.config.rewrite_app_http_probe
+        && draft
+            .annotations
             .get(ann::REWRITE_APP_HTTP_PROBERS)
             .and_then(|v| parse_bool(v))
             != Some(false)
         && status_port != 0;
-    let mut probers = old_probers;
     if rewrite {
-        for c in containers.iter_mut().chain(init_containers.iter_mut()) {
+        for c in draft
+            .containers
+            .iter_mut()
+            .chain(draft.init_containers.iter_mut())
+        {
             probes::rewrite_container(c, status_port, &mut probers);
         }
     }
@@ -1237,93 +1383,146 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
             set_env(env, "ISTIO_KUBE_APP_PROBERS", &text);
         }
     }
+}
 
-    // --- Prometheus merge ---
+/// Prometheus merge: the pod's scrape annotations point at the proxy's merged metrics
+/// endpoint, and the app's own scrape settings go to the proxy as
+/// `ISTIO_PROMETHEUS_ANNOTATIONS`.
+fn merge_prometheus(
+    annotations: &mut BTreeMap<String, String>,
+    proxy: &mut Value,
+    old_record: Option<String>,
+    config: &MeshConfig,
+) {
     let merge_enabled = annotations
         .get(ann::MERGE_METRICS)
         .and_then(|v| parse_bool(v))
         != Some(false);
-    if merge_enabled && !prometheus_scrape_disabled(&annotations) && config.status_port != 0 {
-        let target = config.status_port.to_string();
-        if annotations.get("prometheus.io/port") != Some(&target) {
-            let mut scrape = Map::new();
-            for (k, field) in [
-                ("prometheus.io/scrape", "scrape"),
-                ("prometheus.io/path", "path"),
-                ("prometheus.io/port", "port"),
-            ] {
-                if let Some(v) = annotations.get(k) {
-                    scrape.insert(field.into(), json!(v));
-                }
-            }
-            if let Some(t) = annotations.get(ann::SCRAPE_TARGETS) {
-                scrape.insert("targets".into(), json!(t));
-            }
-            let record = if scrape.is_empty() {
-                old_prom
-            } else {
-                // Field order of Istio's struct: scrape, path, port, targets.
-                let parts: Vec<String> = ["scrape", "path", "port", "targets"]
-                    .iter()
-                    .filter_map(|f| scrape.get(*f).map(|v| format!("\"{f}\":{v}")))
-                    .collect();
-                Some(format!("{{{}}}", parts.join(",")))
-            };
-            annotations.insert("prometheus.io/port".into(), target);
-            annotations.insert("prometheus.io/path".into(), "/stats/prometheus".into());
-            annotations.insert("prometheus.io/scrape".into(), "true".into());
-            if let Some(r) = record
-                && let Some(Value::Array(env)) = proxy.get_mut("env")
-            {
-                set_env(env, "ISTIO_PROMETHEUS_ANNOTATIONS", &r);
-            }
+    if !merge_enabled || prometheus_scrape_disabled(annotations) || config.status_port == 0 {
+        return;
+    }
+    let target = config.status_port.to_string();
+    if annotations.get("prometheus.io/port") == Some(&target) {
+        return;
+    }
+    let mut scrape = Map::new();
+    for (k, field) in [
+        ("prometheus.io/scrape", "scrape"),
+        ("prometheus.io/path", "path"),
+        ("prometheus.io/port", "port"),
+    ] {
+        if let Some(v) = annotations.get(k) {
+            scrape.insert(field.into(), json!(v));
         }
     }
+    if let Some(t) = annotations.get(ann::SCRAPE_TARGETS) {
+        scrape.insert("targets".into(), json!(t));
+    }
+    let record = if scrape.is_empty() {
+        old_record
+    } else {
+        // Field order of Istio's struct: scrape, path, port, targets.
+        let parts: Vec<String> = ["scrape", "path", "port", "targets"]
+            .iter()
+            .filter_map(|f| scrape.get(*f).map(|v| format!("\"{f}\":{v}")))
+            .collect();
+        Some(format!("{{{}}}", parts.join(",")))
+    };
+    annotations.insert("prometheus.io/port".into(), target);
+    annotations.insert("prometheus.io/path".into(), "/stats/prometheus".into());
+    annotations.insert("prometheus.io/scrape".into(), "true".into());
+    if let Some(r) = record
+        && let Some(Value::Array(env)) = proxy.get_mut("env")
+    {
+        set_env(env, "ISTIO_PROMETHEUS_ANNOTATIONS", &r);
+    }
+}
 
-    // --- Jobs in classic mode: tell the proxy to quit when the app exits ---
+/// Jobs in classic mode: wraps each app command so the proxy quits when the app exits;
+/// a container without a command cannot be wrapped and is warned about.
+fn wrap_job_containers(containers: &mut [Value], inputs: &Inputs<'_>, warnings: &mut Vec<String>) {
+    let status_port = inputs.status_port;
     let is_job = matches!(inputs.workload.kind.as_str(), "Job" | "CronJob");
-    if is_job && !native && status_port != 0 {
-        let script = job_wrapper_script(&inputs);
-        for c in containers.iter_mut() {
-            if !wrap_for_job(c, &script) {
-                warnings.push(format!(
-                    "container {:?} has no command, so it cannot be wrapped; it must POST localhost:{status_port}/quitquitquit itself or the Job never completes",
-                    container_name(c).unwrap_or_default()
-                ));
-            }
+    if !is_job || inputs.native || status_port == 0 {
+        return;
+    }
+    let script = job_wrapper_script(inputs);
+    for c in containers.iter_mut() {
+        if !wrap_for_job(c, &script) {
+            warnings.push(format!(
+                "container {:?} has no command, so it cannot be wrapped; it must POST localhost:{status_port}/quitquitquit itself or the Job never completes",
+                container_name(c).unwrap_or_default()
+            ));
         }
     }
+}
 
-    // --- placement ---
-    let default_container = containers
+/// Places the injected containers (native: first init containers; classic: an init
+/// container and a regular one, first when the app waits for the proxy), the injected
+/// volumes and the mesh's pull secrets.
+fn place(
+    draft: &mut Draft,
+    sidecars: Sidecars,
+    inputs: &Inputs<'_>,
+) -> Result<Placement, InjectError> {
+    let default_container = draft
+        .containers
         .first()
         .and_then(|c| container_name(c))
         .map(str::to_owned);
-    let mut status_init: Vec<&str> = Vec::new();
-    let mut status_containers: Vec<&str> = Vec::new();
-    if native {
+    let mut status_init = Vec::new();
+    let mut status_containers = Vec::new();
+    let Sidecars { proxy, init } = sidecars;
+    if inputs.native {
         let mut front = Vec::new();
-        if let Some(i) = init.take() {
+        if let Some(i) = init {
             front.push(i);
             status_init.push(INIT_NAME);
         }
         front.push(proxy);
         status_init.push(PROXY_NAME);
-        front.extend(init_containers);
-        init_containers = front;
+        front.append(&mut draft.init_containers);
+        draft.init_containers = front;
     } else {
-        if let Some(i) = init.take() {
-            init_containers.push(i);
+        if let Some(i) = init {
+            draft.init_containers.push(i);
             status_init.push(INIT_NAME);
         }
-        if hold_application {
-            containers.insert(0, proxy);
+        if inputs.hold_application {
+            draft.containers.insert(0, proxy);
         } else {
-            containers.push(proxy);
+            draft.containers.push(proxy);
         }
         status_containers.push(PROXY_NAME);
     }
-    let new_volumes = render_volumes(&inputs)?;
+    let volume_names = place_volumes(&mut draft.volumes, inputs)?;
+    let injected_secrets = inputs.config.image_pull_secrets.clone();
+    let mut secrets: Vec<Value> = injected_secrets
+        .iter()
+        .map(|s| json!({"name": s}))
+        .collect();
+    for s in std::mem::take(&mut draft.pull_secrets) {
+        if !secrets.iter().any(|x| x.get("name") == s.get("name")) {
+            secrets.push(s);
+        }
+    }
+    draft.pull_secrets = secrets;
+    Ok(Placement {
+        status_init,
+        status_containers,
+        volume_names,
+        injected_secrets,
+        default_container,
+    })
+}
+
+/// Replaces the pod's volumes of the injected names with the rendered ones; returns
+/// their names.
+fn place_volumes(
+    volumes: &mut Vec<Value>,
+    inputs: &Inputs<'_>,
+) -> Result<Vec<String>, InjectError> {
+    let new_volumes = render_volumes(inputs)?;
     let volume_names: Vec<String> = new_volumes
         .iter()
         .filter_map(|v| container_name(v).map(str::to_owned))
@@ -1335,23 +1534,22 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     );
     volumes.retain(|v| !container_name(v).is_some_and(|n| volume_names.iter().any(|o| o == n)));
     volumes.extend(new_volumes);
-    let mut injected_secrets = Vec::new();
-    let mut secrets: Vec<Value> = Vec::new();
-    for s in &config.image_pull_secrets {
-        injected_secrets.push(s.clone());
-        secrets.push(json!({"name": s}));
-    }
-    for s in pull_secrets {
-        if !secrets.iter().any(|x| x.get("name") == s.get("name")) {
-            secrets.push(s);
-        }
-    }
+    Ok(volume_names)
+}
 
-    // --- metadata ---
+/// The injected labels (mTLS mode, canonical service name and revision, network, HBONE
+/// tunnel) and annotations (revision, default container, injection status, overrides).
+fn write_metadata(
+    draft: &mut Draft,
+    inputs: &Inputs<'_>,
+    placement: &Placement,
+    saved: Map<String, Value>,
+) {
+    let labels = &mut draft.labels;
     labels
         .entry("security.istio.io/tlsMode".into())
         .or_insert_with(|| "istio".into());
-    let cname = canonical_name(&labels, &inputs.workload.name);
+    let cname = canonical_name(labels, &inputs.workload.name);
     labels.insert("service.istio.io/canonical-name".into(), cname);
     let crev = [
         "service.istio.io/canonical-revision",
@@ -1377,8 +1575,10 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     {
         labels.insert("networking.istio.io/tunnel".into(), "http".into());
     }
-    annotations.insert(ann::REVISION.into(), config.revision.clone());
-    if let Some(dc) = &default_container {
+    let annotations = &mut draft.annotations;
+    let revision = &inputs.config.revision;
+    annotations.insert(ann::REVISION.into(), revision.clone());
+    if let Some(dc) = &placement.default_container {
         annotations
             .entry("kubectl.kubernetes.io/default-container".into())
             .or_insert_with(|| dc.clone());
@@ -1389,11 +1589,11 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     annotations.insert(
         ann::STATUS.into(),
         status_json(
-            &status_init,
-            &status_containers,
-            &volume_names,
-            &injected_secrets,
-            &config.revision,
+            &placement.status_init,
+            &placement.status_containers,
+            &placement.volume_names,
+            &placement.injected_secrets,
+            revision,
         ),
     );
     if saved.is_empty() {
@@ -1401,8 +1601,10 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     } else {
         annotations.insert(ann::OVERRIDES.into(), canonical_json(&Value::Object(saved)));
     }
+}
 
-    // --- write back onto a copy of the input, touching only what we own ---
+/// Writes the draft back onto a copy of `pod`, touching only what injection owns.
+fn write_back(pod: &Value, draft: Draft) -> Result<Value, InjectError> {
     let mut out = pod.clone();
     let obj = out
         .as_object_mut()
@@ -1416,32 +1618,22 @@ pub fn inject(pod: &Value, ctx: &PodContext, config: &MeshConfig) -> Result<Outc
     let to_map = |m: BTreeMap<String, String>| -> Value {
         Value::Object(m.into_iter().map(|(k, v)| (k, Value::String(v))).collect())
     };
-    merge_string_map(meta, "labels", to_map(labels));
-    merge_string_map(meta, "annotations", to_map(annotations));
+    merge_string_map(meta, "labels", to_map(draft.labels));
+    merge_string_map(meta, "annotations", to_map(draft.annotations));
     let spec = &mut out["spec"];
-    spec["containers"] = Value::Array(containers);
-    if !init_containers.is_empty() || spec.get("initContainers").is_some() {
-        spec["initContainers"] = Value::Array(init_containers);
+    spec["containers"] = Value::Array(draft.containers);
+    if !draft.init_containers.is_empty() || spec.get("initContainers").is_some() {
+        spec["initContainers"] = Value::Array(draft.init_containers);
     }
-    spec["volumes"] = Value::Array(volumes);
-    if secrets.is_empty() {
+    spec["volumes"] = Value::Array(draft.volumes);
+    if draft.pull_secrets.is_empty() {
         if let Some(s) = spec.as_object_mut() {
             s.remove("imagePullSecrets");
         }
     } else {
-        spec["imagePullSecrets"] = Value::Array(secrets);
+        spec["imagePullSecrets"] = Value::Array(draft.pull_secrets);
     }
-    let patch = crate::patch::diff(pod, &out);
-    Ok(Outcome::Injected(Injected {
-        pod: out,
-        patch,
-        mode: if native {
-            SidecarMode::Native
-        } else {
-            SidecarMode::Classic
-        },
-        warnings,
-    }))
+    Ok(out)
 }
 
 /// Replaces the string entries of `meta[field]`, keeping any non-string entries as they were.
