@@ -29,20 +29,37 @@ pub fn build_all(cfg: &CaptureConfig) -> Vec<RuleSet> {
     sets
 }
 
-/// Builds the rules for one family.
+/// Builds the rules for one family, step by step in `istio-iptables`' order.
 pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
     let mut rs = RuleSet::new(family);
-    let in_family = |c: &&Cidr| c.is_ipv6() == (family == Family::V6);
     let loopback = match family {
         Family::V4 => cfg.ipv4_loopback.to_string(),
         Family::V6 => IPV6_LOOPBACK.to_string(),
     };
-    let inbound_source = match family {
-        Family::V4 => INBOUND_SOURCE_V4,
-        Family::V6 => INBOUND_SOURCE_V6,
-    };
     let tunnel = cfg.inbound_tunnel_port.to_string();
+    skip_interfaces(&mut rs, cfg);
+    drop_invalid_packets(&mut rs, cfg);
+    redirect_chains(&mut rs, cfg, &tunnel);
+    inbound_capture(&mut rs, &cfg.inbound);
+    output_entry(&mut rs, cfg, family);
+    proxy_own_traffic(&mut rs, cfg, &loopback, &tunnel);
+    owner_group_filter(&mut rs, &cfg.owner_groups);
+    // 14. DNS capture.
+    if dns_active(cfg) {
+        dns_rules(&mut rs, cfg, family);
+    }
+    outbound_exceptions(&mut rs, cfg, family, &loopback);
+    outbound_capture(&mut rs, cfg, family);
+    rs
+}
 
+/// Does `cidr` belong to `family`?
+fn in_family(family: Family) -> impl Fn(&&Cidr) -> bool {
+    move |c| c.is_ipv6() == (family == Family::V6)
+}
+
+/// Steps 1 and 2: interfaces whose traffic is not captured.
+fn skip_interfaces(rs: &mut RuleSet, cfg: &CaptureConfig) {
     // 1. Excluded interfaces: nothing on them is captured, either way.
     for ifname in &cfg.exclude_interfaces {
         rs.append(
@@ -65,6 +82,10 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             &["-i", ifname.as_str(), "-j", "RETURN"],
         );
     }
+}
+
+/// Step 3: out-of-window packets are dropped.
+fn drop_invalid_packets(rs: &mut RuleSet, cfg: &CaptureConfig) {
     // 3. Drop out-of-window packets instead of letting the kernel reset the connection.
     if cfg.drop_invalid {
         rs.append(
@@ -74,11 +95,15 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
         );
         rs.append(Table::Mangle, ISTIO_DROP, &["-j", "DROP"]);
     }
+}
+
+/// Steps 4 to 6: the tunnel port exception and the two redirect chains.
+fn redirect_chains(rs: &mut RuleSet, cfg: &CaptureConfig, tunnel: &str) {
     // 4. The tunnel port is always left to whoever listens on it.
     rs.append(
         Table::Nat,
         ISTIO_INBOUND,
-        &["-p", "tcp", "--dport", &tunnel, "-j", "RETURN"],
+        &["-p", "tcp", "--dport", tunnel, "-j", "RETURN"],
     );
     // 5, 6. The two redirect chains.
     let proxy_port = cfg.proxy_port.to_string();
@@ -93,8 +118,12 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
         ISTIO_IN_REDIRECT,
         &["-p", "tcp", "-j", "REDIRECT", "--to-ports", &inbound_port],
     );
+}
+
+/// Step 7: inbound capture, of all ports but some or of some only.
+fn inbound_capture(rs: &mut RuleSet, inbound: &InboundPorts) {
     // 7. Inbound.
-    match &cfg.inbound {
+    match inbound {
         InboundPorts::None => {}
         InboundPorts::AllExcept(excluded) => {
             rs.append(
@@ -132,6 +161,15 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             }
         }
     }
+}
+
+/// Steps 8 to 10: local traffic enters `ISTIO_OUTPUT`, where excluded ports and the
+/// proxy's inbound leg to the app leave first.
+fn output_entry(rs: &mut RuleSet, cfg: &CaptureConfig, family: Family) {
+    let inbound_source = match family {
+        Family::V4 => INBOUND_SOURCE_V4,
+        Family::V6 => INBOUND_SOURCE_V6,
+    };
     // 8. Every locally generated packet goes through ISTIO_OUTPUT (UDP is sorted out there).
     rs.append(Table::Nat, "OUTPUT", &["-j", ISTIO_OUTPUT]);
     // 9. Outbound port exclusions come before the loopback handling.
@@ -154,7 +192,11 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
         ISTIO_OUTPUT,
         &["-o", "lo", "-s", inbound_source, "-j", "RETURN"],
     );
+}
 
+/// Steps 11 and 12: the proxy's own traffic goes back into the pod through the inbound
+/// side when it is addressed there, and otherwise leaves uncaptured.
+fn proxy_own_traffic(rs: &mut RuleSet, cfg: &CaptureConfig, loopback: &str, tunnel: &str) {
     let dns_on = dns_active(cfg);
     // "Unless an include CIDR is itself loopback", looking at both families as Istio does.
     let include_has_loopback = match &cfg.outbound_include {
@@ -179,7 +221,7 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
                         "lo",
                         "!",
                         "-d",
-                        &loopback,
+                        loopback,
                         "-p",
                         "tcp",
                         "-m",
@@ -204,12 +246,12 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
                         "lo",
                         "!",
                         "-d",
-                        &loopback,
+                        loopback,
                         "-p",
                         "tcp",
                         "!",
                         "--dport",
-                        &tunnel,
+                        tunnel,
                         "-m",
                         "owner",
                         flag,
@@ -247,8 +289,12 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             );
         }
     }
+}
+
+/// Step 13: the owner-group filter.
+fn owner_group_filter(rs: &mut RuleSet, owner_groups: &OwnerGroups) {
     // 13. Owner-group filter.
-    match &cfg.owner_groups {
+    match owner_groups {
         OwnerGroups::All => {}
         OwnerGroups::AllExcept(groups) => {
             for group in groups {
@@ -268,14 +314,15 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             rs.append(Table::Nat, ISTIO_OUTPUT, &spec);
         }
     }
-    // 14. DNS capture.
-    if dns_on {
-        dns_rules(&mut rs, cfg, family);
-    }
+}
+
+/// Steps 15 to 17: loopback destinations and excluded CIDRs leave, always-captured ports
+/// are redirected.
+fn outbound_exceptions(rs: &mut RuleSet, cfg: &CaptureConfig, family: Family, loopback: &str) {
     // 15. Loopback destinations (app → its own sidecar's admin port, localhost peers).
-    rs.append(Table::Nat, ISTIO_OUTPUT, &["-d", &loopback, "-j", "RETURN"]);
+    rs.append(Table::Nat, ISTIO_OUTPUT, &["-d", loopback, "-j", "RETURN"]);
     // 16. Excluded CIDRs, before the inclusions.
-    for cidr in cfg.outbound_exclude.iter().filter(in_family) {
+    for cidr in cfg.outbound_exclude.iter().filter(in_family(family)) {
         let cidr = cidr.to_string();
         rs.append(Table::Nat, ISTIO_OUTPUT, &["-d", &cidr, "-j", "RETURN"]);
     }
@@ -288,6 +335,10 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             &["-p", "tcp", "--dport", &port, "-j", ISTIO_REDIRECT],
         );
     }
+}
+
+/// Step 18: the included CIDRs (or everything) are redirected to the proxy.
+fn outbound_capture(rs: &mut RuleSet, cfg: &CaptureConfig, family: Family) {
     // 18. Included CIDRs; traffic from virtual interfaces is treated as outbound.
     match &cfg.outbound_include {
         OutboundRanges::All => {
@@ -302,7 +353,7 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             }
         }
         OutboundRanges::Only(cidrs) => {
-            for cidr in cidrs.iter().filter(in_family) {
+            for cidr in cidrs.iter().filter(in_family(family)) {
                 let cidr = cidr.to_string();
                 for ifname in &cfg.reroute_virtual_interfaces {
                     rs.insert(
@@ -320,7 +371,6 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
             }
         }
     }
-    rs
 }
 
 /// DNS capture is on and has something to capture.
