@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
+use jiff::Timestamp;
+use jiff::tz::Offset;
 
 use crate::config::AccessLogFormat;
 use crate::route::ResponseFlags;
@@ -97,21 +99,6 @@ pub fn format_start_time(t: SystemTime) -> String {
     let mut out = Vec::with_capacity(24);
     LineWriter(&mut out).time(t, &mut TextCache::default());
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Text that consecutive lines share: the start time up to its seconds
@@ -238,19 +225,23 @@ impl LineWriter<'_> {
         if cache.secs != Some(secs) {
             let mut text = Vec::with_capacity(20);
             let mut w = LineWriter(&mut text);
-            let rem = secs % 86_400;
-            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-            w.padded(y.max(0) as u64, 4);
+            let at = i64::try_from(secs)
+                .ok()
+                .and_then(|s| Timestamp::from_second(s).ok())
+                .unwrap_or(Timestamp::MAX);
+            let dt = Offset::UTC.to_datetime(at);
+            let part = |v: i8| v.unsigned_abs().into();
+            w.padded(dt.year().unsigned_abs().into(), 4);
             w.0.push(b'-');
-            w.padded(u64::from(m), 2);
+            w.padded(part(dt.month()), 2);
             w.0.push(b'-');
-            w.padded(u64::from(d), 2);
+            w.padded(part(dt.day()), 2);
             w.0.push(b'T');
-            w.padded(rem / 3600, 2);
+            w.padded(part(dt.hour()), 2);
             w.0.push(b':');
-            w.padded((rem / 60) % 60, 2);
+            w.padded(part(dt.minute()), 2);
             w.0.push(b':');
-            w.padded(rem % 60, 2);
+            w.padded(part(dt.second()), 2);
             w.0.push(b'.');
             cache.secs = Some(secs);
             cache.text = text;

@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::tz::Offset;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
@@ -100,32 +102,21 @@ impl LineSplitter {
 /// writes (`2006-01-02T15:04:05.000000000Z07:00`); times before 1970 are clamped to the epoch.
 pub fn format_timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, day) = civil_from_days(days);
+    let at = i64::try_from(d.as_secs())
+        .ok()
+        .and_then(|s| Timestamp::new(s, d.subsec_nanos() as i32).ok())
+        .unwrap_or(Timestamp::MAX);
+    let dt = Offset::UTC.to_datetime(at);
     format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_nanos()
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        dt.subsec_nanosecond()
     )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); the classic
-/// era-based conversion, exact for every day representable here.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Appends one formatted CRI line for `record` to `buf`.
