@@ -30,42 +30,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_quantities() {
-        for (q, want) in [
-            ("50Mi", 50 * 1024 * 1024),
-            ("1Gi", 1 << 30),
-            ("128974848", 128_974_848),
-            ("129e6", 129_000_000),
-            ("129M", 129_000_000),
-            ("1.5Ki", 1536),
-            ("0.5", 1),
-            ("100m", 1),
-            ("0", 0),
-            // Upstream caps a quantity at 2^63-1 units.
-            ("1e99", i64::MAX as u64),
-        ] {
-            assert_eq!(bytes(q), Ok(want), "{q}");
-        }
+    fn memory_is_bytes_and_cpu_millicores_rounded_up() {
+        assert_eq!(bytes(" 1.5Ki "), Ok(1536));
+        assert_eq!(bytes("100m"), Ok(1));
+        assert_eq!(millicores("1.0001"), Ok(1001));
+        assert_eq!(millicores("100u"), Ok(1));
+        // Upstream caps a quantity at 2^63-1 units.
+        assert_eq!(bytes("1e99"), Ok(i64::MAX as u64));
     }
 
     #[test]
-    fn cpu_quantities() {
-        for (q, want) in [
-            ("250m", 250),
-            ("0.5", 500),
-            ("2", 2000),
-            ("1.0001", 1001),
-            ("100u", 1),
-        ] {
-            assert_eq!(millicores(q), Ok(want), "{q}");
-        }
-    }
-
-    #[test]
-    fn bad_quantities_are_errors() {
-        for q in ["", "abc", "1.2.3", "-1", "5Xi", "1e", "8E"] {
+    fn bad_negative_and_oversized_quantities_are_errors() {
+        assert_eq!(
+            bytes("5ki"),
+            Err("unable to parse quantity's suffix: \"5ki\"".to_owned())
+        );
+        assert_eq!(bytes("-1"), Err("negative quantity \"-1\"".to_owned()));
+        assert_eq!(
+            millicores("8E"),
+            Err("quantity \"8E\" is too large".to_owned())
+        );
+        for q in ["", "abc", "1.2.3", "1e"] {
             assert!(millicores(q).is_err(), "{q}");
         }
-        assert_eq!(bytes("-1"), Err("negative quantity \"-1\"".to_owned()));
     }
 }
