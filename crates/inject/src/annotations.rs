@@ -107,13 +107,20 @@ fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
-fn check_cidrs(value: &str, allow_star: bool) -> Result<(), String> {
-    if value.trim() == "*" {
-        return if allow_star {
+/// The verdict on a `*` list (all), where one is allowed; `None` for any other list.
+fn check_star(value: &str, allow_star: bool) -> Option<Result<(), String>> {
+    (value.trim() == "*").then(|| {
+        if allow_star {
             Ok(())
         } else {
             Err("\"*\" is not allowed here".into())
-        };
+        }
+    })
+}
+
+fn check_cidrs(value: &str, allow_star: bool) -> Result<(), String> {
+    if let Some(verdict) = check_star(value, allow_star) {
+        return verdict;
     }
     for item in split_list(value) {
         let (addr, prefix) = item
@@ -132,12 +139,8 @@ fn check_cidrs(value: &str, allow_star: bool) -> Result<(), String> {
 }
 
 fn check_ports(value: &str, allow_star: bool) -> Result<(), String> {
-    if value.trim() == "*" {
-        return if allow_star {
-            Ok(())
-        } else {
-            Err("\"*\" is not allowed here".into())
-        };
+    if let Some(verdict) = check_star(value, allow_star) {
+        return verdict;
     }
     for item in split_list(value) {
         item.parse::<u16>()

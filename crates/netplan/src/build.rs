@@ -53,6 +53,15 @@ pub fn build(cfg: &CaptureConfig, family: Family) -> RuleSet {
     rs
 }
 
+/// Appends `-p <proto> --dport <port> -j <target>` to the nat table's `chain`.
+fn append_port_jump(rs: &mut RuleSet, chain: &str, proto: &str, port: &str, target: &str) {
+    rs.append(
+        Table::Nat,
+        chain,
+        &["-p", proto, "--dport", port, "-j", target],
+    );
+}
+
 /// Does `cidr` belong to `family`?
 fn in_family(family: Family) -> impl Fn(&&Cidr) -> bool {
     move |c| c.is_ipv6() == (family == Family::V6)
@@ -100,11 +109,7 @@ fn drop_invalid_packets(rs: &mut RuleSet, cfg: &CaptureConfig) {
 /// Steps 4 to 6: the tunnel port exception and the two redirect chains.
 fn redirect_chains(rs: &mut RuleSet, cfg: &CaptureConfig, tunnel: &str) {
     // 4. The tunnel port is always left to whoever listens on it.
-    rs.append(
-        Table::Nat,
-        ISTIO_INBOUND,
-        &["-p", "tcp", "--dport", tunnel, "-j", "RETURN"],
-    );
+    append_port_jump(rs, ISTIO_INBOUND, "tcp", tunnel, "RETURN");
     // 5, 6. The two redirect chains.
     let proxy_port = cfg.proxy_port.to_string();
     let inbound_port = cfg.inbound_capture_port.to_string();
@@ -133,11 +138,7 @@ fn inbound_capture(rs: &mut RuleSet, inbound: &InboundPorts) {
             );
             for port in excluded {
                 let port = port.to_string();
-                rs.append(
-                    Table::Nat,
-                    ISTIO_INBOUND,
-                    &["-p", "tcp", "--dport", &port, "-j", "RETURN"],
-                );
+                append_port_jump(rs, ISTIO_INBOUND, "tcp", &port, "RETURN");
             }
             rs.append(
                 Table::Nat,
@@ -153,11 +154,7 @@ fn inbound_capture(rs: &mut RuleSet, inbound: &InboundPorts) {
             );
             for port in ports {
                 let port = port.to_string();
-                rs.append(
-                    Table::Nat,
-                    ISTIO_INBOUND,
-                    &["-p", "tcp", "--dport", &port, "-j", ISTIO_IN_REDIRECT],
-                );
+                append_port_jump(rs, ISTIO_INBOUND, "tcp", &port, ISTIO_IN_REDIRECT);
             }
         }
     }
@@ -175,16 +172,8 @@ fn output_entry(rs: &mut RuleSet, cfg: &CaptureConfig, family: Family) {
     // 9. Outbound port exclusions come before the loopback handling.
     for port in &cfg.outbound_ports_exclude {
         let port = port.to_string();
-        rs.append(
-            Table::Nat,
-            ISTIO_OUTPUT,
-            &["-p", "tcp", "--dport", &port, "-j", "RETURN"],
-        );
-        rs.append(
-            Table::Nat,
-            ISTIO_OUTPUT,
-            &["-p", "udp", "--dport", &port, "-j", "RETURN"],
-        );
+        append_port_jump(rs, ISTIO_OUTPUT, "tcp", &port, "RETURN");
+        append_port_jump(rs, ISTIO_OUTPUT, "udp", &port, "RETURN");
     }
     // 10. The proxy's inbound leg to the app (from 127.0.0.6) must reach the app.
     rs.append(
@@ -329,11 +318,7 @@ fn outbound_exceptions(rs: &mut RuleSet, cfg: &CaptureConfig, family: Family, lo
     // 17. Ports always captured.
     for port in &cfg.outbound_ports_include {
         let port = port.to_string();
-        rs.append(
-            Table::Nat,
-            ISTIO_OUTPUT,
-            &["-p", "tcp", "--dport", &port, "-j", ISTIO_REDIRECT],
-        );
+        append_port_jump(rs, ISTIO_OUTPUT, "tcp", &port, ISTIO_REDIRECT);
     }
 }
 
