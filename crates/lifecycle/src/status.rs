@@ -406,25 +406,12 @@ pub fn initialized_condition(
     if regular_started {
         return Condition::new(INITIALIZED, true);
     }
-    let mut messages = Vec::new();
-    if !unknown.is_empty() {
-        messages.push(format!(
-            "containers with unknown status: {}",
-            go_list(&unknown)
-        ));
-    }
-    if !incomplete.is_empty() {
-        messages.push(format!(
-            "containers with incomplete status: {}",
-            go_list(&incomplete)
-        ));
-    }
-    if messages.is_empty() {
-        Condition::new(INITIALIZED, true)
-    } else {
-        Condition::new(INITIALIZED, false)
-            .because("ContainersNotInitialized", Some(messages.join(", ")))
-    }
+    unfinished_condition(
+        INITIALIZED,
+        "ContainersNotInitialized",
+        &unknown,
+        ("incomplete", &incomplete),
+    )
 }
 
 /// `ContainersReady` as `GenerateContainersReadyCondition` computes it: every sidecar
@@ -458,24 +445,40 @@ pub fn containers_ready_condition(
     if phase == PodPhase::Failed {
         return Condition::new(CONTAINERS_READY, false).because("PodFailed", None);
     }
+    unfinished_condition(
+        CONTAINERS_READY,
+        "ContainersNotReady",
+        &unknown,
+        ("unready", &unready),
+    )
+}
+
+/// True when no container is unknown or behind; otherwise False with `reason` and the
+/// kubelet's message, `containers with unknown status: [..], containers with <what>
+/// status: [..]`.
+fn unfinished_condition(
+    type_: &'static str,
+    reason: &'static str,
+    unknown: &[&str],
+    (what, behind): (&str, &[&str]),
+) -> Condition {
     let mut messages = Vec::new();
     if !unknown.is_empty() {
         messages.push(format!(
             "containers with unknown status: {}",
-            go_list(&unknown)
+            go_list(unknown)
         ));
     }
-    if !unready.is_empty() {
+    if !behind.is_empty() {
         messages.push(format!(
-            "containers with unready status: {}",
-            go_list(&unready)
+            "containers with {what} status: {}",
+            go_list(behind)
         ));
     }
     if messages.is_empty() {
-        Condition::new(CONTAINERS_READY, true)
+        Condition::new(type_, true)
     } else {
-        Condition::new(CONTAINERS_READY, false)
-            .because("ContainersNotReady", Some(messages.join(", ")))
+        Condition::new(type_, false).because(reason, Some(messages.join(", ")))
     }
 }
 

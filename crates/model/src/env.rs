@@ -143,27 +143,21 @@ pub fn container_env_from(
             let map = env.map();
             expand(literal, &|name| map.get(name).cloned())
         } else if let Some(vf) = &ev.value_from {
+            // A configMapKeyRef or a secretKeyRef: the object's kind, name, key and optional.
+            let object_key = (vf.config_map_key_ref.as_ref())
+                .map(|r| ("ConfigMap", &r.name, &r.key, r.optional))
+                .or_else(|| {
+                    (vf.secret_key_ref.as_ref()).map(|r| ("Secret", &r.name, &r.key, r.optional))
+                });
             if let Some(fr) = &vf.field_ref {
                 field_ref_value(pod, fr)?
-            } else if let Some(r) = &vf.config_map_key_ref {
+            } else if let Some((kind, name, key, optional)) = object_key {
                 match key_ref(
                     source,
-                    "ConfigMap",
-                    &r.name,
-                    &r.key,
-                    r.optional.unwrap_or(false),
-                    namespace,
-                )? {
-                    Some(v) => v,
-                    None => continue,
-                }
-            } else if let Some(r) = &vf.secret_key_ref {
-                match key_ref(
-                    source,
-                    "Secret",
-                    &r.name,
-                    &r.key,
-                    r.optional.unwrap_or(false),
+                    kind,
+                    name,
+                    key,
+                    optional.unwrap_or(false),
                     namespace,
                 )? {
                     Some(v) => v,
