@@ -560,7 +560,14 @@ impl<B: Backend> ApiServer<B> {
             Route::OpenApiDocument { group, version } => openapi::document_bytes(&group, &version)
                 .map(|d| respond(StatusCode::OK, "application/json", Bytes::from_static(d)))
                 .ok_or_else(not_found),
-            Route::Resource(rr) => self.resource(*rr, req, accept.as_deref()).await,
+            Route::Resource(rr) => {
+                let deprecated = deprecation_warning(rr.resource);
+                let mut r = self.resource(*rr, req, accept.as_deref()).await?;
+                if let Some(w) = deprecated {
+                    add_warnings(&mut r, &[w.to_owned()]);
+                }
+                Ok(r)
+            }
         }
     }
 
@@ -757,6 +764,12 @@ impl<B: Backend> ApiServer<B> {
         );
         Ok(r)
     }
+}
+
+/// The API server's warning for a deprecated kind, sent with every answer on it.
+fn deprecation_warning(resource: &crate::catalogue::Resource) -> Option<&'static str> {
+    (resource.gvk.group.is_empty() && resource.plural == "endpoints")
+        .then_some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
 }
 
 fn add_warnings(r: &mut Response<Body>, warnings: &[String]) {

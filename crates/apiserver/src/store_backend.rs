@@ -165,6 +165,16 @@ fn patch_error(e: PatchError) -> ApiError {
     }
 }
 
+fn event_type_of(kind: podrun_store::EventType) -> EventType {
+    match kind {
+        podrun_store::EventType::Added => EventType::Added,
+        podrun_store::EventType::Modified => EventType::Modified,
+        podrun_store::EventType::Deleted => EventType::Deleted,
+        podrun_store::EventType::Bookmark => EventType::Bookmark,
+        podrun_store::EventType::Error => EventType::Error,
+    }
+}
+
 fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -339,6 +349,171 @@ impl StoreBackend {
             resource_version: list.revision.to_string(),
             ..Default::default()
         })
+    }
+
+    /// A watch of the `Endpoints` view: the Services' events (their selectors, revision,
+    /// initial events and bookmarks) become the Endpoints' own, and an EndpointSlice's
+    /// change becomes a `MODIFIED` of its Service's Endpoints at the slice's revision,
+    /// as the endpoints controller writes an Endpoints object when its slices' pods
+    /// change. Both watches follow the same global revision, so a client resuming from
+    /// an Endpoints `resourceVersion` misses neither kind of change.
+    fn watch_endpoints(
+        &self,
+        collection: &CollectionRef,
+        options: &WatchOptions,
+    ) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        let services = &ResourceType::SERVICES;
+        let slices = &ResourceType::ENDPOINT_SLICES;
+        let ns = collection.namespace.as_deref();
+        let from_now = options
+            .resource_version
+            .as_deref()
+            .is_none_or(|rv| rv.is_empty() || rv == "0");
+        let service_stream = self
+            .store
+            .watch(
+                services,
+                ns,
+                &podrun_store::WatchOptions {
+                    filter: filter(
+                        services,
+                        options.label_selector.as_deref(),
+                        options.field_selector.as_deref(),
+                    )?,
+                    resource_version: options.resource_version.clone(),
+                    resource_version_match: options.resource_version_match.clone(),
+                    send_initial_events: options.send_initial_events,
+                    allow_bookmarks: options.allow_bookmarks,
+                },
+            )
+            .map_err(from_store)?;
+        // Slices from the same revision; with the current objects as the start, only their
+        // later changes (the Services' initial events carry the slices as they are).
+        let slice_stream = self
+            .store
+            .watch(
+                slices,
+                ns,
+                &podrun_store::WatchOptions {
+                    filter: filter(slices, None, None)?,
+                    resource_version: if from_now {
+                        Some(service_stream.revision().to_string())
+                    } else {
+                        options.resource_version.clone()
+                    },
+                    resource_version_match: None,
+                    send_initial_events: None,
+                    allow_bookmarks: false,
+                },
+            )
+            .map_err(from_store)?;
+        let me = self.clone();
+        let service_events =
+            futures::stream::unfold((service_stream, me.clone()), |(mut s, me)| async move {
+                let e = s.next_or_bookmark(BOOKMARK_EVERY).await?;
+                let event_type = event_type_of(e.kind);
+                let object = match event_type {
+                    EventType::Added | EventType::Modified => {
+                        let svc = e.object;
+                        let ns = svc
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        let name = name_of(&svc).to_owned();
+                        let found = me
+                            .blocking(move |b| b.slices_of(ns.as_deref(), &name))
+                            .await;
+                        let mut ep = crate::views::endpoints(&svc, &found.unwrap_or_default());
+                        ep["metadata"]["resourceVersion"] =
+                            svc["metadata"]["resourceVersion"].clone();
+                        ep
+                    }
+                    EventType::Deleted => crate::views::endpoints(&e.object, &[]),
+                    EventType::Bookmark => {
+                        let mut b = e.object;
+                        b["kind"] = json!("Endpoints");
+                        b
+                    }
+                    EventType::Error => e.object,
+                };
+                Some((WatchEvent { event_type, object }, (s, me)))
+            });
+        let label_selector = options.label_selector.clone();
+        let field_selector = options.field_selector.clone();
+        let slice_events = futures::stream::unfold((slice_stream, me), move |(mut s, me)| {
+            let (labels, fields) = (label_selector.clone(), field_selector.clone());
+            async move {
+                loop {
+                    let e = s.next().await?;
+                    if e.kind == podrun_store::EventType::Error {
+                        let event = WatchEvent {
+                            event_type: EventType::Error,
+                            object: e.object,
+                        };
+                        return Some((event, (s, me)));
+                    }
+                    let Some(service) = e
+                        .object
+                        .pointer(&format!(
+                            "/metadata/labels/{}",
+                            SERVICE_NAME_LABEL.replace('/', "~1")
+                        ))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    let ns = e
+                        .object
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let revision = resource_version(&e.object).unwrap_or_default();
+                    let (labels, fields) = (labels.clone(), fields.clone());
+                    let current = me
+                        .blocking(move |b| {
+                            // The Service as the watch selects it, and its slices now.
+                            let name_field = format!("metadata.name={service}");
+                            let fields = match fields.as_deref().filter(|f| !f.is_empty()) {
+                                Some(f) => format!("{f},{name_field}"),
+                                None => name_field,
+                            };
+                            let opts = podrun_store::ListOptions {
+                                filter: filter(
+                                    &ResourceType::SERVICES,
+                                    labels.as_deref(),
+                                    Some(&fields),
+                                )?,
+                                ..Default::default()
+                            };
+                            let svc = b
+                                .store
+                                .list(&ResourceType::SERVICES, ns.as_deref(), &opts)
+                                .map_err(from_store)?
+                                .items
+                                .into_iter()
+                                .next();
+                            match svc {
+                                Some(svc) => {
+                                    let found = b.slices_of(ns.as_deref(), &service)?;
+                                    Ok(Some(crate::views::endpoints(&svc, &found)))
+                                }
+                                None => Ok(None),
+                            }
+                        })
+                        .await;
+                    if let Ok(Some(mut ep)) = current {
+                        ep["metadata"]["resourceVersion"] = json!(revision);
+                        let event = WatchEvent {
+                            event_type: EventType::Modified,
+                            object: ep,
+                        };
+                        return Some((event, (s, me)));
+                    }
+                }
+            }
+        });
+        Ok(futures::stream::select(service_events, slice_events).boxed())
     }
 
     fn node(&self, name: &str, resource: &Resource) -> Result<Value, ApiError> {
@@ -999,9 +1174,7 @@ impl Backend for StoreBackend {
             let view = view_of(collection.resource);
             let rt = match view {
                 Some(View::EventsV1) => &ResourceType::EVENTS,
-                Some(View::Endpoints) => {
-                    return Err(ApiError::method_not_supported(collection.resource, "watch"));
-                }
+                Some(View::Endpoints) => return self.watch_endpoints(&collection, &options),
                 None => rt_of(collection.resource)?,
             };
             let opts = podrun_store::WatchOptions {
@@ -1021,13 +1194,7 @@ impl Backend for StoreBackend {
                 .map_err(from_store)?;
             let events = futures::stream::unfold(stream, move |mut s| async move {
                 let e = s.next_or_bookmark(BOOKMARK_EVERY).await?;
-                let event_type = match e.kind {
-                    podrun_store::EventType::Added => EventType::Added,
-                    podrun_store::EventType::Modified => EventType::Modified,
-                    podrun_store::EventType::Deleted => EventType::Deleted,
-                    podrun_store::EventType::Bookmark => EventType::Bookmark,
-                    podrun_store::EventType::Error => EventType::Error,
-                };
+                let event_type = event_type_of(e.kind);
                 let object = match (view, event_type) {
                     (
                         Some(View::EventsV1),
