@@ -45,6 +45,26 @@ pub struct StoreBackend {
     host_rootfs: admission::HostRootfs,
     log_dirs: Option<LogDirs>,
     nodes: Arc<Vec<Value>>,
+    cluster_ips: Option<Arc<dyn ClusterIps>>,
+}
+
+/// Where Services' cluster IPs come from when one allocator serves more than this store:
+/// `podrun server` hands out the node's host-wide ones, so that a `podrun run` on the
+/// same host (or state directory) never gets the address of a Service created through
+/// the API, nor the other way round. Without one, a Service gets the first address of
+/// the Service CIDR that no stored Service has.
+pub trait ClusterIps: Send + Sync {
+    /// Reserves a cluster IP for the Service (`namespace/name`): `requested` when it is
+    /// free (else 422 `… provided IP is already allocated`), the first free one when
+    /// `None`. Reserving again for the same Service gives its address back.
+    fn allocate(
+        &self,
+        namespace: &str,
+        name: &str,
+        requested: Option<std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr, String>;
+    /// Gives the Service's address back (a create that failed after reserving).
+    fn release(&self, namespace: &str, name: &str);
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -268,7 +288,14 @@ impl StoreBackend {
             host_rootfs: admission::HostRootfs::default(),
             log_dirs: None,
             nodes: Arc::new(Vec::new()),
+            cluster_ips: None,
         }
+    }
+
+    /// Services get their cluster IPs from `allocator` ([`ClusterIps`]).
+    pub fn with_cluster_ips(mut self, allocator: Arc<dyn ClusterIps>) -> StoreBackend {
+        self.cluster_ips = Some(allocator);
+        self
     }
 
     /// Host-filesystem mode for the pods and pod templates created through the API
@@ -570,8 +597,11 @@ impl StoreBackend {
             &stamp.uid,
             self.host_rootfs,
         )?;
-        if c.resource.plural == "services" && admission::needs_cluster_ip(&obj) {
-            self.allocate_cluster_ip(&mut obj)?;
+        // The reservation of a shared allocator, given back unless the create succeeds.
+        let mut reserved = None;
+        if c.resource.plural == "services" {
+            let ns = c.namespace.as_deref().unwrap_or("default");
+            reserved = self.allocate_cluster_ip(&mut obj, ns, options.dry_run)?;
         }
         if let Some(manager) = &options.field_manager {
             apply::record_update(
@@ -584,8 +614,23 @@ impl StoreBackend {
                 &now_string(),
             );
         }
-        if options.dry_run {
-            return self.dry_create(rt, c.namespace.as_deref(), obj, &stamp);
+        let result = self.store_create(c, rt, obj, &stamp, options.dry_run);
+        if let (Some((allocator, ns, name)), Err(_)) = (reserved, &result) {
+            allocator.release(&ns, &name);
+        }
+        result
+    }
+
+    fn store_create(
+        &self,
+        c: &CollectionRef,
+        rt: &'static ResourceType,
+        obj: Value,
+        stamp: &Stamp,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if dry_run {
+            return self.dry_create(rt, c.namespace.as_deref(), obj, stamp);
         }
         if c.resource.plural == "jobs" {
             // A Job's selector names the uid chosen here, so the store takes this stamp;
@@ -593,7 +638,7 @@ impl StoreBackend {
             let r = self
                 .store
                 .lock()
-                .create(rt, c.namespace.as_deref(), obj, &stamp);
+                .create(rt, c.namespace.as_deref(), obj, stamp);
             return r.map_err(from_store);
         }
         // Through the instance: its watches hear of it at once, and it compacts history.
@@ -602,9 +647,66 @@ impl StoreBackend {
             .map_err(from_store)
     }
 
-    /// Gives a Service the first free cluster IP of the Service CIDR, in `clusterIP` and
-    /// `clusterIPs`, with the single-stack IPv4 fields the API server sets with it.
-    fn allocate_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
+    /// Gives a Service that needs one a cluster IP, in `clusterIP` and `clusterIPs`, with
+    /// the single-stack IPv4 fields the API server sets with it: from the shared
+    /// allocator when there is one (which also reserves an address the Service asks for;
+    /// the reservation is returned so a failed create gives it back), else the first free
+    /// one of the Service CIDR among the stored Services.
+    #[allow(clippy::type_complexity)]
+    fn allocate_cluster_ip(
+        &self,
+        svc: &mut Value,
+        namespace: &str,
+        dry_run: bool,
+    ) -> Result<Option<(Arc<dyn ClusterIps>, String, String)>, ApiError> {
+        let needs = admission::needs_cluster_ip(svc);
+        let requested = svc
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok());
+        let allocator = match &self.cluster_ips {
+            Some(a) if !dry_run && (needs || requested.is_some()) => a.clone(),
+            _ if needs => {
+                self.first_free_cluster_ip(svc)?;
+                return Ok(None);
+            }
+            _ => return Ok(None),
+        };
+        let ns = namespace.to_owned();
+        let name = name_of(svc).to_owned();
+        let ip = allocator
+            .allocate(&ns, &name, requested)
+            .map_err(|message| {
+                let value = format!("[]string{{{:?}}}", requested.map(|r| r.to_string()).unwrap_or_default());
+                let field = "spec.clusterIPs";
+                let kind_name = name_of(svc);
+                ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: format!(
+                        "Service {kind_name:?} is invalid: {field}: Invalid value: {value}: {message}"
+                    ),
+                    details: Some(Box::new(StatusDetails {
+                        name: kind_name.to_owned(),
+                        kind: "Service".into(),
+                        causes: vec![StatusCause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!("Invalid value: {value}: {message}"),
+                            field: field.into(),
+                        }],
+                        ..Default::default()
+                    })),
+                }
+            })?;
+        let spec = &mut svc["spec"];
+        spec["clusterIP"] = json!(ip.to_string());
+        spec["clusterIPs"] = json!([ip.to_string()]);
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        Ok(Some((allocator, ns, name)))
+    }
+
+    fn first_free_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
         let list = self
             .store
             .list(

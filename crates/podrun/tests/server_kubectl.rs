@@ -294,8 +294,15 @@ fn normalise(text: &str) -> String {
             let end = rest.find(' ').unwrap_or(rest.len());
             let (word, tail) = rest.split_at(end);
             let w = word.trim_matches('"');
+            let cluster_ip = w
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.octets()[..2] == [198, 19]);
             let replaced = if is_uid(w) {
                 "<uid>".to_owned()
+            } else if cluster_ip {
+                // Cluster IPs come from the host-wide allocator: which one is free depends
+                // on the other podruns of the host.
+                "<cluster-ip>".to_owned()
             } else if is_age(w) {
                 "<age>".to_owned()
             } else if let Some(pos) = w.find("sleep-") {
@@ -888,5 +895,95 @@ fn watches_resume_across_sigkill_and_restart() {
         .expect("kubectl wait prints");
     assert_eq!(line, "configmap/target condition met");
     assert!(wait.wait(Duration::from_secs(10)).success());
+    server.stop();
+}
+
+#[test]
+fn cluster_ips_are_unique_across_the_server_and_other_podruns() {
+    use podrun_node::service::{ServiceConfig, Services};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: the host-wide ClusterIP lock and publication live in /run/podrun"
+    );
+    let podrun = Podrun::new();
+    let server = Server::start(&podrun);
+    // Another podrun on this host (as `podrun run` opens it, in its own state directory),
+    // allocating from the same Service CIDR.
+    let other_state = tempfile::tempdir().unwrap();
+    let other = Services::open(ServiceConfig {
+        apply_rules: false,
+        ..ServiceConfig::defaults(other_state.path()).unwrap()
+    })
+    .unwrap();
+    let other_create = |name: &str, ip: Option<&str>| -> Result<String, String> {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "peer"},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80}]},
+        }))
+        .unwrap();
+        other
+            .create(svc)
+            .map(|s| s.spec.unwrap().cluster_ip.unwrap())
+            .map_err(|e| e.to_string())
+    };
+    let mut ips = Vec::new();
+    for i in 0..4 {
+        let name = format!("s{i}");
+        server.ok(&["create", "service", "clusterip", &name, "--tcp=80:8080"]);
+        let ip = server.ok(&["get", "service", &name, "-o", "jsonpath={.spec.clusterIP}"]);
+        ips.push(("server", name, ip));
+        let name = format!("p{i}");
+        let ip = other_create(&name, None).unwrap();
+        ips.push(("other", name, ip));
+    }
+    let mut distinct: Vec<&String> = ips.iter().map(|(_, _, ip)| ip).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        ips.len(),
+        "an address handed out twice: {ips:?}"
+    );
+
+    // An address the other podrun holds is refused, as the API server refuses a taken one.
+    let held = &ips[1].2;
+    let manifest = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: taken\nspec:\n  clusterIP: {held}\n  ports:\n  - port: 80\n"
+    );
+    let out = server.kubectl(&["create", "-f", "-"], Some(&manifest));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            r#"The Service "taken" is invalid: spec.clusterIPs: Invalid value: []string{{"{held}"}}: failed to allocate IP {held}: provided IP is already allocated"#
+        )),
+        "{stderr}"
+    );
+    // One the server holds is refused to the other podrun.
+    let server_ip = &ips[0].2;
+    let refused = other_create("taken", Some(server_ip)).unwrap_err();
+    assert!(
+        refused.contains("provided IP is already allocated"),
+        "{refused}"
+    );
+
+    // A Service deleted through the API gives its address back: the other podrun can
+    // then have it.
+    server.ok(&["delete", "service", "s0"]);
+    let start = Instant::now();
+    loop {
+        match other_create("reuse", Some(server_ip)) {
+            Ok(ip) => {
+                assert_eq!(&ip, server_ip);
+                break;
+            }
+            Err(e) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{server_ip} never released: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    other.shutdown().unwrap();
     server.stop();
 }
