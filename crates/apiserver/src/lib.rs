@@ -3,7 +3,7 @@
 //! The pure parts are plain modules that take time as an argument and do no I/O:
 //! [`catalogue`] (every served kind), [`discovery`] (aggregated and legacy discovery,
 //! `/version`), [`openapi`] (the v3 index and per-group-version documents with the real
-//! schemas), [`patch`] (JSON, merge and strategic merge patches), [`table`] (`Table` output
+//! schemas), [`openapi_v2`] (the Swagger 2.0 document, JSON and protobuf), [`patch`] (JSON, merge and strategic merge patches), [`table`] (`Table` output
 //! as the API server's printers compute it), [`status`] (API `Status` errors),
 //! [`negotiate`] (content negotiation), [`protobuf`] (kubectl's protobuf request bodies)
 //! and [`router`] (request paths into verbs and resources). The driver parts are
@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod logs;
 pub mod negotiate;
 pub mod openapi;
+pub mod openapi_v2;
 pub mod patch;
 pub mod protobuf;
 pub mod router;

@@ -57,7 +57,8 @@ pub fn group_version_path(group: &str, version: &str) -> String {
     }
 }
 
-fn group_versions() -> Vec<(&'static str, &'static str)> {
+/// The served group-versions, in catalogue order.
+pub(crate) fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&'static str, &'static str)> = Vec::new();
     for r in RESOURCES {
         if !out.contains(&(r.gvk.group, r.gvk.version)) {

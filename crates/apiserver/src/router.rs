@@ -26,6 +26,8 @@ pub enum Route {
     },
     /// `GET /openapi/v3`.
     OpenApiIndex,
+    /// `GET /openapi/v2`.
+    OpenApiV2,
     /// `GET /openapi/v3/api/v1`, `/openapi/v3/apis/{group}/{version}`.
     OpenApiDocument {
         /// API group.
@@ -221,6 +223,7 @@ pub fn route(method: &http::Method, path: &str, query: &str) -> Result<Route, Ap
         ["healthz" | "livez" | "readyz"] => return get_only(Route::Health),
         ["api"] => return get_only(Route::CoreDiscovery),
         ["apis"] => return get_only(Route::GroupDiscovery),
+        ["openapi", "v2"] => return get_only(Route::OpenApiV2),
         ["openapi", "v3"] => return get_only(Route::OpenApiIndex),
         ["openapi", "v3", rest @ ..] => {
             let gv = rest.join("/");
@@ -400,7 +403,11 @@ mod tests {
         assert_eq!(route(&Method::POST, "/api", "").unwrap_err().code, 405);
         assert_eq!(route(&Method::GET, "/nope", "").unwrap_err().code, 404);
         assert_eq!(
-            route(&Method::GET, "/openapi/v2", "").unwrap_err().code,
+            route(&Method::GET, "/openapi/v2", "timeout=32s").unwrap(),
+            Route::OpenApiV2
+        );
+        assert_eq!(
+            route(&Method::GET, "/openapi/v1", "").unwrap_err().code,
             404
         );
     }

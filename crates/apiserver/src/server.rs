@@ -93,6 +93,39 @@ fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
     )
 }
 
+/// `GET /openapi/v2`: JSON or protobuf as `Accept` asks (406 for neither), with the
+/// document's `ETag`, and `304 Not Modified` when `If-None-Match` names it.
+fn openapi_v2_response(accept: Option<&str>, if_none_match: Option<&str>) -> Response<Body> {
+    use crate::openapi_v2::{self, Format};
+    let Some(format) = openapi_v2::negotiate(accept) else {
+        return error_response(&ApiError::not_acceptable(&[
+            "application/json",
+            openapi_v2::PROTOBUF_MEDIA_TYPE,
+        ]));
+    };
+    let served = openapi_v2::served();
+    let mut r = if openapi_v2::not_modified(if_none_match, &served.etag) {
+        let mut r = Response::new(full(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        match format {
+            Format::Json => respond(StatusCode::OK, "application/json", served.json.clone()),
+            Format::Protobuf => respond(
+                StatusCode::OK,
+                openapi_v2::PROTOBUF_CONTENT_TYPE,
+                served.protobuf.clone(),
+            ),
+        }
+    };
+    let headers = r.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&served.etag) {
+        headers.insert(header::ETAG, etag);
+    }
+    headers.insert(header::VARY, HeaderValue::from_static("Accept"));
+    r
+}
+
 /// The `Status` response for an error.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -520,10 +553,21 @@ impl<B: Backend> ApiServer<B> {
                 "application/json",
                 Bytes::from_static(openapi::index_bytes()),
             )),
+            Route::OpenApiV2 => {
+                let if_none_match = header_str(req.headers(), header::IF_NONE_MATCH);
+                Ok(openapi_v2_response(accept.as_deref(), if_none_match))
+            }
             Route::OpenApiDocument { group, version } => openapi::document_bytes(&group, &version)
                 .map(|d| respond(StatusCode::OK, "application/json", Bytes::from_static(d)))
                 .ok_or_else(not_found),
-            Route::Resource(rr) => self.resource(*rr, req, accept.as_deref()).await,
+            Route::Resource(rr) => {
+                let deprecated = deprecation_warning(rr.resource);
+                let mut r = self.resource(*rr, req, accept.as_deref()).await?;
+                if let Some(w) = deprecated {
+                    add_warnings(&mut r, &[w.to_owned()]);
+                }
+                Ok(r)
+            }
         }
     }
 
@@ -720,6 +764,12 @@ impl<B: Backend> ApiServer<B> {
         );
         Ok(r)
     }
+}
+
+/// The API server's warning for a deprecated kind, sent with every answer on it.
+fn deprecation_warning(resource: &crate::catalogue::Resource) -> Option<&'static str> {
+    (resource.gvk.group.is_empty() && resource.plural == "endpoints")
+        .then_some("v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice")
 }
 
 fn add_warnings(r: &mut Response<Body>, warnings: &[String]) {

@@ -45,6 +45,26 @@ pub struct StoreBackend {
     host_rootfs: admission::HostRootfs,
     log_dirs: Option<LogDirs>,
     nodes: Arc<Vec<Value>>,
+    cluster_ips: Option<Arc<dyn ClusterIps>>,
+}
+
+/// Where Services' cluster IPs come from when one allocator serves more than this store:
+/// `podrun server` hands out the node's host-wide ones, so that a `podrun run` on the
+/// same host (or state directory) never gets the address of a Service created through
+/// the API, nor the other way round. Without one, a Service gets the first address of
+/// the Service CIDR that no stored Service has.
+pub trait ClusterIps: Send + Sync {
+    /// Reserves a cluster IP for the Service (`namespace/name`): `requested` when it is
+    /// free (else 422 `… provided IP is already allocated`), the first free one when
+    /// `None`. Reserving again for the same Service gives its address back.
+    fn allocate(
+        &self,
+        namespace: &str,
+        name: &str,
+        requested: Option<std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr, String>;
+    /// Gives the Service's address back (a create that failed after reserving).
+    fn release(&self, namespace: &str, name: &str);
 }
 
 impl std::fmt::Debug for StoreBackend {
@@ -165,6 +185,16 @@ fn patch_error(e: PatchError) -> ApiError {
     }
 }
 
+fn event_type_of(kind: podrun_store::EventType) -> EventType {
+    match kind {
+        podrun_store::EventType::Added => EventType::Added,
+        podrun_store::EventType::Modified => EventType::Modified,
+        podrun_store::EventType::Deleted => EventType::Deleted,
+        podrun_store::EventType::Bookmark => EventType::Bookmark,
+        podrun_store::EventType::Error => EventType::Error,
+    }
+}
+
 fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -258,7 +288,14 @@ impl StoreBackend {
             host_rootfs: admission::HostRootfs::default(),
             log_dirs: None,
             nodes: Arc::new(Vec::new()),
+            cluster_ips: None,
         }
+    }
+
+    /// Services get their cluster IPs from `allocator` ([`ClusterIps`]).
+    pub fn with_cluster_ips(mut self, allocator: Arc<dyn ClusterIps>) -> StoreBackend {
+        self.cluster_ips = Some(allocator);
+        self
     }
 
     /// Host-filesystem mode for the pods and pod templates created through the API
@@ -341,6 +378,171 @@ impl StoreBackend {
         })
     }
 
+    /// A watch of the `Endpoints` view: the Services' events (their selectors, revision,
+    /// initial events and bookmarks) become the Endpoints' own, and an EndpointSlice's
+    /// change becomes a `MODIFIED` of its Service's Endpoints at the slice's revision,
+    /// as the endpoints controller writes an Endpoints object when its slices' pods
+    /// change. Both watches follow the same global revision, so a client resuming from
+    /// an Endpoints `resourceVersion` misses neither kind of change.
+    fn watch_endpoints(
+        &self,
+        collection: &CollectionRef,
+        options: &WatchOptions,
+    ) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        let services = &ResourceType::SERVICES;
+        let slices = &ResourceType::ENDPOINT_SLICES;
+        let ns = collection.namespace.as_deref();
+        let from_now = options
+            .resource_version
+            .as_deref()
+            .is_none_or(|rv| rv.is_empty() || rv == "0");
+        let service_stream = self
+            .store
+            .watch(
+                services,
+                ns,
+                &podrun_store::WatchOptions {
+                    filter: filter(
+                        services,
+                        options.label_selector.as_deref(),
+                        options.field_selector.as_deref(),
+                    )?,
+                    resource_version: options.resource_version.clone(),
+                    resource_version_match: options.resource_version_match.clone(),
+                    send_initial_events: options.send_initial_events,
+                    allow_bookmarks: options.allow_bookmarks,
+                },
+            )
+            .map_err(from_store)?;
+        // Slices from the same revision; with the current objects as the start, only their
+        // later changes (the Services' initial events carry the slices as they are).
+        let slice_stream = self
+            .store
+            .watch(
+                slices,
+                ns,
+                &podrun_store::WatchOptions {
+                    filter: filter(slices, None, None)?,
+                    resource_version: if from_now {
+                        Some(service_stream.revision().to_string())
+                    } else {
+                        options.resource_version.clone()
+                    },
+                    resource_version_match: None,
+                    send_initial_events: None,
+                    allow_bookmarks: false,
+                },
+            )
+            .map_err(from_store)?;
+        let me = self.clone();
+        let service_events =
+            futures::stream::unfold((service_stream, me.clone()), |(mut s, me)| async move {
+                let e = s.next_or_bookmark(BOOKMARK_EVERY).await?;
+                let event_type = event_type_of(e.kind);
+                let object = match event_type {
+                    EventType::Added | EventType::Modified => {
+                        let svc = e.object;
+                        let ns = svc
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned);
+                        let name = name_of(&svc).to_owned();
+                        let found = me
+                            .blocking(move |b| b.slices_of(ns.as_deref(), &name))
+                            .await;
+                        let mut ep = crate::views::endpoints(&svc, &found.unwrap_or_default());
+                        ep["metadata"]["resourceVersion"] =
+                            svc["metadata"]["resourceVersion"].clone();
+                        ep
+                    }
+                    EventType::Deleted => crate::views::endpoints(&e.object, &[]),
+                    EventType::Bookmark => {
+                        let mut b = e.object;
+                        b["kind"] = json!("Endpoints");
+                        b
+                    }
+                    EventType::Error => e.object,
+                };
+                Some((WatchEvent { event_type, object }, (s, me)))
+            });
+        let label_selector = options.label_selector.clone();
+        let field_selector = options.field_selector.clone();
+        let slice_events = futures::stream::unfold((slice_stream, me), move |(mut s, me)| {
+            let (labels, fields) = (label_selector.clone(), field_selector.clone());
+            async move {
+                loop {
+                    let e = s.next().await?;
+                    if e.kind == podrun_store::EventType::Error {
+                        let event = WatchEvent {
+                            event_type: EventType::Error,
+                            object: e.object,
+                        };
+                        return Some((event, (s, me)));
+                    }
+                    let Some(service) = e
+                        .object
+                        .pointer(&format!(
+                            "/metadata/labels/{}",
+                            SERVICE_NAME_LABEL.replace('/', "~1")
+                        ))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                    else {
+                        continue;
+                    };
+                    let ns = e
+                        .object
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    let revision = resource_version(&e.object).unwrap_or_default();
+                    let (labels, fields) = (labels.clone(), fields.clone());
+                    let current = me
+                        .blocking(move |b| {
+                            // The Service as the watch selects it, and its slices now.
+                            let name_field = format!("metadata.name={service}");
+                            let fields = match fields.as_deref().filter(|f| !f.is_empty()) {
+                                Some(f) => format!("{f},{name_field}"),
+                                None => name_field,
+                            };
+                            let opts = podrun_store::ListOptions {
+                                filter: filter(
+                                    &ResourceType::SERVICES,
+                                    labels.as_deref(),
+                                    Some(&fields),
+                                )?,
+                                ..Default::default()
+                            };
+                            let svc = b
+                                .store
+                                .list(&ResourceType::SERVICES, ns.as_deref(), &opts)
+                                .map_err(from_store)?
+                                .items
+                                .into_iter()
+                                .next();
+                            match svc {
+                                Some(svc) => {
+                                    let found = b.slices_of(ns.as_deref(), &service)?;
+                                    Ok(Some(crate::views::endpoints(&svc, &found)))
+                                }
+                                None => Ok(None),
+                            }
+                        })
+                        .await;
+                    if let Ok(Some(mut ep)) = current {
+                        ep["metadata"]["resourceVersion"] = json!(revision);
+                        let event = WatchEvent {
+                            event_type: EventType::Modified,
+                            object: ep,
+                        };
+                        return Some((event, (s, me)));
+                    }
+                }
+            }
+        });
+        Ok(futures::stream::select(service_events, slice_events).boxed())
+    }
+
     fn node(&self, name: &str, resource: &Resource) -> Result<Value, ApiError> {
         self.nodes
             .iter()
@@ -395,8 +597,11 @@ impl StoreBackend {
             &stamp.uid,
             self.host_rootfs,
         )?;
-        if c.resource.plural == "services" && admission::needs_cluster_ip(&obj) {
-            self.allocate_cluster_ip(&mut obj)?;
+        // The reservation of a shared allocator, given back unless the create succeeds.
+        let mut reserved = None;
+        if c.resource.plural == "services" {
+            let ns = c.namespace.as_deref().unwrap_or("default");
+            reserved = self.allocate_cluster_ip(&mut obj, ns, options.dry_run)?;
         }
         if let Some(manager) = &options.field_manager {
             apply::record_update(
@@ -409,8 +614,23 @@ impl StoreBackend {
                 &now_string(),
             );
         }
-        if options.dry_run {
-            return self.dry_create(rt, c.namespace.as_deref(), obj, &stamp);
+        let result = self.store_create(c, rt, obj, &stamp, options.dry_run);
+        if let (Some((allocator, ns, name)), Err(_)) = (reserved, &result) {
+            allocator.release(&ns, &name);
+        }
+        result
+    }
+
+    fn store_create(
+        &self,
+        c: &CollectionRef,
+        rt: &'static ResourceType,
+        obj: Value,
+        stamp: &Stamp,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
+        if dry_run {
+            return self.dry_create(rt, c.namespace.as_deref(), obj, stamp);
         }
         if c.resource.plural == "jobs" {
             // A Job's selector names the uid chosen here, so the store takes this stamp;
@@ -418,7 +638,7 @@ impl StoreBackend {
             let r = self
                 .store
                 .lock()
-                .create(rt, c.namespace.as_deref(), obj, &stamp);
+                .create(rt, c.namespace.as_deref(), obj, stamp);
             return r.map_err(from_store);
         }
         // Through the instance: its watches hear of it at once, and it compacts history.
@@ -427,9 +647,66 @@ impl StoreBackend {
             .map_err(from_store)
     }
 
-    /// Gives a Service the first free cluster IP of the Service CIDR, in `clusterIP` and
-    /// `clusterIPs`, with the single-stack IPv4 fields the API server sets with it.
-    fn allocate_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
+    /// Gives a Service that needs one a cluster IP, in `clusterIP` and `clusterIPs`, with
+    /// the single-stack IPv4 fields the API server sets with it: from the shared
+    /// allocator when there is one (which also reserves an address the Service asks for;
+    /// the reservation is returned so a failed create gives it back), else the first free
+    /// one of the Service CIDR among the stored Services.
+    #[allow(clippy::type_complexity)]
+    fn allocate_cluster_ip(
+        &self,
+        svc: &mut Value,
+        namespace: &str,
+        dry_run: bool,
+    ) -> Result<Option<(Arc<dyn ClusterIps>, String, String)>, ApiError> {
+        let needs = admission::needs_cluster_ip(svc);
+        let requested = svc
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<std::net::Ipv4Addr>().ok());
+        let allocator = match &self.cluster_ips {
+            Some(a) if !dry_run && (needs || requested.is_some()) => a.clone(),
+            _ if needs => {
+                self.first_free_cluster_ip(svc)?;
+                return Ok(None);
+            }
+            _ => return Ok(None),
+        };
+        let ns = namespace.to_owned();
+        let name = name_of(svc).to_owned();
+        let ip = allocator
+            .allocate(&ns, &name, requested)
+            .map_err(|message| {
+                let value = format!("[]string{{{:?}}}", requested.map(|r| r.to_string()).unwrap_or_default());
+                let field = "spec.clusterIPs";
+                let kind_name = name_of(svc);
+                ApiError {
+                    code: 422,
+                    reason: "Invalid",
+                    message: format!(
+                        "Service {kind_name:?} is invalid: {field}: Invalid value: {value}: {message}"
+                    ),
+                    details: Some(Box::new(StatusDetails {
+                        name: kind_name.to_owned(),
+                        kind: "Service".into(),
+                        causes: vec![StatusCause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!("Invalid value: {value}: {message}"),
+                            field: field.into(),
+                        }],
+                        ..Default::default()
+                    })),
+                }
+            })?;
+        let spec = &mut svc["spec"];
+        spec["clusterIP"] = json!(ip.to_string());
+        spec["clusterIPs"] = json!([ip.to_string()]);
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+        Ok(Some((allocator, ns, name)))
+    }
+
+    fn first_free_cluster_ip(&self, svc: &mut Value) -> Result<(), ApiError> {
         let list = self
             .store
             .list(
@@ -999,9 +1276,7 @@ impl Backend for StoreBackend {
             let view = view_of(collection.resource);
             let rt = match view {
                 Some(View::EventsV1) => &ResourceType::EVENTS,
-                Some(View::Endpoints) => {
-                    return Err(ApiError::method_not_supported(collection.resource, "watch"));
-                }
+                Some(View::Endpoints) => return self.watch_endpoints(&collection, &options),
                 None => rt_of(collection.resource)?,
             };
             let opts = podrun_store::WatchOptions {
@@ -1021,13 +1296,7 @@ impl Backend for StoreBackend {
                 .map_err(from_store)?;
             let events = futures::stream::unfold(stream, move |mut s| async move {
                 let e = s.next_or_bookmark(BOOKMARK_EVERY).await?;
-                let event_type = match e.kind {
-                    podrun_store::EventType::Added => EventType::Added,
-                    podrun_store::EventType::Modified => EventType::Modified,
-                    podrun_store::EventType::Deleted => EventType::Deleted,
-                    podrun_store::EventType::Bookmark => EventType::Bookmark,
-                    podrun_store::EventType::Error => EventType::Error,
-                };
+                let event_type = event_type_of(e.kind);
                 let object = match (view, event_type) {
                     (
                         Some(View::EventsV1),

@@ -42,9 +42,20 @@ pub fn event_v1(core: &Value) -> Value {
 }
 
 /// The `Endpoints` of a Service from its EndpointSlices (`kubernetes.io/service-name`):
-/// one subset per slice port set, ready and not-ready addresses apart.
+/// one subset per slice port set, ready and not-ready addresses apart. Its
+/// `resourceVersion` is the newest of the Service's and the slices'.
 pub fn endpoints(service: &Value, slices: &[Value]) -> Value {
     let meta = &service["metadata"];
+    let revision = std::iter::once(service)
+        .chain(slices)
+        .filter_map(|o| {
+            o.pointer("/metadata/resourceVersion")?
+                .as_str()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .map_or_else(|| meta["resourceVersion"].clone(), |r| json!(r.to_string()));
     let mut subsets = Vec::new();
     for slice in slices {
         let mut ready = Vec::new();
@@ -107,7 +118,7 @@ pub fn endpoints(service: &Value, slices: &[Value]) -> Value {
             "name": meta["name"],
             "namespace": meta["namespace"],
             "uid": meta["uid"],
-            "resourceVersion": meta["resourceVersion"],
+            "resourceVersion": revision,
             "creationTimestamp": meta["creationTimestamp"],
             "labels": labels,
         },

@@ -821,3 +821,69 @@ async fn delete_waits_through_a_watch_list() {
         "{seen:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_reads_the_openapi_v2_protobuf_document() {
+    let h = start(vec![]).await;
+    // `--output=plaintext-openapiv2` asks `/openapi/v2` in protobuf and finds the kind by
+    // the definitions' `x-kubernetes-group-version-kind`.
+    let out = kubectl(
+        &h.kubeconfig,
+        &[
+            "explain",
+            "pods.spec.containers",
+            "--output=plaintext-openapiv2",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("KIND:     Pod\nVERSION:  v1\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("RESOURCE: containers <[]Object>"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("   name\t<string> -required-"), "{stdout}");
+    assert!(stdout.contains("   restartPolicy\t<string>"), "{stdout}");
+
+    let out = kubectl(
+        &h.kubeconfig,
+        &[
+            "explain",
+            "deployments.spec.strategy.rollingUpdate",
+            "--output=plaintext-openapiv2",
+        ],
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.starts_with("KIND:     Deployment\nVERSION:  apps/v1\n"),
+        "{stdout}"
+    );
+    // IntOrString keeps its Swagger 2.0 shape.
+    assert!(stdout.contains("   maxSurge\t<string>"), "{stdout}");
+
+    let out = kubectl(
+        &h.kubeconfig,
+        &["explain", "jobs.spec.nope", "--output=plaintext-openapiv2"],
+    )
+    .await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("field \"nope\" does not exist"), "{stderr}");
+
+    // The JSON form, for clients that ask for it.
+    let creds = Credentials::load_or_create(h.state.path(), &[]).unwrap();
+    let (code, doc) = raw_get(&h, "/openapi/v2", Some(&format!("Bearer {}", creds.token))).await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["swagger"], "2.0");
+    assert_eq!(
+        doc["definitions"]["io.k8s.api.core.v1.Pod"]["x-kubernetes-group-version-kind"],
+        json!([{"group": "", "kind": "Pod", "version": "v1"}])
+    );
+    assert!(h.fixture.seen.lock().unwrap().is_empty());
+}

