@@ -280,6 +280,16 @@ pub(crate) async fn run_pod(
                         // Publish the deletion timestamp even if the status did not change.
                         last_status = None;
                     }
+                    Some(PodCommand::ExecTarget { container: wanted, reply }) => {
+                        let target = container_id(machine.pod(), &wanted)
+                            .and_then(|id| running.get(&id))
+                            .filter(|r| r.process.try_wait().is_none())
+                            .map(|r| crate::runtime::exec::ExecTarget {
+                                process: r.process.clone(),
+                                env: r.env.clone(),
+                            });
+                        let _ = reply.send(target);
+                    }
                     None => commands_open = false,
                 }
             }
@@ -886,6 +896,19 @@ fn container(pod: &Pod, id: ContainerId) -> &Container {
     };
     // Invariant: the machine only names containers of the spec it was built from.
     c.expect("container id from the machine exists in the pod spec")
+}
+
+/// The id of the container named `name` in the pod's spec.
+fn container_id(pod: &Pod, name: &str) -> Option<ContainerId> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(i) = spec.containers.iter().position(|c| c.name == name) {
+        return Some(ContainerId::Regular(i));
+    }
+    spec.init_containers
+        .as_ref()?
+        .iter()
+        .position(|c| c.name == name)
+        .map(ContainerId::Init)
 }
 
 fn truncate(mut s: String, max: usize) -> String {
