@@ -700,7 +700,7 @@ impl Worker<'_> {
             container_name: c.name.clone(),
             restart_count,
             argv,
-            env: env.clone(),
+            env,
             working_dir: c.working_dir.clone().map(PathBuf::from),
             mounts,
             log_path,
@@ -731,7 +731,9 @@ impl Worker<'_> {
         Ok(Running {
             restart_count,
             process: Arc::new(process),
-            env: Arc::new(env),
+            // The process's own environment (the image's included): exec probes, hooks
+            // and `kubectl exec` run with it, as the CRI runs them with the process spec.
+            env: Arc::new(launch.env),
             pid_file,
             cgroup: prepared.cgroup.map(Arc::new),
         })
