@@ -237,6 +237,8 @@ pub struct ExecOptions {
     pub stderr: bool,
     /// `tty`.
     pub tty: bool,
+    /// The client's terminal size (width, height) before the command starts, in TTY mode.
+    pub size: Option<(u16, u16)>,
 }
 
 /// A command started in a container for `pods/exec`. Dropping it (every part) kills the

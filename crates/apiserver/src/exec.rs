@@ -25,9 +25,9 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::backend::{Backend, ExecOptions, ExecProcess, ExecRequest, GetOptions, ObjectRef};
 use crate::router::{Query, ResourceRequest, parse_bool};
@@ -53,8 +53,8 @@ pub const RESIZE: u8 = 4;
 /// v5: the client closes one of its channels.
 pub const CLOSE: u8 = 255;
 
-/// How long a terminal client's first size is waited for once the command has ended.
-const FIRST_RESIZE: Duration = Duration::from_millis(300);
+/// How long a terminal client's first size is waited for before the command starts.
+const FIRST_RESIZE: Duration = Duration::from_secs(1);
 
 /// How long output is still read once the command has exited while something it started
 /// keeps its stdout or stderr open; each read starts the wait again.
@@ -214,7 +214,7 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 /// Answers a `pods/exec` request: checks, starts the command, upgrades to WebSocket and
 /// relays until the command has ended (or the client has gone).
 pub async fn serve<B: Backend>(
-    backend: &B,
+    backend: std::sync::Arc<B>,
     rr: &ResourceRequest,
     mut req: Request<Incoming>,
 ) -> Result<Response<crate::server::Body>, ApiError> {
@@ -255,21 +255,19 @@ pub async fn serve<B: Backend>(
         ));
     };
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let command = options.command.clone();
-    let tty = options.tty;
-    let process = backend
-        .exec(pod, container, ExecRequest::Start(options))
-        .await?
-        .ok_or_else(|| ApiError::internal("the node started no command"))?;
+    // Errors the node answers at once (the container has ended) come before the upgrade;
+    // the command starts after it, once a terminal client has sent its size.
+    backend
+        .exec(pod.clone(), container.clone(), ExecRequest::Check)
+        .await?;
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(io) => {
                 let ws =
                     WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
-                relay(ws, protocol, &command, tty, process).await;
+                start_and_relay(ws, protocol, &*backend, pod, container, options).await;
             }
-            // The command is killed with `process`.
             Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
         }
     });
@@ -289,18 +287,66 @@ pub async fn serve<B: Backend>(
     Ok(r)
 }
 
+/// Starts the command — in TTY mode with the client's terminal size, which a terminal
+/// client sends first (waited for up to [`FIRST_RESIZE`]) — and relays.
+async fn start_and_relay<S, B: Backend>(
+    ws: WebSocketStream<S>,
+    protocol: &str,
+    backend: &B,
+    pod: Value,
+    container: String,
+    mut options: ExecOptions,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (sink, mut incoming) = ws.split();
+    let mut early = Vec::new();
+    if options.tty {
+        let first_size = async {
+            while let Some(Ok(msg)) = incoming.next().await {
+                if let Message::Binary(data) = &msg
+                    && let Ok(Inbound::Resize { width, height }) = decode(protocol, data)
+                {
+                    return Some((width, height));
+                }
+                if msg.is_close() {
+                    return None;
+                }
+                early.push(msg);
+            }
+            None
+        };
+        options.size = tokio::time::timeout(FIRST_RESIZE, first_size)
+            .await
+            .ok()
+            .flatten();
+    }
+    let command = options.command.clone();
+    let process = match backend
+        .exec(pod, container, ExecRequest::Start(options))
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => ExecProcess::failed("the node started no command".into()),
+        Err(e) => ExecProcess::failed(e.message),
+    };
+    let incoming = futures::stream::iter(early.into_iter().map(Ok)).chain(incoming);
+    relay(sink, incoming, protocol, &command, process).await;
+}
+
 /// Relays between the client and the command until the command has ended and its output
 /// is read, then sends the `Status` and closes. Returns early, killing the command, when
 /// the client goes.
 async fn relay<S>(
-    ws: WebSocketStream<S>,
+    mut sink: futures::stream::SplitSink<WebSocketStream<S>, Message>,
+    incoming: impl futures::Stream<Item = Result<Message, WsError>>,
     protocol: &str,
     command: &[String],
-    tty: bool,
     process: ExecProcess,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let mut incoming = std::pin::pin!(incoming);
     let ExecProcess {
         stdin,
         mut stdout,
@@ -308,7 +354,6 @@ async fn relay<S>(
         resize,
         mut exit,
     } = process;
-    let (mut sink, mut incoming) = ws.split();
     // An empty message on the first channel the client reads tells it the streams are
     // open, as the kubelet does.
     let first = if stdout.is_some() {
@@ -344,12 +389,9 @@ async fn relay<S>(
     let mut out_buf = vec![0u8; 32 * 1024];
     let mut err_buf = vec![0u8; 32 * 1024];
     let mut code: Option<Result<i32, String>> = None;
-    // A terminal client sends its size as soon as the streams are open; a command that
-    // ends at once must not close the connection under that first message.
-    let mut resized = !tty;
     let mut drain = Box::pin(tokio::time::sleep(Duration::MAX));
     loop {
-        if code.is_some() && stdout.is_none() && stderr.is_none() && resized {
+        if code.is_some() && stdout.is_none() && stderr.is_none() {
             break;
         }
         tokio::select! {
@@ -360,10 +402,7 @@ async fn relay<S>(
                             let _ = tx.send(data);
                         }
                     }
-                    Ok(Inbound::Resize { width, height }) => {
-                        resized = true;
-                        resize(width, height);
-                    }
+                    Ok(Inbound::Resize { width, height }) => resize(width, height),
                     Ok(Inbound::Close(STDIN)) => stdin_tx = None,
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "exec: bad message from the client"),
@@ -389,8 +428,7 @@ async fn relay<S>(
             }
             c = &mut exit, if code.is_none() => {
                 code = Some(c);
-                let wait = if resized { DRAIN_IDLE } else { DRAIN_IDLE.max(FIRST_RESIZE) };
-                drain.as_mut().reset(tokio::time::Instant::now() + wait);
+                drain.as_mut().reset(tokio::time::Instant::now() + DRAIN_IDLE);
             }
             () = &mut drain, if code.is_some() => break,
         }

@@ -571,7 +571,7 @@ impl<B: Backend> ApiServer<B> {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 Ok(r)
             }
-            (_, Some("exec")) => crate::exec::serve(&*self.backend, &rr, req).await,
+            (_, Some("exec")) => crate::exec::serve(self.backend.clone(), &rr, req).await,
             (Verb::Get, _) => {
                 let output = negotiate::output(accept, false)?;
                 let options = GetOptions {

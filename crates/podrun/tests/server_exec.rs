@@ -179,6 +179,10 @@ metadata:
   name: shell
 spec:
   terminationGracePeriodSeconds: 0
+  initContainers:
+  - name: setup
+    image: busybox
+    command: ["true"]
   containers:
   - name: main
     image: busybox
@@ -258,7 +262,7 @@ fn kubectl_exec_runs_commands_in_the_container() {
     assert!(out.status.success());
     assert_eq!(
         text(&out.stderr),
-        "Defaulted container \"main\" out of: main, side\n"
+        "Defaulted container \"main\" out of: main, side, setup (init)\n"
     );
 
     // A container the pod does not have: kubectl's own check.
@@ -266,7 +270,15 @@ fn kubectl_exec_runs_commands_in_the_container() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        "error: container nope is not valid for pod shell out of: main, side\n"
+        "error: container nope is not valid for pod shell out of: main, side, setup (init)\n"
+    );
+
+    // A container that has ended: the kubelet's error, through kubectl's fallback.
+    let out = server.kubectl(&["exec", "shell", "-c", "setup", "--", "true"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: unable to upgrade connection: container not found (\"setup\")\n"
     );
 
     // A command the container does not have: the error channel's InternalError.

@@ -150,12 +150,15 @@ fn exec_hook(node: Node) -> podrun_apiserver::store_backend::ExecHook {
                 stderr: options.stderr,
                 tty: options.tty,
             };
+            let size = options
+                .size
+                .map(|(width, height)| TerminalSize { width, height });
             let started = exec_session(
                 &target.process,
                 &options.command,
                 &target.env,
                 streams,
-                None,
+                size,
             )
             .await;
             let mut session = match started {
