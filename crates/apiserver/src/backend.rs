@@ -222,6 +222,74 @@ pub struct LogOptions {
     pub stream: Option<String>,
 }
 
+/// Options of a `pods/exec` request (`PodExecOptions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// `container`; the only container when left out.
+    pub container: Option<String>,
+    /// `command`, in order.
+    pub command: Vec<String>,
+    /// `stdin`.
+    pub stdin: bool,
+    /// `stdout`.
+    pub stdout: bool,
+    /// `stderr` (false with `tty`: the terminal carries both).
+    pub stderr: bool,
+    /// `tty`.
+    pub tty: bool,
+    /// The client's terminal size (width, height) before the command starts, in TTY mode.
+    pub size: Option<(u16, u16)>,
+}
+
+/// A command started in a container for `pods/exec`. Dropping it (every part) kills the
+/// command if it still runs.
+pub struct ExecProcess {
+    /// Writes the command's stdin; dropped to close it.
+    pub stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    /// Reads the command's stdout (with `tty`: the terminal's output).
+    pub stdout: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>,
+    /// Reads the command's stderr.
+    pub stderr: Option<std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>>,
+    /// Sets the terminal size (width, height) in TTY mode.
+    pub resize: Box<dyn Fn(u16, u16) + Send + Sync>,
+    /// The command's exit code (`128 + n` when signal `n` ended it), or why it could not
+    /// be started (the error channel then carries an `InternalError`).
+    pub exit: BoxFuture<'static, Result<i32, String>>,
+}
+
+impl ExecProcess {
+    /// A command that could not be started, for `why`.
+    pub fn failed(why: String) -> ExecProcess {
+        ExecProcess {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            resize: Box::new(|_, _| {}),
+            exit: Box::pin(async move { Err(why) }),
+        }
+    }
+}
+
+/// What a `pods/exec` request asks of the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecRequest {
+    /// Only whether the container runs there (answering a request that cannot be
+    /// upgraded with the same error an upgradable one would get).
+    Check,
+    /// Start the command.
+    Start(ExecOptions),
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess")
+            .field("stdin", &self.stdin.is_some())
+            .field("stdout", &self.stdout.is_some())
+            .field("stderr", &self.stderr.is_some())
+            .finish()
+    }
+}
+
 /// Objects as the API server stores them. Every method answers or fails with a `Status`.
 pub trait Backend: Send + Sync + 'static {
     /// GET one object (or its `status`/`scale` subresource).
@@ -285,6 +353,26 @@ pub trait Backend: Send + Sync + 'static {
         pod: ObjectRef,
         options: LogOptions,
     ) -> BoxFuture<'_, Result<BoxStream<'static, Bytes>, ApiError>>;
+
+    /// `pods/exec`: finds container `container` of `pod` (the object as stored, already
+    /// checked by [`crate::exec::select`]) running on the node and, for
+    /// [`ExecRequest::Start`], starts the command there (`None` for a check). An error is
+    /// what the node answered (`container not found ("c")`); a command that cannot be
+    /// started is an [`ExecProcess::failed`]. Without a node there is nothing to run the
+    /// command on.
+    fn exec(
+        &self,
+        pod: Value,
+        container: String,
+        request: ExecRequest,
+    ) -> BoxFuture<'_, Result<Option<ExecProcess>, ApiError>> {
+        let _ = (pod, container, request);
+        Box::pin(async {
+            Err(ApiError::bad_request(
+                "exec needs a node to run the command on, and this server has none",
+            ))
+        })
+    }
 }
 
 /// How long a watch lasts when the client names no `timeoutSeconds`: a random time

@@ -16,6 +16,7 @@ pub mod apply;
 pub mod backend;
 pub mod catalogue;
 pub mod discovery;
+pub mod exec;
 pub mod logs;
 pub mod negotiate;
 pub mod openapi;

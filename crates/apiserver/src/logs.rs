@@ -30,16 +30,17 @@ fn names(list: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The container and the restart count whose log to read, or the API server's (and the
-/// kubelet's) error for this pod and options.
-pub fn select(pod: &Value, options: &LogOptions) -> Result<(String, i64), ApiError> {
+/// The container a `log` or `exec` request names (or the pod's only container), or the
+/// API server's error: an unknown name, a missing name in a pod of several containers, a
+/// pod bound to no node.
+pub fn container(pod: &Value, requested: Option<&str>) -> Result<String, ApiError> {
     let pod_name = pod
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("");
     let containers = names(pod.pointer("/spec/containers"));
     let init = names(pod.pointer("/spec/initContainers"));
-    let container = match options.container.as_deref().filter(|c| !c.is_empty()) {
+    let container = match requested.filter(|c| !c.is_empty()) {
         Some(c) => {
             if !containers.iter().chain(&init).any(|n| n == c) {
                 return Err(ApiError::bad_request(format!(
@@ -72,6 +73,17 @@ pub fn select(pod: &Value, options: &LogOptions) -> Result<(String, i64), ApiErr
             "pod {pod_name} does not have a host assigned"
         )));
     }
+    Ok(container)
+}
+
+/// The container and the restart count whose log to read, or the API server's (and the
+/// kubelet's) error for this pod and options.
+pub fn select(pod: &Value, options: &LogOptions) -> Result<(String, i64), ApiError> {
+    let container = container(pod, options.container.as_deref())?;
+    let pod_name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let status = ["/status/containerStatuses", "/status/initContainerStatuses"]
         .iter()
         .filter_map(|p| pod.pointer(p).and_then(Value::as_array))

@@ -592,7 +592,6 @@ impl<B: Backend> ApiServer<B> {
         let now = wall_clock();
         let list = matches!(rr.verb, Verb::List | Verb::Watch | Verb::DeleteCollection);
         let content_type = header_str(req.headers(), header::CONTENT_TYPE).map(str::to_owned);
-        let upgrade = req.headers().contains_key(header::UPGRADE);
         let sub = rr.subresource.map(|s| s.name);
         let object_ref = |rr: &ResourceRequest| ObjectRef {
             resource: rr.resource,
@@ -616,11 +615,7 @@ impl<B: Backend> ApiServer<B> {
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
                 Ok(r)
             }
-            (_, Some("exec")) => Err(ApiError::bad_request(if upgrade {
-                "exec needs the node's streaming endpoint, which this server has not been given"
-            } else {
-                "Upgrade request required"
-            })),
+            (_, Some("exec")) => crate::exec::serve(self.backend.clone(), &rr, req).await,
             (Verb::Get, _) => {
                 let output = negotiate::output(accept, false)?;
                 let options = GetOptions {

@@ -37,6 +37,14 @@ const PATCH_ATTEMPTS: usize = 5;
 /// Where the node keeps a pod's container logs: `<dir>/<container>/<restart>.log`.
 pub type LogDirs = Arc<dyn Fn(&Value) -> Option<PathBuf> + Send + Sync>;
 
+/// `pods/exec` on the node that runs the pod: the pod (as stored), the container and the
+/// request (see [`Backend::exec`]); an error is the node's text.
+pub type ExecHook = Arc<
+    dyn Fn(Value, String, ExecRequest) -> BoxFuture<'static, Result<Option<ExecProcess>, String>>
+        + Send
+        + Sync,
+>;
+
 /// The store as the API server's backend.
 #[derive(Clone)]
 pub struct StoreBackend {
@@ -44,6 +52,7 @@ pub struct StoreBackend {
     mesh: Arc<MeshConfig>,
     host_rootfs: admission::HostRootfs,
     log_dirs: Option<LogDirs>,
+    exec: Option<ExecHook>,
     nodes: Arc<Vec<Value>>,
     cluster_ips: Option<Arc<dyn ClusterIps>>,
 }
@@ -287,6 +296,7 @@ impl StoreBackend {
             mesh: Arc::new(mesh),
             host_rootfs: admission::HostRootfs::default(),
             log_dirs: None,
+            exec: None,
             nodes: Arc::new(Vec::new()),
             cluster_ips: None,
         }
@@ -554,6 +564,12 @@ impl StoreBackend {
     /// Where `pods/log` finds a pod's container logs.
     pub fn with_log_dirs(mut self, dirs: LogDirs) -> StoreBackend {
         self.log_dirs = Some(dirs);
+        self
+    }
+
+    /// How `pods/exec` starts commands on the node.
+    pub fn with_exec(mut self, exec: ExecHook) -> StoreBackend {
+        self.exec = Some(exec);
         self
     }
 
@@ -1333,6 +1349,26 @@ impl Backend for StoreBackend {
                 )
                 .await?;
             crate::logs::stream(&obj, dirs.as_ref().and_then(|d| d(&obj)), &options).await
+        }
+        .boxed()
+    }
+
+    fn exec(
+        &self,
+        pod: Value,
+        container: String,
+        request: ExecRequest,
+    ) -> BoxFuture<'_, Result<Option<ExecProcess>, ApiError>> {
+        let hook = self.exec.clone();
+        async move {
+            let Some(hook) = hook else {
+                return Err(ApiError::bad_request(
+                    "exec needs a node to run the command on, and this server has none",
+                ));
+            };
+            hook(pod, container, request)
+                .await
+                .map_err(ApiError::bad_request)
         }
         .boxed()
     }

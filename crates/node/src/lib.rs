@@ -101,7 +101,14 @@ pub enum NodeEvent {
 /// Commands to a pod worker.
 #[derive(Debug)]
 pub(crate) enum PodCommand {
-    Delete { grace_period_seconds: Option<i64> },
+    Delete {
+        grace_period_seconds: Option<i64>,
+    },
+    /// The running instance of a container, for `exec`.
+    ExecTarget {
+        container: String,
+        reply: tokio::sync::oneshot::Sender<Option<runtime::exec::ExecTarget>>,
+    },
 }
 
 /// A pod worker this node runs.
@@ -421,6 +428,35 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .is_some_and(|w| w.uid == uid)
+    }
+
+    /// The running instance of container `container` of the pod `namespace/name` with uid
+    /// `uid`, for [`runtime::exec::exec_session`]. The error is the kubelet's text:
+    /// `container not found ("c")` when this node runs no such container instance now.
+    pub async fn exec_target(
+        &self,
+        pod: (&str, &str, &str),
+        container: &str,
+    ) -> Result<runtime::exec::ExecTarget, String> {
+        let (namespace, name, uid) = pod;
+        let not_found = || format!("container not found ({container:?})");
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        {
+            let pods = self.shared.pods.lock().unwrap_or_else(|e| e.into_inner());
+            match pods.get(&ObjectKey::new(namespace, name)) {
+                Some(w) if w.uid == uid => {
+                    let asked = w.tx.send(PodCommand::ExecTarget {
+                        container: container.to_owned(),
+                        reply,
+                    });
+                    if asked.is_err() {
+                        return Err(not_found());
+                    }
+                }
+                _ => return Err(not_found()),
+            }
+        }
+        answer.await.ok().flatten().ok_or_else(not_found)
     }
 
     /// Tells a pod's worker to terminate, once. Returns false if this node does not run

@@ -280,6 +280,16 @@ pub(crate) async fn run_pod(
                         // Publish the deletion timestamp even if the status did not change.
                         last_status = None;
                     }
+                    Some(PodCommand::ExecTarget { container: wanted, reply }) => {
+                        let target = container_id(machine.pod(), &wanted)
+                            .and_then(|id| running.get(&id))
+                            .filter(|r| r.process.try_wait().is_none())
+                            .map(|r| crate::runtime::exec::ExecTarget {
+                                process: r.process.clone(),
+                                env: r.env.clone(),
+                            });
+                        let _ = reply.send(target);
+                    }
                     None => commands_open = false,
                 }
             }
@@ -690,7 +700,7 @@ impl Worker<'_> {
             container_name: c.name.clone(),
             restart_count,
             argv,
-            env: env.clone(),
+            env,
             working_dir: c.working_dir.clone().map(PathBuf::from),
             mounts,
             log_path,
@@ -721,7 +731,9 @@ impl Worker<'_> {
         Ok(Running {
             restart_count,
             process: Arc::new(process),
-            env: Arc::new(env),
+            // The process's own environment (the image's included): exec probes, hooks
+            // and `kubectl exec` run with it, as the CRI runs them with the process spec.
+            env: Arc::new(launch.env),
             pid_file,
             cgroup: prepared.cgroup.map(Arc::new),
         })
@@ -886,6 +898,19 @@ fn container(pod: &Pod, id: ContainerId) -> &Container {
     };
     // Invariant: the machine only names containers of the spec it was built from.
     c.expect("container id from the machine exists in the pod spec")
+}
+
+/// The id of the container named `name` in the pod's spec.
+fn container_id(pod: &Pod, name: &str) -> Option<ContainerId> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(i) = spec.containers.iter().position(|c| c.name == name) {
+        return Some(ContainerId::Regular(i));
+    }
+    spec.init_containers
+        .as_ref()?
+        .iter()
+        .position(|c| c.name == name)
+        .map(ContainerId::Init)
 }
 
 fn truncate(mut s: String, max: usize) -> String {

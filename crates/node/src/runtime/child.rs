@@ -100,6 +100,8 @@ pub(crate) struct ChildPlan {
     pub cgroup_procs: Vec<OwnedFd>,
     /// Credentials, capabilities and `no_new_privs` applied after the mounts, before exec.
     pub security: Option<ChildSecurity>,
+    /// fd 0 is a terminal to make the controlling terminal of the new session.
+    pub controlling_terminal: bool,
 }
 
 /// The security settings in raw form (see `crate::security::SecurityPlan`).
@@ -414,6 +416,9 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             }
         }
         if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            fail(args, Stage::Stdio);
+        }
+        if plan.controlling_terminal && libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
             fail(args, Stage::Stdio);
         }
         if let Some(sec) = &plan.security

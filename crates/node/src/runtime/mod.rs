@@ -11,6 +11,7 @@
 //! Exits are learnt from the pidfd becoming readable; output goes to a CRI-format log file.
 
 mod child;
+pub mod exec;
 pub mod image_root;
 pub mod images;
 pub mod log;
@@ -600,65 +601,9 @@ pub async fn exec_in(
     }
     let (out_r, out_w) = pipe_pair()?;
     let devnull = open_devnull()?;
-    let setns = container
-        .isolated
-        .then_some((container.pidfd(), container.ns_flags));
-    let mut plan = build_plan(
-        argv,
-        env,
-        container.working_dir.as_deref(),
-        [devnull.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()],
-        Vec::new(),
-        None,
-        setns,
-    )?;
-    plan.security = container.exec_security.clone();
-    // A cgroup already removed (the container is ending) just leaves the command outside.
-    plan.cgroup_procs = open_cgroup_procs(&container.exec_cgroup).unwrap_or_default();
-    let argv0 = argv.first().cloned().unwrap_or_default();
-    let cloned = child::run_on_spawner(move || child::clone_child(&plan, 0))
-        .and_then(|r| r)
-        .map_err(|e| setup("clone", e))?;
+    let stdio = [devnull.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()];
+    let proc = exec::spawn_in(container, argv, env, stdio, false)?;
     drop((out_w, devnull));
-    let (pidfd, pid) = if container.isolated {
-        // `cloned` is the intermediate that joined the namespaces; it has exited.
-        reap_failed(&cloned.pidfd);
-        let inner = cloned.report.inner_pid;
-        if cloned.report.stage != Stage::None {
-            if inner > 0 {
-                reap_pid(inner);
-            }
-            if cloned.report.stage == Stage::Setns && cloned.report.errno == libc::ESRCH {
-                return Err(ExecError::NotRunning);
-            }
-            return Err(report_error(
-                &cloned.report,
-                &argv0,
-                container.working_dir.as_deref(),
-                &[],
-            )
-            .into());
-        }
-        let fd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(inner).ok_or_else(|| setup_err("exec", "no pid"))?,
-            rustix::process::PidfdFlags::empty(),
-        )
-        .map_err(|e| setup("pidfd_open", e.into()))?;
-        (fd, inner)
-    } else {
-        if cloned.report.stage != Stage::None {
-            reap_failed(&cloned.pidfd);
-            return Err(report_error(
-                &cloned.report,
-                &argv0,
-                container.working_dir.as_deref(),
-                &[],
-            )
-            .into());
-        }
-        (cloned.pidfd, cloned.pid)
-    };
-    let proc = ProcessHandle::watch(pid as u32, pidfd).map_err(|e| setup("watch pidfd", e))?;
     let guard = KillOnDrop(Some(proc.clone()));
     let mut rx = pipe::Receiver::from_owned_fd(out_r).map_err(|e| setup("output pipe", e))?;
 
@@ -914,6 +859,7 @@ fn build_plan(
         join: Vec::new(),
         cgroup_procs: Vec::new(),
         security: None,
+        controlling_terminal: false,
     })
 }
 

@@ -99,6 +99,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
                 all: args.host_rootfs,
             })
             .with_log_dirs(log_dirs)
+            .with_exec(exec_hook(node.clone()))
             .with_nodes(vec![this_node()]);
         let bound = bind(&state, args.listen)
             .await
@@ -256,6 +257,65 @@ impl podrun_apiserver::store_backend::ClusterIps for NodeClusterIps {
             eprintln!("podrun server: releasing the cluster IP of {namespace}/{name}: {e}");
         }
     }
+}
+
+/// `pods/exec`: the command runs in the pod's container on this server's node.
+fn exec_hook(node: Node) -> podrun_apiserver::store_backend::ExecHook {
+    use podrun_apiserver::backend::{ExecProcess, ExecRequest};
+    use podrun_node::runtime::exec::{ExecStreams, TerminalSize, exec_session};
+    Arc::new(move |pod: Value, container: String, request: ExecRequest| {
+        let node = node.clone();
+        Box::pin(async move {
+            let meta = &pod["metadata"];
+            let field = |k: &str| meta[k].as_str().unwrap_or_default().to_owned();
+            let (ns, name, uid) = (field("namespace"), field("name"), field("uid"));
+            let target = node.exec_target((&ns, &name, &uid), &container).await?;
+            let ExecRequest::Start(options) = request else {
+                return Ok(None);
+            };
+            let streams = ExecStreams {
+                stdin: options.stdin,
+                stdout: options.stdout,
+                stderr: options.stderr,
+                tty: options.tty,
+            };
+            let size = options
+                .size
+                .map(|(width, height)| TerminalSize { width, height });
+            let started = exec_session(
+                &target.process,
+                &options.command,
+                &target.env,
+                streams,
+                size,
+            )
+            .await;
+            let mut session = match started {
+                Ok(s) => s,
+                Err(podrun_node::runtime::ExecError::NotRunning) => {
+                    return Err(format!("container not found ({container:?})"));
+                }
+                Err(e) => return Ok(Some(ExecProcess::failed(e.to_string()))),
+            };
+            type Reader = std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>;
+            type Writer = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+            let stdin = session.stdin.take().map(|w| Box::pin(w) as Writer);
+            let stdout = session.stdout.take().map(|r| Box::pin(r) as Reader);
+            let stderr = session.stderr.take().map(|r| Box::pin(r) as Reader);
+            // The command lives as long as both the resizer and the exit future.
+            let session = Arc::new(session);
+            let resizer = session.clone();
+            Ok(Some(ExecProcess {
+                stdin,
+                stdout,
+                stderr,
+                resize: Box::new(move |width, height| {
+                    let _ = resizer.resize(TerminalSize { width, height });
+                }),
+                exit: Box::pin(async move { Ok(session.wait().await.exit_code) }),
+            }))
+        })
+    })
 }
 
 async fn shutdown() {
