@@ -5,7 +5,9 @@
 //! Time is an argument ([`Instant`]s the caller reads); nothing here reads a clock or does I/O.
 //! The node asks [`ImagePuller::handle_start`] whether it may call `ensure_image` at all (not
 //! while the image is in back-off), then reports the result to
-//! [`ImagePuller::handle_result`], and records the Events and waiting state it is given.
+//! [`ImagePuller::handle_result`], and records the Events and waiting state it is given. When
+//! `ensure_image` goes to the network, the node records [`ImagePuller::pulling`] before the pull
+//! starts.
 //!
 //! Back-off follows the kubelet (`imageBackOffPeriod` 10 s, `MaxImageBackOff` 300 s, client-go's
 //! `flowcontrol.Backoff` without jitter): after a failure the key is in back-off for 10 s, the
@@ -116,6 +118,19 @@ pub struct ImagePuller {
     back_off: HashMap<String, BackOffEntry>,
 }
 
+/// The kubelet's `FailedToRetrieveImagePullSecret` Warning about the pod, when some of the
+/// `imagePullSecrets` it names do not exist (the pull goes on without them).
+pub fn missing_pull_secrets(names: &[String]) -> ImageEvent {
+    ImageEvent::warning(
+        "FailedToRetrieveImagePullSecret",
+        format!(
+            "Unable to retrieve some image pull secrets ({}); attempting to pull the image may \
+             not succeed.",
+            names.join(", ")
+        ),
+    )
+}
+
 /// The back-off key of a container's image: `<pod UID>_<spec image>`.
 pub fn back_off_key(pod_uid: &str, spec: &str) -> String {
     format!("{pod_uid}_{spec}")
@@ -163,6 +178,11 @@ impl ImagePuller {
         }
     }
 
+    /// The `Pulling` Event, recorded when a pull starts (before [`Self::handle_result`]).
+    pub fn pulling(spec: &str) -> ImageEvent {
+        ImageEvent::normal("Pulling", format!("Pulling image {spec:?}"))
+    }
+
     /// The result of `ensure_image(spec, …)` at `now`: events, the waiting state, and the
     /// back-off stepped for a failed pull. `size` is the image's size for the `Pulled` message.
     pub fn handle_result(
@@ -177,10 +197,10 @@ impl ImagePuller {
             Ok(image) => EnsureOutcome {
                 failure: None,
                 events: match image.pulled_in {
-                    Some(times) => vec![
-                        ImageEvent::normal("Pulling", format!("Pulling image {spec:?}")),
-                        ImageEvent::normal("Pulled", pulled_message(spec, times, size)),
-                    ],
+                    Some(times) => vec![ImageEvent::normal(
+                        "Pulled",
+                        pulled_message(spec, times, size),
+                    )],
                     None => vec![ImageEvent::normal(
                         "Pulled",
                         format!(
@@ -213,7 +233,6 @@ impl ImagePuller {
                 };
                 self.step(key, failure, now);
                 vec![
-                    ImageEvent::normal("Pulling", format!("Pulling image {spec:?}")),
                     ImageEvent::warning(
                         "Failed",
                         format!("Failed to pull image {spec:?}: {message}"),
