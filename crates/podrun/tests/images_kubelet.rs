@@ -1,7 +1,8 @@
 //! The kubelet's image behaviour around pods run from images (no `--host-rootfs`), against a
 //! real registry (Debian's `docker-registry` on 127.0.0.1, the fixture image of
 //! `scripts/test-images.sh`, a throttling proxy in front of it for a slow registry): the spec's
-//! acceptance scenarios 13, 15, 16, 22, 24, 25, 28 (missing secret), 29 and 39. Needs root and
+//! acceptance scenarios 13, 15, 16, 22, 24, 25, 28 (Basic credentials from a pod's
+//! dockerconfigjson secret, a missing secret), 29 and 39. Needs root and
 //! the packages `scripts/setup.sh` installs.
 
 use std::process::Child;
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 mod registry;
 
-use registry::{Env, Registry, SlowProxy, stderr, stdout, wait_until};
+use registry::{
+    Env, REGISTRY_PASSWORD, REGISTRY_USER, Registry, SlowProxy, stderr, stdout, wait_until,
+};
 
 fn pod(name: &str, containers: &str) -> String {
     format!(
@@ -391,4 +394,59 @@ fn bad_images_in_init_sidecar_and_app_containers_show_kubectls_statuses() {
     }
     assert!(seen("twoapps", "1/2", "ErrImagePull"), "{rows}");
     assert!(seen("twoapps", "1/2", "ImagePullBackOff"), "{rows}");
+}
+
+/// Scenario 28 against a registry that wants credentials: a pod without a pull secret fails
+/// with containerd's authorization error; one whose `kubernetes.io/dockerconfigjson` secret is
+/// keyed `127.0.0.1:<port>` pulls and runs.
+#[test]
+fn pull_secrets_of_the_pod_authenticate_the_pull() {
+    let env = Env::new();
+    let reg = Registry::start_with_auth(env.dir());
+    env.push_with_creds(&reg, "1", "busybox:1");
+    let image = format!("{}/busybox:1", reg.host());
+    let config = serde_json::json!({
+        "auths": {reg.host(): {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}}
+    });
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: regcred\ntype: kubernetes.io/dockerconfigjson\n\
+         stringData:\n  .dockerconfigjson: '{config}'\n---\n{}\n---\n{}",
+        pod(
+            "nosecret",
+            &format!("  - name: app\n    image: {image}\n    command: [echo, ok]\n")
+        ),
+        pod(
+            "withsecret",
+            &format!("  - name: app\n    image: {image}\n    command: [echo, ok]\n")
+        )
+        .replace(
+            "  containers:",
+            "  imagePullSecrets:\n  - name: regcred\n  containers:"
+        ),
+    );
+    let child = env.spawn_manifest(&manifest, &["--timeout", "60s"]);
+    let state = |p: &str| {
+        env.pod_json(p)
+            .map(|p| p["status"]["containerStatuses"][0]["state"].clone())
+            .unwrap_or_default()
+    };
+    wait_until(Duration::from_secs(20), "both pods to settle", || {
+        state("withsecret")["terminated"]["reason"] == "Completed"
+            && state("nosecret")["waiting"]["reason"] == "ErrImagePull"
+    });
+    assert_eq!(env.logs("withsecret", "app").trim(), "ok");
+    let message = state("nosecret")["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.starts_with(&format!("failed to pull and unpack image \"{image}\": "))
+            && message.contains(
+                "pull access denied, repository does not exist or may require authorization: \
+                 authorization failed: no basic auth credentials"
+            ),
+        "{message}"
+    );
+    env.ok(&["delete", "pod", "nosecret", "--now"]);
+    wait_exit(child, Duration::from_secs(20));
 }

@@ -24,6 +24,14 @@ pub fn require_tools() {
     }
 }
 
+/// The user of [`Registry::start_with_auth`].
+pub const REGISTRY_USER: &str = "user";
+/// Its password.
+pub const REGISTRY_PASSWORD: &str = "s3cret";
+/// bcrypt of [`REGISTRY_PASSWORD`] (cost 4, so each request is cheap), as htpasswd files
+/// hold it.
+const REGISTRY_BCRYPT: &str = "$2b$04$FFNPwzsqOHEQLqCRz9V5euylm7VhAqS3US.6GzlkhdGgv2ofbks/G";
+
 pub struct Registry {
     pub child: Child,
     pub port: u16,
@@ -41,6 +49,26 @@ impl Registry {
     }
 
     pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, "")
+    }
+
+    /// A registry that wants Basic credentials `REGISTRY_USER:REGISTRY_PASSWORD` (htpasswd).
+    pub fn start_with_auth(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let htpasswd = dir.join("htpasswd");
+        std::fs::write(&htpasswd, format!("{REGISTRY_USER}:{REGISTRY_BCRYPT}\n")).unwrap();
+        let auth = format!(
+            "auth: {{htpasswd: {{realm: podrun-test, path: {}}}}}\n",
+            htpasswd.display()
+        );
+        Self::start_with(dir, port, &auth)
+    }
+
+    fn start_with(dir: &Path, port: u16, extra: &str) -> Self {
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
@@ -48,7 +76,7 @@ impl Registry {
                 "version: 0.1\nlog: {{level: error, accesslog: {{disabled: false}}}}\n\
                  storage: {{filesystem: {{rootdirectory: {}/storage}}, delete: {{enabled: true}}, maintenance: {{uploadpurging: {{enabled: false}}}}}}\n\
                  http: {{addr: 127.0.0.1:{port}, secret: podrun-test}}\n\
-                 health: {{storagedriver: {{enabled: false}}}}\n",
+                 health: {{storagedriver: {{enabled: false}}}}\n{extra}",
                 dir.display()
             ),
         )
@@ -140,6 +168,17 @@ impl Env {
     pub fn push(&self, reg: &Registry, tag: &str, name: &str) {
         let from = format!("oci:{}/oci:{tag}", self.dir().display());
         self.skopeo(&from, &format!("docker://{}/{name}", reg.host()), &[]);
+    }
+
+    /// [`Env::push`] to a registry of [`Registry::start_with_auth`].
+    pub fn push_with_creds(&self, reg: &Registry, tag: &str, name: &str) {
+        let from = format!("oci:{}/oci:{tag}", self.dir().display());
+        let creds = format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}");
+        self.skopeo(
+            &from,
+            &format!("docker://{}/{name}", reg.host()),
+            &["--dest-creds", &creds],
+        );
     }
 
     pub fn podrun(&self, args: &[&str]) -> Output {
