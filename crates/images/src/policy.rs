@@ -396,4 +396,32 @@ mod tests {
         assert!(!p.in_back_off("k", t0));
         assert_eq!(p.handle_start("k", "busybox:1", t0), StartStep::Ensure);
     }
+
+    #[test]
+    fn pulling_and_missing_secret_events_are_the_kubelets() {
+        let pulling = ImagePuller::pulling("busybox:1");
+        assert_eq!(
+            (pulling.type_, pulling.reason, pulling.message.as_str()),
+            (EventType::Normal, "Pulling", "Pulling image \"busybox:1\"")
+        );
+        let missing = missing_pull_secrets(&["a".into(), "b".into()]);
+        assert_eq!(missing.type_, EventType::Warning);
+        assert_eq!(missing.reason, "FailedToRetrieveImagePullSecret");
+        assert_eq!(
+            missing.message,
+            "Unable to retrieve some image pull secrets (a, b); attempting to pull the image may \
+             not succeed."
+        );
+        // A failed pull's events follow the `Pulling` the node recorded when it began.
+        let mut p = ImagePuller::new();
+        let out = p.handle_result(
+            "k",
+            "127.0.0.1:5000/busybox:nope",
+            Err(&not_found()),
+            0,
+            Instant::now(),
+        );
+        let reasons: Vec<&str> = out.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["Failed", "Failed"]);
+    }
 }

@@ -93,7 +93,8 @@ fn has(events: &[(String, String, String)], reason: &str, message: &str) -> bool
 
 /// Scenario 39: `rmi` refuses an image a running pod's container was created from (exit 1,
 /// naming the container), `--prune` keeps it and removes the unused one, and once the pod is
-/// gone `rmi` removes it and everything it alone used.
+/// gone `rmi` removes it and everything it alone used. The host's mount table never shows
+/// the container's overlay (scenario 44).
 #[test]
 fn rmi_refuses_an_image_in_use_and_prune_keeps_it() {
     let env = Env::new();
@@ -112,6 +113,15 @@ fn rmi_refuses_an_image_in_use_and_prune_keeps_it() {
         env.pod_json("user")
             .is_some_and(|p| p["status"]["phase"] == "Running")
     });
+    // Scenario 44: the container's overlay lives in its own mount namespace only.
+    let state = env.state().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts
+            .lines()
+            .any(|l| l.contains(" - overlay ") && l.contains(&state)),
+        "{mounts}"
+    );
     let refused = env.podrun(&["rmi", &image]);
     assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
     assert_eq!(

@@ -566,4 +566,32 @@ mod tests {
             PullPolicy::Never
         );
     }
+
+    #[test]
+    fn pull_secrets_become_a_keyring_and_missing_ones_are_named() {
+        use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec};
+        let mut p = pod(None);
+        p.spec = Some(PodSpec {
+            image_pull_secrets: Some(
+                ["regcred", "gone", "opaque"]
+                    .map(|n| LocalObjectReference { name: n.into() })
+                    .to_vec(),
+            ),
+            ..Default::default()
+        });
+        let secret = |name: &str| -> Option<HashMap<String, String>> {
+            match name {
+                "regcred" => Some(HashMap::from([(
+                    ".dockerconfigjson".to_owned(),
+                    r#"{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}"#.to_owned(),
+                )])),
+                "opaque" => Some(HashMap::new()),
+                _ => None,
+            }
+        };
+        let (keyring, missing) = keyring(&p, &secret);
+        assert_eq!(missing, ["gone"]);
+        assert_eq!(keyring.lookup("127.0.0.1:5000", "busybox").len(), 1);
+        assert!(keyring.lookup("127.0.0.1:5001", "busybox").is_empty());
+    }
 }
