@@ -164,7 +164,7 @@ impl EnsureError {
 #[derive(Debug)]
 pub enum Lookup {
     /// The image is stored and the pod may use it.
-    Present(EnsuredImage),
+    Present(Box<EnsuredImage>),
     /// It must be pulled: hand this to [`ImageService::pull_request`].
     Pull(PullRequest),
 }
@@ -230,7 +230,7 @@ impl ImageService {
         keyring: &Keyring,
     ) -> Result<EnsuredImage, EnsureError> {
         match self.lookup(spec, policy, keyring)? {
-            Lookup::Present(image) => Ok(image),
+            Lookup::Present(image) => Ok(*image),
             Lookup::Pull(request) => self.pull_request(request).await,
         }
     }
@@ -252,7 +252,7 @@ impl ImageService {
             .to_pull_ref();
         let creds = keyring.lookup(reference.domain(), reference.path());
         if let Some(image) = self.present(&reference, policy, &creds)? {
-            return Ok(Lookup::Present(image));
+            return Ok(Lookup::Present(Box::new(image)));
         }
         if policy == PullPolicy::Never {
             return Err(EnsureError::NeverPull(spec.to_owned()));

@@ -53,7 +53,7 @@ enum Input {
     Pulled {
         id: ContainerId,
         restart_count: i32,
-        ensured: crate::runtime::images::Ensured,
+        ensured: Box<crate::runtime::images::Ensured>,
     },
 }
 
@@ -518,7 +518,7 @@ impl Worker<'_> {
                 self.image_events.push((id, events));
                 let tx = self.tx.clone();
                 let task = tokio::spawn(async move {
-                    let ensured = pull.run().await;
+                    let ensured = Box::new(pull.run().await);
                     let _ = tx.send(Input::Pulled {
                         id,
                         restart_count,

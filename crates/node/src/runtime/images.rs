@@ -122,13 +122,13 @@ pub struct Ensured {
 /// What [`NodeImages::begin`] decided before any network traffic.
 pub enum Begin {
     /// Settled without a pull: the image was present, is in back-off, or cannot be pulled.
-    Done(Ensured),
+    Done(Box<Ensured>),
     /// A pull must run: record `events` (`Pulling`) now, then await `pull`.
     Pull {
         /// The `Pulling` Event.
         events: Vec<ImageEvent>,
         /// The pull; dropping it cancels the pull.
-        pull: PendingPull,
+        pull: Box<PendingPull>,
     },
 }
 
@@ -163,30 +163,32 @@ impl NodeImages {
             .unwrap_or_else(|e| e.into_inner())
             .handle_start(&key, &spec, Instant::now());
         if let StartStep::BackOff { failure, events } = step {
-            return Begin::Done(Ensured {
+            return Begin::Done(Box::new(Ensured {
                 image: Err(failure),
                 events,
-            });
+            }));
         }
         match self.service.lookup(&spec, pull_policy(c), keyring) {
             Ok(Lookup::Pull(request)) => Begin::Pull {
                 events: vec![ImagePuller::pulling(&spec)],
-                pull: PendingPull {
+                pull: Box::new(PendingPull {
                     images: self.clone(),
                     key,
                     spec,
                     request,
-                },
+                }),
             },
-            Ok(Lookup::Present(image)) => Begin::Done(self.settle(&key, &spec, Ok(image))),
-            Err(e) => Begin::Done(self.settle(&key, &spec, Err(e))),
+            Ok(Lookup::Present(image)) => {
+                Begin::Done(Box::new(self.settle(&key, &spec, Ok(*image))))
+            }
+            Err(e) => Begin::Done(Box::new(self.settle(&key, &spec, Err(e)))),
         }
     }
 
     /// [`Self::begin`] and the pull, awaited in place.
     pub async fn ensure(self: &Arc<Self>, pod: &Pod, c: &Container, keyring: &Keyring) -> Ensured {
         match self.begin(pod, c, keyring) {
-            Begin::Done(done) => done,
+            Begin::Done(done) => *done,
             Begin::Pull { mut events, pull } => {
                 let mut done = pull.run().await;
                 events.append(&mut done.events);
