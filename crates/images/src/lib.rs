@@ -26,6 +26,7 @@ pub use auth::{Credentials, Keyring};
 pub use client::HostsConfig;
 pub use reference::{InvalidImageName, Reference, ReferenceError, apply_default_image_tag};
 pub use service::{
-    EnsureError, EnsuredImage, ImageService, PullError, PullEvent, PullPolicy, PullTimes,
+    EnsureError, EnsuredImage, ImageService, Lookup, PullError, PullEvent, PullPolicy, PullRequest,
+    PullTimes,
 };
 pub use store::{ImageRecord, Store, StoreError};

@@ -5,7 +5,9 @@
 //! Time is an argument ([`Instant`]s the caller reads); nothing here reads a clock or does I/O.
 //! The node asks [`ImagePuller::handle_start`] whether it may call `ensure_image` at all (not
 //! while the image is in back-off), then reports the result to
-//! [`ImagePuller::handle_result`], and records the Events and waiting state it is given.
+//! [`ImagePuller::handle_result`], and records the Events and waiting state it is given. When
+//! `ensure_image` goes to the network, the node records [`ImagePuller::pulling`] before the pull
+//! starts.
 //!
 //! Back-off follows the kubelet (`imageBackOffPeriod` 10 s, `MaxImageBackOff` 300 s, client-go's
 //! `flowcontrol.Backoff` without jitter): after a failure the key is in back-off for 10 s, the
@@ -116,6 +118,19 @@ pub struct ImagePuller {
     back_off: HashMap<String, BackOffEntry>,
 }
 
+/// The kubelet's `FailedToRetrieveImagePullSecret` Warning about the pod, when some of the
+/// `imagePullSecrets` it names do not exist (the pull goes on without them).
+pub fn missing_pull_secrets(names: &[String]) -> ImageEvent {
+    ImageEvent::warning(
+        "FailedToRetrieveImagePullSecret",
+        format!(
+            "Unable to retrieve some image pull secrets ({}); attempting to pull the image may \
+             not succeed.",
+            names.join(", ")
+        ),
+    )
+}
+
 /// The back-off key of a container's image: `<pod UID>_<spec image>`.
 pub fn back_off_key(pod_uid: &str, spec: &str) -> String {
     format!("{pod_uid}_{spec}")
@@ -163,6 +178,11 @@ impl ImagePuller {
         }
     }
 
+    /// The `Pulling` Event, recorded when a pull starts (before [`Self::handle_result`]).
+    pub fn pulling(spec: &str) -> ImageEvent {
+        ImageEvent::normal("Pulling", format!("Pulling image {spec:?}"))
+    }
+
     /// The result of `ensure_image(spec, …)` at `now`: events, the waiting state, and the
     /// back-off stepped for a failed pull. `size` is the image's size for the `Pulled` message.
     pub fn handle_result(
@@ -177,10 +197,10 @@ impl ImagePuller {
             Ok(image) => EnsureOutcome {
                 failure: None,
                 events: match image.pulled_in {
-                    Some(times) => vec![
-                        ImageEvent::normal("Pulling", format!("Pulling image {spec:?}")),
-                        ImageEvent::normal("Pulled", pulled_message(spec, times, size)),
-                    ],
+                    Some(times) => vec![ImageEvent::normal(
+                        "Pulled",
+                        pulled_message(spec, times, size),
+                    )],
                     None => vec![ImageEvent::normal(
                         "Pulled",
                         format!(
@@ -213,7 +233,6 @@ impl ImagePuller {
                 };
                 self.step(key, failure, now);
                 vec![
-                    ImageEvent::normal("Pulling", format!("Pulling image {spec:?}")),
                     ImageEvent::warning(
                         "Failed",
                         format!("Failed to pull image {spec:?}: {message}"),
@@ -376,5 +395,33 @@ mod tests {
         assert_eq!(out.events[1].message, "Error: ErrImageNeverPull");
         assert!(!p.in_back_off("k", t0));
         assert_eq!(p.handle_start("k", "busybox:1", t0), StartStep::Ensure);
+    }
+
+    #[test]
+    fn pulling_and_missing_secret_events_are_the_kubelets() {
+        let pulling = ImagePuller::pulling("busybox:1");
+        assert_eq!(
+            (pulling.type_, pulling.reason, pulling.message.as_str()),
+            (EventType::Normal, "Pulling", "Pulling image \"busybox:1\"")
+        );
+        let missing = missing_pull_secrets(&["a".into(), "b".into()]);
+        assert_eq!(missing.type_, EventType::Warning);
+        assert_eq!(missing.reason, "FailedToRetrieveImagePullSecret");
+        assert_eq!(
+            missing.message,
+            "Unable to retrieve some image pull secrets (a, b); attempting to pull the image may \
+             not succeed."
+        );
+        // A failed pull's events follow the `Pulling` the node recorded when it began.
+        let mut p = ImagePuller::new();
+        let out = p.handle_result(
+            "k",
+            "127.0.0.1:5000/busybox:nope",
+            Err(&not_found()),
+            0,
+            Instant::now(),
+        );
+        let reasons: Vec<&str> = out.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, ["Failed", "Failed"]);
     }
 }

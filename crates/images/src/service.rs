@@ -160,6 +160,31 @@ impl EnsureError {
     }
 }
 
+/// What [`ImageService::lookup`] found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The image is stored and the pod may use it.
+    Present(Box<EnsuredImage>),
+    /// It must be pulled: hand this to [`ImageService::pull_request`].
+    Pull(PullRequest),
+}
+
+/// A pull [`ImageService::lookup`] decided on.
+#[derive(Debug, Clone)]
+pub struct PullRequest {
+    reference: Reference,
+    creds: Vec<Credentials>,
+    policy: PullPolicy,
+    requested: Instant,
+}
+
+impl PullRequest {
+    /// The normalised reference to pull.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+}
+
 /// Pulls, stores and unpacks images.
 #[derive(Clone)]
 pub struct ImageService {
@@ -196,13 +221,28 @@ impl ImageService {
     }
 
     /// What the node calls before each container start: the image named `spec` (as written in
-    /// the pod) under `policy`, pulled with `keyring` if it must be.
+    /// the pod) under `policy`, pulled with `keyring` if it must be. [`Self::lookup`] then
+    /// [`Self::pull_request`].
     pub async fn ensure_image(
         &self,
         spec: &str,
         policy: PullPolicy,
         keyring: &Keyring,
     ) -> Result<EnsuredImage, EnsureError> {
+        match self.lookup(spec, policy, keyring)? {
+            Lookup::Present(image) => Ok(*image),
+            Lookup::Pull(request) => self.pull_request(request).await,
+        }
+    }
+
+    /// The part of [`Self::ensure_image`] that needs no network: the reference checked, and
+    /// the stored image if `policy` lets the pod use it; otherwise the pull to make.
+    pub fn lookup(
+        &self,
+        spec: &str,
+        policy: PullPolicy,
+        keyring: &Keyring,
+    ) -> Result<Lookup, EnsureError> {
         let with_tag = apply_default_image_tag(spec)?;
         let reference = Reference::parse_normalized(&with_tag)
             .map_err(|source| InvalidImageName {
@@ -212,12 +252,28 @@ impl ImageService {
             .to_pull_ref();
         let creds = keyring.lookup(reference.domain(), reference.path());
         if let Some(image) = self.present(&reference, policy, &creds)? {
-            return Ok(image);
+            return Ok(Lookup::Present(Box::new(image)));
         }
         if policy == PullPolicy::Never {
             return Err(EnsureError::NeverPull(spec.to_owned()));
         }
-        let requested = Instant::now();
+        Ok(Lookup::Pull(PullRequest {
+            reference,
+            creds,
+            policy,
+            requested: Instant::now(),
+        }))
+    }
+
+    /// Carries out a pull [`Self::lookup`] asked for, after waiting for the pulls before it.
+    /// Dropping the future cancels the pull and leaves nothing in `ingest/`.
+    pub async fn pull_request(&self, request: PullRequest) -> Result<EnsuredImage, EnsureError> {
+        let PullRequest {
+            reference,
+            creds,
+            policy,
+            requested,
+        } = request;
         let _turn = self.pull_lock.lock().await;
         // Another caller may have pulled it while this one waited.
         if let Some(image) = self.present(&reference, policy, &creds)? {

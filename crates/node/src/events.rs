@@ -412,6 +412,20 @@ impl Recorder {
         }
     }
 
+    /// Events about the pod itself from its container starts
+    /// (`FailedToRetrieveImagePullSecret`).
+    pub(crate) fn handle_pod_events(&mut self, events: &[podrun_images::policy::ImageEvent]) {
+        for e in events {
+            self.event(
+                None,
+                "kubelet",
+                e.type_.as_str(),
+                e.reason,
+                e.message.clone(),
+            );
+        }
+    }
+
     /// The first stop step of an instance: the kubelet's `Killing` Event.
     fn stopping(&mut self, id: ContainerId, restart_count: i32) {
         let Some(name) = self.containers.get(&id).map(|c| c.name.clone()) else {

@@ -49,6 +49,12 @@ enum Input {
         /// Why it failed.
         output: String,
     },
+    /// A pull a start was waiting for ended.
+    Pulled {
+        id: ContainerId,
+        restart_count: i32,
+        ensured: Box<crate::runtime::images::Ensured>,
+    },
 }
 
 /// The pod's timeline: one JSON line per input and action, with nanosecond wall-clock
@@ -178,6 +184,8 @@ pub(crate) async fn run_pod(
         probe_ip,
         etc_hostname,
         image_events: Vec::new(),
+        pod_events: Vec::new(),
+        pulls: HashMap::new(),
     };
     let mut last_status = None;
     let mut commands_open = true;
@@ -208,8 +216,13 @@ pub(crate) async fn run_pod(
             }
             record_action(&mut timeline, &action);
             worker.carry_out(action.clone(), &mut machine, &mut running, &mut hooks);
-            for (id, events) in worker.image_events.drain(..) {
-                recorder.handle_image_events(id, &events);
+            worker.record_events(&mut recorder);
+            if let Action::StartContainer { id, restart_count } = action
+                && worker.pulling(id, restart_count)
+            {
+                // Recorded when the pull ends and the start goes on.
+                timeline.record("pulling", Some(id), &restart_count.to_string());
+                continue;
             }
             let started = matches!(action, Action::StartContainer { id, restart_count }
                 if running.get(&id).is_some_and(|r| r.restart_count == restart_count));
@@ -258,6 +271,22 @@ pub(crate) async fn run_pod(
                         recorder.handle_probe(id, restart_count, probe, result, &output);
                         machine.handle_probe_result(id, restart_count, probe, result, now);
                     }
+                    Input::Pulled { id, restart_count, ensured } => {
+                        if !worker.pulling(id, restart_count) {
+                            continue;
+                        }
+                        worker.pulls.remove(&id);
+                        timeline.record("pulled", Some(id), &ensured.image.is_ok().to_string());
+                        recorder.handle_image_events(id, &ensured.events);
+                        let result = match ensured.image {
+                            Ok(image) => worker.start(machine.pod(), id, restart_count, Some(image)),
+                            Err(f) => Err((f.reason, f.message)),
+                        };
+                        worker.finish_start(id, restart_count, result, &mut machine, &mut running);
+                        worker.record_events(&mut recorder);
+                        let started = running.get(&id).is_some_and(|r| r.restart_count == restart_count);
+                        recorder.handle_action(&Action::StartContainer { id, restart_count }, &machine, started);
+                    }
                 }
             }
             command = commands.recv(), if commands_open => {
@@ -275,6 +304,18 @@ pub(crate) async fn run_pod(
                             );
                         }
                         machine.handle_delete(grace_period_seconds, now);
+                        // The kubelet cancels the pulls of a deleted pod.
+                        for (id, restart_count) in worker.cancel_pulls() {
+                            timeline.record("pull-cancelled", Some(id), &restart_count.to_string());
+                            machine.handle_container_start_failed(
+                                id,
+                                restart_count,
+                                "ErrImagePull",
+                                "the pull was cancelled: the pod is being deleted",
+                                now,
+                            );
+                            recorder.handle_action(&Action::StartContainer { id, restart_count }, &machine, false);
+                        }
                         let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
                         recorder.handle_delete(grace);
                         // Publish the deletion timestamp even if the status did not change.
@@ -298,6 +339,8 @@ pub(crate) async fn run_pod(
             }
         }
     }
+    worker.cancel_pulls();
+    drop(worker);
     drop(running);
     let teardown = tokio::task::spawn_blocking(move || sandbox.destroy())
         .await
@@ -413,9 +456,137 @@ struct Worker<'a> {
     etc_hostname: Option<PathBuf>,
     /// Image Events of the last container start, for the recorder.
     image_events: Vec<(ContainerId, Vec<podrun_images::policy::ImageEvent>)>,
+    /// Events about the pod itself (`FailedToRetrieveImagePullSecret`), for the recorder.
+    pod_events: Vec<podrun_images::policy::ImageEvent>,
+    /// Starts waiting for a pull: the instance and the pull's task.
+    pulls: HashMap<ContainerId, (i32, AbortHandle)>,
 }
 
 impl Worker<'_> {
+    /// Whether instance `restart_count` of `id` waits for a pull.
+    fn pulling(&self, id: ContainerId, restart_count: i32) -> bool {
+        self.pulls
+            .get(&id)
+            .is_some_and(|(rc, _)| *rc == restart_count)
+    }
+
+    /// Cancels every pull in progress (dropping its future removes its downloads); the
+    /// instances that waited for them.
+    fn cancel_pulls(&mut self) -> Vec<(ContainerId, i32)> {
+        self.pulls
+            .drain()
+            .map(|(id, (restart_count, task))| {
+                task.abort();
+                (id, restart_count)
+            })
+            .collect()
+    }
+
+    /// Hands the Events gathered since the last call to the recorder.
+    fn record_events(&mut self, recorder: &mut crate::events::Recorder) {
+        if !self.pod_events.is_empty() {
+            recorder.handle_pod_events(&std::mem::take(&mut self.pod_events));
+        }
+        for (id, events) in self.image_events.drain(..) {
+            recorder.handle_image_events(id, &events);
+        }
+    }
+
+    /// The first part of a start: for a container run from its image, the kubelet's
+    /// `EnsureImageExists`. `None` when a pull runs off the worker (its end arrives as
+    /// [`Input::Pulled`]); else the start's result.
+    fn begin_start(
+        &mut self,
+        pod: &Pod,
+        id: ContainerId,
+        restart_count: i32,
+    ) -> Option<Result<Running, (&'static str, String)>> {
+        let c = container(pod, id);
+        if crate::runtime::images::host_rootfs(pod, &c.name) {
+            return Some(self.start(pod, id, restart_count, None));
+        }
+        let images = match crate::runtime::images::node_images(self.layout.root()) {
+            Ok(images) => images,
+            Err(e) => return Some(Err(("ErrImagePull", e))),
+        };
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let secret = |name: &str| self.shared.config_data("Secret", &ns, name);
+        let (keyring, missing) = crate::runtime::images::keyring(pod, &secret);
+        if !missing.is_empty() {
+            self.pod_events
+                .push(podrun_images::policy::missing_pull_secrets(&missing));
+        }
+        match images.begin(pod, c, &keyring) {
+            crate::runtime::images::Begin::Done(ensured) => {
+                self.image_events.push((id, ensured.events));
+                Some(match ensured.image {
+                    Ok(image) => self.start(pod, id, restart_count, Some(image)),
+                    Err(f) => Err((f.reason, f.message)),
+                })
+            }
+            crate::runtime::images::Begin::Pull { events, pull } => {
+                self.image_events.push((id, events));
+                let tx = self.tx.clone();
+                let task = tokio::spawn(async move {
+                    let ensured = Box::new(pull.run().await);
+                    let _ = tx.send(Input::Pulled {
+                        id,
+                        restart_count,
+                        ensured,
+                    });
+                });
+                self.pulls.insert(id, (restart_count, task.abort_handle()));
+                None
+            }
+        }
+    }
+
+    /// Reports a start's result to the machine and watches the process it started.
+    fn finish_start(
+        &mut self,
+        id: ContainerId,
+        restart_count: i32,
+        result: Result<Running, (&'static str, String)>,
+        machine: &mut PodMachine,
+        running: &mut HashMap<ContainerId, Running>,
+    ) {
+        let now = crate::now();
+        match result {
+            Ok(r) => {
+                let process = r.process.clone();
+                let cgroup = r.cgroup.clone();
+                let tx = self.tx.clone();
+                let message_file = self.layout.termination_log(
+                    self.pod_dir,
+                    &container(machine.pod(), id).name,
+                    restart_count,
+                );
+                tokio::spawn(async move {
+                    let info = process.wait().await;
+                    let message = std::fs::read_to_string(&message_file)
+                        .ok()
+                        .filter(|m| !m.is_empty())
+                        .map(|m| truncate(m, 4096));
+                    let _ = tx.send(Input::Exited {
+                        id,
+                        restart_count,
+                        exit: ExitStatus {
+                            exit_code: info.exit_code,
+                            signal: info.signal,
+                            oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
+                            message,
+                        },
+                    });
+                });
+                running.insert(id, r);
+                machine.handle_container_started(id, restart_count, now);
+            }
+            Err((reason, message)) => {
+                machine.handle_container_start_failed(id, restart_count, reason, &message, now);
+            }
+        }
+    }
+
     fn carry_out(
         &mut self,
         action: Action,
@@ -425,46 +596,8 @@ impl Worker<'_> {
     ) {
         match action {
             Action::StartContainer { id, restart_count } => {
-                let now = crate::now();
-                match self.start(machine.pod(), id, restart_count) {
-                    Ok(r) => {
-                        let process = r.process.clone();
-                        let cgroup = r.cgroup.clone();
-                        let tx = self.tx.clone();
-                        let message_file = self.layout.termination_log(
-                            self.pod_dir,
-                            &container(machine.pod(), id).name,
-                            restart_count,
-                        );
-                        tokio::spawn(async move {
-                            let info = process.wait().await;
-                            let message = std::fs::read_to_string(&message_file)
-                                .ok()
-                                .filter(|m| !m.is_empty())
-                                .map(|m| truncate(m, 4096));
-                            let _ = tx.send(Input::Exited {
-                                id,
-                                restart_count,
-                                exit: ExitStatus {
-                                    exit_code: info.exit_code,
-                                    signal: info.signal,
-                                    oom_killed: cgroup.as_ref().is_some_and(|c| c.oom_killed()),
-                                    message,
-                                },
-                            });
-                        });
-                        running.insert(id, r);
-                        machine.handle_container_started(id, restart_count, now);
-                    }
-                    Err((reason, message)) => {
-                        machine.handle_container_start_failed(
-                            id,
-                            restart_count,
-                            reason,
-                            &message,
-                            now,
-                        );
-                    }
+                if let Some(result) = self.begin_start(machine.pod(), id, restart_count) {
+                    self.finish_start(id, restart_count, result, machine, running);
                 }
             }
             Action::RunHook {
@@ -614,13 +747,14 @@ impl Worker<'_> {
         entries.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
-    /// Creates and starts one container instance. Errors carry the kubelet's waiting
-    /// reason and a message.
+    /// Creates and starts one container instance, from `from_image` unless it runs on the
+    /// host's file system. Errors carry the kubelet's waiting reason and a message.
     fn start(
         &mut self,
         pod: &Pod,
         id: ContainerId,
         restart_count: i32,
+        from_image: Option<podrun_images::EnsuredImage>,
     ) -> Result<Running, (&'static str, String)> {
         let c = container(pod, id);
         let image = c.image.clone().unwrap_or_default();
@@ -646,11 +780,6 @@ impl Worker<'_> {
                 ),
             ));
         }
-        let from_image = if host_fs {
-            None
-        } else {
-            Some(self.ensure_image(pod, id, c)?)
-        };
         let prepared =
             crate::security::prepare(pod, c).map_err(|e| ("CreateContainerConfigError", e))?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
@@ -737,23 +866,6 @@ impl Worker<'_> {
             pid_file,
             cgroup: prepared.cgroup.map(Arc::new),
         })
-    }
-
-    /// The kubelet's `EnsureImageExists` before a start: the image, or the waiting reason and
-    /// message. The Events are left for the recorder.
-    fn ensure_image(
-        &mut self,
-        pod: &Pod,
-        id: ContainerId,
-        c: &Container,
-    ) -> Result<podrun_images::EnsuredImage, (&'static str, String)> {
-        let images = crate::runtime::images::node_images(self.layout.root())
-            .map_err(|e| ("ErrImagePull", e))?;
-        let lookup = |name: &str, key: &str| self.shared.lookup(pod, "Secret", name, key);
-        let keyring = crate::runtime::images::keyring(pod, &lookup);
-        let ensured = images.ensure(pod, c, &keyring);
-        self.image_events.push((id, ensured.events));
-        ensured.image.map_err(|f| (f.reason, f.message))
     }
 
     /// Makes `launch` run from `image`: its argv, env, working directory, user and root.

@@ -5,54 +5,11 @@
 //! 24 and a host left unchanged. Needs root and the packages `scripts/setup.sh` installs.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 mod registry;
 
 use registry::{Env, Registry, require_tools, stderr, stdout};
-
-impl Env {
-    /// `podrun run -f - EXTRA…` with `manifest` on stdin, Events written to `events.jsonl`.
-    fn run_manifest(&self, manifest: &str, extra: &[&str]) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
-            .arg("--state-dir")
-            .arg(self.state())
-            .args(["run", "-f", "-", "--events"])
-            .arg(self.dir().join("events.jsonl"))
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn logs(&self, pod: &str, container: &str) -> String {
-        self.ok(&["logs", pod, "-c", container])
-    }
-
-    /// (type, reason, message) of every Event recorded about `pod`.
-    fn events(&self, pod: &str) -> Vec<(String, String, String)> {
-        std::fs::read_to_string(self.dir().join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["involvedObject"]["name"] == pod)
-            .map(|v| {
-                let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                (s("type"), s("reason"), s("message"))
-            })
-            .collect()
-    }
-}
 
 fn passwd_hash() -> Vec<u8> {
     std::fs::read("/etc/passwd").unwrap()

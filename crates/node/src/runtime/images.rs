@@ -11,7 +11,9 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use podrun_images::policy::{ImageEvent, ImageFailure, ImagePuller, StartStep, back_off_key};
 use podrun_images::process::{self, ProcessUser};
-use podrun_images::{EnsuredImage, HostsConfig, ImageService, Keyring, PullPolicy};
+use podrun_images::{
+    EnsureError, EnsuredImage, HostsConfig, ImageService, Keyring, Lookup, PullPolicy, PullRequest,
+};
 
 use super::image_root::{ImageRoot, ImageView, LayerStack};
 use super::rootfs::EntryKind;
@@ -108,7 +110,8 @@ pub fn pull_policy(c: &Container) -> PullPolicy {
     }
 }
 
-/// What [`ensure`] did: the image, or the waiting state; and the Events to record.
+/// What [`NodeImages::ensure`] did: the image, or the waiting state; and the Events to record.
+#[derive(Debug)]
 pub struct Ensured {
     /// The image, or why the container waits.
     pub image: Result<EnsuredImage, ImageFailure>,
@@ -116,11 +119,42 @@ pub struct Ensured {
     pub events: Vec<ImageEvent>,
 }
 
+/// What [`NodeImages::begin`] decided before any network traffic.
+pub enum Begin {
+    /// Settled without a pull: the image was present, is in back-off, or cannot be pulled.
+    Done(Box<Ensured>),
+    /// A pull must run: record `events` (`Pulling`) now, then await `pull`.
+    Pull {
+        /// The `Pulling` Event.
+        events: Vec<ImageEvent>,
+        /// The pull; dropping it cancels the pull.
+        pull: Box<PendingPull>,
+    },
+}
+
+/// A pull [`NodeImages::begin`] decided on, run by [`PendingPull::run`].
+pub struct PendingPull {
+    images: Arc<NodeImages>,
+    key: String,
+    spec: String,
+    request: PullRequest,
+}
+
+impl PendingPull {
+    /// Pulls, then steps the back-off or not: the image or the waiting state, with the
+    /// `Pulled` or `Failed` Events. Dropping the future cancels the pull and leaves no
+    /// download behind.
+    pub async fn run(self) -> Ensured {
+        let result = self.images.service.pull_request(self.request).await;
+        self.images.settle(&self.key, &self.spec, result)
+    }
+}
+
 impl NodeImages {
-    /// The kubelet's `EnsureImageExists` for container `c` of `pod`: skipped while the image is
-    /// in back-off, else `ensure_image` with the pod's pull secrets, the back-off stepped on a
-    /// failed pull. Blocks the calling thread for the pull.
-    pub fn ensure(&self, pod: &Pod, c: &Container, keyring: &Keyring) -> Ensured {
+    /// The kubelet's `EnsureImageExists` for container `c` of `pod`, up to the network:
+    /// nothing while the image is in back-off, else the local lookup under the pull policy,
+    /// and the pull to make if the image must be fetched.
+    pub fn begin(self: &Arc<Self>, pod: &Pod, c: &Container, keyring: &Keyring) -> Begin {
         let spec = c.image.clone().unwrap_or_default();
         let key = back_off_key(pod.metadata.uid.as_deref().unwrap_or_default(), &spec);
         let step = self
@@ -129,42 +163,49 @@ impl NodeImages {
             .unwrap_or_else(|e| e.into_inner())
             .handle_start(&key, &spec, Instant::now());
         if let StartStep::BackOff { failure, events } = step {
-            return Ensured {
+            return Begin::Done(Box::new(Ensured {
                 image: Err(failure),
                 events,
-            };
+            }));
         }
-        let policy = pull_policy(c);
-        let service = self.service.clone();
-        let spec_owned = spec.clone();
-        let keyring = keyring.clone();
-        // The pod worker is synchronous here: the pull runs on a thread of its own with its own
-        // runtime, so it works whatever runtime (if any) calls this.
-        let result = std::thread::scope(|s| {
-            s.spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>(rt.block_on(service.ensure_image(&spec_owned, policy, &keyring)))
-            })
-            .join()
-        });
-        let result = match result {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(podrun_images::EnsureError::Store(
-                podrun_images::StoreError::Corrupt(format!("start a pull: {e}")),
-            )),
-            Err(_) => Err(podrun_images::EnsureError::Store(
-                podrun_images::StoreError::Corrupt("the pull panicked".into()),
-            )),
-        };
+        match self.service.lookup(&spec, pull_policy(c), keyring) {
+            Ok(Lookup::Pull(request)) => Begin::Pull {
+                events: vec![ImagePuller::pulling(&spec)],
+                pull: Box::new(PendingPull {
+                    images: self.clone(),
+                    key,
+                    spec,
+                    request,
+                }),
+            },
+            Ok(Lookup::Present(image)) => {
+                Begin::Done(Box::new(self.settle(&key, &spec, Ok(*image))))
+            }
+            Err(e) => Begin::Done(Box::new(self.settle(&key, &spec, Err(e)))),
+        }
+    }
+
+    /// [`Self::begin`] and the pull, awaited in place.
+    pub async fn ensure(self: &Arc<Self>, pod: &Pod, c: &Container, keyring: &Keyring) -> Ensured {
+        match self.begin(pod, c, keyring) {
+            Begin::Done(done) => *done,
+            Begin::Pull { mut events, pull } => {
+                let mut done = pull.run().await;
+                events.append(&mut done.events);
+                done.events = events;
+                done
+            }
+        }
+    }
+
+    /// The outcome of an `ensure_image` result: Events, waiting state, back-off.
+    fn settle(&self, key: &str, spec: &str, result: Result<EnsuredImage, EnsureError>) -> Ensured {
         let size = result.as_ref().map(|i| i.record.size).unwrap_or(0);
         let outcome = self
             .puller
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .handle_result(&key, &spec, result.as_ref(), size, Instant::now());
+            .handle_result(key, spec, result.as_ref(), size, Instant::now());
         Ensured {
             image: match (result, outcome.failure) {
                 (Ok(i), None) => Ok(i),
@@ -239,9 +280,15 @@ pub fn forget_started(uid: &str) {
         .remove(uid);
 }
 
-/// The pod's `imagePullSecrets` as a keyring, through `lookup(name, key)` of Secrets.
-pub fn keyring(pod: &Pod, lookup: &dyn Fn(&str, &str) -> Option<String>) -> Keyring {
+/// The pod's `imagePullSecrets` as a keyring, through `secret(name)` (the Secret's data, `None`
+/// when it does not exist); and the names of the Secrets that do not exist (the kubelet's
+/// `FailedToRetrieveImagePullSecret`).
+pub fn keyring(
+    pod: &Pod,
+    secret: &dyn Fn(&str) -> Option<HashMap<String, String>>,
+) -> (Keyring, Vec<String>) {
     let mut k = Keyring::default();
+    let mut missing = Vec::new();
     for s in pod
         .spec
         .as_ref()
@@ -249,15 +296,19 @@ pub fn keyring(pod: &Pod, lookup: &dyn Fn(&str, &str) -> Option<String>) -> Keyr
         .into_iter()
         .flatten()
     {
+        let Some(data) = secret(&s.name) else {
+            missing.push(s.name.clone());
+            continue;
+        };
         for key in [".dockerconfigjson", ".dockercfg"] {
-            if let Some(v) = lookup(&s.name, key)
+            if let Some(v) = data.get(key)
                 && let Err(e) = k.add_docker_config(v.as_bytes())
             {
                 tracing::warn!(secret = %s.name, %e, "unusable image pull secret");
             }
         }
     }
-    k
+    (k, missing)
 }
 
 /// A regular file of the image at container path `path` (no symlink followed), at most
@@ -378,11 +429,95 @@ pub fn instance_root(
         let _ = std::fs::remove_dir_all(dir.join((restart_count - 1).to_string()));
     }
     let instance = dir.join(restart_count.to_string());
+    let used = ImageUse {
+        name: image.record.name.clone(),
+        image_id: image.record.image_id.to_string(),
+        layers: image
+            .layers
+            .iter()
+            .filter_map(|l| Some(l.file_name()?.to_str()?.to_owned()))
+            .collect(),
+    };
+    if let Ok(json) = serde_json::to_vec(&used)
+        && let Err(e) = std::fs::write(pod_dir.join(name).join(IMAGE_USE_FILE), json)
+    {
+        tracing::warn!(container = name, %e, "cannot record the container's image");
+    }
     ImageRoot {
         layers: image.layers.clone(),
         upper: instance.join("upper"),
         work: instance.join("work"),
     }
+}
+
+/// `<pod dir>/<container>/image.json`: the image a container of the pod was created from.
+const IMAGE_USE_FILE: &str = "image.json";
+
+/// The image a container was created from, as recorded in its pod's directory.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageUse {
+    /// The image's name in the store.
+    pub name: String,
+    /// The image ID (`sha256:<config>`).
+    pub image_id: String,
+    /// The chain IDs (hex) of its unpacked layers, lowest first.
+    pub layers: Vec<String>,
+}
+
+/// A container of a live pod and the image it was created from.
+#[derive(Debug, Clone)]
+pub struct ContainerImage {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The container's name.
+    pub container: String,
+    /// Its image.
+    pub image: ImageUse,
+}
+
+/// The images of the containers of every pod a live podrun instance of `state_dir` runs
+/// (what `podrun rmi` must keep).
+pub fn images_in_use(state_dir: &Path) -> Vec<ContainerImage> {
+    let layout = crate::layout::Layout::new(state_dir);
+    let mut out = Vec::new();
+    for pod in std::fs::read_dir(layout.pods_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = pod.path();
+        let live = crate::instance::pod_owner(&dir)
+            .is_some_and(|pid| crate::instance::instance_alive(&layout, pid));
+        if !live {
+            continue;
+        }
+        // `<namespace>_<name>_<uid>`: none of the three can contain `_`.
+        let dir_name = pod.file_name().to_string_lossy().into_owned();
+        let mut parts = dir_name.splitn(3, '_');
+        let (Some(namespace), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        for c in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(data) = std::fs::read(c.path().join(IMAGE_USE_FILE)) else {
+                continue;
+            };
+            if let Ok(image) = serde_json::from_slice::<ImageUse>(&data) {
+                out.push(ContainerImage {
+                    namespace: namespace.to_owned(),
+                    pod: name.to_owned(),
+                    container: c.file_name().to_string_lossy().into_owned(),
+                    image,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.namespace, &a.pod, &a.container).cmp(&(&b.namespace, &b.pod, &b.container))
+    });
+    out
 }
 
 #[cfg(test)]
@@ -432,5 +567,33 @@ mod tests {
             pull_policy(&c("busybox:1", Some("Never"))),
             PullPolicy::Never
         );
+    }
+
+    #[test]
+    fn pull_secrets_become_a_keyring_and_missing_ones_are_named() {
+        use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec};
+        let mut p = pod(None);
+        p.spec = Some(PodSpec {
+            image_pull_secrets: Some(
+                ["regcred", "gone", "opaque"]
+                    .map(|n| LocalObjectReference { name: n.into() })
+                    .to_vec(),
+            ),
+            ..Default::default()
+        });
+        let secret = |name: &str| -> Option<HashMap<String, String>> {
+            match name {
+                "regcred" => Some(HashMap::from([(
+                    ".dockerconfigjson".to_owned(),
+                    r#"{"auths":{"127.0.0.1:5000":{"username":"u","password":"p"}}}"#.to_owned(),
+                )])),
+                "opaque" => Some(HashMap::new()),
+                _ => None,
+            }
+        };
+        let (keyring, missing) = keyring(&p, &secret);
+        assert_eq!(missing, ["gone"]);
+        assert_eq!(keyring.lookup("127.0.0.1:5000", "busybox").len(), 1);
+        assert!(keyring.lookup("127.0.0.1:5001", "busybox").is_empty());
     }
 }

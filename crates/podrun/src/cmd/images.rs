@@ -128,11 +128,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         }
         return Ok(0);
     }
+    // crictl's `getTruncatedID`: 13 hex digits without `sha256:`, or all of it with
+    // `--no-trunc`.
     let trunc = |s: &str| -> String {
-        let s = s.strip_prefix("sha256:").unwrap_or(s);
         if args.no_trunc {
             s.to_owned()
         } else {
+            let s = s.strip_prefix("sha256:").unwrap_or(s);
             s.chars().take(13).collect()
         }
     };

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use podrun_images::digest::Digest;
 use podrun_images::{ImageRecord, Reference};
 
 use crate::Global;
@@ -15,7 +16,7 @@ pub struct Args {
     /// Remove every image.
     #[arg(short, long)]
     pub all: bool,
-    /// Remove every image no container uses.
+    /// Remove every image no container of a running pod uses.
     #[arg(short, long)]
     pub prune: bool,
 }
@@ -47,14 +48,22 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
     let store = service.store();
     let _lock = store.lock()?;
     let records = store.records()?;
+    // Containers of pods that live podrun instances run (their pod directories).
+    let in_use = podrun_node::runtime::images::images_in_use(&global.state_dir());
+    let user = |id: &str| in_use.iter().find(|u| u.image.image_id == id);
     let mut ids: Vec<String> = Vec::new();
     let mut failed = false;
+    let add = |id: String, ids: &mut Vec<String>| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    };
     if args.all || args.prune {
-        // No container runs from a stored image yet, so --prune and --all agree.
         for r in &records {
-            if !ids.contains(&r.image_id.to_string()) {
-                ids.push(r.image_id.to_string());
+            if args.prune && user(r.image_id.as_str()).is_some() {
+                continue;
             }
+            add(r.image_id.to_string(), &mut ids);
         }
     }
     for a in &args.images {
@@ -65,9 +74,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             continue;
         }
         for r in found {
-            if !ids.contains(&r.image_id.to_string()) {
-                ids.push(r.image_id.to_string());
-            }
+            add(r.image_id.to_string(), &mut ids);
         }
     }
     for id in &ids {
@@ -75,12 +82,26 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             .iter()
             .filter(|r| r.image_id.as_str() == id)
             .collect();
+        if let Some(u) = user(id) {
+            let shown = names.first().map_or(id.as_str(), |r| r.name.as_str());
+            eprintln!(
+                "error: image {shown:?} is in use by container {}/{}/{}",
+                u.namespace, u.pod, u.container
+            );
+            failed = true;
+            continue;
+        }
         for r in names {
             store.remove_record(&r.name)?;
             println!("Deleted: {}", r.name);
         }
     }
-    store.gc(&HashSet::new())?;
+    let live: HashSet<Digest> = in_use
+        .iter()
+        .flat_map(|u| u.image.layers.iter())
+        .filter_map(|hex| Digest::parse(&format!("sha256:{hex}")).ok())
+        .collect();
+    store.gc(&live)?;
     if failed {
         eprintln!("error: unable to remove the image(s)");
         return Ok(1);

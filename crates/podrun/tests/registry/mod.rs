@@ -24,6 +24,14 @@ pub fn require_tools() {
     }
 }
 
+/// The user of [`Registry::start_with_auth`].
+pub const REGISTRY_USER: &str = "user";
+/// Its password.
+pub const REGISTRY_PASSWORD: &str = "s3cret";
+/// bcrypt of [`REGISTRY_PASSWORD`] (cost 4, so each request is cheap), as htpasswd files
+/// hold it.
+const REGISTRY_BCRYPT: &str = "$2b$04$FFNPwzsqOHEQLqCRz9V5euylm7VhAqS3US.6GzlkhdGgv2ofbks/G";
+
 pub struct Registry {
     pub child: Child,
     pub port: u16,
@@ -41,6 +49,26 @@ impl Registry {
     }
 
     pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, "")
+    }
+
+    /// A registry that wants Basic credentials `REGISTRY_USER:REGISTRY_PASSWORD` (htpasswd).
+    pub fn start_with_auth(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let htpasswd = dir.join("htpasswd");
+        std::fs::write(&htpasswd, format!("{REGISTRY_USER}:{REGISTRY_BCRYPT}\n")).unwrap();
+        let auth = format!(
+            "auth: {{htpasswd: {{realm: podrun-test, path: {}}}}}\n",
+            htpasswd.display()
+        );
+        Self::start_with(dir, port, &auth)
+    }
+
+    fn start_with(dir: &Path, port: u16, extra: &str) -> Self {
         let config = dir.join("config.yml");
         std::fs::write(
             &config,
@@ -48,7 +76,7 @@ impl Registry {
                 "version: 0.1\nlog: {{level: error, accesslog: {{disabled: false}}}}\n\
                  storage: {{filesystem: {{rootdirectory: {}/storage}}, delete: {{enabled: true}}, maintenance: {{uploadpurging: {{enabled: false}}}}}}\n\
                  http: {{addr: 127.0.0.1:{port}, secret: podrun-test}}\n\
-                 health: {{storagedriver: {{enabled: false}}}}\n",
+                 health: {{storagedriver: {{enabled: false}}}}\n{extra}",
                 dir.display()
             ),
         )
@@ -142,6 +170,17 @@ impl Env {
         self.skopeo(&from, &format!("docker://{}/{name}", reg.host()), &[]);
     }
 
+    /// [`Env::push`] to a registry of [`Registry::start_with_auth`].
+    pub fn push_with_creds(&self, reg: &Registry, tag: &str, name: &str) {
+        let from = format!("oci:{}/oci:{tag}", self.dir().display());
+        let creds = format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}");
+        self.skopeo(
+            &from,
+            &format!("docker://{}/{name}", reg.host()),
+            &["--dest-creds", &creds],
+        );
+    }
+
     pub fn podrun(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_podrun"))
             .arg("--state-dir")
@@ -167,6 +206,135 @@ impl Env {
         std::fs::read_dir(self.state().join("images").join(sub))
             .map(|d| d.count())
             .unwrap_or(0)
+    }
+}
+
+impl Env {
+    /// `podrun run -f - --events <dir>/events.jsonl EXTRA…`, started with `manifest` on stdin.
+    pub fn spawn_manifest(&self, manifest: &str, extra: &[&str]) -> Child {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+            .arg("--state-dir")
+            .arg(self.state())
+            .args(["run", "-f", "-", "--events"])
+            .arg(self.dir().join("events.jsonl"))
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        child
+    }
+
+    /// [`Env::spawn_manifest`] to its end.
+    pub fn run_manifest(&self, manifest: &str, extra: &[&str]) -> Output {
+        self.spawn_manifest(manifest, extra)
+            .wait_with_output()
+            .unwrap()
+    }
+
+    pub fn logs(&self, pod: &str, container: &str) -> String {
+        self.ok(&["logs", pod, "-c", container])
+    }
+
+    /// (type, reason, message) of every Event recorded about `pod`.
+    pub fn events(&self, pod: &str) -> Vec<(String, String, String)> {
+        std::fs::read_to_string(self.dir().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["involvedObject"]["name"] == pod)
+            .map(|v| {
+                let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                (s("type"), s("reason"), s("message"))
+            })
+            .collect()
+    }
+
+    /// Waits (at most `limit`) until `pod` has an Event with `reason` whose message contains
+    /// `text`.
+    pub fn wait_event(&self, pod: &str, reason: &str, text: &str, limit: Duration) {
+        wait_until(limit, &format!("{reason} {text:?} about {pod}"), || {
+            self.events(pod)
+                .iter()
+                .any(|e| e.1 == reason && e.2.contains(text))
+        });
+    }
+
+    /// `podrun get pod NAME -o json`, `None` once the pod is gone.
+    pub fn pod_json(&self, pod: &str) -> Option<serde_json::Value> {
+        let out = self.podrun(&["get", "pod", pod, "-o", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+}
+
+/// Polls `cond` every 50 ms for at most `limit`; panics naming `what` when it never holds.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` that sends the upstream's answers back at
+/// about `bytes_per_sec` (a slow registry). Its threads end with their connections.
+pub struct SlowProxy {
+    pub port: u16,
+}
+
+impl SlowProxy {
+    pub fn start(upstream: u16, bytes_per_sec: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::net::TcpStream;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                std::thread::spawn(move || {
+                    let chunk = (bytes_per_sec / 20).max(1);
+                    let mut buf = vec![0u8; chunk];
+                    loop {
+                        match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if c_write.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Self { port }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 }
 
