@@ -641,8 +641,9 @@ impl Worker<'_> {
         } else {
             Some(self.ensure_image(pod, id, c)?)
         };
-        let prepared =
-            crate::security::prepare(pod, c).map_err(|e| ("CreateContainerConfigError", e))?;
+        let image_user = crate::security::image_user_of(from_image.as_ref());
+        let prepared = crate::security::prepare(pod, c, &image_user)
+            .map_err(|e| ("CreateContainerConfigError", e))?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let net_admin = c
             .security_context
@@ -814,6 +815,7 @@ impl Worker<'_> {
             restart_count,
             image,
         ));
+        crate::runtime::image_root::apply_image_config(launch, image);
         Ok(())
     }
 

@@ -98,6 +98,13 @@ pub struct ContainerLaunch {
     /// Run from an image: the root is an overlay of its layers with this instance's
     /// writable layer instead of the host's file system. Needs root.
     pub image: Option<image_root::ImageRoot>,
+    /// Container paths of the image's `Volumes`: each gets a writable directory of its own,
+    /// filled from the image, unless a volume is mounted at the same path.
+    pub image_volumes: Vec<PathBuf>,
+    /// The image's `StopSignal`: sent instead of SIGTERM to stop the container.
+    pub stop_signal: Option<i32>,
+    /// `privileged: true`: `/proc` and `/sys` paths are not masked and `/sys` is writable.
+    pub privileged: bool,
 }
 
 /// Namespaces of a pod sandbox that a container joins instead of getting its own (see
@@ -222,6 +229,8 @@ pub struct ContainerProcess {
     logs_rx: watch::Receiver<bool>,
     started_at: SystemTime,
     name: String,
+    /// The image's `StopSignal`, sent for SIGTERM.
+    stop_signal: Option<i32>,
 }
 
 /// Output of a command run with [`exec_in`].
@@ -321,6 +330,17 @@ impl ContainerProcess {
             let plan = match &launch.image {
                 Some(image) => {
                     let empty_lower = prepare_image_dirs(image)?;
+                    let mounted: Vec<PathBuf> = binds.iter().map(|b| b.target.clone()).collect();
+                    let volumes_dir = empty_lower.with_file_name("volumes");
+                    binds.extend(
+                        image_root::prepare_image_volumes(
+                            image,
+                            &launch.image_volumes,
+                            &mounted,
+                            &volumes_dir,
+                        )
+                        .map_err(|e| setup("fill the image's volumes", e))?,
+                    );
                     image_root::plan_image_rootfs(
                         &image_root::LayerStack::new(&image.layers),
                         image,
@@ -328,6 +348,7 @@ impl ContainerProcess {
                         &binds,
                         launch.working_dir.as_deref(),
                         launch.read_only_rootfs,
+                        launch.privileged,
                     )?
                 }
                 None => {
@@ -503,6 +524,7 @@ impl ContainerProcess {
             logs_rx,
             started_at,
             name: launch.container_name.clone(),
+            stop_signal: launch.stop_signal,
         })
     }
 
@@ -553,10 +575,16 @@ impl ContainerProcess {
 
     /// Sends `sig` to the container: to its init through the pidfd (with a PID namespace
     /// SIGKILL of the init ends every process in it), and without isolation to its whole
-    /// process group. Signalling an exited container does nothing.
+    /// process group. SIGTERM, the stop request, becomes the image's `StopSignal` when it
+    /// has one (as containerd's StopContainer does). Signalling an exited container does
+    /// nothing.
     pub fn signal(&self, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
         let group = !self.isolated || (self.shared_pid && sig == nix::sys::signal::Signal::SIGKILL);
-        self.proc.signal(sig as i32, group)
+        let raw = match (sig, self.stop_signal) {
+            (nix::sys::signal::Signal::SIGTERM, Some(stop)) => stop,
+            _ => sig as i32,
+        };
+        self.proc.signal(raw, group)
     }
 }
 
@@ -997,6 +1025,22 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
                     source.display().to_string(),
                     inside(target)
                 ),
+            ),
+            MountOp::Mask { target, dir, null } => (
+                RawOp::Mask {
+                    target: c(target)?,
+                    dir: *dir,
+                    null: c(null)?,
+                },
+                format!("masking {:?}", inside(target)),
+            ),
+            MountOp::ReadOnlyPath { target } => (
+                RawOp::ReadOnlyPath { target: c(target)? },
+                format!("making {:?} read-only", inside(target)),
+            ),
+            MountOp::NewCgroupNamespace => (
+                RawOp::NewCgroupNamespace,
+                "creating the cgroup namespace".to_string(),
             ),
             MountOp::Special {
                 fstype,
