@@ -656,6 +656,19 @@ mod tests {
     }
 
     #[test]
+    fn stop_signals_parse_as_moby_does_and_volume_paths_are_cleaned() {
+        assert_eq!(parse_signal("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("usr1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("sigquit"), Some(libc::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("0"), None);
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal(""), None);
+        assert_eq!(clean_container_path("data"), Path::new("/data"));
+        assert_eq!(clean_container_path("/a/../../b/./c/"), Path::new("/b/c"));
+    }
+
+    #[test]
     fn overlay_lists_the_top_layer_first_and_refuses_unmountable_paths() {
         let opts = overlay_options(&root(), Path::new("/e")).expect("options");
         assert_eq!(
