@@ -696,6 +696,7 @@ impl Worker<'_> {
             mounts,
             log_path,
             termination_message: Some((message_host, PathBuf::from(message_path))),
+            pod_shm: Some(self.pod_dir.join("shm")),
             // A hostNetwork pod keeps the host's name, as in Kubernetes; otherwise the
             // sandbox's UTS namespace already carries it.
             hostname: (!pod

@@ -254,3 +254,29 @@ async fn the_image_stop_signal_replaces_sigterm() {
     assert_eq!(exit.exit_code, 3, "{}", log_text(&l.log_path));
     assert!(log_text(&l.log_path).ends_with("got-usr1"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_dev_shm_is_shared_by_its_containers_and_outlives_them() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layers = build_layers(dir.path());
+    let shm = dir.path().join("pod/shm");
+    let mut first = launch(
+        dir.path(),
+        &layers,
+        "first",
+        "echo from-first > /dev/shm/note && grep ' /dev/shm ' /proc/mounts | grep -c 'size=65536k'",
+    );
+    first.pod_shm = Some(shm.clone());
+    let mut second = launch(dir.path(), &layers, "second", "cat /dev/shm/note");
+    second.pod_shm = Some(shm.clone());
+    let (code, out) = run_to_end(&first).await;
+    assert_eq!((code, out.trim()), (0, "1"), "{out}");
+    let (code, out) = run_to_end(&second).await;
+    // The test unmounts what the runtime mounted for the pod (as the pod's teardown does).
+    let on_host = std::fs::read_to_string(shm.join("note"));
+    let unmounted = nix::mount::umount2(&shm, nix::mount::MntFlags::MNT_DETACH);
+    assert_eq!((code, out.as_str()), (0, "from-first"), "{out}");
+    assert_eq!(on_host.expect("note on the pod's shm"), "from-first\n");
+    unmounted.expect("the pod's shm was a mount of its own");
+}

@@ -601,8 +601,8 @@ fn the_container_sees_its_image_its_own_writes_and_the_pods_files() {
                 touch /sys/x 2>/dev/null && echo sys-rw || echo sys-ro; cat /etc/hostname; \
                 grep -c view /etc/hosts; test -s /etc/resolv.conf && echo resolv\"]\n";
     // First instance writes /tmp/x and fails; the second finds the emptyDir mark only.
-    let restart = "    command: [sh, -c, \"if test -e /scratch/ran; then cat /tmp/x 2>/dev/null || echo tmp-gone; cat /scratch/ran; \
-                   else echo mine > /tmp/x; echo kept > /scratch/ran; exit 1; fi\"]\n    \
+    let restart = "    command: [sh, -c, \"if test -e /scratch/ran; then cat /tmp/x 2>/dev/null || echo tmp-gone; cat /scratch/ran /dev/shm/s; \
+                   else echo mine > /tmp/x; echo kept > /scratch/ran; echo shm-kept > /dev/shm/s; exit 1; fi\"]\n    \
                    volumeMounts: [{name: scratch, mountPath: /scratch}]\n";
     let read_only = "    command: [sh, -c, \"touch /x 2>&1; touch /scratch/w /dev/shm/w && echo h >> /etc/hosts && echo writable\"]\n    \
                      securityContext: {readOnlyRootFilesystem: true}\n    \
@@ -672,10 +672,22 @@ fn the_container_sees_its_image_its_own_writes_and_the_pods_files() {
     assert!(ro.contains("touch: /x: Read-only file system"), "{ro}");
     assert!(ro.trim_end().ends_with("writable"), "{ro}");
 
-    assert_eq!(env.logs("again", "again").trim(), "tmp-gone\nkept");
+    // The pod's /dev/shm (the sandbox's) outlives the container's restart.
+    assert_eq!(
+        env.logs("again", "again").trim(),
+        "tmp-gone\nkept\nshm-kept"
+    );
     let restarts = env.status("again")["status"]["containerStatuses"][0]["restartCount"].clone();
     assert_eq!(restarts, 1);
     assert_eq!(env.logs("other", "other").trim(), "not-shared");
+    // Every pod's shm is unmounted with the pod.
+    let pods = env.dir().join("state/pods");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(pods.to_str().unwrap()),
+        "mounts left under {}",
+        pods.display()
+    );
     // Nothing was written into the unpacked layers.
     let layers = env.dir().join("state/images/layers");
     for l in std::fs::read_dir(&layers).unwrap().flatten() {

@@ -105,6 +105,10 @@ pub struct ContainerLaunch {
     pub stop_signal: Option<i32>,
     /// `privileged: true`: `/proc` and `/sys` paths are not masked and `/sys` is writable.
     pub privileged: bool,
+    /// The pod's `/dev/shm`, shared by its containers as the sandbox's is: a tmpfs mounted
+    /// at this host path on first use (unmounted with the pod's other mounts). `None` gives
+    /// the container one of its own.
+    pub pod_shm: Option<PathBuf>,
 }
 
 /// Namespaces of a pod sandbox that a container joins instead of getting its own (see
@@ -360,6 +364,11 @@ impl ContainerProcess {
                     }
                 }
             };
+            let mut plan = plan;
+            if let Some(shm) = &launch.pod_shm {
+                ensure_pod_shm(shm)?;
+                rootfs::use_pod_shm(&mut plan, shm);
+            }
             raw_ops(&plan)?
         } else {
             (Vec::new(), Vec::new())
@@ -843,6 +852,32 @@ fn ensure_rootfs_mountpoint() -> Result<(), SpawnError> {
             step: format!("create {ROOTFS_MOUNTPOINT}"),
             reason,
         })
+}
+
+/// Mounts the pod's shared `/dev/shm` tmpfs at `dir` unless it is already there (its device
+/// then differs from its parent's): 64 MiB, `nosuid,nodev,noexec`, mode 1777, as containerd
+/// makes a sandbox's.
+fn ensure_pod_shm(dir: &Path) -> Result<(), SpawnError> {
+    use std::os::unix::fs::MetadataExt;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let step = || format!("mount the pod's /dev/shm at {}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| setup(&step(), e))?;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
+    if dev(dir).map_err(|e| setup(&step(), e))? != dev(parent).map_err(|e| setup(&step(), e))? {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("shm"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,size={}k", rootfs::DEV_SHM_BYTES / 1024).as_str()),
+    )
+    .map_err(|e| setup(&step(), std::io::Error::from(e)))
 }
 
 /// Makes the instance's upper and work directories new and empty (a restart never sees the

@@ -418,6 +418,21 @@ pub(crate) fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
     });
 }
 
+/// Puts the pod's shared `/dev/shm` (host directory `shm`, a tmpfs) in place of the
+/// container's own in `ops`.
+pub fn use_pod_shm(ops: &mut [MountOp], shm: &Path) {
+    let target = Path::new(ROOTFS_MOUNTPOINT).join("dev/shm");
+    for op in ops.iter_mut() {
+        if matches!(op, MountOp::Tmpfs { target: t, .. } if *t == target) {
+            *op = MountOp::Bind {
+                source: shm.to_path_buf(),
+                target: target.clone(),
+                read_only: false,
+            };
+        }
+    }
+}
+
 /// Size of `/dev/shm`: the kubelet's default for the sandbox's shm (64 MiB).
 pub const DEV_SHM_BYTES: u64 = 64 * 1024 * 1024;
 
