@@ -256,6 +256,58 @@ async fn the_image_stop_signal_replaces_sigterm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_joins_the_containers_cgroup_namespace() {
+    require_root();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layers = build_layers(dir.path());
+    // The container in a cgroup of its own on the cgroup2 hierarchy, so that a command
+    // outside its cgroup namespace would see a longer path than `/`.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").expect("mounts");
+    let v2 = mounts
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+        })
+        .expect("a cgroup2 hierarchy");
+    let cgroup = v2.join(format!("podrun-test-exec-{}", std::process::id()));
+    std::fs::create_dir(&cgroup).expect("cgroup");
+    let mut l = launch(
+        dir.path(),
+        &layers,
+        "exec",
+        "while true; do sleep 0.05; done",
+    );
+    l.cgroup = vec![cgroup.clone()];
+    let c = ContainerProcess::spawn(&l).expect("spawn");
+    let out = podrun_node::runtime::exec_in(
+        &c,
+        &[
+            "grep".into(),
+            "-c".into(),
+            "^0::/$".into(),
+            "/proc/self/cgroup".into(),
+        ],
+        &[("PATH".into(), "/bin".into())],
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("exec");
+    c.signal(nix::sys::signal::Signal::SIGKILL).expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), c.wait())
+        .await
+        .expect("exit");
+    let removed = std::fs::remove_dir(&cgroup);
+    assert_eq!(
+        (out.exit_code, out.text().trim()),
+        (0, "1"),
+        "{}",
+        out.text()
+    );
+    removed.expect("cgroup removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pods_dev_shm_is_shared_by_its_containers_and_outlives_them() {
     require_root();
     let dir = tempfile::tempdir().expect("tempdir");

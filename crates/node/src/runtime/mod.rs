@@ -396,6 +396,11 @@ impl ContainerProcess {
                 ns_flags |= libc::CLONE_NEWUTS;
             }
             exec_flags = ns_flags;
+            if launch.image.is_some() {
+                // The container made its own cgroup namespace (see image_root); exec'd
+                // commands see the same /proc/self/cgroup.
+                exec_flags |= libc::CLONE_NEWCGROUP;
+            }
             if shared_pid {
                 // The PID namespace is joined by an intermediate (setns only affects the
                 // children of the caller); the mount namespace is made by its child.
