@@ -843,6 +843,29 @@ mod tests {
     }
 
     #[test]
+    fn dotdot_in_a_symlink_stops_at_the_root_and_the_pod_shm_replaces_the_own() {
+        use EntryKind::*;
+        let mut h = host();
+        h.0.insert("/up".into(), Symlink("../../../usr/./bin".into()));
+        let mut ops = plan_rootfs(&h, &[bind("/src", "/up/x")]).expect("plan");
+        let root = Path::new(ROOTFS_MOUNTPOINT);
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/src".into(),
+            target: root.join("usr/bin/x"),
+            read_only: false
+        }));
+        use_pod_shm(&mut ops, Path::new("/pods/p/shm"));
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/pods/p/shm".into(),
+            target: root.join("dev/shm"),
+            read_only: false
+        }));
+        assert!(!ops.iter().any(
+            |o| matches!(o, MountOp::Tmpfs { target, .. } if target == &root.join("dev/shm"))
+        ));
+    }
+
+    #[test]
     fn nested_volume_mount_point_is_made_inside_the_outer_volume() {
         let ops =
             plan_rootfs(&host(), &[bind("/src", "/a/b/c"), bind("/src", "/a")]).expect("plan");
