@@ -375,6 +375,19 @@ fn clean_container_path(p: &str) -> PathBuf {
     out
 }
 
+/// containerd's rule for the pod's files in a container: `/etc/hostname` and
+/// `/etc/resolv.conf` are read-only exactly when the root file system is, `/etc/hosts` stays
+/// writable.
+pub fn pod_file_modes(binds: &mut [PlannedBind], read_only_root: bool) {
+    for b in binds.iter_mut() {
+        if b.target == Path::new("/etc/hostname") || b.target == Path::new("/etc/resolv.conf") {
+            b.read_only = read_only_root;
+        } else if b.target == Path::new("/etc/hosts") {
+            b.read_only = false;
+        }
+    }
+}
+
 /// The image's `Volumes` as containerd's CRI makes them: a new directory per volume under
 /// `dir`, filled with what the image holds at that path (owners, modes, symlinks kept),
 /// bind-mounted writable even under `readOnlyRootFilesystem`. A volume at a path where a

@@ -334,6 +334,7 @@ impl ContainerProcess {
             let plan = match &launch.image {
                 Some(image) => {
                     let empty_lower = prepare_image_dirs(image)?;
+                    image_root::pod_file_modes(&mut binds, launch.read_only_rootfs);
                     let mounted: Vec<PathBuf> = binds.iter().map(|b| b.target.clone()).collect();
                     let volumes_dir = empty_lower.with_file_name("volumes");
                     binds.extend(
