@@ -780,8 +780,9 @@ impl Worker<'_> {
                 ),
             ));
         }
-        let prepared =
-            crate::security::prepare(pod, c).map_err(|e| ("CreateContainerConfigError", e))?;
+        let image_user = crate::security::image_user_of(from_image.as_ref());
+        let prepared = crate::security::prepare(pod, c, &image_user)
+            .map_err(|e| ("CreateContainerConfigError", e))?;
         let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
         let net_admin = c
             .security_context
@@ -834,6 +835,7 @@ impl Worker<'_> {
             mounts,
             log_path,
             termination_message: Some((message_host, PathBuf::from(message_path))),
+            pod_shm: Some(self.pod_dir.join("shm")),
             // A hostNetwork pod keeps the host's name, as in Kubernetes; otherwise the
             // sandbox's UTS namespace already carries it.
             hostname: (!pod
@@ -938,6 +940,7 @@ impl Worker<'_> {
             restart_count,
             image,
         ));
+        crate::runtime::image_root::apply_image_config(launch, image);
         Ok(())
     }
 

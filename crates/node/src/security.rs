@@ -7,10 +7,12 @@
 //! system call, no clock — so every rule is covered by table tests; the container's child
 //! process only carries the plan out (see `runtime::child`).
 //!
-//! There is no image metadata (containers run host binaries), so a container without
-//! `runAsUser` runs as uid 0 and gid 0, exactly as an image without a `USER` line would.
+//! `runAsNonRoot` is checked against the image's `User` as the kubelet checks it
+//! ([`plan_with_image_user`]); a container on the host file system has no image metadata and
+//! counts as an image without a `USER` line (root).
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityContext};
+pub use podrun_images::process::ImageUser;
 
 /// The highest capability number this plan knows (`CAP_CHECKPOINT_RESTORE`). Bits above the
 /// running kernel's `cap_last_cap` are ignored when the plan is applied.
@@ -219,10 +221,66 @@ fn pod_label(pod: &Pod) -> String {
     )
 }
 
-/// Merges the pod's and the container's `securityContext` into what the process must be.
+/// [`plan_with_image_user`] for a container without image metadata (host file system): its
+/// user counts as root.
+pub fn plan(pod: &Pod, container: &Container) -> Result<SecurityPlan, String> {
+    plan_with_image_user(pod, container, &ImageUser::None)
+}
+
+/// The image's `User` as the kubelet sees it through the runtime's image status (containerd
+/// reports the part before `:`, as a uid when numeric, else as a name).
+pub fn image_user_of(image: Option<&podrun_images::EnsuredImage>) -> ImageUser {
+    let user = image
+        .and_then(|i| i.config.config().as_ref())
+        .and_then(|c| c.user().clone());
+    podrun_images::process::image_user(user.as_deref())
+}
+
+/// The kubelet's `verifyRunAsNonRoot`: an explicit `runAsUser` is checked as given; without
+/// one the image's user decides: a name cannot be verified, no user or uid 0 is root, and a
+/// uid above 2147483647 is not a valid user ID.
+fn verify_run_as_non_root(
+    pod: &Pod,
+    container: &Container,
+    run_as_user: Option<i64>,
+    image_user: &ImageUser,
+) -> Result<(), String> {
+    let label = pod_label(pod);
+    let name = &container.name;
+    if let Some(uid) = run_as_user {
+        if uid == 0 {
+            return Err(format!(
+                "container's runAsUser breaks non-root policy (pod: {label:?}, container: {name})"
+            ));
+        }
+        return Ok(());
+    }
+    match image_user {
+        ImageUser::Name(user) => Err(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify \
+             user is non-root (pod: {label:?}, container: {name})"
+        )),
+        ImageUser::None | ImageUser::Uid(0) => Err(format!(
+            "container has runAsNonRoot and image will run as root (pod: {label:?}, container: {name})"
+        )),
+        ImageUser::Uid(uid) if i64::from(*uid) > i64::from(i32::MAX) => Err(format!(
+            "container has runAsNonRoot and image has an invalid user id ({uid}). (Must be \
+             1-({max})): must be between 0 and {max}, inclusive (pod: {label:?}, container: {name})",
+            max = i32::MAX
+        )),
+        ImageUser::Uid(_) => Ok(()),
+    }
+}
+
+/// Merges the pod's and the container's `securityContext` into what the process must be;
+/// `image_user` is the image's `User` (for `runAsNonRoot`).
 ///
 /// Errors are `CreateContainerConfigError` messages worded as the kubelet words them.
-pub fn plan(pod: &Pod, container: &Container) -> Result<SecurityPlan, String> {
+pub fn plan_with_image_user(
+    pod: &Pod,
+    container: &Container,
+    image_user: &ImageUser,
+) -> Result<SecurityPlan, String> {
     let default_psc = PodSecurityContext::default();
     let default_sc = SecurityContext::default();
     let psc = pod
@@ -236,25 +294,7 @@ pub fn plan(pod: &Pod, container: &Container) -> Result<SecurityPlan, String> {
     let run_as_group = sc.run_as_group.or(psc.run_as_group);
     let run_as_non_root = sc.run_as_non_root.or(psc.run_as_non_root);
     if run_as_non_root == Some(true) {
-        // The kubelet's verifyRunAsNonRoot: an explicit uid is checked as given; without
-        // one the image's user decides, and with no image metadata that user is root.
-        match run_as_user {
-            Some(0) => {
-                return Err(format!(
-                    "container's runAsUser breaks non-root policy (pod: {:?}, container: {})",
-                    pod_label(pod),
-                    container.name
-                ));
-            }
-            Some(_) => {}
-            None => {
-                return Err(format!(
-                    "container has runAsNonRoot and image will run as root (pod: {:?}, container: {})",
-                    pod_label(pod),
-                    container.name
-                ));
-            }
-        }
+        verify_run_as_non_root(pod, container, run_as_user, image_user)?;
     }
     let uid = id_of(run_as_user, "runAsUser")?;
     let gid = id_of(run_as_group, "runAsGroup")?;
@@ -365,8 +405,12 @@ fn root_only_fields(plan: &SecurityPlan, c: &Container) -> Vec<&'static str> {
 /// Decides the container's securityContext and creates its cgroup (in the pod's
 /// `podrun/<uid>`). Without root, a container that needs a setting only root can apply is
 /// refused rather than run without it. Errors are `CreateContainerConfigError` messages.
-pub fn prepare(pod: &Pod, c: &Container) -> Result<PreparedContainer, String> {
-    let plan = plan(pod, c)?.for_host();
+pub fn prepare(
+    pod: &Pod,
+    c: &Container,
+    image_user: &ImageUser,
+) -> Result<PreparedContainer, String> {
+    let plan = plan_with_image_user(pod, c, image_user)?.for_host();
     let resources = crate::cgroup::ResourcePlan::from_container(c).map_err(|e| e.to_string())?;
     if !crate::runtime::isolation_available() {
         let mut needs = root_only_fields(&plan, c);
@@ -415,6 +459,7 @@ impl PreparedContainer {
             launch.capabilities = Some(plan.capabilities);
             launch.no_new_privs = plan.no_new_privs;
             launch.read_only_rootfs = plan.read_only_rootfs;
+            launch.privileged = plan.privileged;
             if plan.credentials.uid != 0
                 && let Some((host, _)) = &launch.termination_message
             {
@@ -550,6 +595,36 @@ mod tests {
             let p = plan_of(psc, csc).unwrap();
             assert_eq!(p.credentials, Credentials { uid, gid, groups }, "case {i}");
         }
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_against_the_image_user() {
+        let (p, c) = pod(
+            serde_json::json!({"runAsNonRoot": true}),
+            serde_json::json!(null),
+        );
+        let with = |u: &ImageUser| plan_with_image_user(&p, &c, u);
+        assert_eq!(
+            with(&ImageUser::Name("app".into())).unwrap_err(),
+            r#"container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root (pod: "p_ns(u-1)", container: c)"#
+        );
+        for root in [ImageUser::None, ImageUser::Uid(0)] {
+            assert_eq!(
+                with(&root).unwrap_err(),
+                r#"container has runAsNonRoot and image will run as root (pod: "p_ns(u-1)", container: c)"#
+            );
+        }
+        assert!(with(&ImageUser::Uid(1000)).is_ok());
+        assert_eq!(
+            with(&ImageUser::Uid(3_000_000_000)).unwrap_err(),
+            r#"container has runAsNonRoot and image has an invalid user id (3000000000). (Must be 1-(2147483647)): must be between 0 and 2147483647, inclusive (pod: "p_ns(u-1)", container: c)"#
+        );
+        // An explicit runAsUser wins over any image user.
+        let (p, c) = pod(
+            serde_json::json!({"runAsNonRoot": true, "runAsUser": 7}),
+            serde_json::json!(null),
+        );
+        assert!(plan_with_image_user(&p, &c, &ImageUser::Name("root".into())).is_ok());
     }
 
     #[test]

@@ -62,6 +62,15 @@ pub(crate) enum RawOp {
     ReadOnly {
         target: CString,
     },
+    Mask {
+        target: CString,
+        dir: bool,
+        null: CString,
+    },
+    ReadOnlyPath {
+        target: CString,
+    },
+    NewCgroupNamespace,
 }
 
 /// Everything the child needs, built before cloning.
@@ -696,6 +705,62 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                     std::mem::size_of::<MountAttr>(),
                 ) as c_int
             }
+            RawOp::Mask { target, dir, null } => {
+                // runc's maskPath: a path the kernel does not have is left alone.
+                let r = if *dir {
+                    libc::mount(
+                        c"tmpfs".as_ptr(),
+                        target.as_ptr(),
+                        c"tmpfs".as_ptr(),
+                        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        c"size=0,mode=0755".as_ptr() as *const c_void,
+                    )
+                } else {
+                    libc::mount(
+                        null.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    )
+                };
+                if r != 0 && matches!(*libc::__errno_location(), libc::ENOENT | libc::ENOTDIR) {
+                    0
+                } else {
+                    r
+                }
+            }
+            RawOp::ReadOnlyPath { target } => {
+                if libc::mount(
+                    target.as_ptr(),
+                    target.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ) != 0
+                {
+                    return if *libc::__errno_location() == libc::ENOENT {
+                        0
+                    } else {
+                        -1
+                    };
+                }
+                let attr = MountAttr {
+                    attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                    attr_clr: 0,
+                    propagation: 0,
+                    userns_fd: 0,
+                };
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    target.as_ptr(),
+                    libc::AT_RECURSIVE as libc::c_uint,
+                    &attr as *const MountAttr,
+                    std::mem::size_of::<MountAttr>(),
+                ) as c_int
+            }
+            RawOp::NewCgroupNamespace => libc::unshare(libc::CLONE_NEWCGROUP),
             RawOp::PivotRoot { new_root } => {
                 // runc's trick: pivot onto "." and lazily detach the old root stacked under it,
                 // so no put_old directory is needed.
@@ -712,6 +777,8 @@ unsafe fn run_op(op: &RawOp) -> c_int {
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
 
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]

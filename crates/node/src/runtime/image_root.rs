@@ -14,17 +14,16 @@
 //! upper layer, never in a layer or on the host.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
-use super::rootfs::{EntryKind, MountOp, PlanError, PlannedBind, ROOTFS_MOUNTPOINT, plan_dev};
+use super::rootfs::{
+    EntryKind, MountOp, PlanError, PlannedBind, ROOTFS_MOUNTPOINT, RootView, plan_dev,
+    resolve_in_root,
+};
 
 /// Largest mount option string the kernel accepts (one page, with its terminating NUL).
 const MAX_MOUNT_DATA: usize = 4095;
-
-/// Symlinks followed while resolving one path before giving up (the kernel's limit).
-const MAX_SYMLINKS: usize = 40;
 
 /// The file systems a container of an image runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +118,7 @@ fn is_opaque(dir: &Path) -> bool {
 }
 
 /// Entries the plan puts in the fresh `/dev`, with their kinds.
-const DEV_ENTRIES: [(&str, bool); 13] = [
+const DEV_ENTRIES: [(&str, bool); 14] = [
     ("null", false),
     ("zero", false),
     ("full", false),
@@ -133,6 +132,7 @@ const DEV_ENTRIES: [(&str, bool); 13] = [
     ("ptmx", false),
     ("pts", true),
     ("shm", true),
+    ("mqueue", true),
 ];
 
 /// The container's view while planning: the image, the synthetic trees and the volumes
@@ -187,73 +187,29 @@ impl Planner<'_> {
         }
         self.image.kind(cpath)
     }
+}
 
-    /// Walks `target` in the container's view, following symlinks inside the root, and
-    /// returns the resolved path with the entries to create (path, is_dir), parents first.
-    fn resolve(
+impl RootView for Planner<'_> {
+    fn kind(&self, cpath: &Path) -> Option<EntryKind> {
+        Planner::kind(self, cpath)
+    }
+
+    fn will_create(
         &mut self,
+        parent: &Path,
+        path: &Path,
+        is_dir: bool,
         target: &Path,
-        leaf_is_dir: bool,
-    ) -> Result<(PathBuf, Vec<(PathBuf, bool)>), PlanError> {
-        let mut todo: Vec<OsString> = target
-            .components()
-            .rev()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                Component::ParentDir => Some("..".into()),
-                _ => None,
-            })
-            .collect();
-        let mut cur = PathBuf::from("/");
-        let mut creates = Vec::new();
-        let mut links = 0;
-        while let Some(name) = todo.pop() {
-            if name == ".." {
-                cur.pop();
-                continue;
-            }
-            let next = cur.join(&name);
-            let last = todo.is_empty();
-            match self.kind(&next) {
-                Some(EntryKind::Dir) => cur = next,
-                Some(EntryKind::Symlink(t)) => {
-                    links += 1;
-                    if links > MAX_SYMLINKS {
-                        return Err(PlanError::SymlinkLoop(target.to_path_buf()));
-                    }
-                    if t.is_absolute() {
-                        cur = PathBuf::from("/");
-                    }
-                    for c in t.components().rev() {
-                        match c {
-                            Component::Normal(n) => todo.push(n.to_os_string()),
-                            Component::ParentDir => todo.push("..".into()),
-                            _ => {}
-                        }
-                    }
-                }
-                Some(EntryKind::File) if last && !leaf_is_dir => cur = next,
-                Some(EntryKind::File) => {
-                    return Err(PlanError::NotADirectory {
-                        target: target.to_path_buf(),
-                        component: next,
-                    });
-                }
-                None => {
-                    if cur.starts_with("/proc") || cur.starts_with("/sys") {
-                        return Err(PlanError::NotADirectory {
-                            target: target.to_path_buf(),
-                            component: next,
-                        });
-                    }
-                    let is_dir = !last || leaf_is_dir;
-                    self.created.insert(next.clone(), is_dir);
-                    creates.push((next.clone(), is_dir));
-                    cur = next;
-                }
-            }
+    ) -> Result<(), PlanError> {
+        if parent.starts_with("/proc") || parent.starts_with("/sys") {
+            // Only what the kernel shows there; nothing may be created in it.
+            return Err(PlanError::NotADirectory {
+                target: target.to_path_buf(),
+                component: path.to_path_buf(),
+            });
         }
-        Ok((cur, creates))
+        self.created.insert(path.to_path_buf(), is_dir);
+        Ok(())
     }
 }
 
@@ -309,10 +265,244 @@ pub fn overlay_options(root: &ImageRoot, empty_lower: &Path) -> Result<String, P
     Ok(options)
 }
 
+/// `/proc` and `/sys` paths hidden from a container that is not privileged: the kubelet's
+/// default `procMount` list (pkg/securitycontext), which it hands to the runtime through the
+/// CRI; each thermal-throttle directory of a CPU is added by [`masked_paths`].
+pub const MASKED_PATHS: [&str; 12] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// `/proc` paths a container that is not privileged sees read-only (the kubelet's default).
+pub const READ_ONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// [`MASKED_PATHS`] with the `thermal_throttle` directory of every CPU this host has, and
+/// whether each is a directory (as the host's `/proc` and `/sys` show it: same kernel).
+pub fn masked_paths() -> Vec<(PathBuf, bool)> {
+    let mut out: Vec<PathBuf> = MASKED_PATHS.iter().map(PathBuf::from).collect();
+    if let Ok(cpus) = std::fs::read_dir("/sys/devices/system/cpu") {
+        let mut extra: Vec<PathBuf> = cpus
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("cpu"))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .map(|e| e.path().join("thermal_throttle"))
+            .filter(|p| p.exists())
+            .collect();
+        extra.sort();
+        out.extend(extra);
+    }
+    out.into_iter()
+        .map(|p| {
+            let dir = std::fs::metadata(&p).map(|m| m.is_dir()).unwrap_or(false);
+            (p, dir)
+        })
+        .collect()
+}
+
+/// What a container of an image takes from its config beyond argv, env, working directory
+/// and user: the `StopSignal` (sent instead of SIGTERM) and the `Volumes`.
+pub fn apply_image_config(
+    launch: &mut super::ContainerLaunch,
+    image: &podrun_images::EnsuredImage,
+) {
+    let Some(cfg) = image.config.config().as_ref() else {
+        return;
+    };
+    launch.stop_signal = cfg.stop_signal().as_deref().and_then(|s| {
+        let sig = parse_signal(s);
+        if sig.is_none() {
+            tracing::warn!(signal = %s, container = %launch.container_name, "the image's StopSignal is unknown; SIGTERM stops the container");
+        }
+        sig
+    });
+    launch.image_volumes = cfg
+        .volumes()
+        .iter()
+        .flatten()
+        .map(|v| clean_container_path(v))
+        .collect();
+    launch.image_volumes.sort();
+    launch.image_volumes.dedup();
+}
+
+/// A signal as the image config names it (moby's `ParseSignal`): a number, or a name with
+/// or without `SIG`, any case.
+pub fn parse_signal(text: &str) -> Option<i32> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<i32>() {
+        return (1..=libc::SIGRTMAX()).contains(&n).then_some(n);
+    }
+    let upper = text.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    format!("SIG{bare}")
+        .parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
+}
+
+/// `filepath.Clean("/" + p)`: absolute, `..` stopping at the root.
+fn clean_container_path(p: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// containerd's rule for the pod's files in a container: `/etc/hostname` and
+/// `/etc/resolv.conf` are read-only exactly when the root file system is, `/etc/hosts` stays
+/// writable.
+pub fn pod_file_modes(binds: &mut [PlannedBind], read_only_root: bool) {
+    for b in binds.iter_mut() {
+        if b.target == Path::new("/etc/hostname") || b.target == Path::new("/etc/resolv.conf") {
+            b.read_only = read_only_root;
+        } else if b.target == Path::new("/etc/hosts") {
+            b.read_only = false;
+        }
+    }
+}
+
+/// The image's `Volumes` as containerd's CRI makes them: a new directory per volume under
+/// `dir`, filled with what the image holds at that path (owners, modes, symlinks kept),
+/// bind-mounted writable even under `readOnlyRootFilesystem`. A volume at a path where a
+/// pod volume is `mounted` is left to that volume.
+pub fn prepare_image_volumes(
+    root: &ImageRoot,
+    volumes: &[PathBuf],
+    mounted: &[PathBuf],
+    dir: &Path,
+) -> std::io::Result<Vec<PlannedBind>> {
+    let mut binds = Vec::new();
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for (i, target) in volumes.iter().enumerate() {
+        if mounted.iter().any(|m| m == target) || target == Path::new("/") {
+            continue;
+        }
+        let source = dir.join(i.to_string());
+        std::fs::create_dir_all(&source)?;
+        let stack = LayerStack::new(&root.layers);
+        let mut probe = Probe(&stack);
+        if let Ok((resolved, _)) = resolve_in_root(&mut probe, target, true)
+            && stack.kind(&resolved) == Some(EntryKind::Dir)
+        {
+            copy_merged(&root.layers, &resolved, &source)?;
+        }
+        binds.push(PlannedBind {
+            source,
+            target: target.clone(),
+            read_only: false,
+        });
+    }
+    Ok(binds)
+}
+
+/// The image as it is, for finding what a volume path holds: nothing may be created.
+struct Probe<'a>(&'a LayerStack<'a>);
+
+impl RootView for Probe<'_> {
+    fn kind(&self, cpath: &Path) -> Option<EntryKind> {
+        self.0.kind(cpath)
+    }
+
+    fn will_create(&mut self, _: &Path, _: &Path, _: bool, target: &Path) -> Result<(), PlanError> {
+        Err(PlanError::MissingSource(target.to_path_buf()))
+    }
+}
+
+/// Copies directory `cdir` of the merged view of `layers` (lowest first) into `dest` (an
+/// existing directory): the topmost layer holding a name decides, whiteouts hide, an
+/// opaque directory or a non-directory stops the lower layers. Devices, fifos and sockets
+/// are left out; hard links become copies.
+fn copy_merged(layers: &[PathBuf], cdir: &Path, dest: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{PermissionsExt, lchown};
+    let rel = cdir.strip_prefix("/").unwrap_or(cdir);
+    let mut entries: BTreeMap<std::ffi::OsString, Option<PathBuf>> = BTreeMap::new();
+    let mut dir_meta = None;
+    for layer in layers.iter().rev() {
+        let here = layer.join(rel);
+        match std::fs::symlink_metadata(&here) {
+            Ok(md) if md.is_dir() => {
+                if dir_meta.is_none() {
+                    dir_meta = Some(md);
+                }
+                for e in std::fs::read_dir(&here)? {
+                    let e = e?;
+                    let md = e.metadata()?;
+                    let whiteout = md.file_type().is_char_device() && md.rdev() == 0;
+                    entries
+                        .entry(e.file_name())
+                        .or_insert_with(|| (!whiteout).then(|| e.path()));
+                }
+                if is_opaque(&here) {
+                    break;
+                }
+            }
+            Ok(_) => break,
+            Err(_) if hides_lower(layer, rel) => break,
+            Err(_) => {}
+        }
+    }
+    if let Some(md) = dir_meta {
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        lchown(dest, Some(md.uid()), Some(md.gid()))?;
+    }
+    for (name, src) in entries {
+        let Some(src) = src else { continue };
+        let to = dest.join(&name);
+        let md = std::fs::symlink_metadata(&src)?;
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir(&to)?;
+            copy_merged(layers, &cdir.join(&name), &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &to)?;
+            lchown(&to, Some(md.uid()), Some(md.gid()))?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &to)?;
+            lchown(&to, Some(md.uid()), Some(md.gid()))?;
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+    }
+    Ok(())
+}
+
 /// Plans the root of a container running from `root`: the overlay, `/proc`, `/dev`, `/sys`
-/// (read-only), `binds` by depth (parents first) resolved inside the image, `working_dir`
-/// created if missing, the overlay made read-only when `read_only`, then `pivot_root`.
-/// `empty_lower` is an empty directory standing in for an image without layers.
+/// (read-only unless `privileged`) with the container's cgroup at `/sys/fs/cgroup`, the
+/// kubelet's masked and read-only paths unless `privileged`, `binds` by depth (parents
+/// first) resolved inside the image, `working_dir` created if missing, the overlay made
+/// read-only when `read_only`, then `pivot_root`. `empty_lower` is an empty directory
+/// standing in for an image without layers.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_image_rootfs(
     view: &dyn ImageView,
     root: &ImageRoot,
@@ -320,6 +510,7 @@ pub fn plan_image_rootfs(
     binds: &[PlannedBind],
     working_dir: Option<&Path>,
     read_only: bool,
+    privileged: bool,
 ) -> Result<Vec<MountOp>, PlanError> {
     let mount_root = PathBuf::from(ROOTFS_MOUNTPOINT);
     let options = overlay_options(root, empty_lower)?;
@@ -358,12 +549,37 @@ pub fn plan_image_rootfs(
     ops.push(MountOp::Mkdir {
         path: mount_root.join("sys"),
     });
+    let ro = if privileged { 0 } else { libc::MS_RDONLY };
     ops.push(MountOp::Special {
         fstype: "sysfs".into(),
         target: mount_root.join("sys"),
-        flags: libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        flags: ro | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         options: String::new(),
     });
+    // The container's own cgroup as the root of /sys/fs/cgroup (containerd's default
+    // private cgroup namespace on cgroup v2), read-only unless privileged.
+    ops.push(MountOp::NewCgroupNamespace);
+    ops.push(MountOp::Special {
+        fstype: "cgroup2".into(),
+        target: mount_root.join("sys/fs/cgroup"),
+        flags: ro | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        options: String::new(),
+    });
+    if !privileged {
+        let null = mount_root.join("dev/null");
+        for (path, dir) in masked_paths() {
+            ops.push(MountOp::Mask {
+                target: under(&mount_root, &path),
+                dir,
+                null: null.clone(),
+            });
+        }
+        for path in READ_ONLY_PATHS {
+            ops.push(MountOp::ReadOnlyPath {
+                target: under(&mount_root, Path::new(path)),
+            });
+        }
+    }
 
     let mut planner = Planner {
         image: view,
@@ -375,7 +591,7 @@ pub fn plan_image_rootfs(
             Ok(md) => md.is_dir(),
             Err(_) => return Err(PlanError::MissingSource(b.source.clone())),
         };
-        let (resolved, creates) = planner.resolve(&b.target, source_is_dir)?;
+        let (resolved, creates) = resolve_in_root(&mut planner, &b.target, source_is_dir)?;
         push_creates(&mount_root, &creates, &mut ops);
         ops.push(MountOp::Bind {
             source: b.source.clone(),
@@ -385,7 +601,7 @@ pub fn plan_image_rootfs(
         planner.volumes.push((resolved, b.source.clone()));
     }
     if let Some(dir) = working_dir {
-        let (_, creates) = planner.resolve(dir, true)?;
+        let (_, creates) = resolve_in_root(&mut planner, dir, true)?;
         push_creates(&mount_root, &creates, &mut ops);
     }
     if read_only {
@@ -449,7 +665,20 @@ mod tests {
             created: BTreeMap::new(),
             volumes: Vec::new(),
         };
-        p.resolve(Path::new(target), true).map(|(r, _)| r)
+        resolve_in_root(&mut p, Path::new(target), true).map(|(r, _)| r)
+    }
+
+    #[test]
+    fn stop_signals_parse_as_moby_does_and_volume_paths_are_cleaned() {
+        assert_eq!(parse_signal("SIGUSR1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("usr1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("sigquit"), Some(libc::SIGQUIT));
+        assert_eq!(parse_signal("9"), Some(9));
+        assert_eq!(parse_signal("0"), None);
+        assert_eq!(parse_signal("SIGNOPE"), None);
+        assert_eq!(parse_signal(""), None);
+        assert_eq!(clean_container_path("data"), Path::new("/data"));
+        assert_eq!(clean_container_path("/a/../../b/./c/"), Path::new("/b/c"));
     }
 
     #[test]
@@ -517,6 +746,7 @@ mod tests {
             &binds,
             Some(Path::new("/w/d")),
             true,
+            false,
         )
         .expect("plan");
         let r = Path::new(ROOTFS_MOUNTPOINT);

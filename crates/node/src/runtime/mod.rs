@@ -99,6 +99,17 @@ pub struct ContainerLaunch {
     /// Run from an image: the root is an overlay of its layers with this instance's
     /// writable layer instead of the host's file system. Needs root.
     pub image: Option<image_root::ImageRoot>,
+    /// Container paths of the image's `Volumes`: each gets a writable directory of its own,
+    /// filled from the image, unless a volume is mounted at the same path.
+    pub image_volumes: Vec<PathBuf>,
+    /// The image's `StopSignal`: sent instead of SIGTERM to stop the container.
+    pub stop_signal: Option<i32>,
+    /// `privileged: true`: `/proc` and `/sys` paths are not masked and `/sys` is writable.
+    pub privileged: bool,
+    /// The pod's `/dev/shm`, shared by its containers as the sandbox's is: a tmpfs mounted
+    /// at this host path on first use (unmounted with the pod's other mounts). `None` gives
+    /// the container one of its own.
+    pub pod_shm: Option<PathBuf>,
 }
 
 /// Namespaces of a pod sandbox that a container joins instead of getting its own (see
@@ -223,6 +234,8 @@ pub struct ContainerProcess {
     logs_rx: watch::Receiver<bool>,
     started_at: SystemTime,
     name: String,
+    /// The image's `StopSignal`, sent for SIGTERM.
+    stop_signal: Option<i32>,
 }
 
 /// Output of a command run with [`exec_in`].
@@ -322,6 +335,18 @@ impl ContainerProcess {
             let plan = match &launch.image {
                 Some(image) => {
                     let empty_lower = prepare_image_dirs(image)?;
+                    image_root::pod_file_modes(&mut binds, launch.read_only_rootfs);
+                    let mounted: Vec<PathBuf> = binds.iter().map(|b| b.target.clone()).collect();
+                    let volumes_dir = empty_lower.with_file_name("volumes");
+                    binds.extend(
+                        image_root::prepare_image_volumes(
+                            image,
+                            &launch.image_volumes,
+                            &mounted,
+                            &volumes_dir,
+                        )
+                        .map_err(|e| setup("fill the image's volumes", e))?,
+                    );
                     image_root::plan_image_rootfs(
                         &image_root::LayerStack::new(&image.layers),
                         image,
@@ -329,6 +354,7 @@ impl ContainerProcess {
                         &binds,
                         launch.working_dir.as_deref(),
                         launch.read_only_rootfs,
+                        launch.privileged,
                     )?
                 }
                 None => {
@@ -340,6 +366,11 @@ impl ContainerProcess {
                     }
                 }
             };
+            let mut plan = plan;
+            if let Some(shm) = &launch.pod_shm {
+                ensure_pod_shm(shm)?;
+                rootfs::use_pod_shm(&mut plan, shm);
+            }
             raw_ops(&plan)?
         } else {
             (Vec::new(), Vec::new())
@@ -367,6 +398,11 @@ impl ContainerProcess {
                 ns_flags |= libc::CLONE_NEWUTS;
             }
             exec_flags = ns_flags;
+            if launch.image.is_some() {
+                // The container made its own cgroup namespace (see image_root); exec'd
+                // commands see the same /proc/self/cgroup.
+                exec_flags |= libc::CLONE_NEWCGROUP;
+            }
             if shared_pid {
                 // The PID namespace is joined by an intermediate (setns only affects the
                 // children of the caller); the mount namespace is made by its child.
@@ -504,6 +540,7 @@ impl ContainerProcess {
             logs_rx,
             started_at,
             name: launch.container_name.clone(),
+            stop_signal: launch.stop_signal,
         })
     }
 
@@ -554,10 +591,16 @@ impl ContainerProcess {
 
     /// Sends `sig` to the container: to its init through the pidfd (with a PID namespace
     /// SIGKILL of the init ends every process in it), and without isolation to its whole
-    /// process group. Signalling an exited container does nothing.
+    /// process group. SIGTERM, the stop request, becomes the image's `StopSignal` when it
+    /// has one (as containerd's StopContainer does). Signalling an exited container does
+    /// nothing.
     pub fn signal(&self, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
         let group = !self.isolated || (self.shared_pid && sig == nix::sys::signal::Signal::SIGKILL);
-        self.proc.signal(sig as i32, group)
+        let raw = match (sig, self.stop_signal) {
+            (nix::sys::signal::Signal::SIGTERM, Some(stop)) => stop,
+            _ => sig as i32,
+        };
+        self.proc.signal(raw, group)
     }
 }
 
@@ -762,6 +805,32 @@ fn ensure_rootfs_mountpoint() -> Result<(), SpawnError> {
         })
 }
 
+/// Mounts the pod's shared `/dev/shm` tmpfs at `dir` unless it is already there (its device
+/// then differs from its parent's): 64 MiB, `nosuid,nodev,noexec`, mode 1777, as containerd
+/// makes a sandbox's.
+fn ensure_pod_shm(dir: &Path) -> Result<(), SpawnError> {
+    use std::os::unix::fs::MetadataExt;
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let step = || format!("mount the pod's /dev/shm at {}", dir.display());
+    std::fs::create_dir_all(dir).map_err(|e| setup(&step(), e))?;
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    let dev = |p: &Path| std::fs::metadata(p).map(|m| m.dev());
+    if dev(dir).map_err(|e| setup(&step(), e))? != dev(parent).map_err(|e| setup(&step(), e))? {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("shm"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID
+            | nix::mount::MsFlags::MS_NODEV
+            | nix::mount::MsFlags::MS_NOEXEC,
+        Some(format!("mode=1777,size={}k", rootfs::DEV_SHM_BYTES / 1024).as_str()),
+    )
+    .map_err(|e| setup(&step(), std::io::Error::from(e)))
+}
+
 /// Makes the instance's upper and work directories new and empty (a restart never sees the
 /// files of the instance before it) and returns an empty directory that stands in for the
 /// lower layer of an image without layers.
@@ -943,6 +1012,22 @@ fn raw_ops(plan: &[MountOp]) -> Result<(Vec<RawOp>, Vec<String>), SpawnError> {
                     source.display().to_string(),
                     inside(target)
                 ),
+            ),
+            MountOp::Mask { target, dir, null } => (
+                RawOp::Mask {
+                    target: c(target)?,
+                    dir: *dir,
+                    null: c(null)?,
+                },
+                format!("masking {:?}", inside(target)),
+            ),
+            MountOp::ReadOnlyPath { target } => (
+                RawOp::ReadOnlyPath { target: c(target)? },
+                format!("making {:?} read-only", inside(target)),
+            ),
+            MountOp::NewCgroupNamespace => (
+                RawOp::NewCgroupNamespace,
+                "creating the cgroup namespace".to_string(),
             ),
             MountOp::Special {
                 fstype,

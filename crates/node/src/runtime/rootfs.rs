@@ -138,6 +138,24 @@ pub enum MountOp {
         /// Mount options.
         options: String,
     },
+    /// Hide `target` as runc masks a path: a directory under an empty read-only tmpfs, a
+    /// file under the container's `/dev/null` (`null`). A missing path is skipped.
+    Mask {
+        /// Where.
+        target: PathBuf,
+        /// `target` is a directory.
+        dir: bool,
+        /// The container's `/dev/null` (before `pivot_root`).
+        null: PathBuf,
+    },
+    /// Bind `target` onto itself read-only (with its submounts). A missing path is skipped.
+    ReadOnlyPath {
+        /// Where.
+        target: PathBuf,
+    },
+    /// Enter a new cgroup namespace rooted at the container's cgroup (joined before any
+    /// mount operation).
+    NewCgroupNamespace,
     /// Make the single mount at `target` read-only (its submounts keep their flags).
     ReadOnly {
         /// Where.
@@ -237,7 +255,7 @@ pub fn plan_rootfs(host: &dyn HostView, binds: &[PlannedBind]) -> Result<Vec<Mou
             Some(k) => k,
         };
         let (resolved, creates) =
-            model.resolve_mount_point(&b.target, source_kind == EntryKind::Dir)?;
+            resolve_in_root(&mut model, &b.target, source_kind == EntryKind::Dir)?;
         model.volumes.push((resolved.clone(), b.source.clone()));
         per_bind.push((b, resolved, creates));
     }
@@ -387,9 +405,36 @@ pub(crate) fn plan_dev(root: &Path, ops: &mut Vec<MountOp>) {
     ops.push(MountOp::Tmpfs {
         target: dev.join("shm"),
         devices: false,
-        options: "mode=1777".into(),
+        options: format!("mode=1777,size={}k", DEV_SHM_BYTES / 1024),
+    });
+    ops.push(MountOp::Mkdir {
+        path: dev.join("mqueue"),
+    });
+    ops.push(MountOp::Special {
+        fstype: "mqueue".into(),
+        target: dev.join("mqueue"),
+        flags: MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        options: String::new(),
     });
 }
+
+/// Puts the pod's shared `/dev/shm` (host directory `shm`, a tmpfs) in place of the
+/// container's own in `ops`.
+pub fn use_pod_shm(ops: &mut [MountOp], shm: &Path) {
+    let target = Path::new(ROOTFS_MOUNTPOINT).join("dev/shm");
+    for op in ops.iter_mut() {
+        if matches!(op, MountOp::Tmpfs { target: t, .. } if *t == target) {
+            *op = MountOp::Bind {
+                source: shm.to_path_buf(),
+                target: target.clone(),
+                read_only: false,
+            };
+        }
+    }
+}
+
+/// Size of `/dev/shm`: the kubelet's default for the sandbox's shm (64 MiB).
+pub const DEV_SHM_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Recreates the entries of host directory `host_dir` inside `target` (a fresh tmpfs).
 fn mirror_entries(
@@ -500,70 +545,106 @@ impl Model<'_> {
             || self.created.contains(dir)
             || matches!(self.backing(dir), Backing::Volume(_))
     }
+}
 
-    /// Walks `target` in the container view, following symlinks, and returns the resolved
-    /// mount point plus the entries to create (path, is_dir) in order.
-    fn resolve_mount_point(
+impl RootView for Model<'_> {
+    fn kind(&self, cpath: &Path) -> Option<EntryKind> {
+        Model::kind(self, cpath)
+    }
+
+    fn will_create(
         &mut self,
+        parent: &Path,
+        path: &Path,
+        _is_dir: bool,
+        _target: &Path,
+    ) -> Result<(), PlanError> {
+        if !self.creatable_in(parent) {
+            self.shadowed.insert(parent.to_path_buf());
+            self.shadows_needed.push(parent.to_path_buf());
+        }
+        self.created.insert(path.to_path_buf());
+        Ok(())
+    }
+}
+
+/// A container's view while its mount points are planned, for [`resolve_in_root`].
+pub(crate) trait RootView {
+    /// The kind of container path `cpath` (absolute, without symlinks or `..`), `None` when
+    /// absent.
+    fn kind(&self, cpath: &Path) -> Option<EntryKind>;
+    /// Records that `path` (a directory when `is_dir`) will be created in directory
+    /// `parent` on the way to `target`; an error refuses the creation.
+    fn will_create(
+        &mut self,
+        parent: &Path,
+        path: &Path,
+        is_dir: bool,
         target: &Path,
-        source_is_dir: bool,
-    ) -> Result<(PathBuf, Vec<(PathBuf, bool)>), PlanError> {
-        let mut todo: Vec<OsString> = target
-            .components()
-            .rev()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n.to_os_string()),
-                _ => None,
-            })
-            .collect();
-        let mut cur = PathBuf::from("/");
-        let mut creates = Vec::new();
-        let mut links = 0;
-        while let Some(name) = todo.pop() {
-            let next = cur.join(&name);
-            let last = todo.is_empty();
-            match self.kind(&next) {
-                Some(EntryKind::Dir) => cur = next,
-                Some(EntryKind::Symlink(t)) => {
-                    links += 1;
-                    if links > 40 {
-                        return Err(PlanError::SymlinkLoop(target.to_path_buf()));
-                    }
-                    if t.is_absolute() {
-                        cur = PathBuf::from("/");
-                    }
-                    for c in t.components().rev() {
-                        match c {
-                            Component::Normal(n) => todo.push(n.to_os_string()),
-                            Component::ParentDir => todo.push("..".into()),
-                            _ => {}
-                        }
-                    }
-                }
-                Some(EntryKind::File) if last && !source_is_dir => cur = next,
-                Some(EntryKind::File) => {
-                    return Err(PlanError::NotADirectory {
-                        target: target.to_path_buf(),
-                        component: next,
-                    });
-                }
-                None if name == ".." => {
-                    cur.pop();
-                }
-                None => {
-                    if !self.creatable_in(&cur) {
-                        self.shadowed.insert(cur.clone());
-                        self.shadows_needed.push(cur.clone());
-                    }
-                    let is_dir = !last || source_is_dir;
-                    self.created.insert(next.clone());
-                    creates.push((next.clone(), is_dir));
-                    cur = next;
-                }
+    ) -> Result<(), PlanError>;
+}
+
+/// Symlinks followed while resolving one path before giving up (the kernel's limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Walks `target` in `view` as the container would see it, following every symlink inside
+/// the root (an absolute target starts again at the root, `..` never climbs above it), and
+/// returns the resolved path with the entries to create (path, is_dir), parents first. The
+/// last component is a directory when `leaf_is_dir`, else a file.
+pub(crate) fn resolve_in_root(
+    view: &mut dyn RootView,
+    target: &Path,
+    leaf_is_dir: bool,
+) -> Result<(PathBuf, Vec<(PathBuf, bool)>), PlanError> {
+    let push_all = |todo: &mut Vec<OsString>, p: &Path| {
+        for c in p.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                _ => {}
             }
         }
-        Ok((cur, creates))
+    };
+    let mut todo = Vec::new();
+    push_all(&mut todo, target);
+    let mut cur = PathBuf::from("/");
+    let mut creates = Vec::new();
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&name);
+        let last = todo.is_empty();
+        match view.kind(&next) {
+            Some(EntryKind::Dir) => cur = next,
+            Some(EntryKind::Symlink(t)) => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(PlanError::SymlinkLoop(target.to_path_buf()));
+                }
+                if t.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                push_all(&mut todo, &t);
+            }
+            Some(EntryKind::File) if last && !leaf_is_dir => cur = next,
+            Some(EntryKind::File) => {
+                return Err(PlanError::NotADirectory {
+                    target: target.to_path_buf(),
+                    component: next,
+                });
+            }
+            None => {
+                let is_dir = !last || leaf_is_dir;
+                view.will_create(&cur, &next, is_dir, target)?;
+                creates.push((next.clone(), is_dir));
+                cur = next;
+            }
+        }
     }
+    Ok((cur, creates))
 }
 
 #[cfg(test)]
@@ -759,6 +840,29 @@ mod tests {
             target: root.join("usr/bin"),
             read_only: false
         }));
+    }
+
+    #[test]
+    fn dotdot_in_a_symlink_stops_at_the_root_and_the_pod_shm_replaces_the_own() {
+        use EntryKind::*;
+        let mut h = host();
+        h.0.insert("/up".into(), Symlink("../../../usr/./bin".into()));
+        let mut ops = plan_rootfs(&h, &[bind("/src", "/up/x")]).expect("plan");
+        let root = Path::new(ROOTFS_MOUNTPOINT);
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/src".into(),
+            target: root.join("usr/bin/x"),
+            read_only: false
+        }));
+        use_pod_shm(&mut ops, Path::new("/pods/p/shm"));
+        assert!(ops.contains(&MountOp::Bind {
+            source: "/pods/p/shm".into(),
+            target: root.join("dev/shm"),
+            read_only: false
+        }));
+        assert!(!ops.iter().any(
+            |o| matches!(o, MountOp::Tmpfs { target, .. } if target == &root.join("dev/shm"))
+        ));
     }
 
     #[test]
