@@ -124,6 +124,18 @@ struct Admitted {
     objects: Vec<Object>,
 }
 
+/// Whether the host's time-zone database has `zone` (what the API server's
+/// `time.LoadLocation` asks of its own copy): a TZif file under /usr/share/zoneinfo.
+fn zone_known(zone: &str) -> bool {
+    use std::io::Read;
+    // Validation has already refused `..`, empty parts and anything but [A-Za-z0-9._+-].
+    let path = std::path::Path::new("/usr/share/zoneinfo").join(zone);
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == b"TZif")
+}
+
 /// Defaults and validates every object; all errors are reported, none is created.
 fn admit(objects: Vec<Object>) -> Result<Admitted, Vec<String>> {
     let mut ok = Vec::new();
@@ -146,6 +158,9 @@ fn admit(objects: Vec<Object>) -> Result<Admitted, Vec<String>> {
             }
             Object::Secret(s) => {
                 podrun_model::admit_secret(*s).map(|s| Object::Secret(Box::new(s)))
+            }
+            Object::CronJob(cj) => {
+                podrun_model::admit_cron_job(*cj, &zone_known).map(|c| Object::CronJob(Box::new(c)))
             }
             other => Ok(other),
         };
@@ -190,6 +205,7 @@ async fn run_objects(
     // Deployments and ReplicaSets keep their pods (created by the controllers) running
     // until the run is interrupted or everything awaited is done.
     let mut controlled = false;
+    let mut cron_jobs: Vec<(String, String)> = Vec::new();
     for object in admitted.objects {
         match object {
             Object::Pod(pod) => {
@@ -235,6 +251,15 @@ async fn run_objects(
             Object::ReplicaSet(rs) => match node.create_replica_set(*rs) {
                 Ok(()) => controlled = true,
                 Err(e) => errors.push(e.kubectl()),
+            },
+            // The CronJob controller creates its Jobs at their times; the run goes on
+            // until it is interrupted (or `--timeout`), as with a Deployment.
+            Object::CronJob(cj) => match create_cron_job(&node, &cj) {
+                Ok(key) => {
+                    cron_jobs.push(key);
+                    controlled = true;
+                }
+                Err(e) => errors.push(e),
             },
             // Accepted so that manifests written for a cluster run unchanged.
             Object::ServiceAccount(_) | Object::Namespace(_) => {}
@@ -309,6 +334,7 @@ async fn run_objects(
         let all_done = !start_done && awaited_pods.is_empty() && awaited_jobs.is_empty();
         if (all_done || exit.is_some()) && !stopping {
             stopping = true;
+            delete_cron_jobs(&node, &cron_jobs);
             node.delete_all_pods();
         }
         // Done when nothing is left running: after our own graceful stop, or because
@@ -320,6 +346,69 @@ async fn run_objects(
     }
     let _ = std::io::stdout().flush();
     Ok(exit.unwrap_or(u8::from(failed)))
+}
+
+/// Stores a CronJob for the controllers; the error is kubectl's wording.
+fn create_cron_job(
+    node: &Node,
+    cj: &k8s_openapi::api::batch::v1::CronJob,
+) -> Result<(String, String), String> {
+    let namespace = cj
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut value = serde_json::to_value(cj).map_err(|e| format!("error: {e}"))?;
+    if let Some(m) = value.as_object_mut() {
+        m.remove("status");
+    }
+    let created = node
+        .store()
+        .sqlite()
+        .create(
+            &podrun_store::ResourceType::CRON_JOBS,
+            Some(&namespace),
+            value,
+        )
+        .map_err(|e| podrun_node::Error::from(e).kubectl())?;
+    Ok((namespace, podrun_store::object::name(&created).to_string()))
+}
+
+/// Deletes the run's CronJobs and the Jobs they made, before the pods are stopped:
+/// nothing of them outlives the run.
+fn delete_cron_jobs(node: &Node, cron_jobs: &[(String, String)]) {
+    use podrun_store::{DeleteOptions, ListOptions, ResourceType};
+    let store = node.store().sqlite();
+    for (namespace, name) in cron_jobs {
+        let Ok(cj) = store.get(&ResourceType::CRON_JOBS, Some(namespace), name) else {
+            continue;
+        };
+        let uid = podrun_store::object::uid(&cj).to_string();
+        let _ = store.delete(
+            &ResourceType::CRON_JOBS,
+            Some(namespace),
+            name,
+            &DeleteOptions::default(),
+        );
+        let jobs = store
+            .list(
+                &ResourceType::JOBS,
+                Some(namespace),
+                &ListOptions::default(),
+            )
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for job in jobs {
+            if podrun_controllers::controller_of(&job).is_some_and(|c| c.2 == uid) {
+                let _ = store.delete(
+                    &ResourceType::JOBS,
+                    Some(namespace),
+                    podrun_store::object::name(&job),
+                    &DeleteOptions::default(),
+                );
+            }
+        }
+    }
 }
 
 /// Adds the pod (namespace, name, uid) to `pods` the first time it is seen.
@@ -487,19 +576,16 @@ mod host_rootfs {
         objects
             .into_iter()
             .map(|object| {
-                if !matches!(
-                    object,
-                    Object::Pod(_) | Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_)
-                ) {
-                    return Ok(object);
-                }
-                let mut value = object.to_json();
-                let is_pod = matches!(object, Object::Pod(_));
-                let template = if is_pod {
-                    Some(&mut value)
-                } else {
-                    value.pointer_mut("/spec/template")
+                let at = match object {
+                    Object::Pod(_) => "",
+                    Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_) => {
+                        "/spec/template"
+                    }
+                    Object::CronJob(_) => "/spec/jobTemplate/spec/template",
+                    _ => return Ok(object),
                 };
+                let mut value = object.to_json();
+                let template = value.pointer_mut(at);
                 let Some(template) = template else {
                     return Ok(object);
                 };
