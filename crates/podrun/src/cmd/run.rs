@@ -194,7 +194,8 @@ async fn run_objects(
     let mut services = RunServices::start(&node, &global.state_dir(), &network)?;
     node.set_network(network)?;
     tokio::spawn(node.clone().serve_control());
-    let mut events = node.subscribe();
+    let slow = std::env::var_os(EVENT_BUFFER_ENV).is_some();
+    let mut events = relay(node.subscribe());
 
     // Pods and Jobs whose end `run` waits for; pods with restartPolicy Always run
     // until everything else is done (or until interrupted when alone).
@@ -283,6 +284,10 @@ async fn run_objects(
         return Ok(u8::from(failed));
     }
     loop {
+        if slow {
+            // The test knob's slow consumer (see `EVENT_BUFFER_ENV`).
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let sleep = async {
             match deadline {
                 Some(d) if exit.is_none() => tokio::time::sleep_until(d).await,
@@ -321,7 +326,12 @@ async fn run_objects(
                         failed = true;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {}
+                // Events were dropped: what they said is in the store. List again, so
+                // no pod's or Job's end is missed.
+                Err(RecvError::Lagged(missed)) => {
+                    eprintln!("podrun: fell {missed} events behind; listing pods and Jobs again");
+                    resync(&node, &mut awaited_pods, &mut awaited_jobs, &mut failed, &mut printer, pods);
+                }
                 Err(RecvError::Closed) => break,
             },
             _ = sigint.recv() => { exit.get_or_insert(130); }
@@ -346,6 +356,115 @@ async fn run_objects(
     }
     let _ = std::io::stdout().flush();
     Ok(exit.unwrap_or(u8::from(failed)))
+}
+
+/// The environment variable that relays the node's events to the run through a
+/// buffer of this many events, consumed slowly (10 ms an event): a test knob that
+/// makes the run fall behind, to check that it recovers by listing again. Without
+/// it the run reads the node's own buffer (4,096 events).
+pub const EVENT_BUFFER_ENV: &str = "PODRUN_RUN_EVENT_BUFFER";
+
+/// The run's event receiver: the node's own, or (with [`EVENT_BUFFER_ENV`]) a small relay.
+fn relay(
+    mut from: tokio::sync::broadcast::Receiver<NodeEvent>,
+) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+    let Some(capacity) = std::env::var(EVENT_BUFFER_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|c| *c > 0)
+    else {
+        return from;
+    };
+    let (tx, rx) = tokio::sync::broadcast::channel(capacity);
+    tokio::spawn(async move {
+        loop {
+            match from.recv().await {
+                Ok(event) => {
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+                // The relay only forwards: it does not fall 4,096 events behind.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// Brings the run's view up to date from the store after lost events: every pod's
+/// row, the end of every awaited pod (gone counts as failed) and Job.
+fn resync(
+    node: &Node,
+    awaited_pods: &mut BTreeSet<String>,
+    awaited_jobs: &mut BTreeSet<String>,
+    failed: &mut bool,
+    printer: &mut Printer,
+    pods: &mut Vec<(String, String, String)>,
+) {
+    use podrun_store::{ListOptions, ResourceType};
+    let store = node.store().sqlite();
+    let list = |rt: &ResourceType| {
+        store
+            .list(rt, None, &ListOptions::default())
+            .map(|l| l.items)
+    };
+    let Ok(listed) = list(&ResourceType::PODS) else {
+        return;
+    };
+    let mut present = BTreeSet::new();
+    for value in listed {
+        let Ok(pod) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(value) else {
+            continue;
+        };
+        printer.pod(&pod);
+        remember(pods, &pod);
+        let k = key(&pod.metadata);
+        match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => {
+                awaited_pods.remove(&k);
+            }
+            Some("Failed") if awaited_pods.remove(&k) => *failed = true,
+            _ => {}
+        }
+        present.insert(k);
+    }
+    awaited_pods.retain(|k| {
+        let keep = present.contains(k);
+        *failed |= !keep;
+        keep
+    });
+    let Ok(listed) = list(&ResourceType::JOBS) else {
+        return;
+    };
+    let mut present = BTreeSet::new();
+    for value in listed {
+        let Ok(job) = serde_json::from_value::<k8s_openapi::api::batch::v1::Job>(value) else {
+            continue;
+        };
+        let k = key(&job.metadata);
+        let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+        let done = |t: &str| {
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
+        if done("Failed") {
+            if awaited_jobs.remove(&k) {
+                *failed = true;
+            }
+        } else if done("Complete") {
+            awaited_jobs.remove(&k);
+        }
+        present.insert(k);
+    }
+    awaited_jobs.retain(|k| {
+        let keep = present.contains(k);
+        *failed |= !keep;
+        keep
+    });
 }
 
 /// Stores a CronJob for the controllers; the error is kubectl's wording.
