@@ -517,12 +517,34 @@ fn delete_cron_jobs(node: &Node, cron_jobs: &[(String, String)]) {
             )
             .map(|l| l.items)
             .unwrap_or_default();
+        let mut job_uids = BTreeSet::new();
         for job in jobs {
             if podrun_controllers::controller_of(&job).is_some_and(|c| c.2 == uid) {
+                job_uids.insert(podrun_store::object::uid(&job).to_string());
                 let _ = store.delete(
                     &ResourceType::JOBS,
                     Some(namespace),
                     podrun_store::object::name(&job),
+                    &DeleteOptions::default(),
+                );
+            }
+        }
+        // Their pods, finished or not (the node stops the running ones), as the
+        // garbage collector would once the controllers have stopped.
+        let pods = store
+            .list(
+                &ResourceType::PODS,
+                Some(namespace),
+                &ListOptions::default(),
+            )
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for pod in pods {
+            if podrun_controllers::controller_of(&pod).is_some_and(|c| job_uids.contains(&c.2)) {
+                let _ = store.delete(
+                    &ResourceType::PODS,
+                    Some(namespace),
+                    podrun_store::object::name(&pod),
                     &DeleteOptions::default(),
                 );
             }
