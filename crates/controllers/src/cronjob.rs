@@ -5,189 +5,21 @@
 //! `failedJobsHistoryLimit` (1) deleted. Schedules are read in UTC; a CronJob with
 //! another `timeZone` is left alone (podrun carries no time-zone database).
 //!
-//! [`Schedule`] and [`decide`] are pure.
+//! [`decide`] is pure; the schedule is parsed as the API server validates it
+//! ([`podrun_model::Schedule`]).
 
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::civil::DateTime;
-use k8s_openapi::jiff::tz::TimeZone;
-use k8s_openapi::jiff::{SignedDuration, Timestamp, ToSpan};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+pub use podrun_model::Schedule;
 use podrun_store::{ApiError, DeleteOptions, ResourceType, object};
 
 use crate::job::finished;
 use crate::replicaset::controller_ref;
 use crate::{Action, Ctx, Reconciler, owned_by, split_key, typed, untyped};
-
-/// A parsed standard cron schedule (minute hour day-of-month month day-of-week, or a
-/// `@hourly`-style descriptor), as upstream's parser reads it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Schedule {
-    minutes: u64,
-    hours: u64,
-    days: u64,
-    months: u64,
-    weekdays: u64,
-    /// Day-of-month or day-of-week was `*` (or `?`): both must match; otherwise either.
-    day_star: bool,
-}
-
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const WEEKDAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-fn number(s: &str, names: &[&str], base: u32) -> Result<u32, String> {
-    if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(s)) {
-        return Ok(u32::try_from(i).unwrap_or(0) + base);
-    }
-    s.parse::<u32>()
-        .map_err(|_| format!("failed to parse int from {s}"))
-}
-
-/// One field: `*`, `?`, `a`, `a-b`, each optionally `/step`, joined by `,`.
-fn field(text: &str, min: u32, max: u32, names: &[&str], base: u32) -> Result<(u64, bool), String> {
-    let mut bits = 0u64;
-    let mut star = false;
-    for part in text.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (
-                r,
-                Some(
-                    s.parse::<u32>()
-                        .map_err(|_| format!("failed to parse int from {s}"))?,
-                ),
-            ),
-            None => (part, None),
-        };
-        let (lo, hi) = if range == "*" || range == "?" {
-            star = true;
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            (number(a, names, base)?, number(b, names, base)?)
-        } else {
-            let a = number(range, names, base)?;
-            (a, if step.is_some() { max } else { a })
-        };
-        if lo < min || hi > max || lo > hi {
-            return Err(format!("end of range ({hi}) above maximum ({max}): {part}"));
-        }
-        let step = step.unwrap_or(1);
-        if step == 0 {
-            return Err(format!("step of range should be a positive number: {part}"));
-        }
-        let mut v = lo;
-        while v <= hi {
-            bits |= 1 << v;
-            v += step;
-        }
-    }
-    Ok((bits, star))
-}
-
-impl Schedule {
-    /// Parses a schedule, answering as the API server's validation words it.
-    pub fn parse(text: &str) -> Result<Schedule, String> {
-        let text = text.trim();
-        let expanded = match text {
-            "@yearly" | "@annually" => "0 0 1 1 *",
-            "@monthly" => "0 0 1 * *",
-            "@weekly" => "0 0 * * 0",
-            "@daily" | "@midnight" => "0 0 * * *",
-            "@hourly" => "0 * * * *",
-            other => other,
-        };
-        let fields: Vec<&str> = expanded.split_whitespace().collect();
-        if fields.len() != 5 {
-            return Err(format!(
-                "expected exactly 5 fields, found {}: {text}",
-                fields.len()
-            ));
-        }
-        let (minutes, _) = field(fields[0], 0, 59, &[], 0)?;
-        let (hours, _) = field(fields[1], 0, 23, &[], 0)?;
-        let (days, dom_star) = field(fields[2], 1, 31, &[], 0)?;
-        let (months, _) = field(fields[3], 1, 12, &MONTHS, 1)?;
-        let (weekdays, dow_star) = field(fields[4], 0, 6, &WEEKDAYS, 0)?;
-        Ok(Schedule {
-            minutes,
-            hours,
-            days,
-            months,
-            weekdays,
-            day_star: dom_star || dow_star,
-        })
-    }
-
-    fn day_matches(&self, dt: &DateTime) -> bool {
-        let dom = self.days & (1 << dt.day()) != 0;
-        let dow = self.weekdays & (1 << dt.weekday().to_sunday_zero_offset()) != 0;
-        if self.day_star {
-            dom && dow
-        } else {
-            dom || dow
-        }
-    }
-
-    /// The first scheduled time strictly after `t` (UTC), within five years.
-    pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
-        let tz = TimeZone::UTC;
-        let start = tz.to_datetime(t);
-        // The next whole minute.
-        let mut dt = start
-            .with()
-            .second(0)
-            .subsec_nanosecond(0)
-            .build()
-            .ok()?
-            .checked_add(1.minute())
-            .ok()?;
-        let limit = start.year() + 5;
-        while dt.year() <= limit {
-            if self.months & (1 << dt.month()) == 0 {
-                dt = dt
-                    .first_of_month()
-                    .checked_add(1.month())
-                    .ok()?
-                    .with()
-                    .hour(0)
-                    .minute(0)
-                    .build()
-                    .ok()?;
-                continue;
-            }
-            if !self.day_matches(&dt) {
-                dt = dt
-                    .checked_add(1.day())
-                    .ok()?
-                    .with()
-                    .hour(0)
-                    .minute(0)
-                    .build()
-                    .ok()?;
-                continue;
-            }
-            if self.hours & (1 << dt.hour()) == 0 {
-                dt = dt
-                    .checked_add(1.hour())
-                    .ok()?
-                    .with()
-                    .minute(0)
-                    .build()
-                    .ok()?;
-                continue;
-            }
-            if self.minutes & (1 << dt.minute()) == 0 {
-                dt = dt.checked_add(1.minute()).ok()?;
-                continue;
-            }
-            return tz.to_timestamp(dt).ok();
-        }
-        None
-    }
-}
 
 /// What the controller does at `now`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -417,59 +249,6 @@ mod tests {
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn schedules_parse_as_the_standard_parser_reads_them() {
-        let table = [
-            (
-                "*/15 * * * *",
-                "2026-03-01T10:07:00Z",
-                "2026-03-01T10:15:00Z",
-            ),
-            ("0 * * * *", "2026-03-01T10:07:00Z", "2026-03-01T11:00:00Z"),
-            ("@hourly", "2026-03-01T10:00:00Z", "2026-03-01T11:00:00Z"),
-            ("30 2 * * *", "2026-03-01T10:07:00Z", "2026-03-02T02:30:00Z"),
-            ("0 0 1 * *", "2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z"),
-            (
-                "0 0 * * MON",
-                "2026-03-01T00:00:00Z",
-                "2026-03-02T00:00:00Z",
-            ),
-            (
-                "0 0 29 feb *",
-                "2026-03-01T00:00:00Z",
-                "2028-02-29T00:00:00Z",
-            ),
-            // Day-of-month and day-of-week both restricted: either matches.
-            ("0 0 13 * 5", "2026-03-01T00:00:00Z", "2026-03-06T00:00:00Z"),
-            (
-                "5-10/5 1,3 * * *",
-                "2026-03-01T01:06:00Z",
-                "2026-03-01T01:10:00Z",
-            ),
-        ];
-        for (text, after, want) in table {
-            let s = Schedule::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
-            assert_eq!(
-                s.next_after(at(after)),
-                Some(at(want)),
-                "{text} after {after}"
-            );
-        }
-    }
-
-    #[test]
-    fn bad_schedules_are_refused() {
-        for text in [
-            "* * * *",
-            "60 * * * *",
-            "* * 0 * *",
-            "*/0 * * * *",
-            "a * * * *",
-        ] {
-            assert!(Schedule::parse(text).is_err(), "{text}");
-        }
     }
 
     #[test]

@@ -359,3 +359,143 @@ async fn a_watch_that_falls_behind_relists_without_losing_a_pods_completion() {
         store.get(&R::JOBS, Some("default"), "once")
     );
 }
+
+fn annotation(obj: &Value, key: &str) -> Option<String> {
+    obj.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn condition_reason(d: &Value, type_: &str) -> Option<String> {
+    d.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["reason"].as_str())
+        .map(str::to_string)
+}
+
+/// A Deployment rolls to a new template and back: revisions 1, 2, 3, the old
+/// ReplicaSet reused for the rollback with its earlier revision kept, and the status
+/// `kubectl rollout status` reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_rolls_out_and_back_with_revisions_and_conditions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let _controllers = Controllers::start(&store);
+    tokio::spawn(kubelet(store.clone()));
+    let mut tpl = template(json!({"app": "roll"}));
+    tpl["spec"]["restartPolicy"] = "Always".into();
+    let deployment = json!({
+        "metadata": {"name": "roll", "annotations": {"kubernetes.io/change-cause": "first"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "roll"}}, "template": tpl}
+    });
+    store
+        .create(&R::DEPLOYMENTS, Some("default"), deployment)
+        .expect("create deployment");
+    let deployment = || {
+        store
+            .get(&R::DEPLOYMENTS, Some("default"), "roll")
+            .expect("get")
+    };
+    let replica_sets = || {
+        store
+            .list(&R::REPLICA_SETS, Some("default"), &ListOptions::default())
+            .expect("list")
+            .items
+    };
+    let complete = |revision: &str| {
+        let d = deployment();
+        let generation = d.pointer("/metadata/generation").cloned();
+        annotation(&d, "deployment.kubernetes.io/revision").as_deref() == Some(revision)
+            && d.pointer("/status/observedGeneration").cloned() == generation
+            && d.pointer("/status/updatedReplicas") == Some(&json!(2))
+            && d.pointer("/status/replicas") == Some(&json!(2))
+            && d.pointer("/status/availableReplicas") == Some(&json!(2))
+            && condition_reason(&d, "Progressing").as_deref() == Some("NewReplicaSetAvailable")
+            && condition_reason(&d, "Available").as_deref() == Some("MinimumReplicasAvailable")
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || complete("1")).await,
+        "revision 1 complete: {}",
+        deployment()
+    );
+    let first = replica_sets();
+    assert_eq!(first.len(), 1);
+    let first_name = object::name(&first[0]).to_string();
+    assert_eq!(
+        annotation(&first[0], "deployment.kubernetes.io/revision").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        annotation(&first[0], "deployment.kubernetes.io/desired-replicas").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        annotation(&first[0], "deployment.kubernetes.io/max-replicas").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        annotation(&first[0], "kubernetes.io/change-cause").as_deref(),
+        Some("first")
+    );
+
+    // A new template: revision 2 on a new ReplicaSet, the old one scaled to 0.
+    let change = |image: &str, cause: &str| {
+        let mut d = deployment();
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = image.into();
+        d["metadata"]["annotations"]["kubernetes.io/change-cause"] = cause.into();
+        store
+            .update(&R::DEPLOYMENTS, Some("default"), "roll", d)
+            .expect("update");
+    };
+    change("busybox:2", "second");
+    assert!(
+        eventually(Duration::from_secs(15), || complete("2")).await,
+        "revision 2 complete: {}",
+        deployment()
+    );
+    let rs = replica_sets();
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    let second = rs
+        .iter()
+        .find(|r| object::name(r) != first_name)
+        .expect("new");
+    assert_eq!(
+        annotation(second, "deployment.kubernetes.io/revision").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        annotation(second, "kubernetes.io/change-cause").as_deref(),
+        Some("second")
+    );
+    let old = rs
+        .iter()
+        .find(|r| object::name(r) == first_name)
+        .expect("old");
+    assert_eq!(old.pointer("/spec/replicas"), Some(&json!(0)));
+
+    // Back to the first template: its ReplicaSet comes back as revision 3.
+    change("busybox", "third");
+    assert!(
+        eventually(Duration::from_secs(15), || complete("3")).await,
+        "revision 3 complete: {}",
+        deployment()
+    );
+    let rs = replica_sets();
+    assert_eq!(rs.len(), 2, "no third ReplicaSet: {rs:?}");
+    let back = rs
+        .iter()
+        .find(|r| object::name(r) == first_name)
+        .expect("reused");
+    assert_eq!(
+        annotation(back, "deployment.kubernetes.io/revision").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        annotation(back, "deployment.kubernetes.io/revision-history").as_deref(),
+        Some("1")
+    );
+    assert_eq!(back.pointer("/spec/replicas"), Some(&json!(2)));
+}

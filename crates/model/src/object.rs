@@ -2,7 +2,7 @@
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -15,6 +15,8 @@ pub enum Object {
     Pod(Box<Pod>),
     /// `batch/v1` `Job`.
     Job(Box<Job>),
+    /// `batch/v1` `CronJob`.
+    CronJob(Box<CronJob>),
     /// `v1` `Service`.
     Service(Box<Service>),
     /// `v1` `ServiceAccount`.
@@ -35,6 +37,7 @@ pub enum Object {
 pub const SUPPORTED_KINDS: &[(&str, &str)] = &[
     (Pod::API_VERSION, Pod::KIND),
     (Job::API_VERSION, Job::KIND),
+    (CronJob::API_VERSION, CronJob::KIND),
     (Service::API_VERSION, Service::KIND),
     (ServiceAccount::API_VERSION, ServiceAccount::KIND),
     (Deployment::API_VERSION, Deployment::KIND),
@@ -51,6 +54,7 @@ macro_rules! each_variant {
         match $self {
             Object::Pod($o) => $body,
             Object::Job($o) => $body,
+            Object::CronJob($o) => $body,
             Object::Service($o) => $body,
             Object::ServiceAccount($o) => $body,
             Object::Deployment($o) => $body,

@@ -10,7 +10,7 @@ use std::fmt;
 
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -477,6 +477,9 @@ fn decode_typed(
     let o = match (api_version, kind) {
         (Pod::API_VERSION, Pod::KIND) => Object::Pod(typed(doc, api_version, kind, source)?),
         (Job::API_VERSION, Job::KIND) => Object::Job(typed(doc, api_version, kind, source)?),
+        (CronJob::API_VERSION, CronJob::KIND) => {
+            Object::CronJob(typed(doc, api_version, kind, source)?)
+        }
         (Service::API_VERSION, Service::KIND) => {
             Object::Service(typed(doc, api_version, kind, source)?)
         }

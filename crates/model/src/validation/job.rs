@@ -57,7 +57,7 @@ pub fn validate_job(job: &Job) -> Result<(), Invalid> {
     }
 }
 
-fn validate_job_spec(spec: &JobSpec, path: &Path) -> Errs {
+pub(crate) fn validate_job_spec(spec: &JobSpec, path: &Path) -> Errs {
     let mut errs = Errs::new();
     for (v, name) in [
         (spec.parallelism.map(i64::from), "parallelism"),

@@ -1,4 +1,4 @@
-//! API-server validation for the kinds podrun admits (Pod, Job, Service),
+//! API-server validation for the kinds podrun admits (Pod, Job, CronJob, Service, …),
 //! following upstream `pkg/apis/core/validation` and
 //! `pkg/apis/batch/validation`: same rules, same messages, same order.
 //!
@@ -8,6 +8,7 @@
 
 mod apps;
 mod config;
+mod cronjob;
 mod job;
 mod meta;
 mod pod;
@@ -17,6 +18,7 @@ mod service;
 
 pub use apps::{admit_deployment, admit_replica_set, validate_deployment, validate_replica_set};
 pub use config::{admit_config_map, admit_secret, validate_config_map, validate_secret};
+pub use cronjob::{Schedule, admit_cron_job, validate_cron_job};
 pub use meta::MAX_ANNOTATION_BYTES;
 
 pub use job::{admit_job, validate_job};

@@ -124,6 +124,18 @@ struct Admitted {
     objects: Vec<Object>,
 }
 
+/// Whether the host's time-zone database has `zone` (what the API server's
+/// `time.LoadLocation` asks of its own copy): a TZif file under /usr/share/zoneinfo.
+fn zone_known(zone: &str) -> bool {
+    use std::io::Read;
+    // Validation has already refused `..`, empty parts and anything but [A-Za-z0-9._+-].
+    let path = std::path::Path::new("/usr/share/zoneinfo").join(zone);
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| &magic == b"TZif")
+}
+
 /// Defaults and validates every object; all errors are reported, none is created.
 fn admit(objects: Vec<Object>) -> Result<Admitted, Vec<String>> {
     let mut ok = Vec::new();
@@ -146,6 +158,9 @@ fn admit(objects: Vec<Object>) -> Result<Admitted, Vec<String>> {
             }
             Object::Secret(s) => {
                 podrun_model::admit_secret(*s).map(|s| Object::Secret(Box::new(s)))
+            }
+            Object::CronJob(cj) => {
+                podrun_model::admit_cron_job(*cj, &zone_known).map(|c| Object::CronJob(Box::new(c)))
             }
             other => Ok(other),
         };
@@ -179,7 +194,8 @@ async fn run_objects(
     let mut services = RunServices::start(&node, &global.state_dir(), &network)?;
     node.set_network(network)?;
     tokio::spawn(node.clone().serve_control());
-    let mut events = node.subscribe();
+    let slow = std::env::var_os(EVENT_BUFFER_ENV).is_some();
+    let mut events = relay(node.subscribe());
 
     // Pods and Jobs whose end `run` waits for; pods with restartPolicy Always run
     // until everything else is done (or until interrupted when alone).
@@ -190,6 +206,7 @@ async fn run_objects(
     // Deployments and ReplicaSets keep their pods (created by the controllers) running
     // until the run is interrupted or everything awaited is done.
     let mut controlled = false;
+    let mut cron_jobs: Vec<(String, String)> = Vec::new();
     for object in admitted.objects {
         match object {
             Object::Pod(pod) => {
@@ -236,6 +253,15 @@ async fn run_objects(
                 Ok(()) => controlled = true,
                 Err(e) => errors.push(e.kubectl()),
             },
+            // The CronJob controller creates its Jobs at their times; the run goes on
+            // until it is interrupted (or `--timeout`), as with a Deployment.
+            Object::CronJob(cj) => match create_cron_job(&node, &cj) {
+                Ok(key) => {
+                    cron_jobs.push(key);
+                    controlled = true;
+                }
+                Err(e) => errors.push(e),
+            },
             // Accepted so that manifests written for a cluster run unchanged.
             Object::ServiceAccount(_) | Object::Namespace(_) => {}
         }
@@ -258,6 +284,10 @@ async fn run_objects(
         return Ok(u8::from(failed));
     }
     loop {
+        if slow {
+            // The test knob's slow consumer (see `EVENT_BUFFER_ENV`).
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let sleep = async {
             match deadline {
                 Some(d) if exit.is_none() => tokio::time::sleep_until(d).await,
@@ -296,7 +326,12 @@ async fn run_objects(
                         failed = true;
                     }
                 }
-                Err(RecvError::Lagged(_)) => {}
+                // Events were dropped: what they said is in the store. List again, so
+                // no pod's or Job's end is missed.
+                Err(RecvError::Lagged(missed)) => {
+                    eprintln!("podrun: fell {missed} events behind; listing pods and Jobs again");
+                    resync(&node, &mut awaited_pods, &mut awaited_jobs, &mut failed, &mut printer, pods);
+                }
                 Err(RecvError::Closed) => break,
             },
             _ = sigint.recv() => { exit.get_or_insert(130); }
@@ -309,6 +344,7 @@ async fn run_objects(
         let all_done = !start_done && awaited_pods.is_empty() && awaited_jobs.is_empty();
         if (all_done || exit.is_some()) && !stopping {
             stopping = true;
+            delete_cron_jobs(&node, &cron_jobs);
             node.delete_all_pods();
         }
         // Done when nothing is left running: after our own graceful stop, or because
@@ -320,6 +356,200 @@ async fn run_objects(
     }
     let _ = std::io::stdout().flush();
     Ok(exit.unwrap_or(u8::from(failed)))
+}
+
+/// The environment variable that relays the node's events to the run through a
+/// buffer of this many events, consumed slowly (10 ms an event): a test knob that
+/// makes the run fall behind, to check that it recovers by listing again. Without
+/// it the run reads the node's own buffer (4,096 events).
+pub const EVENT_BUFFER_ENV: &str = "PODRUN_RUN_EVENT_BUFFER";
+
+/// The run's event receiver: the node's own, or (with [`EVENT_BUFFER_ENV`]) a small relay.
+fn relay(
+    mut from: tokio::sync::broadcast::Receiver<NodeEvent>,
+) -> tokio::sync::broadcast::Receiver<NodeEvent> {
+    let Some(capacity) = std::env::var(EVENT_BUFFER_ENV)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|c| *c > 0)
+    else {
+        return from;
+    };
+    let (tx, rx) = tokio::sync::broadcast::channel(capacity);
+    tokio::spawn(async move {
+        loop {
+            match from.recv().await {
+                Ok(event) => {
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+                // The relay only forwards: it does not fall 4,096 events behind.
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    rx
+}
+
+/// Brings the run's view up to date from the store after lost events: every pod's
+/// row, the end of every awaited pod (gone counts as failed) and Job.
+fn resync(
+    node: &Node,
+    awaited_pods: &mut BTreeSet<String>,
+    awaited_jobs: &mut BTreeSet<String>,
+    failed: &mut bool,
+    printer: &mut Printer,
+    pods: &mut Vec<(String, String, String)>,
+) {
+    use podrun_store::{ListOptions, ResourceType};
+    let store = node.store().sqlite();
+    let list = |rt: &ResourceType| {
+        store
+            .list(rt, None, &ListOptions::default())
+            .map(|l| l.items)
+    };
+    let Ok(listed) = list(&ResourceType::PODS) else {
+        return;
+    };
+    let mut present = BTreeSet::new();
+    for value in listed {
+        let Ok(pod) = serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(value) else {
+            continue;
+        };
+        printer.pod(&pod);
+        remember(pods, &pod);
+        let k = key(&pod.metadata);
+        match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+            Some("Succeeded") => {
+                awaited_pods.remove(&k);
+            }
+            Some("Failed") if awaited_pods.remove(&k) => *failed = true,
+            _ => {}
+        }
+        present.insert(k);
+    }
+    awaited_pods.retain(|k| {
+        let keep = present.contains(k);
+        *failed |= !keep;
+        keep
+    });
+    let Ok(listed) = list(&ResourceType::JOBS) else {
+        return;
+    };
+    let mut present = BTreeSet::new();
+    for value in listed {
+        let Ok(job) = serde_json::from_value::<k8s_openapi::api::batch::v1::Job>(value) else {
+            continue;
+        };
+        let k = key(&job.metadata);
+        let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
+        let done = |t: &str| {
+            conditions
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == t && c.status == "True")
+        };
+        if done("Failed") {
+            if awaited_jobs.remove(&k) {
+                *failed = true;
+            }
+        } else if done("Complete") {
+            awaited_jobs.remove(&k);
+        }
+        present.insert(k);
+    }
+    awaited_jobs.retain(|k| {
+        let keep = present.contains(k);
+        *failed |= !keep;
+        keep
+    });
+}
+
+/// Stores a CronJob for the controllers; the error is kubectl's wording.
+fn create_cron_job(
+    node: &Node,
+    cj: &k8s_openapi::api::batch::v1::CronJob,
+) -> Result<(String, String), String> {
+    let namespace = cj
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut value = serde_json::to_value(cj).map_err(|e| format!("error: {e}"))?;
+    if let Some(m) = value.as_object_mut() {
+        m.remove("status");
+    }
+    let created = node
+        .store()
+        .sqlite()
+        .create(
+            &podrun_store::ResourceType::CRON_JOBS,
+            Some(&namespace),
+            value,
+        )
+        .map_err(|e| podrun_node::Error::from(e).kubectl())?;
+    Ok((namespace, podrun_store::object::name(&created).to_string()))
+}
+
+/// Deletes the run's CronJobs and the Jobs they made, before the pods are stopped:
+/// nothing of them outlives the run.
+fn delete_cron_jobs(node: &Node, cron_jobs: &[(String, String)]) {
+    use podrun_store::{DeleteOptions, ListOptions, ResourceType};
+    let store = node.store().sqlite();
+    for (namespace, name) in cron_jobs {
+        let Ok(cj) = store.get(&ResourceType::CRON_JOBS, Some(namespace), name) else {
+            continue;
+        };
+        let uid = podrun_store::object::uid(&cj).to_string();
+        let _ = store.delete(
+            &ResourceType::CRON_JOBS,
+            Some(namespace),
+            name,
+            &DeleteOptions::default(),
+        );
+        let jobs = store
+            .list(
+                &ResourceType::JOBS,
+                Some(namespace),
+                &ListOptions::default(),
+            )
+            .map(|l| l.items)
+            .unwrap_or_default();
+        let mut job_uids = BTreeSet::new();
+        for job in jobs {
+            if podrun_controllers::controller_of(&job).is_some_and(|c| c.2 == uid) {
+                job_uids.insert(podrun_store::object::uid(&job).to_string());
+                let _ = store.delete(
+                    &ResourceType::JOBS,
+                    Some(namespace),
+                    podrun_store::object::name(&job),
+                    &DeleteOptions::default(),
+                );
+            }
+        }
+        // Their pods, finished or not (the node stops the running ones), as the
+        // garbage collector would once the controllers have stopped.
+        let pods = store
+            .list(
+                &ResourceType::PODS,
+                Some(namespace),
+                &ListOptions::default(),
+            )
+            .map(|l| l.items)
+            .unwrap_or_default();
+        for pod in pods {
+            if podrun_controllers::controller_of(&pod).is_some_and(|c| job_uids.contains(&c.2)) {
+                let _ = store.delete(
+                    &ResourceType::PODS,
+                    Some(namespace),
+                    podrun_store::object::name(&pod),
+                    &DeleteOptions::default(),
+                );
+            }
+        }
+    }
 }
 
 /// Adds the pod (namespace, name, uid) to `pods` the first time it is seen.
@@ -487,19 +717,16 @@ mod host_rootfs {
         objects
             .into_iter()
             .map(|object| {
-                if !matches!(
-                    object,
-                    Object::Pod(_) | Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_)
-                ) {
-                    return Ok(object);
-                }
-                let mut value = object.to_json();
-                let is_pod = matches!(object, Object::Pod(_));
-                let template = if is_pod {
-                    Some(&mut value)
-                } else {
-                    value.pointer_mut("/spec/template")
+                let at = match object {
+                    Object::Pod(_) => "",
+                    Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_) => {
+                        "/spec/template"
+                    }
+                    Object::CronJob(_) => "/spec/jobTemplate/spec/template",
+                    _ => return Ok(object),
                 };
+                let mut value = object.to_json();
+                let template = value.pointer_mut(at);
                 let Some(template) = template else {
                     return Ok(object);
                 };
