@@ -473,7 +473,7 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
             .init_containers
             .iter()
             .flatten()
-            .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+            .filter(|c| podrun_model::is_sidecar(c))
             .count();
     let mut ready = 0usize;
     let mut restarts: i64 = 0;

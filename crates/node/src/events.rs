@@ -261,7 +261,7 @@ impl Recorder {
         let mut containers = HashMap::new();
         let mut refs = Vec::new();
         for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-            let kind = if c.restart_policy.as_deref() == Some("Always") {
+            let kind = if podrun_model::is_sidecar(c) {
                 ContainerKind::Sidecar
             } else {
                 ContainerKind::Init

@@ -449,7 +449,7 @@ fn validate_init_containers(
         // 1.37 defaults) init containers take the same policy and rules as regular
         // ones; `Always` makes a sidecar, which may carry rules too.
         errs.extend(validate_container_restart_policy(c, &p));
-        let restart_always = c.restart_policy.as_deref() == Some("Always");
+        let restart_always = crate::is_sidecar(c);
         if names.contains(c.name.as_str()) {
             errs.push(FieldError::duplicate(p.child("name"), &c.name));
         } else if !c.name.is_empty() {

@@ -77,7 +77,7 @@ fn transitions(
         let Some(c) = containers.iter().find(|c| c.name == o.name) else {
             continue;
         };
-        let sidecar = init && c.restart_policy.as_deref() == Some("Always");
+        let sidecar = init && crate::is_sidecar(c);
         if sidecar || container_should_restart(c, spec, t.exit_code) {
             continue;
         }
