@@ -396,15 +396,16 @@ fn render_list(
         metadata["remainingItemCount"] = json!(n);
     }
     match output {
-        Output::Json => Ok(json_response(
-            StatusCode::OK,
-            &json!({
+        Output::Json => {
+            let mut body = json!({
                 "kind": format!("{}List", req.resource.gvk.kind),
                 "apiVersion": req.resource.gvk.api_version(),
                 "metadata": metadata,
-                "items": list.items,
-            }),
-        )),
+            });
+            // Moved in, not through `json!`, which would copy every item.
+            body["items"] = Value::Array(list.items);
+            Ok(json_response(StatusCode::OK, &body))
+        }
         Output::PartialObjectMetadata(v) => Ok(json_response(
             StatusCode::OK,
             &json!({

@@ -1161,13 +1161,15 @@ pub fn table(
     if let Some(c) = continue_token.filter(|c| !c.is_empty()) {
         metadata["continue"] = json!(c);
     }
-    Ok(json!({
+    let mut t = json!({
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": metadata,
         "columnDefinitions": columns(resource),
-        "rows": rows,
-    }))
+    });
+    // Moved in, not through `json!`, which would copy every row.
+    t["rows"] = Value::Array(rows);
+    Ok(t)
 }
 
 /// A watch event whose object is a one-row Table; `columnDefinitions` only when `first`.
