@@ -444,6 +444,29 @@ fn the_native_sidecar_story_through_kubectl() {
         "kubectl get service sleep",
         &server.ok(&["get", "service", "sleep"]),
     );
+    // `kubectl exec` as every Istio tutorial runs it: stdout and stderr apart, the exit code.
+    let exec = server.kubectl(
+        &[
+            "exec",
+            "deploy/sleep",
+            "-c",
+            "sleep",
+            "--",
+            "sh",
+            "-c",
+            "hostname; echo from-stderr >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(exec.status.code(), Some(3), "{exec:?}");
+    record(
+        "kubectl exec deploy/sleep -c sleep -- sh -c 'hostname; echo from-stderr >&2; exit 3'",
+        &format!(
+            "{}{}",
+            String::from_utf8_lossy(&exec.stdout),
+            String::from_utf8_lossy(&exec.stderr)
+        ),
+    );
     // Endpoints are assembled from the EndpointSlices; `kubectl events` reads events.k8s.io.
     let ip = server.ok(&[
         "get",
