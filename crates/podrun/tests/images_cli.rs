@@ -1,7 +1,8 @@
 //! `podrun pull` and `podrun images` against a real registry (Debian's `docker-registry` on
 //! 127.0.0.1 with the fixture image of `scripts/test-images.sh`): the spec's acceptance
 //! scenarios 26 (a corrupt layer in the registry's storage), 37 (`--digests`, `--no-trunc`) and
-//! 41 (`localhost:<port>` and `127.0.0.1:<port>` share one `hosts.toml`). Needs root and the
+//! 41 (`localhost:<port>` and `127.0.0.1:<port>` share one `hosts.toml`) and 17 (an index
+//! pushed with `skopeo copy --all`). Needs root and the
 //! packages `scripts/setup.sh` installs.
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -136,5 +137,126 @@ fn localhost_and_the_loopback_address_share_one_hosts_toml() {
     assert!(
         listed.contains(&format!("localhost:{port}/busybox")),
         "{listed}"
+    );
+}
+
+/// Adds an OCI index named `name` to the fixture's layout, one entry per `(tag, os, arch)`.
+fn add_index(env: &Env, name: &str, entries: &[(&str, &str, &str)]) {
+    let layout = env.dir().join("oci");
+    let index_path = layout.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let manifests = index["manifests"].as_array().unwrap().clone();
+    let desc = |tag: &str| {
+        manifests
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap()
+            .clone()
+    };
+    let list: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(tag, os, arch)| {
+            let d = desc(tag);
+            serde_json::json!({
+                "mediaType": d["mediaType"],
+                "digest": d["digest"],
+                "size": d["size"],
+                "platform": {"os": os, "architecture": arch},
+            })
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": list,
+    }))
+    .unwrap();
+    let digest = podrun_images::digest::Digest::of(&bytes);
+    std::fs::write(layout.join("blobs/sha256").join(digest.hex()), &bytes).unwrap();
+    index["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": digest.to_string(),
+            "size": bytes.len(),
+            "annotations": {"org.opencontainers.image.ref.name": name},
+        }));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// The image ID (config digest) of tag `tag` in the fixture's layout.
+fn config_of(env: &Env, tag: &str) -> String {
+    let layout = env.dir().join("oci");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+        .unwrap()
+        .clone();
+    let hex = m["digest"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("sha256:")
+        .unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+            .unwrap();
+    manifest["config"]["digest"].as_str().unwrap().to_owned()
+}
+
+/// Scenario 17: from an index with amd64, arm64 and `unknown/unknown` (attestation) entries
+/// the host's platform is pulled (`--platform` picks another); an index without the host's
+/// platform fails with containerd's `no match for platform in manifest`.
+#[test]
+fn an_index_pulls_the_hosts_platform() {
+    let env = Env::new();
+    let reg = Registry::start(env.dir());
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let other_arch = if host_arch == "arm64" {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    add_index(
+        &env,
+        "multi",
+        &[
+            ("2", "unknown", "unknown"),
+            ("2", "linux", other_arch),
+            ("1", "linux", host_arch),
+        ],
+    );
+    add_index(&env, "foreign", &[("2", "linux", other_arch)]);
+    for tag in ["multi", "foreign"] {
+        env.skopeo(
+            &format!("oci:{}/oci:{tag}", env.dir().display()),
+            &format!("docker://{}/busybox:{tag}", reg.host()),
+            &["--all"],
+        );
+    }
+    let multi = format!("{}/busybox:multi", reg.host());
+    assert_eq!(
+        env.ok(&["pull", &multi]),
+        format!("Image is up to date for {}\n", config_of(&env, "1"))
+    );
+    assert_eq!(
+        env.ok(&["pull", "--platform", &format!("linux/{other_arch}"), &multi]),
+        format!("Image is up to date for {}\n", config_of(&env, "2"))
+    );
+    let out = env.podrun(&["pull", &format!("{}/busybox:foreign", reg.host())]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no match for platform in manifest: not found"),
+        "{}",
+        stderr(&out)
     );
 }

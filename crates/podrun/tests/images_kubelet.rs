@@ -161,6 +161,7 @@ fn present_images_run_without_the_registry_and_missing_secrets_are_reported() {
     let reg = Registry::start(env.dir());
     env.push(&reg, "1", "busybox:1");
     let image = format!("{}/busybox:1", reg.host());
+    let reg_host = reg.host();
     env.ok(&["pull", &image]);
     drop(reg);
     let manifest = format!(
@@ -178,6 +179,20 @@ fn present_images_run_without_the_registry_and_missing_secrets_are_reported() {
         })
     });
     assert_eq!(env.logs("offline", "present").trim(), "present");
+    // Scenario 14: a container not created yet shows the spec's image and no image ID; one
+    // created from the stored image its name and `<repository>@<digest>`.
+    let status = env.pod_json("offline").unwrap();
+    let statuses = &status["status"]["containerStatuses"];
+    assert_eq!(statuses[1]["image"], image.as_str(), "{statuses}");
+    assert_eq!(statuses[1]["imageID"], "", "{statuses}");
+    assert_eq!(statuses[0]["image"], image.as_str(), "{statuses}");
+    assert!(
+        statuses[0]["imageID"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/busybox@sha256:", reg_host)),
+        "{statuses}"
+    );
     let events = env.events("offline");
     assert!(
         has(
