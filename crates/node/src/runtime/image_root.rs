@@ -66,20 +66,23 @@ impl ImageView for LayerStack<'_> {
             return Some(EntryKind::Dir);
         }
         for layer in self.layers.iter().rev() {
-            let full = layer.join(rel);
-            if let Ok(md) = std::fs::symlink_metadata(&full) {
-                let ft = md.file_type();
-                return if ft.is_char_device() && md.rdev() == 0 {
-                    None
-                } else if ft.is_dir() {
-                    Some(EntryKind::Dir)
-                } else if ft.is_symlink() {
-                    Some(EntryKind::Symlink(std::fs::read_link(&full).ok()?))
-                } else {
-                    Some(EntryKind::File)
-                };
+            let (present, stop) = ancestors(layer, rel);
+            if present {
+                let full = layer.join(rel);
+                if let Ok(md) = std::fs::symlink_metadata(&full) {
+                    let ft = md.file_type();
+                    return if ft.is_char_device() && md.rdev() == 0 {
+                        None
+                    } else if ft.is_dir() {
+                        Some(EntryKind::Dir)
+                    } else if ft.is_symlink() {
+                        Some(EntryKind::Symlink(std::fs::read_link(&full).ok()?))
+                    } else {
+                        Some(EntryKind::File)
+                    };
+                }
             }
-            if hides_lower(layer, rel) {
+            if stop {
                 return None;
             }
         }
@@ -87,23 +90,22 @@ impl ImageView for LayerStack<'_> {
     }
 }
 
-/// Whether an ancestor of `rel` in `layer` is an opaque directory, a whiteout or a
-/// non-directory: lower layers then contribute nothing at `rel`.
-fn hides_lower(layer: &Path, rel: &Path) -> bool {
+/// The parents of `rel` in `layer`, each checked without following anything: whether they
+/// are all real directories (so `layer/rel` names this layer's entry and no symlink of a
+/// layer is ever followed on the host), and whether lower layers are hidden below them (an
+/// opaque directory, or a non-directory, which overlayfs never merges through).
+fn ancestors(layer: &Path, rel: &Path) -> (bool, bool) {
     let mut dir = layer.to_path_buf();
+    let mut opaque = false;
     for c in rel.parent().into_iter().flat_map(|p| p.components()) {
         dir.push(c);
         match std::fs::symlink_metadata(&dir) {
-            Ok(md) if md.is_dir() => {
-                if is_opaque(&dir) {
-                    return true;
-                }
-            }
-            Ok(_) => return true,
-            Err(_) => return false,
+            Ok(md) if md.is_dir() => opaque |= is_opaque(&dir),
+            Ok(_) => return (false, true),
+            Err(_) => return (false, opaque),
         }
     }
-    false
+    (true, opaque)
 }
 
 /// overlayfs' opaque marker (`trusted.overlay.opaque`, or `user.overlay.opaque` for layers
@@ -449,9 +451,19 @@ fn copy_merged(layers: &[PathBuf], cdir: &Path, dest: &Path) -> std::io::Result<
     let mut entries: BTreeMap<std::ffi::OsString, Option<PathBuf>> = BTreeMap::new();
     let mut dir_meta = None;
     for layer in layers.iter().rev() {
+        let (present, stop) = if rel.as_os_str().is_empty() {
+            (true, false)
+        } else {
+            ancestors(layer, rel)
+        };
         let here = layer.join(rel);
-        match std::fs::symlink_metadata(&here) {
-            Ok(md) if md.is_dir() => {
+        let md = if present {
+            std::fs::symlink_metadata(&here).ok()
+        } else {
+            None
+        };
+        match md {
+            Some(md) if md.is_dir() => {
                 if dir_meta.is_none() {
                     dir_meta = Some(md);
                 }
@@ -467,9 +479,11 @@ fn copy_merged(layers: &[PathBuf], cdir: &Path, dest: &Path) -> std::io::Result<
                     break;
                 }
             }
-            Ok(_) => break,
-            Err(_) if hides_lower(layer, rel) => break,
-            Err(_) => {}
+            Some(_) => break,
+            None => {}
+        }
+        if stop {
+            break;
         }
     }
     if let Some(md) = dir_meta {
@@ -666,6 +680,34 @@ mod tests {
             volumes: Vec::new(),
         };
         resolve_in_root(&mut p, Path::new(target), true).map(|(r, _)| r)
+    }
+
+    #[test]
+    fn a_lower_layers_symlink_under_an_upper_directory_is_never_followed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let host = tmp.path().join("host");
+        std::fs::create_dir_all(&host).expect("host");
+        std::fs::write(host.join("secret"), "host\n").expect("secret");
+        let lower = tmp.path().join("lower");
+        std::fs::create_dir_all(&lower).expect("lower");
+        std::os::unix::fs::symlink(&host, lower.join("a")).expect("link");
+        let upper = tmp.path().join("upper");
+        std::fs::create_dir_all(upper.join("a")).expect("upper");
+        std::fs::write(upper.join("a/mine"), "image\n").expect("mine");
+        let layers = vec![lower, upper];
+        let stack = LayerStack::new(&layers);
+        assert_eq!(stack.kind(Path::new("/a")), Some(EntryKind::Dir));
+        assert_eq!(stack.kind(Path::new("/a/mine")), Some(EntryKind::File));
+        assert_eq!(stack.kind(Path::new("/a/secret")), None);
+        let dest = tmp.path().join("vol");
+        std::fs::create_dir_all(&dest).expect("dest");
+        copy_merged(&layers, Path::new("/a"), &dest).expect("copy");
+        let names: Vec<_> = std::fs::read_dir(&dest)
+            .expect("dest")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, ["mine"]);
     }
 
     #[test]
