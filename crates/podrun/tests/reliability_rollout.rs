@@ -5,9 +5,10 @@
 //! controller surges a new pod, waits for it to be available and only then removes an
 //! old one, twice; not one request may fail, and the answers move from v1 to v2.
 //!
-//! The replicas carry the `preStop` sleep Kubernetes recommends for apps behind a
-//! Service (see reliability_drain.rs for the delete-a-replica variants and the order
-//! of endpoint removal, proxy drain and termination).
+//! Two variants, as for deleting a replica (reliability_drain.rs, which explains the
+//! order of endpoint removal, proxy drain and termination): the replicas carry the
+//! `preStop` sleep Kubernetes recommends for apps behind a Service, or none, where the
+//! client's proxy retries as Envoy does under Istio's default policy.
 
 mod common;
 
@@ -22,7 +23,12 @@ use serde_json::Value;
 /// earlier, a second after the rollout completed.
 const MAX_REQUESTS: u32 = 1200;
 
-fn manifest(dir: &str) -> String {
+fn manifest(dir: &str, pre_stop: bool) -> String {
+    let lifecycle = if pre_stop {
+        "        lifecycle:\n          preStop:\n            sleep: {seconds: 2}\n"
+    } else {
+        ""
+    };
     format!(
         r#"apiVersion: v1
 kind: Service
@@ -51,10 +57,7 @@ spec:
         readinessProbe:
           tcpSocket: {{port: 8080}}
           periodSeconds: 1
-        lifecycle:
-          preStop:
-            sleep: {{seconds: 2}}
----
+{lifecycle}---
 apiVersion: v1
 kind: Pod
 metadata: {{name: client}}
@@ -150,6 +153,15 @@ fn rolled_out(d: &Value) -> bool {
 
 #[test]
 fn rolling_a_deployment_mid_load_fails_no_request() {
+    roll_under_load(true);
+}
+
+#[test]
+fn rolling_a_deployment_mid_load_without_a_prestop_sleep_fails_no_request() {
+    roll_under_load(false);
+}
+
+fn roll_under_load(pre_stop: bool) {
     let _turn = one_at_a_time();
     let podrun = Podrun::with_sidecars();
     let dir = tempfile::tempdir().unwrap();
@@ -183,7 +195,11 @@ fn rolling_a_deployment_mid_load_fails_no_request() {
             .spawn()
             .unwrap(),
     );
-    std::io::Write::write_all(&mut run.0.stdin.take().unwrap(), manifest(&d).as_bytes()).unwrap();
+    std::io::Write::write_all(
+        &mut run.0.stdin.take().unwrap(),
+        manifest(&d, pre_stop).as_bytes(),
+    )
+    .unwrap();
     wait_for("both replicas available", || {
         rolled_out(&deployment(&podrun))
     });
@@ -252,5 +268,5 @@ fn rolling_a_deployment_mid_load_fails_no_request() {
         "{tally}\nclient proxy:\n{}",
         stdout(&podrun.run(&["logs", "client", "-c", "istio-proxy"]))
     );
-    eprintln!("rollout took {took:?}; {tally}");
+    eprintln!("preStop {pre_stop}: rollout took {took:?}; {tally}");
 }
