@@ -2,8 +2,8 @@
 //! cronjob controller (v2) does — named `<cronjob>-<minutes since the epoch>`, with
 //! `concurrencyPolicy` (Allow, Forbid, Replace), `suspend`, `startingDeadlineSeconds`,
 //! and the finished Jobs beyond `successfulJobsHistoryLimit` (3) and
-//! `failedJobsHistoryLimit` (1) deleted. Schedules are read in UTC; a CronJob with
-//! another `timeZone` is left alone (podrun carries no time-zone database).
+//! `failedJobsHistoryLimit` (1) deleted. Schedules are read in the CronJob's
+//! `timeZone`, from the host's time-zone database, UTC when unset.
 //!
 //! [`decide`] is pure; the schedule is parsed as the API server validates it
 //! ([`podrun_model::Schedule`]).
@@ -13,6 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::jiff::tz::TimeZone;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 pub use podrun_model::Schedule;
 use podrun_store::{ApiError, DeleteOptions, ResourceType, object};
@@ -106,6 +107,19 @@ pub fn job_for(cj: &CronJob, at: Timestamp) -> Job {
     }
 }
 
+/// A zone of the host's time-zone database (`/usr/share/zoneinfo`), as the API
+/// server's validation found it. The name was validated: no `..`, no empty part.
+fn load_zone(zone: &str) -> Option<TimeZone> {
+    if zone
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return None;
+    }
+    let data = std::fs::read(std::path::Path::new("/usr/share/zoneinfo").join(zone)).ok()?;
+    TimeZone::tzif(zone, &data).ok()
+}
+
 /// The CronJob controller.
 #[derive(Debug)]
 pub struct CronJobController;
@@ -124,16 +138,18 @@ impl Reconciler for CronJobController {
         }
         let cj: CronJob = typed(&obj)?;
         let spec = &cj.spec;
-        if spec
-            .time_zone
-            .as_deref()
-            .is_some_and(|z| z != "UTC" && z != "Etc/UTC")
-        {
-            tracing::warn!(cronjob = key, "only UTC schedules are run");
-            return Ok(Action::Done);
-        }
         let Ok(schedule) = Schedule::parse(&spec.schedule) else {
             return Ok(Action::Done);
+        };
+        let schedule = match spec.time_zone.as_deref() {
+            None | Some("UTC" | "Etc/UTC") => schedule,
+            Some(zone) => match load_zone(zone) {
+                Some(tz) => schedule.in_zone(tz),
+                None => {
+                    tracing::warn!(cronjob = key, zone, "unknown time zone: no Job is created");
+                    return Ok(Action::Done);
+                }
+            },
         };
         let (namespace, name) = split_key(key);
         let jobs: Vec<Job> = owned_by(&ctx.informers.jobs, namespace, object::uid(&obj))

@@ -282,21 +282,42 @@ const NOT_COPIED: [&str; 6] = [
 /// Whether a ReplicaSet's pod template is the Deployment's, its `pod-template-hash`
 /// label aside (`EqualIgnoreHash`): a rollback to an old template finds the old
 /// ReplicaSet again, whatever hash it was named with.
-pub fn template_matches(rs_template: &Value, deployment_template: &Value) -> bool {
-    let strip = |t: &Value| {
-        let mut t = t.clone();
-        if let Some(labels) = t
+pub fn template_matches(
+    rs_template: &PodTemplateSpec,
+    deployment_template: &PodTemplateSpec,
+) -> bool {
+    let strip = |t: &PodTemplateSpec| {
+        let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
+        if let Some(labels) = v
             .pointer_mut("/metadata/labels")
             .and_then(Value::as_object_mut)
         {
             labels.remove(POD_TEMPLATE_HASH);
-            if labels.is_empty() {
-                t["metadata"].as_object_mut().map(|m| m.remove("labels"));
-            }
         }
-        t
+        prune(&mut v);
+        v
     };
     strip(rs_template) == strip(deployment_template)
+}
+
+/// Drops nulls, empty objects and empty lists, recursively: Go leaves an empty
+/// struct or list out of its JSON (`resources: {}` written back by `kubectl rollout
+/// undo` is the same template as none), so they do not tell templates apart.
+fn prune(v: &mut Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => {
+            m.retain(|_, v| !prune(v));
+            m.is_empty()
+        }
+        Value::Array(a) => {
+            for item in a.iter_mut() {
+                prune(item);
+            }
+            a.is_empty()
+        }
+        _ => false,
+    }
 }
 
 /// A ReplicaSet's revision (0 when it has none or it does not parse).
@@ -663,7 +684,6 @@ impl Reconciler for DeploymentController {
             } if replicas > 0 => max_unavailable.min(replicas),
             _ => 0,
         };
-        let template = untyped(&d.spec.template)?;
         let mut owned = owned_by(&ctx.informers.replica_sets, namespace, object::uid(&obj));
         owned.sort_by_key(created);
         // The oldest ReplicaSet with the template is the new one (a rollback reuses it).
@@ -672,7 +692,8 @@ impl Reconciler for DeploymentController {
             .iter()
             .position(|rs| {
                 rs.pointer("/spec/template")
-                    .is_some_and(|t| template_matches(t, &template))
+                    .and_then(|t| typed::<PodTemplateSpec>(t).ok())
+                    .is_some_and(|t| template_matches(&t, &d.spec.template))
             })
             // A template the store wrote back differently still has its hash.
             .or_else(|| {
@@ -1073,17 +1094,27 @@ mod tests {
 
     #[test]
     fn the_template_matches_whatever_its_hash_label() {
+        let t = |v: serde_json::Value| -> PodTemplateSpec {
+            serde_json::from_value(v).expect("template")
+        };
         let d = serde_json::json!({"metadata": {"labels": {"app": "web"}},
                                    "spec": {"containers": [{"name": "c", "image": "a"}]}});
         let mut rs = d.clone();
         rs["metadata"]["labels"][POD_TEMPLATE_HASH] = "abc".into();
-        assert!(template_matches(&rs, &d));
+        assert!(template_matches(&t(rs.clone()), &t(d.clone())));
+        // The same template written back with empty fields (`kubectl rollout undo`
+        // sends `resources: {}`) still matches.
+        let mut written = rs.clone();
+        written["spec"]["containers"][0]["resources"] = serde_json::json!({});
+        written["spec"]["volumes"] = serde_json::json!([]);
+        written["metadata"]["annotations"] = serde_json::Value::Null;
+        assert!(template_matches(&t(written), &t(d.clone())));
         rs["spec"]["containers"][0]["image"] = "b".into();
-        assert!(!template_matches(&rs, &d));
+        assert!(!template_matches(&t(rs), &t(d)));
         let bare = serde_json::json!({"metadata": {"labels": {POD_TEMPLATE_HASH: "x"}}});
         assert!(template_matches(
-            &bare,
-            &serde_json::json!({"metadata": {}})
+            &t(bare),
+            &t(serde_json::json!({"metadata": {}}))
         ));
     }
 

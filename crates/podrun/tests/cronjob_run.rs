@@ -46,7 +46,7 @@ kind: CronJob
 metadata: {name: tick}
 spec:
   schedule: "@every 1s"
-  timeZone: Etc/UTC
+  timeZone: Europe/Berlin
   jobTemplate:
     spec:
       template:

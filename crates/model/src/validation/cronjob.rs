@@ -33,6 +33,8 @@ pub struct Schedule {
     day_star: bool,
     /// `@every`: a fixed delay in seconds instead of the fields.
     every: Option<i64>,
+    /// The zone the fields are read in (`spec.timeZone`); UTC unless set.
+    zone: TimeZone,
 }
 
 const MONTHS: [&str; 12] = [
@@ -229,6 +231,7 @@ impl Schedule {
                             weekdays: 0,
                             day_star: false,
                             every: Some(secs),
+                            zone: TimeZone::UTC,
                         });
                     }
                     return Err(format!("unrecognized descriptor: {spec}"));
@@ -257,7 +260,13 @@ impl Schedule {
             weekdays,
             day_star: dom_star || dow_star,
             every: None,
+            zone: TimeZone::UTC,
         })
+    }
+
+    /// The same schedule, its fields read in `zone` (a CronJob's `timeZone`).
+    pub fn in_zone(self, zone: TimeZone) -> Schedule {
+        Schedule { zone, ..self }
     }
 
     fn day_matches(&self, dt: &DateTime) -> bool {
@@ -270,14 +279,16 @@ impl Schedule {
         }
     }
 
-    /// The first scheduled time strictly after `t` (UTC), within five years.
+    /// The first scheduled time strictly after `t`, the fields read in the schedule's
+    /// zone (a local time a daylight-saving change skips runs at the moment after the
+    /// gap), within five years.
     pub fn next_after(&self, t: Timestamp) -> Option<Timestamp> {
         if let Some(secs) = self.every {
             // `ConstantDelaySchedule`: the delay from `t`, on a whole second.
             let whole = Timestamp::from_second(t.as_second()).ok()?;
             return whole.checked_add(SignedDuration::from_secs(secs)).ok();
         }
-        let tz = TimeZone::UTC;
+        let tz = &self.zone;
         let start = tz.to_datetime(t);
         // The next whole minute.
         let mut dt = start

@@ -286,14 +286,46 @@ impl Services {
         Ok(())
     }
 
+    /// Replaces the view of every pod with `pods`, as listed from the store after
+    /// events were lost: pods that finished or are gone stop being endpoints, pods
+    /// whose readiness changed unseen are taken as they are now.
+    pub fn resync_pods(&self, pods: Vec<Pod>) -> Result<(), Error> {
+        let pods = pods
+            .into_iter()
+            .filter(|p| {
+                !matches!(
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some("Succeeded" | "Failed")
+                )
+            })
+            .map(|p| {
+                let key = (
+                    p.metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    p.metadata.name.clone().unwrap_or_default(),
+                );
+                (key, Arc::new(p))
+            })
+            .collect();
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.pods = pods;
+        self.sync(&mut st)
+    }
+
     /// Follows node events until the channel closes: every pod change may change
-    /// endpoints. The cluster DNS on `dns_addr` is listening when this returns (before
-    /// any pod's first container can start), even if the bridge does not have the
-    /// address yet; it shares the port with the other podruns on the host.
+    /// endpoints. When the receiver falls behind and events are lost, `relist` gives
+    /// every pod as it is now and the view is rebuilt from it ([`Services::resync_pods`]),
+    /// so no endpoint change is missed. The cluster DNS on `dns_addr` is listening when
+    /// this returns (before any pod's first container can start), even if the bridge
+    /// does not have the address yet; it shares the port with the other podruns on the
+    /// host.
     pub fn follow(
         self: Arc<Self>,
         mut events: broadcast::Receiver<NodeEvent>,
         dns_addr: Option<SocketAddr>,
+        relist: Arc<dyn Fn() -> Vec<Pod> + Send + Sync>,
     ) -> tokio::task::JoinHandle<()> {
         let started = dns_addr.is_some_and(|addr| self.start_dns_now(addr));
         tokio::spawn(async move {
@@ -307,7 +339,18 @@ impl Services {
                 let event = tokio::select! {
                     event = events.recv() => match event {
                         Ok(e) => e,
-                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "Service follower fell behind; listing pods again");
+                            let this = self.clone();
+                            let relist = relist.clone();
+                            let result = tokio::task::spawn_blocking(move || this.resync_pods(relist()))
+                                .await
+                                .unwrap_or(Ok(()));
+                            if let Err(e) = result {
+                                tracing::error!(%e, "cannot update Service rules");
+                            }
+                            continue;
+                        }
                         Err(broadcast::error::RecvError::Closed) => return,
                     },
                     _ = retry.tick(), if dns_wanted => {

@@ -225,3 +225,80 @@ fn allocations_persist_and_are_released() {
         Some("None")
     );
 }
+
+/// A follower whose events were dropped (a one-event buffer, three pods become ready
+/// at once) lists the pods again: every ready pod is an endpoint, none is missed.
+#[tokio::test(flavor = "current_thread")]
+async fn a_follower_that_falls_behind_lists_the_pods_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = super::ServiceConfig {
+        service_cidr: "198.19.0.0/29".parse().unwrap(),
+        proxy: podrun_netplan::service::ProxyConfig::new(
+            "PODRUN-",
+            "198.18.0.0/16".parse().unwrap(),
+            "podrun0",
+        )
+        .unwrap(),
+        allocations: dir.path().join("services/clusterips"),
+        apply_rules: false,
+        dns_share: None,
+    };
+    let services = std::sync::Arc::new(super::Services::open(config).unwrap());
+    services
+        .create(service("None", IntOrString::Int(80)))
+        .unwrap();
+    let pods = vec![
+        pod("a", "198.18.0.2", true, None),
+        pod("b", "198.18.0.3", true, None),
+        pod("c", "198.18.0.4", true, None),
+    ];
+    let (tx, rx) = tokio::sync::broadcast::channel(1);
+    let listed = pods.clone();
+    let relists = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = relists.clone();
+    let follower = services.clone().follow(
+        rx,
+        None,
+        std::sync::Arc::new(move || {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            listed.clone()
+        }),
+    );
+    // All three events are sent before the follower runs: two are lost.
+    for p in &pods {
+        tx.send(crate::NodeEvent::Pod(std::sync::Arc::new(p.clone())))
+            .unwrap();
+    }
+    let key = ("default".to_string(), "web".to_string());
+    let want = [
+        Ipv4Addr::new(198, 18, 0, 2),
+        Ipv4Addr::new(198, 18, 0, 3),
+        Ipv4Addr::new(198, 18, 0, 4),
+    ];
+    let view = services.dns_view();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let ips = view.read().unwrap().services.get(&key).cloned();
+        if ips.as_deref() == Some(&want[..]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every ready pod is an endpoint: {ips:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(relists.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A pod that finished while events were lost stops being an endpoint.
+    let mut done = pods[0].clone();
+    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    services
+        .resync_pods(vec![done, pods[1].clone(), pods[2].clone()])
+        .unwrap();
+    assert_eq!(
+        view.read().unwrap().services[&key],
+        [Ipv4Addr::new(198, 18, 0, 3), Ipv4Addr::new(198, 18, 0, 4)]
+    );
+    drop(tx);
+    follower.await.unwrap();
+}

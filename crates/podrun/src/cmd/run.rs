@@ -637,7 +637,21 @@ impl RunServices {
         let driver = std::sync::Arc::new(Services::open(config)?);
         let dns = std::net::SocketAddr::from((pod_cidr.gateway(), 53));
         let dns = podrun_node::runtime::isolation_available().then_some(dns);
-        driver.clone().follow(node.subscribe(), dns);
+        let store = node.store().sqlite().clone();
+        let relist = std::sync::Arc::new(move || {
+            store
+                .list(
+                    &podrun_store::ResourceType::PODS,
+                    None,
+                    &podrun_store::ListOptions::default(),
+                )
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|v| serde_json::from_value(v).ok())
+                .collect()
+        });
+        driver.clone().follow(node.subscribe(), dns, relist);
         Ok(Self {
             driver,
             store: node.store().clone(),

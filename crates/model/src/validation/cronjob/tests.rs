@@ -240,3 +240,14 @@ fn a_cron_job_name_longer_than_52_characters_is_refused() {
         )]
     );
 }
+
+#[test]
+fn a_schedule_in_a_zone_reads_its_fields_in_local_time() {
+    // A fixed-offset zone stands in for a zone file: 02:30 at UTC+2 is 00:30 UTC.
+    let zone = TimeZone::fixed(k8s_openapi::jiff::tz::offset(2));
+    let s = Schedule::parse("30 2 * * *").unwrap().in_zone(zone);
+    assert_eq!(
+        s.next_after(at("2026-03-01T10:07:00Z")),
+        Some(at("2026-03-02T00:30:00Z"))
+    );
+}
