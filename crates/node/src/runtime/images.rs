@@ -320,16 +320,29 @@ fn read_image_file(layers: &[PathBuf], path: &str) -> String {
     }
     let rel = path.trim_start_matches('/');
     for layer in layers.iter().rev() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let Ok(f) = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(layer.join(rel))
-        else {
+        // Resolved beneath the layer and through no symlink at all, so that no layer's
+        // link can lead the read onto the host, whatever the view above decided.
+        use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+        let Ok(root) = rustix::fs::open(
+            layer,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let Ok(fd) = openat2(
+            &root,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        ) else {
             continue;
         };
         let mut out = String::new();
-        let _ = f.take(MAX_ID_FILE).read_to_string(&mut out);
+        let _ = std::fs::File::from(fd)
+            .take(MAX_ID_FILE)
+            .read_to_string(&mut out);
         return out;
     }
     String::new()
@@ -540,6 +553,28 @@ mod tests {
         assert!(host_rootfs(&pod(Some("sidecar, app")), "app"));
         assert!(!host_rootfs(&pod(Some("sidecar")), "app"));
         assert!(!host_rootfs(&pod(Some("")), "app"));
+    }
+
+    #[test]
+    fn image_files_are_read_through_no_layer_symlink() {
+        let host = tempfile::tempdir().unwrap();
+        std::fs::write(host.path().join("passwd"), "host:x:0:0::/:/bin/sh\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let layer = |name: &str| {
+            let l = dir.path().join(name);
+            std::fs::create_dir_all(&l).unwrap();
+            l
+        };
+        let (low, mid, top) = (layer("low"), layer("mid"), layer("top"));
+        std::fs::create_dir(low.join("etc")).unwrap();
+        std::fs::write(low.join("etc/passwd"), "app:x:1000:1000::/:/bin/sh\n").unwrap();
+        // A link in a middle layer to a host directory, under a real directory above it.
+        std::os::unix::fs::symlink(host.path(), mid.join("etc")).unwrap();
+        std::fs::create_dir(top.join("etc")).unwrap();
+        let text = read_image_file(&[low.clone(), mid, top], "/etc/passwd");
+        assert!(!text.contains("host:"), "{text}");
+        // Without the link the lowest layer's file is read.
+        assert!(read_image_file(&[low], "/etc/passwd").starts_with("app:"));
     }
 
     #[test]
