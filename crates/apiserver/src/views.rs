@@ -137,12 +137,12 @@ mod tests {
     fn core_events_in_the_newer_shape() {
         let core = json!({"metadata": {"name": "p.1", "namespace": "default"},
             "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Started",
-            "message": "Container started", "type": "Normal", "count": 2,
+            "message": "Started container app", "type": "Normal", "count": 2,
             "source": {"component": "kubelet"}, "firstTimestamp": "2026-12-07T19:00:00Z"});
         let v = event_v1(&core);
         assert_eq!(v["apiVersion"], "events.k8s.io/v1");
         assert_eq!(v["regarding"]["name"], "p");
-        assert_eq!(v["note"], "Container started");
+        assert_eq!(v["note"], "Started container app");
         assert_eq!(v["reportingController"], "kubelet");
         assert_eq!(v["deprecatedCount"], 2);
         assert_eq!(v["eventTime"], Value::Null);

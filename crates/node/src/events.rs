@@ -347,9 +347,12 @@ impl Recorder {
                 }
                 if started {
                     self.record(Some((id, restart_count)), Transition::Created);
-                    self.container_event(id, "Normal", "Created", "Container created".into());
+                    // The kubelet's words (kuberuntime startContainer).
+                    let created = format!("Created container: {}", c.name);
+                    self.container_event(id, "Normal", "Created", created);
                     self.record(Some((id, restart_count)), Transition::Started);
-                    self.container_event(id, "Normal", "Started", "Container started".into());
+                    let started = format!("Started container {}", c.name);
+                    self.container_event(id, "Normal", "Started", started);
                 } else {
                     let (reason, message) = waiting(&machine.status(), &c.name)
                         .unwrap_or_else(|| ("RunContainerError".into(), String::new()));

@@ -488,7 +488,7 @@ fn the_native_sidecar_story_through_kubectl() {
         |t| t == ip,
     );
     let events = server.ok(&["events"]);
-    assert!(events.contains("Container started"), "{events}");
+    assert!(events.contains("Started container sleep"), "{events}");
     let init_log = server.ok(&["logs", "deploy/sleep", "-c", "istio-init"]);
     let last = init_log
         .lines()
@@ -519,7 +519,7 @@ fn the_native_sidecar_story_through_kubectl() {
         |t| t.contains("Successfully assigned default/sleep-"),
     );
     assert!(
-        describe.contains("spec.initContainers{istio-proxy}: Container started"),
+        describe.contains("spec.initContainers{istio-proxy}: Started container istio-proxy"),
         "{describe}"
     );
     let events = server.ok(&["get", "events"]);
