@@ -302,26 +302,11 @@ impl Schedule {
         let limit = start.year() + 5;
         while dt.year() <= limit {
             if self.months & (1 << dt.month()) == 0 {
-                dt = dt
-                    .first_of_month()
-                    .checked_add(1.month())
-                    .ok()?
-                    .with()
-                    .hour(0)
-                    .minute(0)
-                    .build()
-                    .ok()?;
+                dt = midnight(dt.first_of_month().checked_add(1.month()).ok()?)?;
                 continue;
             }
             if !self.day_matches(&dt) {
-                dt = dt
-                    .checked_add(1.day())
-                    .ok()?
-                    .with()
-                    .hour(0)
-                    .minute(0)
-                    .build()
-                    .ok()?;
+                dt = midnight(dt.checked_add(1.day()).ok()?)?;
                 continue;
             }
             if self.hours & (1 << dt.hour()) == 0 {
@@ -342,6 +327,11 @@ impl Schedule {
         }
         None
     }
+}
+
+/// The first minute (00:00) of the day of `dt`, whose seconds are already zero.
+fn midnight(dt: DateTime) -> Option<DateTime> {
+    dt.with().hour(0).minute(0).build().ok()
 }
 
 /// Defaults a copy of the CronJob as the API server does (`SetDefaults_CronJob` and
