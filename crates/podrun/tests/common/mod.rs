@@ -65,23 +65,7 @@ impl Podrun {
 
     /// Runs `podrun run -f -` with the manifest on stdin.
     pub fn run_manifest(&self, manifest: &str, extra: &[&str]) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .args(["run", HOST_ROOTFS, "-f", "-"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("podrun runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(manifest.as_bytes())
-            .expect("write manifest");
-        child.wait_with_output().expect("podrun finishes")
+        finish(&mut self.start_run(manifest, extra, Stdio::piped()))
     }
 
     /// The directory of the only pod named `name` (`<ns>_<name>_<uid>`).
@@ -198,15 +182,16 @@ impl Podrun {
     /// Starts `podrun run -f - EXTRA…` in the background with `manifest` on stdin.
     /// stdout is piped (read it from `.0.stdout`), stderr discarded.
     pub fn spawn_run(&self, manifest: &str, extra: &[&str]) -> ChildGuard {
-        self.spawn_run_to(manifest, extra, Stdio::null())
+        self.start_run(manifest, extra, Stdio::null())
     }
 
     /// [`Podrun::spawn_run`] with stderr piped as well; [`finish`] collects both.
     pub fn spawn_run_captured(&self, manifest: &str, extra: &[&str]) -> ChildGuard {
-        self.spawn_run_to(manifest, extra, Stdio::piped())
+        self.start_run(manifest, extra, Stdio::piped())
     }
 
-    fn spawn_run_to(&self, manifest: &str, extra: &[&str], stderr: Stdio) -> ChildGuard {
+    /// `podrun run -f - EXTRA…` started with `manifest` on stdin, stdout piped.
+    fn start_run(&self, manifest: &str, extra: &[&str], stderr: Stdio) -> ChildGuard {
         use std::io::Write;
         let mut child = ChildGuard(
             self.command()
@@ -251,7 +236,7 @@ pub fn interrupt(child: &ChildGuard) {
 }
 
 /// Waits for the process `guard` holds to end and returns its output (the guard is left
-/// holding an ended `true`).
+/// holding a `true`).
 pub fn finish(guard: &mut ChildGuard) -> Output {
     let child = std::mem::replace(
         &mut guard.0,
