@@ -61,19 +61,7 @@ spec:
     );
     m.push_str(&server("a", dir, pre_stop));
     m.push_str(&server("b", dir, pre_stop));
-    m.push_str(&format!(
-        r#"---
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: load
-    image: python
-    command: ["python3", "{dir}/client.py", "{dir}", "{REQUESTS}"]
-"#
-    ));
+    m.push_str(&common::load_client_pod(dir, REQUESTS));
     m
 }
 

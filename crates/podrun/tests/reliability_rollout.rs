@@ -56,17 +56,8 @@ spec:
         readinessProbe:
           tcpSocket: {{port: 8080}}
           periodSeconds: 1
-{lifecycle}---
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: load
-    image: python
-    command: ["python3", "{dir}/client.py", "{dir}", "{MAX_REQUESTS}"]
-"#
+{lifecycle}{client}"#,
+        client = common::load_client_pod(dir, MAX_REQUESTS)
     )
 }
 

@@ -276,6 +276,24 @@ pub fn served_dirs(servers: &[&str], client: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The manifest (`---` first) of pod `client`, whose container `load` runs
+/// `DIR/client.py DIR REQUESTS` (see [`served_dirs`]).
+pub fn load_client_pod(dir: &str, requests: u32) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: load
+    image: python
+    command: ["python3", "{dir}/client.py", "{dir}", "{requests}"]
+"#
+    )
+}
+
 /// Waits for `podrun run` (`run`, from [`Podrun::spawn_run_captured`]) to end, asserts it
 /// succeeded and returns the logs of the `load` container of pod `client`.
 pub fn finish_load_client(podrun: &Podrun, run: &mut ChildGuard) -> String {
