@@ -53,12 +53,8 @@ impl Server {
 
     /// `kubectl ARGS…` with a fresh `HOME`, under a 90 s timeout, `stdin` piped in.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("timeout")
-            .arg("90")
-            .arg(kubectl_path())
+        let mut child = common::kubectl_command(90, &self.kubeconfig, &self.fresh_home())
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.fresh_home())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {

