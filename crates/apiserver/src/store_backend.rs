@@ -182,6 +182,15 @@ fn filter(
     Filter::parse(rt, labels.unwrap_or(""), fields.unwrap_or("")).map_err(from_store)
 }
 
+/// Gives the Service ClusterIP `ip`, single-stack IPv4.
+fn set_cluster_ip(svc: &mut Value, ip: std::net::Ipv4Addr) {
+    let spec = &mut svc["spec"];
+    spec["clusterIP"] = json!(ip.to_string());
+    spec["clusterIPs"] = json!([ip.to_string()]);
+    spec["ipFamilies"] = json!(["IPv4"]);
+    spec["ipFamilyPolicy"] = json!("SingleStack");
+}
+
 /// The store's form of a watch of `rt` with `options` (selectors parsed).
 fn store_watch_options(
     rt: &ResourceType,
@@ -718,11 +727,7 @@ impl StoreBackend {
                     })),
                 }
             })?;
-        let spec = &mut svc["spec"];
-        spec["clusterIP"] = json!(ip.to_string());
-        spec["clusterIPs"] = json!([ip.to_string()]);
-        spec["ipFamilies"] = json!(["IPv4"]);
-        spec["ipFamilyPolicy"] = json!("SingleStack");
+        set_cluster_ip(svc, ip);
         Ok(Some((allocator, ns, name)))
     }
 
@@ -747,11 +752,7 @@ impl StoreBackend {
                 .into(),
             details: None,
         })?;
-        let spec = &mut svc["spec"];
-        spec["clusterIP"] = json!(ip.to_string());
-        spec["clusterIPs"] = json!([ip.to_string()]);
-        spec["ipFamilies"] = json!(["IPv4"]);
-        spec["ipFamilyPolicy"] = json!("SingleStack");
+        set_cluster_ip(svc, ip);
         Ok(())
     }
 
