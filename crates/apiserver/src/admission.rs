@@ -327,11 +327,7 @@ fn admit_inner(
             let mut cj: CronJob = typed(resource, &obj)?;
             {
                 let spec = &mut cj.spec;
-                spec.concurrency_policy
-                    .get_or_insert_with(|| "Allow".into());
-                spec.suspend.get_or_insert(false);
-                spec.successful_jobs_history_limit.get_or_insert(3);
-                spec.failed_jobs_history_limit.get_or_insert(1);
+                podrun_model::default_cron_job_spec(spec);
                 if let Some(t) = spec.job_template.spec.as_mut() {
                     default_template(&mut t.template);
                 }

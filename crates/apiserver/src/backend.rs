@@ -367,14 +367,15 @@ pub trait Backend: Send + Sync + 'static {
         request: ExecRequest,
     ) -> BoxFuture<'_, Result<Option<ExecProcess>, ApiError>> {
         let _ = (pod, container, request);
-        Box::pin(async {
-            Err(ApiError::bad_request(
-                "exec needs a node to run the command on, and this server has none",
-            ))
-        })
+        Box::pin(async { Err(no_node_for_exec()) })
     }
 }
 
 /// How long a watch lasts when the client names no `timeoutSeconds`: a random time
 /// between 30 and 60 minutes in the API server; podrun uses the upper bound.
 pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// The answer to `pods/exec` on a server without a node.
+pub(crate) fn no_node_for_exec() -> ApiError {
+    ApiError::bad_request("exec needs a node to run the command on, and this server has none")
+}

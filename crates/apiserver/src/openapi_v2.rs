@@ -212,13 +212,18 @@ fn schema_v2(schema: &Value) -> Value {
     }
 }
 
-fn parameter_v2(p: &Value) -> Value {
-    let mut out = Map::new();
-    for key in ["name", "in", "required", "description"] {
-        if let Some(v) = p.get(key) {
+/// Copies the members of `from` named in `keys` that it has into `out`.
+fn copy_keys(from: &Value, keys: &[&str], out: &mut Map<String, Value>) {
+    for &key in keys {
+        if let Some(v) = from.get(key) {
             out.insert(key.into(), v.clone());
         }
     }
+}
+
+fn parameter_v2(p: &Value) -> Value {
+    let mut out = Map::new();
+    copy_keys(p, &["name", "in", "required", "description"], &mut out);
     if let Some(s) = p.get("schema").and_then(Value::as_object) {
         for (k, v) in s {
             out.insert(k.clone(), v.clone());
@@ -227,18 +232,16 @@ fn parameter_v2(p: &Value) -> Value {
     Value::Object(out)
 }
 
+fn parameters_v2(v: Option<&Value>) -> Vec<Value> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().map(parameter_v2).collect())
+        .unwrap_or_default()
+}
+
 fn operation_v2(op: &Value) -> Value {
     let mut out = Map::new();
-    for key in ["description", "operationId", "tags"] {
-        if let Some(v) = op.get(key) {
-            out.insert(key.into(), v.clone());
-        }
-    }
-    let mut params: Vec<Value> = op
-        .get("parameters")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().map(parameter_v2).collect())
-        .unwrap_or_default();
+    copy_keys(op, &["description", "operationId", "tags"], &mut out);
+    let mut params = parameters_v2(op.get("parameters"));
     if let Some(content) = op
         .pointer("/requestBody/content")
         .and_then(Value::as_object)
@@ -297,11 +300,7 @@ fn path_item(item: &Value) -> Value {
     if let Some(m) = item.as_object() {
         for (k, v) in m {
             if k == "parameters" {
-                let params = v
-                    .as_array()
-                    .map(|a| a.iter().map(parameter_v2).collect())
-                    .unwrap_or_default();
-                out.insert(k.clone(), Value::Array(params));
+                out.insert(k.clone(), Value::Array(parameters_v2(Some(v))));
             } else {
                 out.insert(k.clone(), operation_v2(v));
             }
@@ -783,8 +782,12 @@ fn s(v: &Value, key: &str) -> String {
 }
 
 fn strings(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
+    v.get(key).map(string_array).unwrap_or_default()
+}
+
+/// The strings of a JSON array (others skipped); empty for a non-array.
+fn string_array(v: &Value) -> Vec<String> {
+    v.as_array()
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
@@ -792,6 +795,17 @@ fn strings(v: &Value, key: &str) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+fn flag(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// `f(name, value)` for each member of the object at `key`; `None` without one.
+fn members<T>(v: &Value, key: &str, f: impl Fn(&str, &Value) -> T) -> Option<Vec<T>> {
+    v.get(key)
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(name, x)| f(name, x)).collect())
 }
 
 fn any(v: &Value) -> PbAny {
@@ -862,20 +876,20 @@ fn pb_schema(v: &Value) -> PbSchema {
             .and_then(Value::as_array)
             .map(|a| a.iter().map(pb_schema).collect())
             .unwrap_or_default(),
-        properties: v
-            .get("properties")
-            .and_then(Value::as_object)
-            .map(|p| PbProperties {
-                additional_properties: p
-                    .iter()
-                    .map(|(name, s)| PbNamedSchema {
-                        name: name.clone(),
-                        value: Some(pb_schema(s)),
-                    })
-                    .collect(),
-            }),
-        read_only: v.get("readOnly").and_then(Value::as_bool).unwrap_or(false),
+        properties: members(v, "properties", named_schema).map(|additional_properties| {
+            PbProperties {
+                additional_properties,
+            }
+        }),
+        read_only: flag(v, "readOnly"),
         vendor_extension: extensions(v),
+    }
+}
+
+fn named_schema(name: &str, v: &Value) -> PbNamedSchema {
+    PbNamedSchema {
+        name: name.to_owned(),
+        value: Some(pb_schema(v)),
     }
 }
 
@@ -885,15 +899,12 @@ fn pb_parameter(p: &Value) -> PbParametersItem {
             description: s(p, "description"),
             name: s(p, "name"),
             r#in: "body".into(),
-            required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
+            required: flag(p, "required"),
             schema: p.get("schema").map(|x| Box::new(pb_schema(x))),
         })
     } else {
-        let required = p.get("required").and_then(Value::as_bool).unwrap_or(false);
-        let unique_items = p
-            .get("uniqueItems")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let required = flag(p, "required");
+        let unique_items = flag(p, "uniqueItems");
         let sub = if s(p, "in") == "path" {
             PbNonBodyKind::Path(PbPathParameter {
                 required,
@@ -935,25 +946,18 @@ fn pb_operation(op: &Value) -> PbOperation {
         produces: strings(op, "produces"),
         consumes: strings(op, "consumes"),
         parameters: pb_parameters(op),
-        responses: op
-            .get("responses")
-            .and_then(Value::as_object)
-            .map(|rs| PbResponses {
-                response_code: rs
-                    .iter()
-                    .map(|(code, r)| PbNamedResponseValue {
-                        name: code.clone(),
-                        value: Some(PbResponseValue {
-                            response: Some(PbResponse {
-                                description: s(r, "description"),
-                                schema: r.get("schema").map(|x| PbSchemaItem {
-                                    schema: Some(pb_schema(x)),
-                                }),
-                            }),
-                        }),
-                    })
-                    .collect(),
+        responses: members(op, "responses", |code, r| PbNamedResponseValue {
+            name: code.to_owned(),
+            value: Some(PbResponseValue {
+                response: Some(PbResponse {
+                    description: s(r, "description"),
+                    schema: r.get("schema").map(|x| PbSchemaItem {
+                        schema: Some(pb_schema(x)),
+                    }),
+                }),
             }),
+        })
+        .map(|response_code| PbResponses { response_code }),
         schemes: strings(op, "schemes"),
         vendor_extension: extensions(op),
     }
@@ -968,37 +972,23 @@ pub fn to_protobuf(doc: &Value) -> PbDocument {
             title: s(i, "title"),
             version: s(i, "version"),
         }),
-        paths: doc
-            .get("paths")
-            .and_then(Value::as_object)
-            .map(|p| PbPaths {
-                path: p
-                    .iter()
-                    .map(|(name, item)| PbNamedPathItem {
-                        name: name.clone(),
-                        value: Some(PbPathItem {
-                            get: op(item, "get"),
-                            put: op(item, "put"),
-                            post: op(item, "post"),
-                            delete: op(item, "delete"),
-                            patch: op(item, "patch"),
-                            parameters: pb_parameters(item),
-                        }),
-                    })
-                    .collect(),
+        paths: members(doc, "paths", |name, item| PbNamedPathItem {
+            name: name.to_owned(),
+            value: Some(PbPathItem {
+                get: op(item, "get"),
+                put: op(item, "put"),
+                post: op(item, "post"),
+                delete: op(item, "delete"),
+                patch: op(item, "patch"),
+                parameters: pb_parameters(item),
             }),
-        definitions: doc
-            .get("definitions")
-            .and_then(Value::as_object)
-            .map(|d| PbDefinitions {
-                additional_properties: d
-                    .iter()
-                    .map(|(name, x)| PbNamedSchema {
-                        name: name.clone(),
-                        value: Some(pb_schema(x)),
-                    })
-                    .collect(),
-            }),
+        })
+        .map(|path| PbPaths { path }),
+        definitions: members(doc, "definitions", named_schema).map(|additional_properties| {
+            PbDefinitions {
+                additional_properties,
+            }
+        }),
         security: doc
             .get("security")
             .and_then(Value::as_array)
@@ -1011,15 +1001,7 @@ pub fn to_protobuf(doc: &Value) -> PbDocument {
                             .map(|(name, scopes)| PbNamedStringArray {
                                 name: name.clone(),
                                 value: Some(PbStringArray {
-                                    value: scopes
-                                        .as_array()
-                                        .map(|s| {
-                                            s.iter()
-                                                .filter_map(Value::as_str)
-                                                .map(str::to_owned)
-                                                .collect()
-                                        })
-                                        .unwrap_or_default(),
+                                    value: string_array(scopes),
                                 }),
                             })
                             .collect(),
@@ -1027,25 +1009,22 @@ pub fn to_protobuf(doc: &Value) -> PbDocument {
                     .collect()
             })
             .unwrap_or_default(),
-        security_definitions: doc
-            .get("securityDefinitions")
-            .and_then(Value::as_object)
-            .map(|d| PbSecurityDefinitions {
-                additional_properties: d
-                    .iter()
-                    .map(|(name, x)| PbNamedSecurityDefinition {
-                        name: name.clone(),
-                        value: Some(PbSecurityDefinitionsItem {
-                            api_key_security: Some(PbApiKeySecurity {
-                                r#type: s(x, "type"),
-                                name: s(x, "name"),
-                                r#in: s(x, "in"),
-                                description: s(x, "description"),
-                            }),
-                        }),
-                    })
-                    .collect(),
-            }),
+        security_definitions: members(doc, "securityDefinitions", |name, x| {
+            PbNamedSecurityDefinition {
+                name: name.to_owned(),
+                value: Some(PbSecurityDefinitionsItem {
+                    api_key_security: Some(PbApiKeySecurity {
+                        r#type: s(x, "type"),
+                        name: s(x, "name"),
+                        r#in: s(x, "in"),
+                        description: s(x, "description"),
+                    }),
+                }),
+            }
+        })
+        .map(|additional_properties| PbSecurityDefinitions {
+            additional_properties,
+        }),
     }
 }
 

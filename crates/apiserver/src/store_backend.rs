@@ -182,6 +182,33 @@ fn filter(
     Filter::parse(rt, labels.unwrap_or(""), fields.unwrap_or("")).map_err(from_store)
 }
 
+/// Gives the Service ClusterIP `ip`, single-stack IPv4.
+fn set_cluster_ip(svc: &mut Value, ip: std::net::Ipv4Addr) {
+    let spec = &mut svc["spec"];
+    spec["clusterIP"] = json!(ip.to_string());
+    spec["clusterIPs"] = json!([ip.to_string()]);
+    spec["ipFamilies"] = json!(["IPv4"]);
+    spec["ipFamilyPolicy"] = json!("SingleStack");
+}
+
+/// The store's form of a watch of `rt` with `options` (selectors parsed).
+fn store_watch_options(
+    rt: &ResourceType,
+    options: &WatchOptions,
+) -> Result<podrun_store::WatchOptions, ApiError> {
+    Ok(podrun_store::WatchOptions {
+        filter: filter(
+            rt,
+            options.label_selector.as_deref(),
+            options.field_selector.as_deref(),
+        )?,
+        resource_version: options.resource_version.clone(),
+        resource_version_match: options.resource_version_match.clone(),
+        send_initial_events: options.send_initial_events,
+        allow_bookmarks: options.allow_bookmarks,
+    })
+}
+
 fn patch_error(e: PatchError) -> ApiError {
     match e {
         PatchError::BadPatch(m) => ApiError::bad_request(m),
@@ -408,21 +435,7 @@ impl StoreBackend {
             .is_none_or(|rv| rv.is_empty() || rv == "0");
         let service_stream = self
             .store
-            .watch(
-                services,
-                ns,
-                &podrun_store::WatchOptions {
-                    filter: filter(
-                        services,
-                        options.label_selector.as_deref(),
-                        options.field_selector.as_deref(),
-                    )?,
-                    resource_version: options.resource_version.clone(),
-                    resource_version_match: options.resource_version_match.clone(),
-                    send_initial_events: options.send_initial_events,
-                    allow_bookmarks: options.allow_bookmarks,
-                },
-            )
+            .watch(services, ns, &store_watch_options(services, options)?)
             .map_err(from_store)?;
         // Slices from the same revision; with the current objects as the start, only their
         // later changes (the Services' initial events carry the slices as they are).
@@ -714,11 +727,7 @@ impl StoreBackend {
                     })),
                 }
             })?;
-        let spec = &mut svc["spec"];
-        spec["clusterIP"] = json!(ip.to_string());
-        spec["clusterIPs"] = json!([ip.to_string()]);
-        spec["ipFamilies"] = json!(["IPv4"]);
-        spec["ipFamilyPolicy"] = json!("SingleStack");
+        set_cluster_ip(svc, ip);
         Ok(Some((allocator, ns, name)))
     }
 
@@ -743,11 +752,7 @@ impl StoreBackend {
                 .into(),
             details: None,
         })?;
-        let spec = &mut svc["spec"];
-        spec["clusterIP"] = json!(ip.to_string());
-        spec["clusterIPs"] = json!([ip.to_string()]);
-        spec["ipFamilies"] = json!(["IPv4"]);
-        spec["ipFamilyPolicy"] = json!("SingleStack");
+        set_cluster_ip(svc, ip);
         Ok(())
     }
 
@@ -1295,17 +1300,7 @@ impl Backend for StoreBackend {
                 Some(View::Endpoints) => return self.watch_endpoints(&collection, &options),
                 None => rt_of(collection.resource)?,
             };
-            let opts = podrun_store::WatchOptions {
-                filter: filter(
-                    rt,
-                    options.label_selector.as_deref(),
-                    options.field_selector.as_deref(),
-                )?,
-                resource_version: options.resource_version.clone(),
-                resource_version_match: options.resource_version_match.clone(),
-                send_initial_events: options.send_initial_events,
-                allow_bookmarks: options.allow_bookmarks,
-            };
+            let opts = store_watch_options(rt, &options)?;
             let stream = self
                 .store
                 .watch(rt, collection.namespace.as_deref(), &opts)
@@ -1362,9 +1357,7 @@ impl Backend for StoreBackend {
         let hook = self.exec.clone();
         async move {
             let Some(hook) = hook else {
-                return Err(ApiError::bad_request(
-                    "exec needs a node to run the command on, and this server has none",
-                ));
+                return Err(crate::backend::no_node_for_exec());
             };
             hook(pod, container, request)
                 .await

@@ -42,9 +42,9 @@ pub use phase::{PodPhase, UnknownPhase};
 pub use validation::{
     MAX_ANNOTATION_BYTES, Schedule, admit_config_map, admit_cron_job, admit_deployment, admit_job,
     admit_pod, admit_replica_set, admit_secret, admit_service, container_should_restart,
-    validate_config_map, validate_cron_job, validate_deployment, validate_job, validate_pod,
-    validate_pod_spec_at, validate_pod_status_update, validate_replica_set, validate_secret,
-    validate_service,
+    default_cron_job_spec, validate_config_map, validate_cron_job, validate_deployment,
+    validate_job, validate_pod, validate_pod_spec_at, validate_pod_status_update,
+    validate_replica_set, validate_secret, validate_service,
 };
 
 pub use k8s_openapi;

@@ -35,6 +35,16 @@ fn sleeper(dir: &Path) -> ContainerLaunch {
     }
 }
 
+/// stdin, stdout and stderr, on a terminal or not.
+fn all_streams(tty: bool) -> ExecStreams {
+    ExecStreams {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty,
+    }
+}
+
 fn env() -> Vec<(String, String)> {
     vec![
         ("PATH".into(), "/usr/bin:/bin".into()),
@@ -78,12 +88,7 @@ async fn pipes_carry_stdin_stdout_stderr_and_the_exit_code() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let container = ContainerProcess::spawn(&sleeper(dir.path())).expect("spawn");
-    let streams = ExecStreams {
-        stdin: true,
-        stdout: true,
-        stderr: true,
-        tty: false,
-    };
+    let streams = all_streams(false);
     let mut s = exec_session(
         &container,
         &argv("cat; echo $FROM_SPEC $$; echo err >&2; exit 7"),
@@ -119,12 +124,7 @@ async fn a_terminal_has_its_size_a_resize_and_echo() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let container = ContainerProcess::spawn(&sleeper(dir.path())).expect("spawn");
-    let streams = ExecStreams {
-        stdin: true,
-        stdout: true,
-        stderr: true,
-        tty: true,
-    };
+    let streams = all_streams(true);
     let mut s = exec_session(
         &container,
         &argv("stty size; echo $TERM; read x; stty size; echo got-$x >&2; exit 2"),

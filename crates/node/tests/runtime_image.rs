@@ -6,23 +6,14 @@
 //! The layers are built here from the host's statically linked busybox. These tests need
 //! root and fail loudly without it.
 
+mod container_harness;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use container_harness::{install_busybox, require_image_root, run_to_end, whiteout};
 use podrun_node::runtime::image_root::ImageRoot;
-use podrun_node::runtime::{
-    BindMount, ContainerLaunch, ContainerProcess, PodIdentity, isolation_available,
-};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-fn require_root() {
-    assert!(
-        isolation_available(),
-        "these tests need root (mount namespaces, overlayfs); run them as root like CI does"
-    );
-}
+use podrun_node::runtime::{BindMount, ContainerLaunch, PodIdentity};
 
 /// Two layers: a base with busybox, `/etc/passwd`, `/etc/gone` and a symlink `/data ->
 /// <host_target>`; a top layer that whites out `/etc/gone` and adds `/etc/top`.
@@ -31,12 +22,12 @@ fn build_layers(dir: &Path, host_target: &Path) -> Vec<PathBuf> {
     for d in ["bin", "etc", "tmp"] {
         std::fs::create_dir_all(base.join(d)).expect("mkdir");
     }
-    std::fs::copy(BUSYBOX, base.join("bin/busybox")).expect("copy busybox");
-    for applet in [
-        "sh", "ls", "cat", "touch", "pwd", "echo", "stat", "mount", "grep",
-    ] {
-        symlink("busybox", base.join("bin").join(applet)).expect("applet");
-    }
+    install_busybox(
+        &base,
+        &[
+            "sh", "ls", "cat", "touch", "pwd", "echo", "stat", "mount", "grep",
+        ],
+    );
     std::fs::write(base.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
     std::fs::write(base.join("etc/gone"), "lower\n").expect("gone");
     std::fs::write(base.join("image-marker"), "from-image\n").expect("marker");
@@ -44,13 +35,7 @@ fn build_layers(dir: &Path, host_target: &Path) -> Vec<PathBuf> {
     let top = dir.join("layers/top");
     std::fs::create_dir_all(top.join("etc")).expect("mkdir");
     std::fs::write(top.join("etc/top"), "top\n").expect("top");
-    nix::sys::stat::mknod(
-        &top.join("etc/gone"),
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::empty(),
-        0,
-    )
-    .expect("whiteout");
+    whiteout(&top.join("etc/gone"));
     vec![base, top]
 }
 
@@ -76,23 +61,6 @@ fn launch(dir: &Path, layers: &[PathBuf], restart: i32, script: &str) -> Contain
     }
 }
 
-async fn run_to_end(l: &ContainerLaunch) -> (i32, String) {
-    let c = ContainerProcess::spawn(l).expect("spawn");
-    let exit = tokio::time::timeout(Duration::from_secs(20), c.wait())
-        .await
-        .expect("exit");
-    tokio::time::timeout(Duration::from_secs(5), c.logs_done())
-        .await
-        .expect("logs");
-    let log = std::fs::read_to_string(&l.log_path).unwrap_or_default();
-    let text = log
-        .lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3))
-        .collect::<Vec<_>>()
-        .join("\n");
-    (exit.exit_code, text)
-}
-
 fn sentinel() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("podrun-sentinel-")
@@ -111,7 +79,7 @@ fn host_unchanged(sentinel: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_root_is_the_image_with_minimal_dev_read_only_sys_and_whiteouts() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let s = sentinel();
     let layers = build_layers(dir.path(), s.path());
@@ -154,7 +122,7 @@ async fn the_root_is_the_image_with_minimal_dev_read_only_sys_and_whiteouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_land_in_the_instance_upper_and_a_restart_starts_empty() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let s = sentinel();
     let layers = build_layers(dir.path(), s.path());
@@ -184,7 +152,7 @@ async fn writes_land_in_the_instance_upper_and_a_restart_starts_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn volumes_follow_image_symlinks_inside_the_root_and_never_reach_the_host() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let s = sentinel();
     // The image's `/data` points at the host's sentinel path: the volume must land on that
@@ -224,7 +192,7 @@ async fn volumes_follow_image_symlinks_inside_the_root_and_never_reach_the_host(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_root_filesystem_keeps_volumes_and_dev_shm_writable() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let s = sentinel();
     let layers = build_layers(dir.path(), s.path());

@@ -7,21 +7,15 @@
 //! The layers are built here from the host's statically linked busybox. These tests need
 //! root and fail loudly without it.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+mod container_harness;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use container_harness::{install_busybox, log_text, require_image_root, run_to_end, whiteout};
 use podrun_node::runtime::image_root::ImageRoot;
 use podrun_node::runtime::{BindMount, ContainerLaunch, ContainerProcess, PodIdentity};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-fn require_root() {
-    assert!(
-        podrun_node::runtime::isolation_available(),
-        "these tests need root (mount namespaces, overlayfs); run them as root like CI does"
-    );
-}
 
 /// One layer with busybox and `/data/seed` (owned 1000:1000, mode 0640), `/data/sub/deep`;
 /// a second one that adds `/data/top` and whites out `/data/gone`.
@@ -30,12 +24,12 @@ fn build_layers(dir: &Path) -> Vec<PathBuf> {
     for d in ["bin", "etc", "data/sub"] {
         std::fs::create_dir_all(base.join(d)).expect("mkdir");
     }
-    std::fs::copy(BUSYBOX, base.join("bin/busybox")).expect("copy busybox");
-    for applet in [
-        "sh", "ls", "cat", "touch", "echo", "stat", "grep", "wc", "sleep", "[",
-    ] {
-        symlink("busybox", base.join("bin").join(applet)).expect("applet");
-    }
+    install_busybox(
+        &base,
+        &[
+            "sh", "ls", "cat", "touch", "echo", "stat", "grep", "wc", "sleep", "[",
+        ],
+    );
     let seed = base.join("data/seed");
     std::fs::write(&seed, "seeded\n").expect("seed");
     std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o640)).expect("chmod");
@@ -45,13 +39,7 @@ fn build_layers(dir: &Path) -> Vec<PathBuf> {
     let top = dir.join("layers/top");
     std::fs::create_dir_all(top.join("data")).expect("mkdir");
     std::fs::write(top.join("data/top"), "top\n").expect("top");
-    nix::sys::stat::mknod(
-        &top.join("data/gone"),
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::empty(),
-        0,
-    )
-    .expect("whiteout");
+    whiteout(&top.join("data/gone"));
     vec![base, top]
 }
 
@@ -74,26 +62,6 @@ fn launch(dir: &Path, layers: &[PathBuf], name: &str, script: &str) -> Container
         }),
         ..Default::default()
     }
-}
-
-fn log_text(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-async fn run_to_end(l: &ContainerLaunch) -> (i32, String) {
-    let c = ContainerProcess::spawn(l).expect("spawn");
-    let exit = tokio::time::timeout(Duration::from_secs(20), c.wait())
-        .await
-        .expect("exit");
-    tokio::time::timeout(Duration::from_secs(5), c.logs_done())
-        .await
-        .expect("logs");
-    (exit.exit_code, log_text(&l.log_path))
 }
 
 /// Prints one line per check; every path the host kernel lacks is skipped.
@@ -119,7 +87,7 @@ fn probe() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proc_and_sys_paths_are_masked_or_read_only_unless_privileged() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let layers = build_layers(dir.path());
     let (code, out) = run_to_end(&launch(dir.path(), &layers, "plain", &probe())).await;
@@ -173,7 +141,7 @@ async fn proc_and_sys_paths_are_masked_or_read_only_unless_privileged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_volumes_are_filled_from_the_image_and_writable_under_a_read_only_root() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let layers = build_layers(dir.path());
     let mut l = launch(
@@ -227,7 +195,7 @@ async fn image_volumes_are_filled_from_the_image_and_writable_under_a_read_only_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_stop_signal_replaces_sigterm() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let layers = build_layers(dir.path());
     let mut l = launch(
@@ -257,7 +225,7 @@ async fn the_image_stop_signal_replaces_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_joins_the_containers_cgroup_namespace() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let layers = build_layers(dir.path());
     // The container in a cgroup of its own on the cgroup2 hierarchy, so that a command
@@ -309,7 +277,7 @@ async fn exec_joins_the_containers_cgroup_namespace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pods_dev_shm_is_shared_by_its_containers_and_outlives_them() {
-    require_root();
+    require_image_root();
     let dir = tempfile::tempdir().expect("tempdir");
     let layers = build_layers(dir.path());
     let shm = dir.path().join("pod/shm");

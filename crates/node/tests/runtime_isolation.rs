@@ -4,11 +4,14 @@
 //!
 //! These tests need root and fail loudly without it.
 
+mod container_harness;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use container_harness::run_to_end;
 use nix::sys::signal::Signal;
 use podrun_node::runtime::{
     BindMount, ContainerLaunch, ContainerProcess, PodIdentity, isolation_available,
@@ -74,23 +77,6 @@ async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn run_to_end(l: &ContainerLaunch) -> (i32, String) {
-    let c = ContainerProcess::spawn(l).expect("spawn");
-    let exit = tokio::time::timeout(Duration::from_secs(20), c.wait())
-        .await
-        .expect("exit");
-    tokio::time::timeout(Duration::from_secs(5), c.logs_done())
-        .await
-        .expect("logs");
-    let log = std::fs::read_to_string(&l.log_path).unwrap_or_default();
-    let text = log
-        .lines()
-        .filter_map(|l| l.splitn(4, ' ').nth(3))
-        .collect::<Vec<_>>()
-        .join("\n");
-    (exit.exit_code, text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,29 +186,6 @@ fn add_index(env: &Env, name: &str, entries: &[(&str, &str, &str)]) {
     std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
-/// The image ID (config digest) of tag `tag` in the fixture's layout.
-fn config_of(env: &Env, tag: &str) -> String {
-    let layout = env.dir().join("oci");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap()
-        .clone();
-    let hex = m["digest"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("sha256:")
-        .unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
-            .unwrap();
-    manifest["config"]["digest"].as_str().unwrap().to_owned()
-}
-
 /// Scenario 17: from an index with amd64, arm64 and `unknown/unknown` (attestation) entries
 /// the host's platform is pulled (`--platform` picks another); an index without the host's
 /// platform fails with containerd's `no match for platform in manifest`.
@@ -246,11 +223,11 @@ fn an_index_pulls_the_hosts_platform() {
     let multi = format!("{}/busybox:multi", reg.host());
     assert_eq!(
         env.ok(&["pull", &multi]),
-        format!("Image is up to date for {}\n", config_of(&env, "1"))
+        format!("Image is up to date for {}\n", env.fixture_image_id("1"))
     );
     assert_eq!(
         env.ok(&["pull", "--platform", &format!("linux/{other_arch}"), &multi]),
-        format!("Image is up to date for {}\n", config_of(&env, "2"))
+        format!("Image is up to date for {}\n", env.fixture_image_id("2"))
     );
     let out = env.podrun(&["pull", &format!("{}/busybox:foreign", reg.host())]);
     assert_eq!(out.status.code(), Some(1));

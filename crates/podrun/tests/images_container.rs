@@ -11,6 +11,10 @@ use std::process::{Command, Output, Stdio};
 
 use podrun_images::digest::Digest;
 
+mod registry;
+
+use registry::{stderr, stdout};
+
 // === tar entries as raw bytes ===
 
 fn octal(field: &mut [u8], v: u64) {
@@ -259,14 +263,6 @@ struct Env {
     passwd: Vec<u8>,
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
 impl Env {
     fn new() -> Self {
         assert!(
@@ -346,24 +342,9 @@ impl Env {
 
     /// `podrun run -f - EXTRA…` with `manifest` on stdin, Events written to `events.jsonl`.
     fn run(&self, manifest: &str, extra: &[&str]) -> Output {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
-            .arg("--state-dir")
-            .arg(self.dir().join("state"))
-            .args(["run", "-f", "-", "--events"])
-            .arg(self.dir().join("events.jsonl"))
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
+        registry::spawn_run_in(self.dir(), manifest, extra)
+            .wait_with_output()
             .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     }
 
     fn run_ok(&self, manifest: &str) -> String {

@@ -12,28 +12,6 @@ mod registry;
 
 use registry::{Env, Registry, stderr, stdout};
 
-/// The config digest of tag `tag` in the fixture's OCI layout: the image ID a pull must report.
-fn fixture_image_id(env: &Env, tag: &str) -> String {
-    let layout = env.dir().join("oci");
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
-        .unwrap();
-    let hex = m["digest"]
-        .as_str()
-        .unwrap()
-        .strip_prefix("sha256:")
-        .unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
-            .unwrap();
-    manifest["config"]["digest"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn pull_list_and_repull_without_blob_fetches() {
     let env = Env::new();
@@ -41,7 +19,7 @@ fn pull_list_and_repull_without_blob_fetches() {
     env.push(&reg, "1", "busybox:1");
     let image = format!("{}/busybox:1", reg.host());
     let out = env.ok(&["pull", &image]);
-    let id = fixture_image_id(&env, "1");
+    let id = env.fixture_image_id("1");
     assert_eq!(out, format!("Image is up to date for {id}\n"));
     let gets = reg.blob_gets();
     assert_eq!(gets, 3, "config and two layers");
@@ -108,7 +86,7 @@ fn pull_by_digest_docker_media_types_and_failures() {
     let out = env.ok(&["pull", &repo_digest]);
     assert_eq!(
         out,
-        format!("Image is up to date for {}\n", fixture_image_id(&env, "1"))
+        format!("Image is up to date for {}\n", env.fixture_image_id("1"))
     );
     // Docker schema 2 media types.
     env.ok(&["pull", &format!("{}/busybox:v2s2", reg.host())]);
@@ -219,7 +197,7 @@ fn load_docker_and_oci_archives_and_layouts() {
         assert!(table.contains(want), "{table}");
     }
     // The docker archive's layers are the same content as the OCI ones: the same image ID.
-    let id = fixture_image_id(&env, "1");
+    let id = env.fixture_image_id("1");
     let ids = env.ok(&["images", "-q"]);
     assert!(ids.lines().any(|l| l == id), "{ids}");
 }
@@ -353,7 +331,7 @@ fn hosts_toml_sends_docker_io_to_a_local_registry() {
     ]);
     assert_eq!(
         out,
-        format!("Image is up to date for {}\n", fixture_image_id(&env, "1"))
+        format!("Image is up to date for {}\n", env.fixture_image_id("1"))
     );
     assert!(env.ok(&["images"]).contains("docker.io/library/busybox"));
     // `_default` serves every other registry name.
@@ -481,7 +459,7 @@ fn an_unprivileged_user_pulls_and_loads() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        format!("Image is up to date for {}\n", fixture_image_id(&env, "1"))
+        format!("Image is up to date for {}\n", env.fixture_image_id("1"))
     );
     let out = as_nobody(&["load", "-i", &format!("{d}/bb.tar")]);
     assert_eq!(

@@ -14,9 +14,7 @@
 
 mod common;
 
-use std::process::Stdio;
-
-use common::{ChildGuard, Podrun, stderr, stdout, wait_for};
+use common::{Podrun, stderr, stdout, wait_for};
 
 /// Requests the client sends, one every 25 ms (5 s of load).
 const REQUESTS: u32 = 200;
@@ -63,19 +61,7 @@ spec:
     );
     m.push_str(&server("a", dir, pre_stop));
     m.push_str(&server("b", dir, pre_stop));
-    m.push_str(&format!(
-        r#"---
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: load
-    image: python
-    command: ["python3", "{dir}/client.py", "{dir}", "{REQUESTS}"]
-"#
-    ));
+    m.push_str(&common::load_client_pod(dir, REQUESTS));
     m
 }
 
@@ -143,60 +129,16 @@ fn deleting_a_replica_mid_load_without_a_prestop_sleep_fails_no_request() {
     drain_under_load(false);
 }
 
-/// Holds a host-wide lock for as long as it lives. The two variants create the same
-/// Service, which two podruns on one host give the same ClusterIP: run concurrently,
-/// one's teardown cut the other's Service off, so they take turns.
-fn one_at_a_time() -> std::fs::File {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("podrun-reliability-drain.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    lock
-}
-
 fn drain_under_load(pre_stop: bool) {
-    let _turn = one_at_a_time();
+    // The two variants create the same Service, which two podruns on one host give the
+    // same ClusterIP: run concurrently, one's teardown cuts the other's Service off.
+    let _turn = common::host_turn("podrun-reliability-drain.lock");
     let podrun = Podrun::with_sidecars();
-    let dir = tempfile::tempdir().unwrap();
-    // The proxies run as UID 1337 and the servers read their directories.
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    for who in ["a", "b"] {
-        std::fs::create_dir_all(dir.path().join(who)).unwrap();
-        std::fs::write(dir.path().join(who).join("who"), who).unwrap();
-    }
-    std::fs::write(dir.path().join("client.py"), CLIENT).unwrap();
+    let dir = common::served_dirs(&["a", "b"], CLIENT);
     let d = dir.path().display().to_string();
 
-    let mut run = ChildGuard(
-        podrun
-            .command()
-            .args([
-                "run",
-                common::HOST_ROOTFS,
-                "--inject",
-                "-f",
-                "-",
-                "--timeout",
-                "120s",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    std::io::Write::write_all(
-        &mut run.0.stdin.take().unwrap(),
-        manifest(&d, pre_stop).as_bytes(),
-    )
-    .unwrap();
+    let mut run =
+        podrun.spawn_run_captured(&manifest(&d, pre_stop), &["--inject", "--timeout", "120s"]);
     wait_for("both replicas ready", || {
         ready(&podrun, "a") && ready(&podrun, "b")
     });
@@ -208,19 +150,7 @@ fn drain_under_load(pre_stop: bool) {
     let deleted = podrun.run(&["delete", "pod", &victim]);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
 
-    let child = std::mem::replace(
-        &mut run.0,
-        std::process::Command::new("true").spawn().unwrap(),
-    );
-    let out = child.wait_with_output().unwrap();
-    let logs = stdout(&podrun.run(&["logs", "client", "-c", "load"]));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "client:\n{logs}\nstdout:\n{}\nstderr:\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let logs = common::finish_load_client(&podrun, &mut run);
     let tally = logs
         .lines()
         .find(|l| l.starts_with("ok="))

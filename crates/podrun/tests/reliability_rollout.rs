@@ -12,10 +12,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, Podrun, stderr, stdout, wait_for};
+use common::{Podrun, stdout, wait_for};
 use podrun_store::ResourceType;
 use serde_json::Value;
 
@@ -57,17 +56,8 @@ spec:
         readinessProbe:
           tcpSocket: {{port: 8080}}
           periodSeconds: 1
-{lifecycle}---
-apiVersion: v1
-kind: Pod
-metadata: {{name: client}}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: load
-    image: python
-    command: ["python3", "{dir}/client.py", "{dir}", "{MAX_REQUESTS}"]
-"#
+{lifecycle}{client}"#,
+        client = common::load_client_pod(dir, MAX_REQUESTS)
     )
 }
 
@@ -119,19 +109,6 @@ for i in range(n):
 print("sent=%d ok=%d failed=%d seen=%s last=%s errors=%s" % (sent, ok, failed, ",".join(sorted(seen)), last, errors[:10]))
 "#;
 
-/// The drain tests' lock: podruns on one host give their first Service the same
-/// ClusterIP, so these tests take turns.
-fn one_at_a_time() -> std::fs::File {
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(std::env::temp_dir().join("podrun-reliability-drain.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    lock
-}
-
 /// The Deployment as stored (`null` until `podrun run` created it).
 fn deployment(podrun: &Podrun) -> Value {
     podrun_store_sqlite::SqliteStore::open(podrun.state_dir())
@@ -162,44 +139,15 @@ fn rolling_a_deployment_mid_load_without_a_prestop_sleep_fails_no_request() {
 }
 
 fn roll_under_load(pre_stop: bool) {
-    let _turn = one_at_a_time();
+    // The drain tests' lock: podruns on one host give their first Service the same
+    // ClusterIP, so these tests take turns.
+    let _turn = common::host_turn("podrun-reliability-drain.lock");
     let podrun = Podrun::with_sidecars();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    for v in ["v1", "v2"] {
-        std::fs::create_dir_all(dir.path().join(v)).unwrap();
-        std::fs::write(dir.path().join(v).join("who"), v).unwrap();
-    }
-    std::fs::write(dir.path().join("client.py"), CLIENT).unwrap();
+    let dir = common::served_dirs(&["v1", "v2"], CLIENT);
     let d = dir.path().display().to_string();
 
-    let mut run = ChildGuard(
-        podrun
-            .command()
-            .args([
-                "run",
-                common::HOST_ROOTFS,
-                "--inject",
-                "-f",
-                "-",
-                "--timeout",
-                "120s",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    std::io::Write::write_all(
-        &mut run.0.stdin.take().unwrap(),
-        manifest(&d, pre_stop).as_bytes(),
-    )
-    .unwrap();
+    let mut run =
+        podrun.spawn_run_captured(&manifest(&d, pre_stop), &["--inject", "--timeout", "120s"]);
     wait_for("both replicas available", || {
         rolled_out(&deployment(&podrun))
     });
@@ -238,19 +186,7 @@ fn roll_under_load(pre_stop: bool) {
     std::thread::sleep(Duration::from_secs(1));
     std::fs::write(dir.path().join("stop"), "").unwrap();
 
-    let child = std::mem::replace(
-        &mut run.0,
-        std::process::Command::new("true").spawn().unwrap(),
-    );
-    let out = child.wait_with_output().unwrap();
-    let logs = stdout(&podrun.run(&["logs", "client", "-c", "load"]));
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "client:\n{logs}\nstdout:\n{}\nstderr:\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let logs = common::finish_load_client(&podrun, &mut run);
     let tally = logs
         .lines()
         .find(|l| l.starts_with("sent="))

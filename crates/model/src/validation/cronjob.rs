@@ -3,7 +3,7 @@
 //! `ValidateJobTemplateSpec`) and the standard cron schedule the API server parses
 //! with (`robfig/cron/v3`'s `ParseStandard`), which the CronJob controller runs.
 
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec};
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::jiff::civil::DateTime;
 use k8s_openapi::jiff::tz::TimeZone;
@@ -302,26 +302,11 @@ impl Schedule {
         let limit = start.year() + 5;
         while dt.year() <= limit {
             if self.months & (1 << dt.month()) == 0 {
-                dt = dt
-                    .first_of_month()
-                    .checked_add(1.month())
-                    .ok()?
-                    .with()
-                    .hour(0)
-                    .minute(0)
-                    .build()
-                    .ok()?;
+                dt = midnight(dt.first_of_month().checked_add(1.month()).ok()?)?;
                 continue;
             }
             if !self.day_matches(&dt) {
-                dt = dt
-                    .checked_add(1.day())
-                    .ok()?
-                    .with()
-                    .hour(0)
-                    .minute(0)
-                    .build()
-                    .ok()?;
+                dt = midnight(dt.checked_add(1.day()).ok()?)?;
                 continue;
             }
             if self.hours & (1 << dt.hour()) == 0 {
@@ -344,6 +329,11 @@ impl Schedule {
     }
 }
 
+/// The first minute (00:00) of the day of `dt`, whose seconds are already zero.
+fn midnight(dt: DateTime) -> Option<DateTime> {
+    dt.with().hour(0).minute(0).build().ok()
+}
+
 /// Defaults a copy of the CronJob as the API server does (`SetDefaults_CronJob` and
 /// the template's pod spec) and validates it; the CronJob is returned unchanged.
 /// `zone_known` answers whether a `timeZone` names a zone of the time-zone database
@@ -355,16 +345,23 @@ pub fn admit_cron_job(cj: CronJob, zone_known: &dyn Fn(&str) -> bool) -> Result<
     Ok(cj)
 }
 
-fn default_cron_job(cj: &mut CronJob) {
-    cj.metadata
-        .namespace
-        .get_or_insert_with(|| "default".into());
-    let spec = &mut cj.spec;
+/// The API server's defaults of a CronJob's own spec fields (`SetDefaults_CronJob`):
+/// `concurrencyPolicy: Allow`, `suspend: false` and history limits of 3 and 1. The Job
+/// template is left to the caller.
+pub fn default_cron_job_spec(spec: &mut CronJobSpec) {
     spec.concurrency_policy
         .get_or_insert_with(|| "Allow".into());
     spec.suspend.get_or_insert(false);
     spec.successful_jobs_history_limit.get_or_insert(3);
     spec.failed_jobs_history_limit.get_or_insert(1);
+}
+
+fn default_cron_job(cj: &mut CronJob) {
+    cj.metadata
+        .namespace
+        .get_or_insert_with(|| "default".into());
+    let spec = &mut cj.spec;
+    default_cron_job_spec(spec);
     let job = spec.job_template.spec.get_or_insert_with(Default::default);
     default_pod_spec(job.template.spec.get_or_insert_with(PodSpec::default));
 }

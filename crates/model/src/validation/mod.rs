@@ -18,7 +18,7 @@ mod service;
 
 pub use apps::{admit_deployment, admit_replica_set, validate_deployment, validate_replica_set};
 pub use config::{admit_config_map, admit_secret, validate_config_map, validate_secret};
-pub use cronjob::{Schedule, admit_cron_job, validate_cron_job};
+pub use cronjob::{Schedule, admit_cron_job, default_cron_job_spec, validate_cron_job};
 pub use meta::MAX_ANNOTATION_BYTES;
 
 pub use job::{admit_job, validate_job};

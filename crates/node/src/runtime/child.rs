@@ -661,20 +661,7 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                     return r;
                 }
                 // Read-only for the whole bound tree, submounts included.
-                let attr = MountAttr {
-                    attr_set: MOUNT_ATTR_RDONLY,
-                    attr_clr: 0,
-                    propagation: 0,
-                    userns_fd: 0,
-                };
-                libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    target.as_ptr(),
-                    libc::AT_RECURSIVE as libc::c_uint,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                ) as c_int
+                set_attr_recursive(target, MOUNT_ATTR_RDONLY)
             }
             RawOp::Special {
                 fstype,
@@ -745,20 +732,10 @@ unsafe fn run_op(op: &RawOp) -> c_int {
                         -1
                     };
                 }
-                let attr = MountAttr {
-                    attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
-                    attr_clr: 0,
-                    propagation: 0,
-                    userns_fd: 0,
-                };
-                libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    target.as_ptr(),
-                    libc::AT_RECURSIVE as libc::c_uint,
-                    &attr as *const MountAttr,
-                    std::mem::size_of::<MountAttr>(),
-                ) as c_int
+                set_attr_recursive(
+                    target,
+                    MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+                )
             }
             RawOp::NewCgroupNamespace => libc::unshare(libc::CLONE_NEWCGROUP),
             RawOp::PivotRoot { new_root } => {
@@ -779,6 +756,29 @@ unsafe fn run_op(op: &RawOp) -> c_int {
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+
+/// Sets the mount attributes `attr_set` on the mount at `target` and every mount below it
+/// (`mount_setattr(2)` with `AT_RECURSIVE`); 0 or -1 with errno set. Only the raw system
+/// call: safe to call between clone and exec.
+fn set_attr_recursive(target: &std::ffi::CStr, attr_set: u64) -> c_int {
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `target` is NUL-terminated and `attr` outlives the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) as c_int
+    }
+}
 
 /// `struct mount_attr` of `mount_setattr(2)`.
 #[repr(C)]

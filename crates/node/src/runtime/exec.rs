@@ -22,7 +22,7 @@ use super::child::{self, Stage};
 use super::process::ProcessHandle;
 use super::{
     ContainerProcess, ExecError, ExitInfo, KillOnDrop, SpawnError, build_plan, open_cgroup_procs,
-    open_devnull, pipe_pair, reap_failed, reap_pid, report_error, setup, setup_err,
+    open_devnull, pidfd_of, pipe_pair, reap_failed, reap_pid, report_error, setup,
 };
 
 /// The running instance of a container that commands are started in: its process and the
@@ -263,12 +263,7 @@ pub(super) fn spawn_in(
             )
             .into());
         }
-        let fd = rustix::process::pidfd_open(
-            rustix::process::Pid::from_raw(inner).ok_or_else(|| setup_err("exec", "no pid"))?,
-            rustix::process::PidfdFlags::empty(),
-        )
-        .map_err(|e| setup("pidfd_open", e.into()))?;
-        (fd, inner)
+        (pidfd_of(inner, "exec")?, inner)
     } else {
         if cloned.report.stage != Stage::None {
             reap_failed(&cloned.pidfd);
@@ -373,6 +368,15 @@ enum Writer {
     Pty(std::sync::Arc<AsyncFd<OwnedFd>>),
 }
 
+/// The count of a `read(2)`/`write(2)` result, or its errno.
+fn byte_count(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 impl AsyncRead for ExecReader {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -386,18 +390,13 @@ impl AsyncRead for ExecReader {
                 let unfilled = buf.initialize_unfilled();
                 let r = guard.try_io(|inner| {
                     // SAFETY: read into the initialised, unfilled part of `buf`.
-                    let n = unsafe {
+                    byte_count(unsafe {
                         libc::read(
                             inner.get_ref().as_raw_fd(),
                             unfilled.as_mut_ptr().cast(),
                             unfilled.len(),
                         )
-                    };
-                    if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(n as usize)
-                    }
+                    })
                 });
                 match r {
                     Ok(Ok(n)) => {
@@ -429,18 +428,13 @@ impl AsyncWrite for ExecWriter {
                 let mut guard = ready!(fd.poll_write_ready(cx))?;
                 let r = guard.try_io(|inner| {
                     // SAFETY: write from a slice we borrow.
-                    let n = unsafe {
+                    byte_count(unsafe {
                         libc::write(
                             inner.get_ref().as_raw_fd(),
                             data.as_ptr().cast(),
                             data.len(),
                         )
-                    };
-                    if n < 0 {
-                        Err(io::Error::last_os_error())
-                    } else {
-                        Ok(n as usize)
-                    }
+                    })
                 });
                 match r {
                     Ok(result) => return Poll::Ready(result),

@@ -495,13 +495,7 @@ impl ContainerProcess {
                     &op_names,
                 ));
             }
-            let fd = rustix::process::pidfd_open(
-                rustix::process::Pid::from_raw(inner)
-                    .ok_or_else(|| setup_err("clone", "no pid"))?,
-                rustix::process::PidfdFlags::empty(),
-            )
-            .map_err(|e| setup("pidfd_open", e.into()))?;
-            (inner, fd)
+            (inner, pidfd_of(inner, "clone")?)
         } else {
             if cloned.report.stage != Stage::None {
                 reap_failed(&cloned.pidfd);
@@ -726,6 +720,15 @@ fn setup_err(step: &str, reason: &str) -> SpawnError {
         step: step.into(),
         reason: reason.into(),
     }
+}
+
+/// A pidfd of the process `pid` that the intermediate of step `step` started.
+fn pidfd_of(pid: libc::pid_t, step: &str) -> Result<OwnedFd, SpawnError> {
+    rustix::process::pidfd_open(
+        rustix::process::Pid::from_raw(pid).ok_or_else(|| setup_err(step, "no pid"))?,
+        rustix::process::PidfdFlags::empty(),
+    )
+    .map_err(|e| setup("pidfd_open", e.into()))
 }
 
 fn cstring(s: impl AsRef<[u8]>, what: &str) -> Result<CString, SpawnError> {

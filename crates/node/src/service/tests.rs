@@ -165,10 +165,9 @@ fn service_without_selector_selects_nothing() {
     assert!(p.rules[0].ports[0].endpoints.is_empty());
 }
 
-#[test]
-fn allocations_persist_and_are_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = super::ServiceConfig {
+/// A /29 of ClusterIPs allocated under `dir`, no rules applied.
+fn offline_config(dir: &std::path::Path) -> super::ServiceConfig {
+    super::ServiceConfig {
         service_cidr: "198.19.0.0/29".parse().unwrap(),
         proxy: podrun_netplan::service::ProxyConfig::new(
             "PODRUN-",
@@ -176,10 +175,16 @@ fn allocations_persist_and_are_released() {
             "podrun0",
         )
         .unwrap(),
-        allocations: dir.path().join("services/clusterips"),
+        allocations: dir.join("services/clusterips"),
         apply_rules: false,
         dns_share: None,
-    };
+    }
+}
+
+#[test]
+fn allocations_persist_and_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = offline_config(dir.path());
     let services = super::Services::open(config.clone()).unwrap();
     let a = services.create(service("", IntOrString::Int(80))).unwrap();
     assert_eq!(
@@ -231,18 +236,7 @@ fn allocations_persist_and_are_released() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_follower_that_falls_behind_lists_the_pods_again() {
     let dir = tempfile::tempdir().unwrap();
-    let config = super::ServiceConfig {
-        service_cidr: "198.19.0.0/29".parse().unwrap(),
-        proxy: podrun_netplan::service::ProxyConfig::new(
-            "PODRUN-",
-            "198.18.0.0/16".parse().unwrap(),
-            "podrun0",
-        )
-        .unwrap(),
-        allocations: dir.path().join("services/clusterips"),
-        apply_rules: false,
-        dns_share: None,
-    };
+    let config = offline_config(dir.path());
     let services = std::sync::Arc::new(super::Services::open(config).unwrap());
     services
         .create(service("None", IntOrString::Int(80)))

