@@ -337,8 +337,7 @@ pub fn since(t: Option<&Time>, now: Timestamp) -> String {
 }
 
 fn decode<T: DeserializeOwned>(object: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(object.clone())
-        .map_err(|e| ApiError::internal(format!("cannot print object: {e}")))
+    T::deserialize(object).map_err(|e| ApiError::internal(format!("cannot print object: {e}")))
 }
 
 fn or_none(s: &str) -> String {
