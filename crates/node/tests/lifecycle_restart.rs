@@ -141,9 +141,12 @@ async fn restart_all_containers_from_a_sidecar() {
     // The startup probe makes "started" mean "has logged Started", so main's lines
     // come after the sidecar's in each round.
     let rule = "    restartPolicy: Always\n    restartPolicyRules: [{action: RestartAllContainers, exitCodes: {operator: In, values: [7]}}]\n    startupProbe: {exec: {command: [test, -e, /shared/started]}, periodSeconds: 1, failureThreshold: 30}\n";
-    // The marker exists only while an instance that logged `Started` runs.
+    // The marker exists only while an instance that logged `Started` runs; the first
+    // instance keeps it until main has logged its start, so the probe's timing on a busy
+    // machine cannot make it exit before main ever ran.
     let body = "echo \"sidecar Started $(date +%s.%N)\" >> $LOG; touch /shared/started; \
-                if [ \"$RUN\" = 0 ]; then sleep 1; rm -f /shared/started; \
+                if [ \"$RUN\" = 0 ]; then until grep -q 'main Started' $LOG; do sleep 0.1; done; \
+                rm -f /shared/started; \
                 echo \"sidecar Exiting $(date +%s.%N)\" >> $LOG; exit 7; fi; \
                 exec sleep 1000";
     let sidecar = container_yaml("sidecar", rule, body);
