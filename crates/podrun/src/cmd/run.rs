@@ -351,6 +351,14 @@ async fn run_objects(
         // every pod was deleted from another terminal.
         let nothing_awaited = awaited_pods.is_empty() && awaited_jobs.is_empty();
         if (stopping || (nothing_awaited && !controlled)) && node.running_pods() == 0 {
+            // What the pods' workers said before they went may still be queued: print it.
+            while let Ok(event) = events.try_recv() {
+                match event {
+                    NodeEvent::Pod(pod) => printer.pod(&pod),
+                    NodeEvent::PodFinished(pod) => printer.pod(&pod),
+                    _ => {}
+                }
+            }
             break;
         }
     }
