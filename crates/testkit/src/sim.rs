@@ -786,8 +786,7 @@ impl Sim {
             match (self.terminated_seen.get(id).copied(), terminated) {
                 (Some(code), None) => {
                     let restart = RestartSpec::from_container(c);
-                    let sidecar = matches!(id, ContainerId::Init(_))
-                        && c.restart_policy.as_deref() == Some("Always");
+                    let sidecar = matches!(id, ContainerId::Init(_)) && podrun_model::is_sidecar(c);
                     let allowed = restart_all
                         || sidecar
                         || restart.should_restart(policy, code)
@@ -918,7 +917,7 @@ impl Sim {
                 .spec
                 .iter()
                 .flat_map(|s| s.init_containers.iter().flatten())
-                .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+                .filter(|c| podrun_model::is_sidecar(c))
                 .map(|c| c.name.clone())
                 .collect();
             for sc in sidecars {
