@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use podrun_controllers::{Controllers, format_time};
+use podrun_controllers::Controllers;
+use podrun_model::format_time;
 use podrun_store::{EventType, ResourceType as R, WatchOptions, object};
 use podrun_store_sqlite::SqliteStore;
 use serde_json::{Value, json};

@@ -91,7 +91,7 @@ pub fn job_for(cj: &CronJob, at: Timestamp) -> Job {
     let mut annotations = meta.annotations.clone().unwrap_or_default();
     annotations.insert(
         "batch.kubernetes.io/cronjob-scheduled-timestamp".into(),
-        crate::format_time(at),
+        podrun_model::format_time(at),
     );
     Job {
         metadata: ObjectMeta {

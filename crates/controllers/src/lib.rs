@@ -356,12 +356,6 @@ pub fn owned_by(cache: &Reflector, namespace: Option<&str>, uid: &str) -> Vec<Va
         .collect()
 }
 
-/// Time as the API server writes it (`2026-01-02T03:04:05Z`).
-pub fn format_time(t: Timestamp) -> String {
-    k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t)
-        .unwrap_or_else(|_| t.to_string())
-}
-
 /// A duration from `now` until `at`, zero if passed.
 pub fn until(at: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)

@@ -12,7 +12,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use podrun_controllers::{Controllers, format_time};
+use podrun_controllers::Controllers;
+use podrun_model::format_time;
 use podrun_store::{
     DeleteOptions, EventType, ListOptions, ResourceType as R, WatchOptions, object,
 };

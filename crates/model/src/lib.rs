@@ -19,6 +19,7 @@ mod object;
 mod parse;
 mod phase;
 pub mod quantity;
+mod time;
 mod validation;
 
 pub use defaults::{
@@ -39,6 +40,7 @@ pub use parse::{
     parse_manifests,
 };
 pub use phase::{PodPhase, UnknownPhase};
+pub use time::format_time;
 pub use validation::{
     MAX_ANNOTATION_BYTES, Schedule, admit_config_map, admit_cron_job, admit_deployment, admit_job,
     admit_pod, admit_replica_set, admit_secret, admit_service, container_should_restart,

@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use podrun_model::PodPhase;
+use podrun_model::{PodPhase, format_time};
 use serde_json::{Map, Value, json};
 
 use crate::error::{ApiError, FieldError, Result};
@@ -114,11 +114,6 @@ const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e)
-}
-
-fn format_time(t: Timestamp) -> String {
-    k8s_openapi::jiff::fmt::strtime::format("%Y-%m-%dT%H:%M:%SZ", t)
-        .unwrap_or_else(|_| t.to_string())
 }
 
 /// The object as read: `metadata.resourceVersion` is its row's revision.
@@ -411,7 +406,10 @@ impl<S: Storage> Store<S> {
             }
             map.insert("status".into(), json!({"phase": "Active"}));
         } else if *rt == ResourceType::PODS {
-            map.insert("status".into(), json!({"phase": "Pending"}));
+            map.insert(
+                "status".into(),
+                json!({"phase": PodPhase::Pending.as_str()}),
+            );
         } else if rt.status_subresource {
             map.insert("status".into(), json!({}));
         }
