@@ -45,10 +45,7 @@ pub fn desired(service: &Service, pods: &[Pod]) -> Option<(Vec<Endpoint>, Vec<En
         .collect();
     let mut endpoints: Vec<Endpoint> = selected
         .iter()
-        .filter(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded" | "Failed"))
-        })
+        .filter(|p| !podrun_model::is_pod_terminal(p))
         .filter_map(|p| {
             let ip = p.status.as_ref()?.pod_ip.clone()?;
             let terminating = p.metadata.deletion_timestamp.is_some();

@@ -14,6 +14,7 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use podrun_model::PodPhase;
 use podrun_store::{ApiError, DeleteOptions, ResourceType, object};
 
 use crate::{Action, Ctx, Reconciler, owned_by, split_key, typed, untyped};
@@ -161,11 +162,9 @@ fn condition(type_: &str, reason: &str, message: &str, now: Timestamp) -> JobCon
     }
 }
 
-fn phase(pod: &Pod) -> &str {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending")
+/// The pod's phase; one not yet reported is `Pending`.
+fn phase(pod: &Pod) -> PodPhase {
+    PodPhase::of(pod).unwrap_or(PodPhase::Pending)
 }
 
 /// When a failed pod ended: its containers' latest `finishedAt`, else when it was
@@ -196,8 +195,8 @@ pub fn count(
     for pod in pods {
         let status = pod.status.as_ref();
         match phase(pod) {
-            "Succeeded" => c.succeeded += 1,
-            "Failed" => {
+            PodPhase::Succeeded => c.succeeded += 1,
+            PodPhase::Failed => {
                 c.failed += 1;
                 c.last_failure = c.last_failure.max(failed_at(pod));
             }
@@ -298,10 +297,7 @@ impl Reconciler for JobController {
             Decision::WaitUntil(Some(at)) => action = Action::RequeueAfter(crate::until(at, now)),
             Decision::WaitUntil(None) => {}
             Decision::Fail { reason, message } => {
-                let running: Vec<&Pod> = pods
-                    .iter()
-                    .filter(|p| !matches!(phase(p), "Succeeded" | "Failed"))
-                    .collect();
+                let running: Vec<&Pod> = pods.iter().filter(|p| !phase(p).is_terminal()).collect();
                 for p in &running {
                     if p.metadata.deletion_timestamp.is_none() {
                         let name = p.metadata.name.as_deref().unwrap_or_default();

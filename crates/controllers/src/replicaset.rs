@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use podrun_model::PodPhase;
 use podrun_store::{ApiError, DeleteOptions, ResourceType, object};
 
 use crate::{Action, Ctx, Reconciler, owned_by, split_key, typed, untyped};
@@ -26,8 +27,8 @@ pub const FAILED_KEPT: usize = 5;
 pub struct PodState {
     /// `metadata.name`.
     pub name: String,
-    /// `status.phase`.
-    pub phase: String,
+    /// `status.phase`; `Pending` while none is reported.
+    pub phase: PodPhase,
     /// Ready condition True.
     pub ready: bool,
     /// `deletionTimestamp` set.
@@ -46,9 +47,7 @@ impl PodState {
         let status = pod.status.as_ref();
         PodState {
             name: pod.metadata.name.clone().unwrap_or_default(),
-            phase: status
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_else(|| "Pending".into()),
+            phase: PodPhase::of(pod).unwrap_or(PodPhase::Pending),
             ready: is_ready(pod),
             deleting: pod.metadata.deletion_timestamp.is_some(),
             scheduled: pod
@@ -69,7 +68,7 @@ impl PodState {
     }
 
     fn active(&self) -> bool {
-        !self.deleting && self.phase != "Succeeded" && self.phase != "Failed"
+        !self.deleting && !self.phase.is_terminal()
     }
 }
 
@@ -120,7 +119,7 @@ pub fn decide(replicas: i32, pods: &[PodState], now: Timestamp) -> Decision {
     let mut active: Vec<&PodState> = pods.iter().filter(|p| p.active()).collect();
     let mut failed: Vec<&PodState> = pods
         .iter()
-        .filter(|p| p.phase == "Failed" && !p.deleting)
+        .filter(|p| p.phase == PodPhase::Failed && !p.deleting)
         .collect();
     failed.sort_by_key(|p| std::cmp::Reverse(p.failed_at));
     d.delete
@@ -139,7 +138,7 @@ pub fn decide(replicas: i32, pods: &[PodState], now: Timestamp) -> Decision {
         active.sort_by_key(|p| {
             (
                 p.scheduled,
-                p.phase != "Pending",
+                p.phase != PodPhase::Pending,
                 p.ready,
                 std::cmp::Reverse(p.created),
             )
@@ -277,7 +276,7 @@ mod tests {
     fn pod(name: &str, phase: &str, ready: bool, created: i64) -> PodState {
         PodState {
             name: name.into(),
-            phase: phase.into(),
+            phase: phase.parse().expect("a pod phase"),
             ready,
             deleting: false,
             scheduled: true,

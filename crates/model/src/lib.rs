@@ -39,7 +39,7 @@ pub use parse::{
     ParseError, ParseErrorKind, decode_object, no_objects_message, parse_manifest_bytes,
     parse_manifests,
 };
-pub use phase::{PodPhase, UnknownPhase};
+pub use phase::{PodPhase, UnknownPhase, is_pod_terminal};
 pub use time::format_time;
 pub use validation::{
     MAX_ANNOTATION_BYTES, Schedule, admit_config_map, admit_cron_job, admit_deployment, admit_job,

@@ -69,6 +69,11 @@ impl PodPhase {
     }
 }
 
+/// Has the pod reached a terminal phase (`status.phase` `Succeeded` or `Failed`)?
+pub fn is_pod_terminal(pod: &Pod) -> bool {
+    PodPhase::of(pod).is_some_and(PodPhase::is_terminal)
+}
+
 impl fmt::Display for PodPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -127,5 +132,11 @@ mod tests {
         .expect("pod");
         assert_eq!(PodPhase::of(&pod), Some(PodPhase::Running));
         assert_eq!(PodPhase::of(&Pod::default()), None);
+        assert!(!is_pod_terminal(&pod));
+        assert!(!is_pod_terminal(&Pod::default()));
+        let failed: Pod =
+            serde_json::from_value(serde_json::json!({"status": {"phase": "Failed"}}))
+                .expect("pod");
+        assert!(is_pod_terminal(&failed));
     }
 }

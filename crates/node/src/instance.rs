@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::objects::{Resource, Store};
 use k8s_openapi::api::core::v1::Pod;
+use podrun_model::PodPhase;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -147,17 +148,12 @@ pub fn recover(layout: &Layout, store: &Store) -> io::Result<Recovery> {
             continue;
         }
         let killed = kill_leftovers(&dir);
-        let phase = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
         let mut report =
             format!("pod {ns}/{name} was left by podrun (pid {owner}) that was killed");
         if killed > 0 {
             report.push_str(&format!("; killed {killed} leftover process(es)"));
         }
-        if phase != "Succeeded" && phase != "Failed" {
+        if !podrun_model::is_pod_terminal(&pod) {
             mark_lost(&mut pod);
             store
                 .put_status(Resource::PODS, &mut pod)
@@ -180,7 +176,7 @@ fn mark_lost(pod: &mut Pod) {
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(crate::now());
     let status = pod.status.get_or_insert_with(Default::default);
-    status.phase = Some("Failed".into());
+    status.phase = Some(PodPhase::Failed.into());
     let lists = [
         status.init_container_statuses.as_mut(),
         status.container_statuses.as_mut(),

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::jiff::Timestamp;
+use podrun_model::PodPhase;
 
 use crate::objects::{ObjectKey, Resource, Store};
 use tokio::sync::{broadcast, mpsc};
@@ -388,7 +389,7 @@ impl Node {
             spec.node_name = Some(node_name());
         }
         pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            phase: Some("Pending".into()),
+            phase: Some(PodPhase::Pending.into()),
             qos_class: Some(cgroup::qos_class(&pod).into()),
             ..Default::default()
         });
@@ -495,12 +496,7 @@ impl Node {
             .get::<Pod>(Resource::PODS, &key)
             .ok()
             .flatten()
-            .is_some_and(|p| {
-                !matches!(
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-            });
+            .is_some_and(|p| !podrun_model::is_pod_terminal(&p));
         if told && running {
             let _ = self
                 .shared

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use podrun_lifecycle::print::pod_row;
-use podrun_model::Object;
+use podrun_model::{Object, PodPhase};
 use podrun_node::{Node, NodeEvent};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast::error::RecvError;
@@ -304,10 +304,7 @@ async fn run_objects(
                     printer.pod(&pod);
                     let k = key(&pod.metadata);
                     if awaited_pods.remove(&k) {
-                        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-                        if phase != Some("Succeeded") {
-                            failed = true;
-                        }
+                        failed |= PodPhase::of(&pod) != Some(PodPhase::Succeeded);
                     }
                 }
                 Ok(NodeEvent::Job(job)) => {
@@ -429,11 +426,11 @@ fn resync(
         printer.pod(&pod);
         remember(pods, &pod);
         let k = key(&pod.metadata);
-        match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-            Some("Succeeded") => {
+        match PodPhase::of(&pod) {
+            Some(PodPhase::Succeeded) => {
                 awaited_pods.remove(&k);
             }
-            Some("Failed") if awaited_pods.remove(&k) => *failed = true,
+            Some(PodPhase::Failed) if awaited_pods.remove(&k) => *failed = true,
             _ => {}
         }
         present.insert(k);
