@@ -45,7 +45,10 @@ pub use config::{
     ConfigError, InterceptionMode, LabelSelector, LabelSelectorRequirement, MeshConfig,
     NativeSidecars, Policy, ProxyResources, Runtime,
 };
-pub use manifest::{ManifestError, ManifestOutput, ObjectOutcome, inject_manifests, inject_object};
+pub use manifest::{
+    CONTROL_PLANE_VOLUMES, ManifestError, ManifestOutput, ObjectOutcome,
+    drop_control_plane_volumes, inject_manifests, inject_object,
+};
 pub use patch::diff;
 pub use render::{INIT_NAME, PROXY_NAME, inject, kubelet_supports_native};
 

@@ -240,6 +240,31 @@ pub fn inject_object(
     }
 }
 
+/// Volumes an Istio control plane provides to the injected containers: the mesh CA's
+/// root certificate and CRL, and a projected service-account token for it.
+pub const CONTROL_PLANE_VOLUMES: [&str; 3] = ["istio-token", "istiod-ca-cert", "istio-ca-crl"];
+
+/// Removes the [`CONTROL_PLANE_VOLUMES`] and every container's mounts of them from a pod
+/// spec: podrun's proxy talks to no control plane, so where podrun runs the pod they
+/// are left out rather than failing to mount.
+pub fn drop_control_plane_volumes(pod_spec: &mut Value) {
+    let keep = |v: &Value| {
+        let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
+        !CONTROL_PLANE_VOLUMES.contains(&name)
+    };
+    if let Some(volumes) = pod_spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        volumes.retain(keep);
+    }
+    for list in ["initContainers", "containers"] {
+        let containers = pod_spec.get_mut(list).and_then(Value::as_array_mut);
+        for c in containers.into_iter().flatten() {
+            if let Some(mounts) = c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                mounts.retain(keep);
+            }
+        }
+    }
+}
+
 /// Injects every workload in a multi-document YAML stream.
 pub fn inject_manifests(input: &str, config: &MeshConfig) -> Result<ManifestOutput, ManifestError> {
     let mut out = ManifestOutput::default();
@@ -280,6 +305,58 @@ pub fn inject_manifests(input: &str, config: &MeshConfig) -> Result<ManifestOutp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn control_plane_volumes_and_their_mounts_are_dropped() {
+        let mut spec = json!({
+            "volumes": [{"name": "istio-token"}, {"name": "istio-envoy"}, {"name": "istio-ca-crl"}],
+            "initContainers": [{"name": "istio-proxy", "volumeMounts": [
+                {"name": "istiod-ca-cert"}, {"name": "istio-envoy"}]}],
+            "containers": [{"name": "app", "volumeMounts": [{"name": "istio-token"}]}]
+        });
+        drop_control_plane_volumes(&mut spec);
+        assert_eq!(spec["volumes"], json!([{"name": "istio-envoy"}]));
+        assert_eq!(
+            spec["initContainers"][0]["volumeMounts"],
+            json!([{"name": "istio-envoy"}])
+        );
+        assert_eq!(spec["containers"][0]["volumeMounts"], json!([]));
+    }
+
+    #[test]
+    fn a_cron_jobs_template_is_its_job_templates_pod_template() {
+        assert_eq!(
+            template_path("CronJob"),
+            Some("/spec/jobTemplate/spec/template")
+        );
+        assert_eq!(template_path("Job"), Some("/spec/template"));
+        assert_eq!(template_path("Pod"), None);
+        let cron_job = json!({
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"name": "tick", "namespace": "default"},
+            "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": "busybox"}]
+            }}}}}
+        });
+        let mut messages = Vec::new();
+        let ObjectOutcome::Injected(out) =
+            inject_object(&cron_job, &MeshConfig::default(), 0, &mut messages).unwrap()
+        else {
+            panic!("a CronJob's pod template is injected: {messages:?}");
+        };
+        let pod = &out["spec"]["jobTemplate"]["spec"]["template"];
+        let names: Vec<&str> = pod["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["spec"]["initContainers"].as_array().unwrap())
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert!(names.contains(&"istio-proxy"), "{names:?}");
+        assert!(names.contains(&"main"), "{names:?}");
+    }
 
     #[test]
     fn documents_split_on_markers_only() {

@@ -115,6 +115,20 @@ impl Object {
         each_variant!(self, o => &mut o.metadata)
     }
 
+    /// Where the object's pod spec sits in [`Object::to_json`], as a JSON pointer: `""`
+    /// for a Pod, its pod template for a Job, Deployment or ReplicaSet, its Job
+    /// template's pod template for a CronJob; `None` for kinds without pods.
+    pub fn pod_template_pointer(&self) -> Option<&'static str> {
+        match self {
+            Object::Pod(_) => Some(""),
+            Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_) => {
+                Some("/spec/template")
+            }
+            Object::CronJob(_) => Some("/spec/jobTemplate/spec/template"),
+            _ => None,
+        }
+    }
+
     /// The object as JSON, with `apiVersion` and `kind` set.
     pub fn to_json(&self) -> serde_json::Value {
         // Serialising these derived structs into a Value cannot fail: every

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use podrun_inject::{MeshConfig, NativeSidecars, ObjectOutcome, Runtime, inject_object};
+use podrun_inject::{
+    MeshConfig, NativeSidecars, ObjectOutcome, Runtime, drop_control_plane_volumes, inject_object,
+};
 use podrun_model::Object;
 
 /// The mesh configuration `podrun run` injects with: native sidecars (podrun's engine
@@ -51,19 +53,20 @@ pub fn inject_all(
     let mut checked_proxy_exec = false;
     let mut out = Vec::with_capacity(objects.len());
     for (index, object) in objects.into_iter().enumerate() {
-        if !matches!(
-            object,
-            Object::Pod(_) | Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_)
-        ) {
+        // A CronJob's pod template is its Job template's: every Job it creates then
+        // runs injected pods, as the webhook would inject them at their admission.
+        let Some(template) = object.pod_template_pointer() else {
             out.push(object);
             continue;
-        }
+        };
         let namespace = object
             .metadata()
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        if !all && !enabled_namespaces.contains(&namespace) && !asks_for_injection(&object) {
+        let value = object.to_json();
+        if !all && !enabled_namespaces.contains(&namespace) && !asks_for_injection(&value, template)
+        {
             out.push(object);
             continue;
         }
@@ -80,10 +83,11 @@ pub fn inject_all(
             proxy_can_exec(&config.podrun_path)?;
             checked_proxy_exec = true;
         }
-        let value = object.to_json();
         match inject_object(&value, &config, index, notes).map_err(|e| e.to_string())? {
             ObjectOutcome::Injected(mut v) => {
-                drop_control_plane_volumes(&mut v);
+                if let Some(spec) = v.pointer_mut(&format!("{template}/spec")) {
+                    drop_control_plane_volumes(spec);
+                }
                 let injected =
                     podrun_model::decode_object(v, "injected").map_err(|e| e.to_string())?;
                 out.push(injected);
@@ -126,89 +130,31 @@ fn proxy_can_exec(podrun_path: &str) -> Result<(), String> {
 const PROXY_UID: u32 = 1337;
 
 /// A pod (template) labelled `sidecar.istio.io/inject=true` asks for injection even
-/// where its namespace does not.
-fn asks_for_injection(object: &Object) -> bool {
-    let labels = match object {
-        Object::Pod(p) => p.metadata.labels.clone(),
-        Object::Job(j) => j
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.metadata.as_ref()?.labels.clone()),
-        Object::Deployment(d) => d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone()),
-        Object::ReplicaSet(r) => r
-            .spec
-            .template
-            .as_ref()
-            .and_then(|t| t.metadata.as_ref()?.labels.clone()),
-        _ => None,
-    };
-    labels
-        .and_then(|l| l.get("sidecar.istio.io/inject").cloned())
-        .is_some_and(|v| v == "true")
-}
-
-/// Volumes an Istio control plane provides (the mesh CA's root certificate and CRL, a
-/// projected service-account token for it). podrun's proxy talks to no control plane,
-/// so inside `podrun run` they are left out rather than failing to mount.
-const CONTROL_PLANE_VOLUMES: [&str; 3] = ["istio-token", "istiod-ca-cert", "istio-ca-crl"];
-
-fn drop_control_plane_volumes(object: &mut serde_json::Value) {
-    let pointer = if object.get("kind").and_then(|k| k.as_str()) == Some("Pod") {
-        "/spec"
-    } else {
-        "/spec/template/spec"
-    };
-    let Some(spec) = object.pointer_mut(pointer) else {
-        return;
-    };
-    let keep = |v: &serde_json::Value| {
-        let name = v.get("name").and_then(|n| n.as_str()).unwrap_or_default();
-        !CONTROL_PLANE_VOLUMES.contains(&name)
-    };
-    if let Some(volumes) = spec.get_mut("volumes").and_then(|v| v.as_array_mut()) {
-        volumes.retain(keep);
-    }
-    for list in ["initContainers", "containers"] {
-        let Some(containers) = spec.get_mut(list).and_then(|c| c.as_array_mut()) else {
-            continue;
-        };
-        for c in containers {
-            if let Some(mounts) = c.get_mut("volumeMounts").and_then(|m| m.as_array_mut()) {
-                mounts.retain(keep);
-            }
-        }
-    }
+/// where its namespace does not. `template` points at the pod (template) in `object`.
+fn asks_for_injection(object: &serde_json::Value, template: &str) -> bool {
+    object
+        .pointer(&format!(
+            "{template}/metadata/labels/sidecar.istio.io~1inject"
+        ))
+        .and_then(serde_json::Value::as_str)
+        == Some("true")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn control_plane_volumes_and_their_mounts_are_dropped_from_templates() {
-        let mut d = serde_json::json!({
-            "kind": "Deployment",
-            "spec": {"template": {"spec": {
-                "volumes": [{"name": "istio-token"}, {"name": "istio-envoy"}],
-                "initContainers": [{"name": "istio-proxy", "volumeMounts": [
-                    {"name": "istiod-ca-cert"}, {"name": "istio-envoy"}]}],
-                "containers": [{"name": "app"}]
-            }}}
-        });
-        drop_control_plane_volumes(&mut d);
-        let spec = &d["spec"]["template"]["spec"];
-        assert_eq!(
-            spec["volumes"],
-            serde_json::json!([{"name": "istio-envoy"}])
-        );
-        assert_eq!(
-            spec["initContainers"][0]["volumeMounts"],
-            serde_json::json!([{"name": "istio-envoy"}])
-        );
+    fn a_template_labelled_for_injection_asks_for_it() {
+        let cron_job = json!({"spec": {"jobTemplate": {"spec": {"template": {"metadata": {
+            "labels": {"sidecar.istio.io/inject": "true"}}}}}}});
+        assert!(asks_for_injection(
+            &cron_job,
+            "/spec/jobTemplate/spec/template"
+        ));
+        assert!(!asks_for_injection(&cron_job, "/spec/template"));
+        let pod = json!({"metadata": {"labels": {"sidecar.istio.io/inject": "false"}}});
+        assert!(!asks_for_injection(&pod, ""));
     }
 }

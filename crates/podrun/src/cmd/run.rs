@@ -736,13 +736,8 @@ mod host_rootfs {
         objects
             .into_iter()
             .map(|object| {
-                let at = match object {
-                    Object::Pod(_) => "",
-                    Object::Job(_) | Object::Deployment(_) | Object::ReplicaSet(_) => {
-                        "/spec/template"
-                    }
-                    Object::CronJob(_) => "/spec/jobTemplate/spec/template",
-                    _ => return Ok(object),
+                let Some(at) = object.pod_template_pointer() else {
+                    return Ok(object);
                 };
                 let mut value = object.to_json();
                 let template = value.pointer_mut(at);
