@@ -116,6 +116,40 @@ fn storage_err(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal(e)
 }
 
+/// Marks `new` (a copy of `old`) for deletion: `deletionTimestamp` `grace` seconds after
+/// `now`, the grace period, the finalizers, a generation bump on the first mark, and a
+/// Namespace's `Terminating` phase.
+fn mark_deleted(
+    rt: &ResourceType,
+    old: &Value,
+    new: &mut Value,
+    finalizers: &[String],
+    grace: i64,
+    now: Timestamp,
+) {
+    let deadline = now
+        .checked_add(SignedDuration::from_secs(grace))
+        .unwrap_or(now);
+    let meta = meta_mut(new);
+    meta.insert("deletionTimestamp".into(), format_time(deadline).into());
+    meta.insert("deletionGracePeriodSeconds".into(), grace.into());
+    if !finalizers.is_empty() {
+        meta.insert("finalizers".into(), json!(finalizers));
+    }
+    if rt.generation && !object::is_deleting(old) {
+        let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
+        meta.insert("generation".into(), (g + 1).into());
+    }
+    if *rt == ResourceType::NAMESPACES
+        && let Some(m) = new.as_object_mut()
+    {
+        let status = m.entry("status").or_insert_with(|| json!({}));
+        if let Some(s) = status.as_object_mut() {
+            s.insert("phase".into(), "Terminating".into());
+        }
+    }
+}
+
 /// The object as read: `metadata.resourceVersion` is its row's revision.
 pub(crate) fn object_of(row: &Row) -> Value {
     let mut v = row.value.clone();
@@ -643,61 +677,24 @@ impl<S: Storage> Store<S> {
         {
             finalizers.push(f.to_string());
         }
-        let mark = !finalizers.is_empty() || grace > 0 || has_spec_finalizers(rt, old);
-        if !mark {
-            let rev = self.append(
-                rt,
-                name,
-                Write {
-                    key: rt.key(namespace, name),
-                    created: false,
-                    deleted: true,
-                    prev_revision: row.revision,
-                    value: new.clone(),
-                    prev_value: Some(row.value.clone()),
-                },
-            )?;
-            object::set_revision(&mut new, rev);
-            return Ok(Deleted {
-                object: new,
-                gone: true,
-            });
-        }
-        if object::is_deleting(old) {
-            // Already marked: only a shorter grace period changes anything.
-            let current = old
-                .pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            if grace >= current {
-                return Ok(Deleted {
-                    object: object_of(&row),
-                    gone: false,
-                });
+        // Without finalizers or a grace period the object goes at once; else it is
+        // marked for deletion and stays until they are done.
+        let gone = finalizers.is_empty() && grace == 0 && !has_spec_finalizers(rt, old);
+        if !gone {
+            if object::is_deleting(old) {
+                // Already marked: only a shorter grace period changes anything.
+                let current = old
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if grace >= current {
+                    return Ok(Deleted {
+                        object: object_of(&row),
+                        gone: false,
+                    });
+                }
             }
-        }
-        let deadline = now
-            .checked_add(SignedDuration::from_secs(grace))
-            .unwrap_or(now);
-        {
-            let meta = meta_mut(&mut new);
-            meta.insert("deletionTimestamp".into(), format_time(deadline).into());
-            meta.insert("deletionGracePeriodSeconds".into(), grace.into());
-            if !finalizers.is_empty() {
-                meta.insert("finalizers".into(), json!(finalizers));
-            }
-            if rt.generation && !object::is_deleting(old) {
-                let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0);
-                meta.insert("generation".into(), (g + 1).into());
-            }
-        }
-        if *rt == ResourceType::NAMESPACES
-            && let Some(m) = new.as_object_mut()
-        {
-            let status = m.entry("status").or_insert_with(|| json!({}));
-            if let Some(s) = status.as_object_mut() {
-                s.insert("phase".into(), "Terminating".into());
-            }
+            mark_deleted(rt, old, &mut new, &finalizers, grace, now);
         }
         let rev = self.append(
             rt,
@@ -705,17 +702,14 @@ impl<S: Storage> Store<S> {
             Write {
                 key: rt.key(namespace, name),
                 created: false,
-                deleted: false,
+                deleted: gone,
                 prev_revision: row.revision,
                 value: new.clone(),
                 prev_value: Some(row.value.clone()),
             },
         )?;
         object::set_revision(&mut new, rev);
-        Ok(Deleted {
-            object: new,
-            gone: false,
-        })
+        Ok(Deleted { object: new, gone })
     }
 
     /// Lists a collection (one namespace, or all with `None`) at one revision, with
