@@ -182,8 +182,9 @@ impl fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 /// Renders a string the way Go's `%q` does for the common cases: double
-/// quotes, with `"` `\` and control characters escaped.
-pub(crate) fn quote(s: &str) -> String {
+/// quotes, with `"` `\` and control characters escaped — as the API server quotes
+/// names and values in its messages.
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

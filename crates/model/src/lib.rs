@@ -32,7 +32,7 @@ pub use env::{
     ALL_KEYS, ENV_FILE_KIND, ENV_FILE_MAX_BYTES, EnvSource, container_argv, container_env,
     container_env_from, expand, format_map, parse_env_file,
 };
-pub use field::{ErrorKind, FieldError, Invalid};
+pub use field::{ErrorKind, FieldError, Invalid, quote};
 pub use host_rootfs::{HOST_ROOTFS_ANNOTATION, stamp_host_rootfs};
 pub use object::{Object, SUPPORTED_KINDS};
 pub use parse::{

@@ -84,26 +84,7 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// Go's `%q` for the strings the API server quotes (ASCII escapes only).
-pub(crate) fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use podrun_model::quote;
 
 impl ApiError {
     fn new(code: i32, reason: &str, message: String, details: Option<StatusDetails>) -> ApiError {
