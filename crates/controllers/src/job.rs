@@ -170,14 +170,7 @@ fn phase(pod: &Pod) -> PodPhase {
 /// When a failed pod ended: its containers' latest `finishedAt`, else when it was
 /// marked for deletion, else its creation.
 fn failed_at(pod: &Pod) -> Option<Timestamp> {
-    let status = pod.status.as_ref();
-    status
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
-        .map(|t| t.0)
-        .max()
+    crate::last_finished_at(pod)
         .or_else(|| pod.metadata.deletion_timestamp.as_ref().map(|t| t.0))
         .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
@@ -203,12 +196,7 @@ pub fn count(
             _ if pod.metadata.deletion_timestamp.is_some() => terminating += 1,
             _ => {
                 c.active += 1;
-                let ready = status
-                    .and_then(|s| s.conditions.as_ref())
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                if ready {
+                if crate::replicaset::is_ready(pod) {
                     c.ready += 1;
                 }
                 let on_failure = pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref())
@@ -233,13 +221,8 @@ pub fn count(
 
 /// Whether the Job has its `Complete` or `Failed` condition.
 pub fn finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| {
-            c.iter()
-                .any(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        })
+    podrun_model::job_has_condition(job, "Complete")
+        || podrun_model::job_has_condition(job, "Failed")
 }
 
 /// The Job controller.

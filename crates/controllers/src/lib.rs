@@ -356,6 +356,18 @@ pub fn owned_by(cache: &Reflector, namespace: Option<&str>, uid: &str) -> Vec<Va
         .collect()
 }
 
+/// The latest `finishedAt` of the pod's terminated containers, if any has terminated.
+pub(crate) fn last_finished_at(pod: &k8s_openapi::api::core::v1::Pod) -> Option<Timestamp> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .filter_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max()
+}
+
 /// A duration from `now` until `at`, zero if passed.
 pub fn until(at: Timestamp, now: Timestamp) -> Duration {
     Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO)

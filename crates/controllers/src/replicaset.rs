@@ -44,7 +44,6 @@ pub struct PodState {
 impl PodState {
     /// Reads a pod.
     pub fn of(pod: &Pod) -> PodState {
-        let status = pod.status.as_ref();
         PodState {
             name: pod.metadata.name.clone().unwrap_or_default(),
             phase: PodPhase::of(pod).unwrap_or(PodPhase::Pending),
@@ -56,13 +55,7 @@ impl PodState {
                 .and_then(|s| s.node_name.as_ref())
                 .is_some(),
             created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            failed_at: status
-                .and_then(|s| s.container_statuses.as_ref())
-                .into_iter()
-                .flatten()
-                .filter_map(|cs| cs.state.as_ref()?.terminated.as_ref()?.finished_at.clone())
-                .map(|t| t.0)
-                .max()
+            failed_at: crate::last_finished_at(pod)
                 .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0)),
         }
     }

@@ -51,7 +51,16 @@ pub use validation::{
 
 pub use k8s_openapi;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
+
+/// Does the Job have the condition `type_` (`Complete`, `Failed`, …) with status `True`?
+pub fn job_has_condition(job: &Job, type_: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
 
 /// Is this init container a sidecar (`restartPolicy: Always`)?
 pub fn is_sidecar(c: &Container) -> bool {

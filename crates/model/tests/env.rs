@@ -170,6 +170,24 @@ fn sidecar_detection() {
 }
 
 #[test]
+fn job_conditions_count_only_when_true() {
+    let job: k8s_openapi::api::batch::v1::Job = serde_json::from_value(serde_json::json!({
+        "status": {"conditions": [
+            {"type": "FailureTarget", "status": "False"},
+            {"type": "Complete", "status": "True"}
+        ]}
+    }))
+    .expect("a Job");
+    assert!(podrun_model::job_has_condition(&job, "Complete"));
+    assert!(!podrun_model::job_has_condition(&job, "FailureTarget"));
+    assert!(!podrun_model::job_has_condition(&job, "Failed"));
+    assert!(!podrun_model::job_has_condition(
+        &Default::default(),
+        "Complete"
+    ));
+}
+
+#[test]
 fn format_map_is_sorted_quoted_lines_without_a_trailing_newline() {
     use std::collections::BTreeMap;
     let m: BTreeMap<String, String> = [("tier", "a\"b"), ("app", "web"), ("n", "x\ny")]

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use podrun_lifecycle::print::pod_row;
-use podrun_model::{Object, PodPhase};
+use podrun_model::{Object, PodPhase, job_has_condition};
 use podrun_node::{Node, NodeEvent};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast::error::RecvError;
@@ -308,12 +308,10 @@ async fn run_objects(
                     }
                 }
                 Ok(NodeEvent::Job(job)) => {
-                    let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-                    let done = |t: &str| conditions.into_iter().flatten().any(|c| c.type_ == t && c.status == "True");
-                    if done("Failed") {
+                    if job_has_condition(&job, "Failed") {
                         failed = true;
                         awaited_jobs.remove(&key(&job.metadata));
-                    } else if done("Complete") {
+                    } else if job_has_condition(&job, "Complete") {
                         awaited_jobs.remove(&key(&job.metadata));
                     }
                 }
@@ -449,18 +447,11 @@ fn resync(
             continue;
         };
         let k = key(&job.metadata);
-        let conditions = job.status.as_ref().and_then(|s| s.conditions.as_ref());
-        let done = |t: &str| {
-            conditions
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == t && c.status == "True")
-        };
-        if done("Failed") {
+        if job_has_condition(&job, "Failed") {
             if awaited_jobs.remove(&k) {
                 *failed = true;
             }
-        } else if done("Complete") {
+        } else if job_has_condition(&job, "Complete") {
             awaited_jobs.remove(&k);
         }
         present.insert(k);
