@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::objects::{Resource, Store};
 use k8s_openapi::api::core::v1::Pod;
 use podrun_model::PodPhase;
+use podrun_process::process_start_time;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::Layout;
@@ -258,14 +259,6 @@ fn read_pid_record(path: &Path) -> Option<(u32, u64)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
-/// Field 22 of `/proc/<pid>/stat`: the process start time in clock ticks since boot.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,11 +273,5 @@ mod tests {
         assert!(instance_alive(&layout, lock.pid()));
         drop(lock);
         assert!(!instance_alive(&layout, std::process::id()));
-    }
-
-    #[test]
-    fn start_time_of_this_process_is_readable() {
-        assert!(process_start_time(std::process::id()).is_some());
-        assert!(process_start_time(u32::MAX).is_none());
     }
 }

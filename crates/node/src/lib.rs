@@ -11,9 +11,12 @@
 //! `podrun get` in another terminal sees what it does: it creates the pods it is given,
 //! binds and runs the pods the controllers create, learns of deletions by watch
 //! ([`source`]), and writes pod status through the status subresource.
+//!
+//! The pod network is `podrun-net`'s: each pod's sandbox (namespaces, veth, address),
+//! which its containers join, the Service rules, which follow the node's pod events
+//! ([`NodeEvent`]), and the cluster DNS, whose files every container mounts.
 
 pub mod cgroup;
-pub mod dns;
 pub mod events;
 pub mod handler;
 pub mod instance;
@@ -22,9 +25,7 @@ pub mod layout;
 pub mod objects;
 mod pod;
 pub mod runtime;
-pub mod sandbox;
 pub mod security;
-pub mod service;
 pub mod source;
 pub mod volume;
 
@@ -38,6 +39,7 @@ use k8s_openapi::jiff::Timestamp;
 use podrun_model::PodPhase;
 
 use crate::objects::{ObjectKey, Resource, Store};
+use podrun_net::{PodChange, dns, sandbox};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::instance::{ControlRequest, InstanceLock, Recovery};
@@ -97,6 +99,17 @@ pub enum NodeEvent {
     Job(Arc<Job>),
     /// A Job was deleted (from anywhere).
     JobDeleted(Arc<Job>),
+}
+
+/// The Service rules (`podrun_net::service`) follow the node's pod events.
+impl podrun_net::PodEvent for NodeEvent {
+    fn pod_change(self) -> Option<PodChange> {
+        match self {
+            NodeEvent::Pod(pod) => Some(PodChange::Updated(pod)),
+            NodeEvent::PodFinished(pod) => Some(PodChange::Finished(pod)),
+            NodeEvent::Job(_) | NodeEvent::JobDeleted(_) => None,
+        }
+    }
 }
 
 /// Commands to a pod worker.

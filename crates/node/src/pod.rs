@@ -814,7 +814,13 @@ impl Worker<'_> {
                 read_only: true,
             });
         }
-        mounts.extend(crate::dns::pod_file_mounts(self.pod_dir));
+        mounts.extend(crate::dns::pod_file_mounts(self.pod_dir).into_iter().map(
+            |(source, target)| BindMount {
+                source,
+                target,
+                read_only: false,
+            },
+        ));
         let log_path = self.layout.log_file(self.pod_dir, &c.name, restart_count);
         let message_host = self
             .layout

@@ -851,7 +851,7 @@ fn watches_resume_across_sigkill_and_restart() {
 
 #[test]
 fn cluster_ips_are_unique_across_the_server_and_other_podruns() {
-    use podrun_node::service::{ServiceConfig, Services};
+    use podrun_net::service::{ServiceConfig, Services};
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root: the host-wide ClusterIP lock and publication live in /run/podrun"

@@ -7,14 +7,14 @@
 //! panics. It reports a failure by writing a [`ChildReport`] into memory the parent reads
 //! once `clone` returns (by then the child has either exec'd or exited).
 //!
-//! All clones happen on one long-lived thread ([`run_on_spawner`]): `PR_SET_PDEATHSIG` fires
-//! when the *thread* that created the child exits, so cloning from a short-lived thread
-//! (tokio's blocking pool) would kill containers at random.
+//! All clones happen on one long-lived thread ([`podrun_process::run_on_spawner`]):
+//! `PR_SET_PDEATHSIG` fires when the *thread* that created the child exits, so cloning from
+//! a short-lived thread (tokio's blocking pool) would kill containers at random.
 
 use std::ffi::{CString, c_int, c_void};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::OnceLock;
-use std::sync::mpsc;
+
+pub(crate) use podrun_process::{run_on_spawner, self_pidfd};
 
 /// Size of each child stack. The child code is small and non-recursive; this is generous.
 const CHILD_STACK: usize = 256 * 1024;
@@ -186,64 +186,6 @@ pub(crate) struct Cloned {
     pub pidfd: OwnedFd,
     pub pid: libc::pid_t,
     pub report: ChildReport,
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Runs `f` on the spawner thread and returns its result.
-pub(crate) fn run_on_spawner<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::io::Result<T> {
-    static SPAWNER: OnceLock<std::sync::Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    let tx = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        let started = std::thread::Builder::new()
-            .name("podrun-spawner".into())
-            .spawn(move || {
-                // Block every signal on this thread: clone children start with this mask, so no
-                // handler of ours can run inside a child that shares our memory. The child
-                // restores default dispositions and an empty mask just before exec.
-                // SAFETY: plain libc calls on a local sigset.
-                unsafe {
-                    let mut all: libc::sigset_t = std::mem::zeroed();
-                    libc::sigfillset(&mut all);
-                    libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-                }
-                while let Ok(job) = rx.recv() {
-                    job();
-                }
-            });
-        if let Err(e) = started {
-            tracing::error!(error = %e, "cannot start the spawner thread");
-        }
-        std::sync::Mutex::new(tx)
-    });
-    let (rtx, rrx) = mpsc::sync_channel(1);
-    let job: Job = Box::new(move || {
-        let _ = rtx.send(f());
-    });
-    tx.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))?;
-    rrx.recv()
-        .map_err(|_| std::io::Error::other("spawner thread is gone"))
-}
-
-/// A pidfd of this process, opened once.
-pub(crate) fn self_pidfd() -> std::io::Result<RawFd> {
-    static FD: OnceLock<Result<OwnedFd, i32>> = OnceLock::new();
-    let fd = FD.get_or_init(|| {
-        rustix::process::pidfd_open(
-            rustix::process::getpid(),
-            rustix::process::PidfdFlags::empty(),
-        )
-        .map_err(|e| e.raw_os_error())
-    });
-    match fd {
-        Ok(fd) => Ok(fd.as_raw_fd()),
-        Err(e) => Err(std::io::Error::from_raw_os_error(*e)),
-    }
 }
 
 /// Clones a child that executes `plan` (call on the spawner thread). `flags` are namespace

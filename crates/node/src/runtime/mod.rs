@@ -19,7 +19,7 @@ mod process;
 pub mod rootfs;
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -30,7 +30,10 @@ use tokio::net::unix::pipe;
 use tokio::sync::watch;
 
 use child::{ChildPlan, ChildReport, RawOp, Stage};
-pub(crate) use child::{run_on_spawner, self_pidfd};
+/// The namespaces of a pod's sandbox its containers join.
+pub use podrun_net::PodNamespaces;
+/// Whether containers can get namespaces of their own (podrun runs as root).
+pub use podrun_process::isolation_available;
 use process::ProcessHandle;
 use rootfs::{MountOp, PlannedBind, ROOTFS_MOUNTPOINT};
 
@@ -110,23 +113,6 @@ pub struct ContainerLaunch {
     /// at this host path on first use (unmounted with the pod's other mounts). `None` gives
     /// the container one of its own.
     pub pod_shm: Option<PathBuf>,
-}
-
-/// Namespaces of a pod sandbox that a container joins instead of getting its own (see
-/// `crate::sandbox`). A namespace left `None` is handled as without a sandbox: the container
-/// gets its own PID and UTS namespaces and shares the host's network and IPC.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PodNamespaces<'a> {
-    /// The pod's network namespace.
-    pub net: Option<BorrowedFd<'a>>,
-    /// The pod's UTS namespace (its hostname is already set); the container's `hostname`
-    /// is then ignored.
-    pub uts: Option<BorrowedFd<'a>>,
-    /// The pod's IPC namespace.
-    pub ipc: Option<BorrowedFd<'a>>,
-    /// A pidfd of the pod's init when `shareProcessNamespace` is set: the container is
-    /// started in that init's PID namespace instead of a new one of its own.
-    pub pid_init: Option<BorrowedFd<'a>>,
 }
 
 /// How a container's main process ended.
@@ -269,11 +255,6 @@ pub enum ExecError {
     /// The container is no longer running.
     #[error("container is not running")]
     NotRunning,
-}
-
-/// Whether this process can give containers their own namespaces (it runs as root).
-pub fn isolation_available() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 // === impl ContainerProcess ===

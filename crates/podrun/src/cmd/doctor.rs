@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use podrun_node::sandbox::{self, ipam::IPAM_ROOT};
+use podrun_net::sandbox::{self, ipam::IPAM_ROOT};
 
 use crate::Global;
 

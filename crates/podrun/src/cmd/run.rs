@@ -33,8 +33,8 @@ pub struct Args {
     #[arg(long)]
     pub inject: bool,
     /// Pod addresses come from this CIDR; the host bridge podrun0 gets its first address.
-    #[arg(long, default_value = podrun_node::sandbox::DEFAULT_POD_CIDR)]
-    pub pod_cidr: podrun_node::sandbox::ipam::Ipv4Cidr,
+    #[arg(long, default_value = podrun_net::sandbox::DEFAULT_POD_CIDR)]
+    pub pod_cidr: podrun_net::sandbox::ipam::Ipv4Cidr,
     /// Let pods reach beyond this machine: masquerade their traffic (an iptables
     /// MASQUERADE rule and IP forwarding, removed when the last podrun using them exits).
     #[arg(long)]
@@ -96,7 +96,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let network = podrun_node::sandbox::NetworkConfig {
+    let network = podrun_net::sandbox::NetworkConfig {
         pod_cidr: args.pod_cidr,
         masquerade: args.masquerade,
         ..Default::default()
@@ -181,7 +181,7 @@ async fn run_objects(
     admitted: Admitted,
     timeout: Option<Duration>,
     global: &Global,
-    network: podrun_node::sandbox::NetworkConfig,
+    network: podrun_net::sandbox::NetworkConfig,
     pods: &mut Vec<(String, String, String)>,
 ) -> anyhow::Result<u8> {
     let (node, recovery) = Node::open(&global.state_dir())?;
@@ -189,7 +189,7 @@ async fn run_objects(
         eprintln!("podrun: {line}");
     }
     if !podrun_node::runtime::isolation_available() {
-        eprintln!("{}", podrun_node::sandbox::NO_ROOT_WARNING);
+        eprintln!("{}", podrun_net::sandbox::NO_ROOT_WARNING);
     }
     let mut services = RunServices::start(&node, &global.state_dir(), &network)?;
     node.set_network(network)?;
@@ -611,7 +611,7 @@ impl Printer {
 /// DNAT rules, DNS names) and stored for `podrun get services`; all removed again when
 /// the run ends, however it ends.
 struct RunServices {
-    driver: std::sync::Arc<podrun_node::service::Services>,
+    driver: std::sync::Arc<podrun_net::service::Services>,
     store: podrun_node::objects::Store,
     created: Vec<podrun_node::objects::ObjectKey>,
 }
@@ -622,9 +622,9 @@ impl RunServices {
     fn start(
         node: &Node,
         state_dir: &std::path::Path,
-        network: &podrun_node::sandbox::NetworkConfig,
+        network: &podrun_net::sandbox::NetworkConfig,
     ) -> anyhow::Result<Self> {
-        use podrun_node::service::{ServiceConfig, Services};
+        use podrun_net::service::{ServiceConfig, Services};
         let mut config = ServiceConfig::defaults(state_dir)?;
         let pod_cidr = network.pod_cidr;
         config.proxy.pod_cidr =

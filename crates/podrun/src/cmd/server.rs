@@ -29,8 +29,8 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Pod addresses come from this CIDR; the host bridge podrun0 gets its first address.
-    #[arg(long, default_value = podrun_node::sandbox::DEFAULT_POD_CIDR)]
-    pub pod_cidr: podrun_node::sandbox::ipam::Ipv4Cidr,
+    #[arg(long, default_value = podrun_net::sandbox::DEFAULT_POD_CIDR)]
+    pub pod_cidr: podrun_net::sandbox::ipam::Ipv4Cidr,
     /// Let pods reach beyond this machine: masquerade their traffic (an iptables
     /// MASQUERADE rule and IP forwarding, removed when the server exits).
     #[arg(long)]
@@ -62,9 +62,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             eprintln!("podrun: {line}");
         }
         if !podrun_node::runtime::isolation_available() {
-            eprintln!("{}", podrun_node::sandbox::NO_ROOT_WARNING);
+            eprintln!("{}", podrun_net::sandbox::NO_ROOT_WARNING);
         }
-        node.set_network(podrun_node::sandbox::NetworkConfig {
+        node.set_network(podrun_net::sandbox::NetworkConfig {
             pod_cidr: args.pod_cidr,
             masquerade: args.masquerade,
             ..Default::default()
@@ -142,13 +142,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
 /// of them ever hand out the same address. The server only allocates and publishes; it
 /// programs no Service rules.
 struct NodeClusterIps {
-    services: podrun_node::service::Services,
+    services: podrun_net::service::Services,
 }
 
 impl NodeClusterIps {
     /// Opens the allocator and reserves the addresses of the Services already stored.
     fn open(state: &std::path::Path, store: &SqliteStore) -> anyhow::Result<Arc<Self>> {
-        use podrun_node::service::{ServiceConfig, Services};
+        use podrun_net::service::{ServiceConfig, Services};
         let config = ServiceConfig {
             apply_rules: false,
             ..ServiceConfig::defaults(state)?

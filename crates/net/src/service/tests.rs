@@ -260,7 +260,7 @@ async fn a_follower_that_falls_behind_lists_the_pods_again() {
     );
     // All three events are sent before the follower runs: two are lost.
     for p in &pods {
-        tx.send(crate::NodeEvent::Pod(std::sync::Arc::new(p.clone())))
+        tx.send(crate::PodChange::Updated(std::sync::Arc::new(p.clone())))
             .unwrap();
     }
     let key = ("default".to_string(), "web".to_string());

@@ -175,20 +175,17 @@ pub fn write_pod_files(
     Ok(())
 }
 
-/// Bind mounts of the files [`write_pod_files`] wrote, for every container of the pod;
-/// none when they were not written (the pod shares the host's network).
-pub fn pod_file_mounts(pod_dir: &Path) -> Vec<crate::runtime::BindMount> {
+/// The files [`write_pod_files`] wrote as (host file, path in the container), to be
+/// bind-mounted read-write into every container of the pod; none when they were not
+/// written (the pod shares the host's network).
+pub fn pod_file_mounts(pod_dir: &Path) -> Vec<(PathBuf, PathBuf)> {
     [
         (hosts_path(pod_dir), "/etc/hosts"),
         (resolv_path(pod_dir), "/etc/resolv.conf"),
     ]
     .into_iter()
     .filter(|(source, _)| source.is_file())
-    .map(|(source, target)| crate::runtime::BindMount {
-        source,
-        target: PathBuf::from(target),
-        read_only: false,
-    })
+    .map(|(source, target)| (source, PathBuf::from(target)))
     .collect()
 }
 

@@ -19,9 +19,9 @@ use k8s_openapi::api::core::v1::{
     ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use podrun_net::dns::{ClusterDns, pod_files};
+use podrun_net::service::{ServiceConfig, Services, cleanup_rules};
 use podrun_netplan::service::ProxyConfig;
-use podrun_node::dns::{ClusterDns, pod_files};
-use podrun_node::service::{ServiceConfig, Services, cleanup_rules};
 
 fn require_root() {
     assert!(

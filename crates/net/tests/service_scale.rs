@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Service, ServicePort, ServiceSpec};
+use podrun_net::service::{ServiceConfig, Services, cleanup_rules};
 use podrun_netplan::service::ProxyConfig;
-use podrun_node::service::{ServiceConfig, Services, cleanup_rules};
 
 fn pod(app: usize, i: usize, ready: bool) -> Arc<Pod> {
     let mut p = Pod {

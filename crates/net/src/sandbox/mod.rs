@@ -10,7 +10,7 @@
 //! * a UTS namespace whose hostname is `spec.hostname` or the pod's name, and an IPC
 //!   namespace;
 //! * with `shareProcessNamespace: true`, one PID namespace for the whole pod whose init
-//!   reaps orphans (otherwise each container has its own, see [`crate::runtime`]).
+//!   reaps orphans (otherwise each container has its own, see `podrun-node`'s runtime).
 //!
 //! `hostNetwork: true` pods keep the host's network and hostname (their pod IP is the host
 //! IP) but still get their own IPC namespace.
@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::PodNamespaces;
+use crate::PodNamespaces;
 use ipam::{Ipam, Ipv4Cidr};
 use netlink::{LinkRemoval, Netlink};
 use ns::Stranded;
@@ -212,7 +212,7 @@ pub struct SandboxRecord {
 impl SandboxRecord {
     /// Whether the podrun that made it still runs.
     pub fn owner_alive(&self) -> bool {
-        crate::instance::process_start_time(self.owner_pid) == Some(self.owner_start)
+        podrun_process::process_start_time(self.owner_pid) == Some(self.owner_start)
     }
 }
 
@@ -287,7 +287,7 @@ impl Sandbox {
     /// The sandbox of a podrun without root: nothing to make, or an error if the pod
     /// needs what only root can give. `None` as root.
     fn without_isolation(spec: &SandboxSpec) -> Result<Option<Sandbox>, SandboxError> {
-        if crate::runtime::isolation_available() {
+        if podrun_process::isolation_available() {
             return Ok(None);
         }
         let features = needs_root(spec);
@@ -462,7 +462,7 @@ impl Sandbox {
                 .map_err(step("start the pod's init"))?;
             self.record.init = Some((
                 init.pid,
-                crate::instance::process_start_time(init.pid).unwrap_or(0),
+                podrun_process::process_start_time(init.pid).unwrap_or(0),
             ));
             self.init = Some(init);
         }
@@ -721,7 +721,7 @@ fn forget_bridge() {
 pub(crate) fn own_identity() -> (u32, u64) {
     static START: OnceLock<u64> = OnceLock::new();
     let pid = std::process::id();
-    let start = *START.get_or_init(|| crate::instance::process_start_time(pid).unwrap_or(0));
+    let start = *START.get_or_init(|| podrun_process::process_start_time(pid).unwrap_or(0));
     (pid, start)
 }
 
@@ -782,7 +782,7 @@ pub fn recover(state_dir: &Path, ipam_root: &Path) -> Vec<String> {
 
 fn remove_dead(record: &SandboxRecord, ipam_root: &Path) {
     if let Some((pid, start)) = record.init
-        && crate::instance::process_start_time(pid) == Some(start)
+        && podrun_process::process_start_time(pid) == Some(start)
     {
         // SAFETY: kill(2) of the init we started, verified by its start time.
         unsafe {

@@ -157,7 +157,7 @@ impl Holder {
 
     /// Whether the podrun that allocated the address still runs.
     pub fn alive(&self) -> bool {
-        crate::instance::process_start_time(self.pid) == Some(self.start_time)
+        podrun_process::process_start_time(self.pid) == Some(self.start_time)
     }
 }
 

@@ -83,7 +83,7 @@ impl Masquerade {
             let start = fs::read_to_string(e.path())
                 .ok()
                 .and_then(|t| t.trim().parse::<u64>().ok());
-            if start.is_some() && crate::instance::process_start_time(pid) == start {
+            if start.is_some() && podrun_process::process_start_time(pid) == start {
                 n += 1;
             } else {
                 let _ = fs::remove_file(e.path());
@@ -112,7 +112,7 @@ impl Masquerade {
         }
         fs::write(IP_FORWARD, "1\n")?;
         let pid = std::process::id();
-        let start = crate::instance::process_start_time(pid).unwrap_or(0);
+        let start = podrun_process::process_start_time(pid).unwrap_or(0);
         fs::write(m.dir.join(pid.to_string()), format!("{start}\n"))?;
         Ok(m)
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use podrun_node::dns::{DnsServer, DnsView};
+use podrun_net::dns::{DnsServer, DnsView};
 use tokio::net::UdpSocket;
 
 fn view_with(name: &str, ip: Ipv4Addr) -> Arc<RwLock<DnsView>> {

@@ -24,8 +24,8 @@ use podrun_netplan::service::{
 };
 use tokio::sync::broadcast;
 
-use crate::NodeEvent;
 use crate::dns::{CLUSTER_DOMAIN, DnsServer, DnsView, ResolvConf};
+use crate::{PodChange, PodEvent};
 
 /// The default service CIDR.
 pub const DEFAULT_SERVICE_CIDR: &str = "198.19.0.0/16";
@@ -255,7 +255,7 @@ impl Services {
         st.services.values().cloned().collect()
     }
 
-    /// Takes in a pod's latest object (from `NodeEvent::Pod`): its readiness and IP
+    /// Takes in a pod's latest object (from [`PodChange::Updated`]): its readiness and IP
     /// decide whether it is an endpoint.
     pub fn handle_pod(&self, pod: Arc<Pod>) -> Result<(), Error> {
         let key = (
@@ -270,7 +270,7 @@ impl Services {
         self.sync(&mut st)
     }
 
-    /// Forgets a pod that finished (from `NodeEvent::PodFinished`).
+    /// Forgets a pod that finished (from [`PodChange::Finished`]).
     pub fn handle_pod_finished(&self, pod: &Pod) -> Result<(), Error> {
         let key = (
             pod.metadata
@@ -321,9 +321,9 @@ impl Services {
     /// this returns (before any pod's first container can start), even if the bridge
     /// does not have the address yet; it shares the port with the other podruns on the
     /// host.
-    pub fn follow(
+    pub fn follow<E: PodEvent>(
         self: Arc<Self>,
-        mut events: broadcast::Receiver<NodeEvent>,
+        mut events: broadcast::Receiver<E>,
         dns_addr: Option<SocketAddr>,
         relist: Arc<dyn Fn() -> Vec<Pod> + Send + Sync>,
     ) -> tokio::task::JoinHandle<()> {
@@ -360,8 +360,8 @@ impl Services {
                         continue;
                     }
                 };
-                let result = match event {
-                    NodeEvent::Pod(pod) => {
+                let result = match event.pod_change() {
+                    Some(PodChange::Updated(pod)) => {
                         if let Some(addr) = dns_addr
                             && self.is_sandboxed(&pod)
                         {
@@ -373,7 +373,7 @@ impl Services {
                             .await
                             .unwrap_or(Ok(()))
                     }
-                    NodeEvent::PodFinished(pod) => {
+                    Some(PodChange::Finished(pod)) => {
                         let this = self.clone();
                         tokio::task::spawn_blocking(move || this.handle_pod_finished(&pod))
                             .await

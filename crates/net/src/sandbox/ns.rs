@@ -214,7 +214,7 @@ struct InitArgs {
 
 /// Starts the init in a new PID namespace, inside the pod's other namespaces.
 pub(crate) fn start_init(ns: [Option<&OwnedFd>; 3]) -> io::Result<PodInit> {
-    let parent_pidfd = crate::runtime::self_pidfd()?;
+    let parent_pidfd = podrun_process::self_pidfd()?;
     let join = ns.map(|fd| fd.map_or(-1, |f| f.as_raw_fd()));
     let args = InitArgs {
         parent_pidfd,
@@ -222,7 +222,7 @@ pub(crate) fn start_init(ns: [Option<&OwnedFd>; 3]) -> io::Result<PodInit> {
         name: CString::from(c"podrun-pause"),
     };
     // PR_SET_PDEATHSIG follows the creating thread: clone on the long-lived spawner.
-    let (pid, pidfd) = crate::runtime::run_on_spawner(move || clone_init(&args))??;
+    let (pid, pidfd) = podrun_process::run_on_spawner(move || clone_init(&args))??;
     Ok(PodInit { pid, pidfd })
 }
 
