@@ -2,8 +2,8 @@
 //!
 //! `runtime` creates container processes (namespaces, mounts, logs, exit events);
 //! `handler` carries out probe and hook handlers (exec, httpGet, tcpSocket, grpc, sleep);
-//! `pod` is the per-pod worker that carries out what `podrun_lifecycle::PodMachine`
-//! decides. Decisions are never made here: they come from the lifecycle engine (pods)
+//! `worker` is the per-pod loop that carries out what `podrun_lifecycle::PodMachine`
+//! decides, through a `PodRuntime` (`pod`: real processes) and a [`sink::StatusSink`]. Decisions are never made here: they come from the lifecycle engine (pods)
 //! and from the controllers (`podrun-controllers`: Jobs, Deployments, ReplicaSets,
 //! EndpointSlices, garbage collection), which run beside the node on the same store.
 //!

@@ -98,3 +98,67 @@ impl StatusSink for Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::Resource;
+    use podrun_testkit::pod::{container, pod};
+
+    fn stored_pod(store: &Store) -> Pod {
+        let mut p = pod("web").container(container("main")).build();
+        p.metadata.uid = None;
+        p.metadata.creation_timestamp = None;
+        store.create(Resource::PODS, &mut p).expect("created");
+        p
+    }
+
+    #[test]
+    fn the_store_answers_a_stale_write_with_a_conflict_and_the_worker_writes_again() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path()).expect("store");
+        let mut p = stored_pod(&store);
+        let key = ObjectKey::new("default", "web");
+
+        // Someone else writes after the worker read the pod.
+        let mut other = store.latest(&key).expect("read").expect("there");
+        other.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        store
+            .sqlite()
+            .update(
+                &ResourceType::PODS,
+                Some("default"),
+                "web",
+                serde_json::to_value(&other).expect("json"),
+            )
+            .expect("updated");
+        p.status.get_or_insert_with(Default::default).phase = Some("Running".into());
+        let stale = store.write_status(&p).expect_err("a stale resourceVersion");
+        assert_eq!(stale.code(), 409);
+
+        // The worker's write: over the latest object, the other writer's labels kept.
+        write_status(&store, &mut p).expect("written");
+        let now = store.latest(&key).expect("read").expect("there");
+        assert_eq!(now.metadata.resource_version, p.metadata.resource_version);
+        assert_eq!(now.status.and_then(|s| s.phase).as_deref(), Some("Running"));
+        assert!(now.metadata.labels.is_some_and(|l| l.contains_key("app")));
+    }
+
+    #[test]
+    fn the_final_delete_removes_only_the_same_uid_and_a_gone_pod_takes_no_status() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open(dir.path()).expect("store");
+        let mut p = stored_pod(&store);
+        let key = ObjectKey::new("default", "web");
+        let uid = p.metadata.uid.clone().expect("stamped");
+
+        store.remove(&key, "another-uid").expect("no error");
+        assert!(store.latest(&key).expect("read").is_some(), "not that pod");
+        store.remove(&key, &uid).expect("removed");
+        assert!(store.latest(&key).expect("read").is_none());
+        store.remove(&key, &uid).expect("gone already is no error");
+
+        p.status.get_or_insert_with(Default::default).phase = Some("Succeeded".into());
+        write_status(&store, &mut p).expect("nothing to write to, no error");
+    }
+}

@@ -112,3 +112,51 @@ async fn the_follower_stops_when_the_node_is_gone() {
         .expect("no panic");
     assert_eq!(source.lists(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_source_lists_then_watches_from_the_revision_of_its_list() {
+    use crate::objects::{ObjectKey, Resource, Store};
+    use crate::source::{PodSource, StorePodSource};
+    use futures::StreamExt;
+    use podrun_store::EventType;
+    use podrun_testkit::pod::{container, pod};
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open(dir.path()).expect("store");
+    let create = |name: &str| {
+        let mut p = pod(name).container(container("main")).build();
+        p.metadata.uid = None;
+        p.metadata.creation_timestamp = None;
+        store.create(Resource::PODS, &mut p).expect("created");
+    };
+    create("a");
+    let source = StorePodSource(store.sqlite().clone());
+    let (pods, revision) = source.list().expect("listed");
+    let names: Vec<&str> = pods.iter().map(podrun_store::object::name).collect();
+    assert_eq!(names, ["a"]);
+
+    // Written after the list: the watch from its revision sees exactly these.
+    create("b");
+    store
+        .delete(Resource::PODS, &ObjectKey::new("default", "a"), Some(0))
+        .expect("deleted");
+    let mut watch = source.watch(revision).expect("watching");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(5), watch.next())
+            .await
+            .expect("an event in time")
+            .expect("the watch goes on");
+        seen.push((
+            event.kind,
+            podrun_store::object::name(&event.object).to_string(),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (EventType::Added, "b".to_string()),
+            (EventType::Deleted, "a".to_string())
+        ]
+    );
+}
