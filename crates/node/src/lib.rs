@@ -2,8 +2,8 @@
 //!
 //! `runtime` creates container processes (namespaces, mounts, logs, exit events);
 //! `handler` carries out probe and hook handlers (exec, httpGet, tcpSocket, grpc, sleep);
-//! `pod` is the per-pod worker that carries out what `podrun_lifecycle::PodMachine`
-//! decides. Decisions are never made here: they come from the lifecycle engine (pods)
+//! `worker` is the per-pod loop that carries out what `podrun_lifecycle::PodMachine`
+//! decides, through a `PodRuntime` (`pod`: real processes) and a [`sink::StatusSink`]. Decisions are never made here: they come from the lifecycle engine (pods)
 //! and from the controllers (`podrun-controllers`: Jobs, Deployments, ReplicaSets,
 //! EndpointSlices, garbage collection), which run beside the node on the same store.
 //!
@@ -18,6 +18,8 @@
 
 pub mod cgroup;
 pub mod events;
+#[cfg(test)]
+mod fakes;
 pub mod handler;
 pub mod instance;
 pub mod job;
@@ -26,8 +28,10 @@ pub mod objects;
 mod pod;
 pub mod runtime;
 pub mod security;
+pub mod sink;
 pub mod source;
 pub mod volume;
+mod worker;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -155,31 +159,24 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
-    /// Stores the pod (stamping its resourceVersion) and tells subscribers.
-    fn publish(&self, pod: &mut Pod) {
-        match self.store.put_status(Resource::PODS, pod) {
-            Ok(()) => {}
-            // Removed already (a forced delete): the status has nowhere to go.
-            Err(objects::Error::Api(e)) if e.code() == 404 => {}
-            Err(e) => tracing::error!(%e, "cannot store pod status"),
+    /// Where this node's pod workers write status and tell subscribers.
+    fn outlet(&self) -> worker::Outlet {
+        worker::Outlet {
+            sink: Arc::new(self.store.clone()),
+            events: self.events.clone(),
+            clock: worker::Clock::WALL,
         }
-        let _ = self.events.send(NodeEvent::Pod(Arc::new(pod.clone())));
     }
 
-    fn finished(&self, pod: &Pod) {
+    /// A pod's worker is done: it leaves the node's list, a deleted pod leaves the
+    /// store, and subscribers hear of its end.
+    fn finished(&self, outlet: &worker::Outlet, pod: &Pod) {
         let key = key_of(&pod.metadata);
         self.pods
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&key);
-        // A deleted pod disappears from the store once its containers are gone, as the
-        // API server removes it after the kubelet confirms.
-        if pod.metadata.deletion_timestamp.is_some() {
-            let uid = pod.metadata.uid.as_deref().unwrap_or_default();
-            if let Err(e) = self.store.remove_pod(&key, uid) {
-                tracing::error!(%e, "cannot remove deleted pod");
-            }
-        }
+        outlet.finish(pod);
         let _ = self
             .events
             .send(NodeEvent::PodFinished(Arc::new(pod.clone())));
@@ -442,6 +439,17 @@ impl Node {
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .is_some_and(|w| w.uid == uid)
+    }
+
+    /// The pods this node runs: key and uid.
+    pub(crate) fn running_uids(&self) -> Vec<(ObjectKey, String)> {
+        self.shared
+            .pods
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, w)| (k.clone(), w.uid.clone()))
+            .collect()
     }
 
     /// The running instance of container `container` of the pod `namespace/name` with uid

@@ -1,10 +1,8 @@
-//! The pod worker: one tokio task per pod that carries out what its
-//! [`PodMachine`] decides and feeds the results back.
-//!
-//! The worker never decides anything itself. It waits on exactly three things: an input
-//! from the container processes, probes and hooks it started (process exits arrive from
-//! pidfds, so they are seen within milliseconds), a control command (deletion), or the
-//! machine's next timer.
+//! The pod worker's production runtime: what [`crate::worker`]'s loop asks of a
+//! [`PodRuntime`], carried out with real processes. The pod's sandbox comes first;
+//! container instances are processes in it (their exits arrive from pidfds, so they are
+//! seen within milliseconds), probes and hooks run against them, and images are pulled
+//! off the worker.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -12,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 use podrun_lifecycle::{
     Action, ContainerId, ExitStatus, HookKind, PodMachine, ProbeKind, ProbeResult, StopSignal,
@@ -25,78 +23,8 @@ use crate::instance;
 use crate::layout::Layout;
 use crate::runtime::{BindMount, ContainerLaunch, ContainerProcess, PodIdentity};
 use crate::sandbox::{Sandbox, SandboxSpec};
+use crate::worker::{Input, PodRuntime, Timeline};
 use crate::{NodeShared, PodCommand};
-
-/// Inputs from the work the pod worker started.
-#[derive(Debug)]
-enum Input {
-    Exited {
-        id: ContainerId,
-        restart_count: i32,
-        exit: ExitStatus,
-    },
-    Hook {
-        id: ContainerId,
-        restart_count: i32,
-        hook: HookKind,
-        result: Result<(), String>,
-    },
-    Probe {
-        id: ContainerId,
-        restart_count: i32,
-        probe: ProbeKind,
-        result: ProbeResult,
-        /// Why it failed.
-        output: String,
-    },
-    /// A pull a start was waiting for ended.
-    Pulled {
-        id: ContainerId,
-        restart_count: i32,
-        ensured: Box<crate::runtime::images::Ensured>,
-    },
-}
-
-/// The pod's timeline: one JSON line per input and action, with nanosecond wall-clock
-/// times, in `<pod dir>/timeline.jsonl`. It is how latencies are measured and how a
-/// pod's lifecycle can be drawn afterwards.
-struct Timeline {
-    file: Option<std::io::BufWriter<std::fs::File>>,
-}
-
-impl Timeline {
-    fn open(pod_dir: &Path) -> Self {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(pod_dir.join("timeline.jsonl"))
-            .ok()
-            .map(std::io::BufWriter::new);
-        Self { file }
-    }
-
-    fn record(&mut self, event: &str, id: Option<ContainerId>, detail: &str) {
-        use std::io::Write;
-        let Some(file) = self.file.as_mut() else {
-            return;
-        };
-        let container = id.map_or(String::new(), |id| format!("{id:?}"));
-        let line = serde_json::json!({
-            "t": crate::now().as_nanosecond().to_string(),
-            "event": event,
-            "container": container,
-            "detail": detail,
-        });
-        let _ = writeln!(file, "{line}");
-    }
-
-    fn flush(&mut self) {
-        use std::io::Write;
-        if let Some(f) = self.file.as_mut() {
-            let _ = f.flush();
-        }
-    }
-}
 
 struct Running {
     restart_count: i32,
@@ -111,7 +39,7 @@ struct Running {
 pub(crate) async fn run_pod(
     shared: Arc<NodeShared>,
     mut pod: Pod,
-    mut commands: mpsc::UnboundedReceiver<PodCommand>,
+    commands: mpsc::UnboundedReceiver<PodCommand>,
 ) {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let name = pod.metadata.name.clone().unwrap_or_default();
@@ -126,7 +54,7 @@ pub(crate) async fn run_pod(
     let spec = SandboxSpec::from_pod(&pod);
     let network = shared.network_config();
     let state_dir = layout.root().to_path_buf();
-    let mut sandbox = match Sandbox::create_queued(spec, network, state_dir).await {
+    let sandbox = match Sandbox::create_queued(spec, network, state_dir).await {
         Ok(sandbox) => sandbox,
         Err(e) => return sandbox_failed(&shared, pod, &pod_dir, &e.to_string()),
     };
@@ -166,32 +94,8 @@ pub(crate) async fn run_pod(
         IpAddr::V4(Ipv4Addr::LOCALHOST)
     };
 
-    let mut machine = PodMachine::new(pod.clone(), crate::now());
-    let (tx, mut inputs) = mpsc::unbounded_channel::<Input>();
-    let mut running: HashMap<ContainerId, Running> = HashMap::new();
-    let mut hooks: HashMap<(ContainerId, HookKind), AbortHandle> = HashMap::new();
-    let mut worker = Worker {
-        shared: &shared,
-        layout: &layout,
-        pod_dir: &pod_dir,
-        identity: PodIdentity {
-            namespace: ns.clone(),
-            name: name.clone(),
-            uid: uid.clone(),
-        },
-        tx,
-        sandbox: &sandbox,
-        probe_ip,
-        etc_hostname,
-        image_events: Vec::new(),
-        pod_events: Vec::new(),
-        pulls: HashMap::new(),
-    };
-    let mut last_status = None;
-    let mut commands_open = true;
+    let (tx, inputs) = mpsc::unbounded_channel();
     let mut timeline = Timeline::open(&pod_dir);
-    let mut recorder = crate::events::Recorder::open(&pod_dir, &pod);
-    let mut last_phase = String::new();
     timeline.record(
         "sandbox-queued",
         None,
@@ -202,175 +106,39 @@ pub(crate) async fn run_pod(
         None,
         &sandbox.setup_time().as_micros().to_string(),
     );
-
-    loop {
-        while let Some(action) = machine.poll_action() {
-            // Publish what is visible before a container starts (e.g. `Init:1/2`, or
-            // `PodInitializing` between the last sidecar being started and the first
-            // regular container), as the kubelet's status sync would have seen it.
-            if matches!(action, Action::StartContainer { .. }) {
-                publish_if_changed(&shared, &mut pod, &machine, &mut last_status, &net);
-                if let Some(status) = &last_status {
-                    recorder.handle_status(status);
-                }
-            }
-            record_action(&mut timeline, &action);
-            worker.carry_out(action.clone(), &mut machine, &mut running, &mut hooks);
-            worker.record_events(&mut recorder);
-            if let Action::StartContainer { id, restart_count } = action
-                && worker.pulling(id, restart_count)
-            {
-                // Recorded when the pull ends and the start goes on.
-                timeline.record("pulling", Some(id), &restart_count.to_string());
-                continue;
-            }
-            let started = matches!(action, Action::StartContainer { id, restart_count }
-                if running.get(&id).is_some_and(|r| r.restart_count == restart_count));
-            recorder.handle_action(&action, &machine, started);
-        }
-        publish_if_changed(&shared, &mut pod, &machine, &mut last_status, &net);
-        if let Some(status) = &last_status {
-            recorder.handle_status(status);
-        }
-        let phase = last_status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
-        if phase != last_phase {
-            timeline.record("phase", None, &phase);
-            last_phase = phase;
-        }
-        if machine.is_finished() {
-            break;
-        }
-        let deadline = machine.poll_timeout().map(to_instant);
-        tokio::select! {
-            input = inputs.recv() => {
-                // The worker holds a sender itself, so the channel never closes.
-                let Some(input) = input else { break };
-                let now = crate::now();
-                match input {
-                    Input::Exited { id, restart_count, exit } => {
-                        timeline.record("exited", Some(id), &exit.exit_code.to_string());
-                        recorder.handle_exited(id, restart_count, &exit);
-                        if running.get(&id).is_some_and(|r| r.restart_count == restart_count)
-                            && let Some(r) = running.remove(&id)
-                        {
-                            let _ = std::fs::remove_file(&r.pid_file);
-                        }
-                        machine.handle_container_exited(id, restart_count, exit, now);
-                    }
-                    Input::Hook { id, restart_count, hook, result } => {
-                        timeline.record("hook-done", Some(id), &format!("{hook:?} {}", result.is_ok()));
-                        hooks.remove(&(id, hook));
-                        recorder.handle_hook(id, restart_count, hook, &result);
-                        machine.handle_hook_result(id, restart_count, hook, result, now);
-                    }
-                    Input::Probe { id, restart_count, probe, result, output } => {
-                        timeline.record("probe", Some(id), &format!("{probe:?} {result:?}"));
-                        recorder.handle_probe(id, restart_count, probe, result, &output);
-                        machine.handle_probe_result(id, restart_count, probe, result, now);
-                    }
-                    Input::Pulled { id, restart_count, ensured } => {
-                        if !worker.pulling(id, restart_count) {
-                            continue;
-                        }
-                        worker.pulls.remove(&id);
-                        timeline.record("pulled", Some(id), &ensured.image.is_ok().to_string());
-                        recorder.handle_image_events(id, &ensured.events);
-                        let result = match ensured.image {
-                            Ok(image) => worker.start(machine.pod(), id, restart_count, Some(image)),
-                            Err(f) => Err((f.reason, f.message)),
-                        };
-                        worker.finish_start(id, restart_count, result, &mut machine, &mut running);
-                        worker.record_events(&mut recorder);
-                        let started = running.get(&id).is_some_and(|r| r.restart_count == restart_count);
-                        recorder.handle_action(&Action::StartContainer { id, restart_count }, &machine, started);
-                    }
-                }
-            }
-            command = commands.recv(), if commands_open => {
-                match command {
-                    Some(PodCommand::Delete { grace_period_seconds }) => {
-                        let now = crate::now();
-                        if pod.metadata.deletion_timestamp.is_none() {
-                            // A graceful deletion bumps the generation (as the machine does).
-                            pod.metadata.generation = pod.metadata.generation.map(|g| g.saturating_add(1));
-                            pod.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
-                            pod.metadata.deletion_grace_period_seconds = Some(
-                                grace_period_seconds
-                                    .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
-                                    .unwrap_or(30),
-                            );
-                        }
-                        machine.handle_delete(grace_period_seconds, now);
-                        // The kubelet cancels the pulls of a deleted pod.
-                        for (id, restart_count) in worker.cancel_pulls() {
-                            timeline.record("pull-cancelled", Some(id), &restart_count.to_string());
-                            machine.handle_container_start_failed(
-                                id,
-                                restart_count,
-                                "ErrImagePull",
-                                "the pull was cancelled: the pod is being deleted",
-                                now,
-                            );
-                            recorder.handle_action(&Action::StartContainer { id, restart_count }, &machine, false);
-                        }
-                        let grace = pod.metadata.deletion_grace_period_seconds.unwrap_or(30);
-                        recorder.handle_delete(grace);
-                        // Publish the deletion timestamp even if the status did not change.
-                        last_status = None;
-                    }
-                    Some(PodCommand::ExecTarget { container: wanted, reply }) => {
-                        let target = container_id(machine.pod(), &wanted)
-                            .and_then(|id| running.get(&id))
-                            .filter(|r| r.process.try_wait().is_none())
-                            .map(|r| crate::runtime::exec::ExecTarget {
-                                process: r.process.clone(),
-                                env: r.env.clone(),
-                            });
-                        let _ = reply.send(target);
-                    }
-                    None => commands_open = false,
-                }
-            }
-            () = sleep_until(deadline) => {
-                machine.handle_timeout(crate::now());
-            }
-        }
-    }
-    worker.cancel_pulls();
-    drop(worker);
-    drop(running);
-    let teardown = tokio::task::spawn_blocking(move || sandbox.destroy())
-        .await
-        .unwrap_or_default();
-    timeline.record("sandbox-teardown", None, &teardown.as_micros().to_string());
-    crate::cgroup::remove_pod(&uid).await;
-    crate::volume::unmount_all(&pod_dir);
-    crate::runtime::images::pod_finished(&pod_dir, &uid);
-    timeline.record("finished", None, &last_phase);
-    timeline.flush();
-    let _ = std::fs::remove_file(pod_dir.join("owner"));
-    shared.finished(&pod);
-}
-
-fn record_action(timeline: &mut Timeline, action: &Action) {
-    match action {
-        Action::StartContainer { id, restart_count } => {
-            timeline.record("start", Some(*id), &restart_count.to_string());
-        }
-        Action::RunHook { id, hook, .. } => {
-            timeline.record("hook", Some(*id), &format!("{hook:?}"))
-        }
-        Action::CancelHook { id, hook, .. } => {
-            timeline.record("cancel-hook", Some(*id), &format!("{hook:?}"));
-        }
-        Action::RunProbe { .. } => {}
-        Action::Signal { id, signal, .. } => {
-            timeline.record("signal", Some(*id), &format!("{signal:?}"));
-        }
-    }
+    let recorder = crate::events::Recorder::open(&pod_dir, &pod);
+    let runtime = ProcessRuntime {
+        shared: shared.clone(),
+        layout,
+        pod_dir,
+        identity: PodIdentity {
+            namespace: ns,
+            name,
+            uid,
+        },
+        tx,
+        sandbox,
+        net,
+        probe_ip,
+        etc_hostname,
+        running: HashMap::new(),
+        hooks: HashMap::new(),
+        image_events: Vec::new(),
+        pod_events: Vec::new(),
+        pulls: HashMap::new(),
+    };
+    let outlet = shared.outlet();
+    let worker = crate::worker::Worker {
+        pod,
+        runtime,
+        inputs,
+        commands,
+        outlet: outlet.clone(),
+        timeline,
+        recorder,
+    };
+    let pod = worker.run().await;
+    shared.finished(&outlet, &pod);
 }
 
 /// The addresses a pod's status shows.
@@ -393,30 +161,6 @@ impl NetStatus {
     }
 }
 
-/// Stores and announces the pod when its status changed since the last publication.
-fn publish_if_changed(
-    shared: &NodeShared,
-    pod: &mut Pod,
-    machine: &PodMachine,
-    last: &mut Option<k8s_openapi::api::core::v1::PodStatus>,
-    net: &NetStatus,
-) {
-    let status = machine.status();
-    if last.as_ref() == Some(&status) {
-        return;
-    }
-    *last = Some(status.clone());
-    let mut status = status;
-    net.apply(&mut status);
-    crate::runtime::images::apply_image_ids(
-        pod.metadata.uid.as_deref().unwrap_or_default(),
-        &mut status,
-    );
-    status.qos_class = Some(crate::cgroup::qos_class(pod).into());
-    pod.status = Some(status);
-    shared.publish(pod);
-}
-
 /// Ends a pod whose sandbox could not be made: `Failed`, with the kubelet's event text
 /// as the message, and no container started.
 fn sandbox_failed(shared: &NodeShared, mut pod: Pod, pod_dir: &Path, error: &str) {
@@ -425,35 +169,28 @@ fn sandbox_failed(shared: &NodeShared, mut pod: Pod, pod_dir: &Path, error: &str
     status.phase = Some("Failed".into());
     status.reason = Some("FailedCreatePodSandBox".into());
     status.message = Some(format!("Failed to create pod sandbox: {error}"));
-    shared.publish(&mut pod);
+    let outlet = shared.outlet();
+    outlet.publish(&mut pod);
     let _ = std::fs::remove_file(pod_dir.join("owner"));
-    shared.finished(&pod);
+    shared.finished(&outlet, &pod);
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Converts an engine deadline into the tokio clock.
-fn to_instant(at: Timestamp) -> tokio::time::Instant {
-    let now = crate::now();
-    let wait = at.duration_since(now);
-    let wait = Duration::try_from(wait).unwrap_or(Duration::ZERO);
-    tokio::time::Instant::now() + wait
-}
-
-struct Worker<'a> {
-    shared: &'a NodeShared,
-    layout: &'a Layout,
-    pod_dir: &'a Path,
+/// The production [`PodRuntime`]: container instances as real processes in the pod's
+/// sandbox, probes and hooks against them, images pulled off the worker.
+struct ProcessRuntime {
+    shared: Arc<NodeShared>,
+    layout: Layout,
+    pod_dir: PathBuf,
     identity: PodIdentity,
-    tx: mpsc::UnboundedSender<Input>,
-    sandbox: &'a Sandbox,
+    tx: mpsc::UnboundedSender<Input<Box<crate::runtime::images::Ensured>>>,
+    sandbox: Sandbox,
+    net: NetStatus,
     probe_ip: IpAddr,
     etc_hostname: Option<PathBuf>,
+    /// The container instances with a process.
+    running: HashMap<ContainerId, Running>,
+    /// Hooks in progress.
+    hooks: HashMap<(ContainerId, HookKind), AbortHandle>,
     /// Image Events of the last container start, for the recorder.
     image_events: Vec<(ContainerId, Vec<podrun_images::policy::ImageEvent>)>,
     /// Events about the pod itself (`FailedToRetrieveImagePullSecret`), for the recorder.
@@ -462,12 +199,57 @@ struct Worker<'a> {
     pulls: HashMap<ContainerId, (i32, AbortHandle)>,
 }
 
-impl Worker<'_> {
-    /// Whether instance `restart_count` of `id` waits for a pull.
+// === impl PodRuntime for ProcessRuntime ===
+
+impl PodRuntime for ProcessRuntime {
+    type Pulled = Box<crate::runtime::images::Ensured>;
+
+    fn carry_out(&mut self, action: Action, machine: &mut PodMachine, now: Timestamp) {
+        self.carry_out_action(action, machine, now);
+    }
+
     fn pulling(&self, id: ContainerId, restart_count: i32) -> bool {
         self.pulls
             .get(&id)
             .is_some_and(|(rc, _)| *rc == restart_count)
+    }
+
+    fn runs(&self, id: ContainerId, restart_count: i32) -> bool {
+        self.running
+            .get(&id)
+            .is_some_and(|r| r.restart_count == restart_count)
+    }
+
+    fn handle_pulled(
+        &mut self,
+        id: ContainerId,
+        restart_count: i32,
+        ensured: Self::Pulled,
+        machine: &mut PodMachine,
+        timeline: &mut Timeline,
+        recorder: &mut crate::events::Recorder,
+        now: Timestamp,
+    ) {
+        self.pulls.remove(&id);
+        timeline.record("pulled", Some(id), &ensured.image.is_ok().to_string());
+        recorder.handle_image_events(id, &ensured.events);
+        let result = match ensured.image {
+            Ok(image) => self.start(machine.pod(), id, restart_count, Some(image)),
+            Err(f) => Err((f.reason, f.message)),
+        };
+        self.finish_start(id, restart_count, result, machine, now);
+    }
+
+    fn handle_exited(&mut self, id: ContainerId, restart_count: i32) {
+        if self.runs(id, restart_count)
+            && let Some(r) = self.running.remove(&id)
+        {
+            let _ = std::fs::remove_file(&r.pid_file);
+        }
+    }
+
+    fn handle_hook_done(&mut self, id: ContainerId, hook: HookKind) {
+        self.hooks.remove(&(id, hook));
     }
 
     /// Cancels every pull in progress (dropping its future removes its downloads); the
@@ -482,7 +264,16 @@ impl Worker<'_> {
             .collect()
     }
 
-    /// Hands the Events gathered since the last call to the recorder.
+    fn exec_target(&self, id: ContainerId) -> Option<crate::runtime::exec::ExecTarget> {
+        self.running
+            .get(&id)
+            .filter(|r| r.process.try_wait().is_none())
+            .map(|r| crate::runtime::exec::ExecTarget {
+                process: r.process.clone(),
+                env: r.env.clone(),
+            })
+    }
+
     fn record_events(&mut self, recorder: &mut crate::events::Recorder) {
         if !self.pod_events.is_empty() {
             recorder.handle_pod_events(&std::mem::take(&mut self.pod_events));
@@ -492,6 +283,37 @@ impl Worker<'_> {
         }
     }
 
+    fn decorate(&self, pod: &Pod, status: &mut PodStatus) {
+        self.net.apply(status);
+        crate::runtime::images::apply_image_ids(
+            pod.metadata.uid.as_deref().unwrap_or_default(),
+            status,
+        );
+    }
+
+    async fn teardown(self) -> Duration {
+        let ProcessRuntime {
+            mut sandbox,
+            running,
+            hooks,
+            pod_dir,
+            identity,
+            ..
+        } = self;
+        drop(hooks);
+        drop(running);
+        let teardown = tokio::task::spawn_blocking(move || sandbox.destroy())
+            .await
+            .unwrap_or_default();
+        crate::cgroup::remove_pod(&identity.uid).await;
+        crate::volume::unmount_all(&pod_dir);
+        crate::runtime::images::pod_finished(&pod_dir, &identity.uid);
+        let _ = std::fs::remove_file(pod_dir.join("owner"));
+        teardown
+    }
+}
+
+impl ProcessRuntime {
     /// The first part of a start: for a container run from its image, the kubelet's
     /// `EnsureImageExists`. `None` when a pull runs off the worker (its end arrives as
     /// [`Input::Pulled`]); else the start's result.
@@ -532,7 +354,7 @@ impl Worker<'_> {
                     let _ = tx.send(Input::Pulled {
                         id,
                         restart_count,
-                        ensured,
+                        pulled: ensured,
                     });
                 });
                 self.pulls.insert(id, (restart_count, task.abort_handle()));
@@ -548,16 +370,15 @@ impl Worker<'_> {
         restart_count: i32,
         result: Result<Running, (&'static str, String)>,
         machine: &mut PodMachine,
-        running: &mut HashMap<ContainerId, Running>,
+        now: Timestamp,
     ) {
-        let now = crate::now();
         match result {
             Ok(r) => {
                 let process = r.process.clone();
                 let cgroup = r.cgroup.clone();
                 let tx = self.tx.clone();
                 let message_file = self.layout.termination_log(
-                    self.pod_dir,
+                    &self.pod_dir,
                     &container(machine.pod(), id).name,
                     restart_count,
                 );
@@ -578,7 +399,7 @@ impl Worker<'_> {
                         },
                     });
                 });
-                running.insert(id, r);
+                self.running.insert(id, r);
                 machine.handle_container_started(id, restart_count, now);
             }
             Err((reason, message)) => {
@@ -587,17 +408,11 @@ impl Worker<'_> {
         }
     }
 
-    fn carry_out(
-        &mut self,
-        action: Action,
-        machine: &mut PodMachine,
-        running: &mut HashMap<ContainerId, Running>,
-        hooks: &mut HashMap<(ContainerId, HookKind), AbortHandle>,
-    ) {
+    fn carry_out_action(&mut self, action: Action, machine: &mut PodMachine, now: Timestamp) {
         match action {
             Action::StartContainer { id, restart_count } => {
                 if let Some(result) = self.begin_start(machine.pod(), id, restart_count) {
-                    self.finish_start(id, restart_count, result, machine, running);
+                    self.finish_start(id, restart_count, result, machine, now);
                 }
             }
             Action::RunHook {
@@ -605,7 +420,8 @@ impl Worker<'_> {
                 restart_count,
                 hook,
             } => {
-                let Some(r) = running
+                let Some(r) = self
+                    .running
                     .get(&id)
                     .filter(|r| r.restart_count == restart_count)
                 else {
@@ -614,7 +430,7 @@ impl Worker<'_> {
                         restart_count,
                         hook,
                         Err("container is not running".into()),
-                        crate::now(),
+                        now,
                     );
                     return;
                 };
@@ -624,7 +440,7 @@ impl Worker<'_> {
                     HookKind::PreStop => l.pre_stop.clone(),
                 });
                 let Some(handler) = handler else {
-                    machine.handle_hook_result(id, restart_count, hook, Ok(()), crate::now());
+                    machine.handle_hook_result(id, restart_count, hook, Ok(()), now);
                     return;
                 };
                 let process = r.process.clone();
@@ -647,10 +463,10 @@ impl Worker<'_> {
                         result,
                     });
                 });
-                hooks.insert((id, hook), task.abort_handle());
+                self.hooks.insert((id, hook), task.abort_handle());
             }
             Action::CancelHook { id, hook, .. } => {
-                if let Some(task) = hooks.remove(&(id, hook)) {
+                if let Some(task) = self.hooks.remove(&(id, hook)) {
                     task.abort();
                 }
             }
@@ -667,7 +483,7 @@ impl Worker<'_> {
                 };
                 let (Some(spec), Some(r)) = (
                     spec,
-                    running
+                    self.running
                         .get(&id)
                         .filter(|r| r.restart_count == restart_count),
                 ) else {
@@ -676,7 +492,7 @@ impl Worker<'_> {
                         restart_count,
                         probe,
                         ProbeResult::Failure,
-                        crate::now(),
+                        now,
                     );
                     return;
                 };
@@ -710,7 +526,8 @@ impl Worker<'_> {
                 restart_count,
                 signal,
             } => {
-                if let Some(r) = running
+                if let Some(r) = self
+                    .running
                     .get(&id)
                     .filter(|r| r.restart_count == restart_count)
                 {
@@ -732,7 +549,7 @@ impl Worker<'_> {
     fn env_file_value(&self, name: &str, key: &str) -> Option<String> {
         use std::io::Read;
         let (volume, path) = name.split_once('/')?;
-        let file = self.layout.empty_dir(self.pod_dir, volume).join(path);
+        let file = self.layout.empty_dir(&self.pod_dir, volume).join(path);
         let mut text = String::new();
         std::fs::File::open(file)
             .ok()?
@@ -814,17 +631,17 @@ impl Worker<'_> {
                 read_only: true,
             });
         }
-        mounts.extend(crate::dns::pod_file_mounts(self.pod_dir).into_iter().map(
+        mounts.extend(crate::dns::pod_file_mounts(&self.pod_dir).into_iter().map(
             |(source, target)| BindMount {
                 source,
                 target,
                 read_only: false,
             },
         ));
-        let log_path = self.layout.log_file(self.pod_dir, &c.name, restart_count);
+        let log_path = self.layout.log_file(&self.pod_dir, &c.name, restart_count);
         let message_host = self
             .layout
-            .termination_log(self.pod_dir, &c.name, restart_count);
+            .termination_log(&self.pod_dir, &c.name, restart_count);
         let _ = std::fs::create_dir_all(self.pod_dir.join(&c.name));
         let _ = std::fs::write(&message_host, b"");
         let message_path = c
@@ -863,7 +680,7 @@ impl Worker<'_> {
         }
         let process = ContainerProcess::spawn_in(&launch, self.sandbox.namespaces())
             .map_err(|e| ("RunContainerError", e.to_string()))?;
-        let pid_file = self.layout.pid_file(self.pod_dir, &c.name, restart_count);
+        let pid_file = self.layout.pid_file(&self.pod_dir, &c.name, restart_count);
         let _ = instance::write_pid_record(&pid_file, process.pid());
         Ok(Running {
             restart_count,
@@ -941,7 +758,7 @@ impl Worker<'_> {
         }
         crate::runtime::images::record_started(&self.identity.uid, &c.name, image);
         launch.image = Some(crate::runtime::images::instance_root(
-            self.pod_dir,
+            &self.pod_dir,
             &c.name,
             restart_count,
             image,
@@ -964,7 +781,7 @@ impl Worker<'_> {
             };
             let mut forced_read_only = false;
             let mut source = if crate::volume::is_managed(v) {
-                let p = crate::volume::prepare_for(self.shared, self.pod_dir, pod, v)?;
+                let p = crate::volume::prepare_for(&self.shared, &self.pod_dir, pod, v)?;
                 forced_read_only = p.force_read_only;
                 p.path
             } else if let Some(hp) = &v.host_path {
@@ -1019,19 +836,6 @@ fn container(pod: &Pod, id: ContainerId) -> &Container {
     };
     // Invariant: the machine only names containers of the spec it was built from.
     c.expect("container id from the machine exists in the pod spec")
-}
-
-/// The id of the container named `name` in the pod's spec.
-fn container_id(pod: &Pod, name: &str) -> Option<ContainerId> {
-    let spec = pod.spec.as_ref()?;
-    if let Some(i) = spec.containers.iter().position(|c| c.name == name) {
-        return Some(ContainerId::Regular(i));
-    }
-    spec.init_containers
-        .as_ref()?
-        .iter()
-        .position(|c| c.name == name)
-        .map(ContainerId::Init)
 }
 
 fn truncate(mut s: String, max: usize) -> String {

@@ -11,12 +11,18 @@
 //!
 //! [`decide`] is pure: the event and what the node runs in, the action out.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use podrun_store::{EventType, ResourceType, WatchOptions, object};
+use podrun_store::{
+    ApiError, EventType, ListOptions, ResourceType, WatchEvent, WatchOptions, object,
+};
+use podrun_store_sqlite::SqliteStore;
 use serde_json::Value;
 
 use crate::objects::ObjectKey;
@@ -65,11 +71,178 @@ pub fn decide(kind: EventType, pod: &Value, runs: bool) -> PodAction {
     PodAction::Ignore
 }
 
+/// The pods a node learns of: every pod there is (bound to it or waiting for a
+/// binding) and their changes, deletion included, as a stream. The store is the
+/// production source; the dispatch's tests use an in-memory one.
+pub trait PodSource: Send + Sync + 'static {
+    /// Every pod now, and the revision they were read at.
+    fn list(&self) -> Result<(Vec<Value>, u64), ApiError>;
+
+    /// The changes after `revision`, in order. The stream ends (or sends an `ERROR`)
+    /// when it is lost, e.g. `410 Gone` after falling behind; the reader lists again.
+    fn watch(&self, revision: u64) -> Result<BoxStream<'static, WatchEvent>, ApiError>;
+}
+
+/// What a node's pod events act on: its pod workers.
+pub(crate) trait Workers {
+    /// Whether a worker runs the pod `key` with this uid.
+    fn runs(&self, key: &ObjectKey, uid: &str) -> bool;
+    /// The pods the workers run: key and uid.
+    fn running(&self) -> Vec<(ObjectKey, String)>;
+    /// Tells a pod's worker to terminate with this grace period.
+    fn tell_delete(&self, key: &ObjectKey, grace_period_seconds: Option<i64>);
+    /// Whether the node is shutting down (binds nothing new).
+    fn is_stopping(&self) -> bool;
+    /// Binds an unscheduled pod to this node and runs it.
+    fn bind(&self, key: &ObjectKey, pod: Value);
+}
+
+/// Follows `source` for as long as `workers` gives a node: every pod is acted on as
+/// [`decide`] says. Each (re)start of the stream lists first, and a pod a worker runs
+/// that the list no longer holds (or holds with another uid) was removed while the
+/// stream was down: it is stopped at once, as a `DELETED` event would have stopped it.
+pub(crate) async fn follow<S, W>(source: S, workers: impl Fn() -> Option<W>)
+where
+    S: PodSource,
+    W: Workers,
+{
+    loop {
+        // Taken before the list: a pod started after the list was read is not in it,
+        // while one started before it is (its object was written first).
+        let Some(before) = workers().map(|w| w.running()) else {
+            return;
+        };
+        let (pods, revision) = match source.list() {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::warn!(error = e.message(), "pod list failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        {
+            let Some(w) = workers() else {
+                return;
+            };
+            for (key, uid) in missed_deletions(&before, &pods) {
+                w.tell_delete(&key, Some(0));
+                tracing::debug!(pod = %key.name, %uid, "removed while the pod watch was down");
+            }
+            for pod in pods {
+                handle_pod(&w, EventType::Added, pod);
+            }
+        }
+        let mut watch = match source.watch(revision) {
+            Ok(w) => w,
+            // Fell out of the window between list and watch: list again.
+            Err(e) => {
+                tracing::debug!(error = e.message(), "pod watch failed");
+                continue;
+            }
+        };
+        while let Some(event) = watch.next().await {
+            if event.kind == EventType::Error {
+                break;
+            }
+            let Some(w) = workers() else {
+                return;
+            };
+            handle_pod(&w, event.kind, event.object);
+        }
+    }
+}
+
+/// The pods a node runs that a fresh list no longer holds under the same uid.
+fn missed_deletions(running: &[(ObjectKey, String)], listed: &[Value]) -> Vec<(ObjectKey, String)> {
+    let present: HashSet<(ObjectKey, &str)> =
+        listed.iter().map(|p| (key_of(p), object::uid(p))).collect();
+    running
+        .iter()
+        .filter(|(key, uid)| !present.contains(&(key.clone(), uid.as_str())))
+        .cloned()
+        .collect()
+}
+
+fn key_of(obj: &Value) -> ObjectKey {
+    ObjectKey::new(
+        object::meta_str(obj, "namespace").unwrap_or("default"),
+        object::name(obj),
+    )
+}
+
+fn handle_pod(workers: &impl Workers, kind: EventType, obj: Value) {
+    let key = key_of(&obj);
+    let runs = workers.runs(&key, object::uid(&obj));
+    match decide(kind, &obj, runs) {
+        PodAction::Ignore => {}
+        PodAction::Delete(grace) => workers.tell_delete(&key, grace),
+        PodAction::Bind => {
+            if !workers.is_stopping() {
+                workers.bind(&key, obj);
+            }
+        }
+    }
+}
+
+/// The store as a [`PodSource`].
+#[derive(Clone)]
+pub struct StorePodSource(pub SqliteStore);
+
+impl PodSource for StorePodSource {
+    fn list(&self) -> Result<(Vec<Value>, u64), ApiError> {
+        let list = self
+            .0
+            .list(&ResourceType::PODS, None, &ListOptions::default())?;
+        Ok((list.items, list.revision))
+    }
+
+    fn watch(&self, revision: u64) -> Result<BoxStream<'static, WatchEvent>, ApiError> {
+        let opts = WatchOptions {
+            resource_version: Some(revision.to_string()),
+            ..WatchOptions::default()
+        };
+        let watch = self.0.watch(&ResourceType::PODS, None, &opts)?;
+        Ok(futures::stream::unfold(watch, |mut w| async move {
+            let event = w.next().await?;
+            Some((event, w))
+        })
+        .boxed())
+    }
+}
+
+// === impl Workers for Node ===
+
+impl Workers for Node {
+    fn runs(&self, key: &ObjectKey, uid: &str) -> bool {
+        Node::runs(self, key, uid)
+    }
+
+    fn running(&self) -> Vec<(ObjectKey, String)> {
+        self.running_uids()
+    }
+
+    fn tell_delete(&self, key: &ObjectKey, grace_period_seconds: Option<i64>) {
+        Node::tell_delete(self, key, grace_period_seconds);
+    }
+
+    fn is_stopping(&self) -> bool {
+        Node::is_stopping(self)
+    }
+
+    fn bind(&self, key: &ObjectKey, pod: Value) {
+        if let Err(e) = bind(self, key, pod) {
+            tracing::warn!(pod = %key.name, %e, "cannot bind pod");
+        }
+    }
+}
+
 /// Starts the watches of pods and Jobs for this node.
 pub(crate) fn spawn(node: &Node) {
     let shared = Arc::downgrade(&node.shared);
     let lock = Arc::downgrade(&node._lock);
-    tokio::spawn(watch_pods(shared.clone(), lock.clone()));
+    let source = StorePodSource(node.shared.store.sqlite().clone());
+    let (s, l) = (shared.clone(), lock.clone());
+    tokio::spawn(follow(source, move || upgrade(&s, &l)));
     tokio::spawn(watch_jobs(shared, lock));
 }
 
@@ -78,56 +251,6 @@ fn upgrade(shared: &Weak<NodeShared>, lock: &Weak<InstanceLock>) -> Option<Node>
         shared: shared.upgrade()?,
         _lock: lock.upgrade()?,
     })
-}
-
-async fn watch_pods(shared: Weak<NodeShared>, lock: Weak<InstanceLock>) {
-    loop {
-        let Some(node) = upgrade(&shared, &lock) else {
-            return;
-        };
-        let store = node.shared.store.sqlite().clone();
-        drop(node);
-        let mut watch = match store.watch(&ResourceType::PODS, None, &WatchOptions::default()) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = e.message(), "pod watch failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        // A watch that ends (410 after falling behind) is opened again from a list.
-        while let Some(event) = watch.next().await {
-            if event.kind == EventType::Error {
-                break;
-            }
-            let Some(node) = upgrade(&shared, &lock) else {
-                return;
-            };
-            handle_pod(&node, event.kind, event.object);
-        }
-    }
-}
-
-fn handle_pod(node: &Node, kind: EventType, obj: Value) {
-    let key = ObjectKey::new(
-        object::meta_str(&obj, "namespace").unwrap_or("default"),
-        object::name(&obj),
-    );
-    let runs = node.runs(&key, object::uid(&obj));
-    match decide(kind, &obj, runs) {
-        PodAction::Ignore => {}
-        PodAction::Delete(grace) => {
-            node.tell_delete(&key, grace);
-        }
-        PodAction::Bind => {
-            if node.is_stopping() {
-                return;
-            }
-            if let Err(e) = bind(node, &key, obj) {
-                tracing::warn!(pod = %key.name, %e, "cannot bind pod");
-            }
-        }
-    }
 }
 
 /// Admits (defaults and validates) an unscheduled pod, binds it to this node and
@@ -243,3 +366,7 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod follow_tests;
