@@ -218,4 +218,19 @@ mod tests {
         assert_eq!(c.phase(), Phase::Terminating);
         assert!(!c.is_ready());
     }
+
+    #[test]
+    fn the_drain_began_at_the_first_drain_request() {
+        let c = Control::new();
+        c.set_live();
+        assert_eq!(c.draining_since(), None);
+        c.drain();
+        let since = c.draining_since().expect("drain start");
+        c.drain();
+        assert_eq!(c.draining_since(), Some(since));
+        // Classic mode: SIGTERM without a drain before it.
+        let classic = Control::new();
+        classic.terminate();
+        assert_eq!(classic.draining_since(), None);
+    }
 }
