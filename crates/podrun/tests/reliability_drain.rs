@@ -163,4 +163,5 @@ fn drain_under_load(pre_stop: bool) {
         proxy_log("a"),
         proxy_log("b")
     );
+    eprintln!("preStop {pre_stop}: deleted {victim}; {tally}");
 }

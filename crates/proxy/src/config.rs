@@ -135,6 +135,10 @@ pub struct DrainSettings {
     pub minimum_drain_duration: Duration,
     /// How often active connections are counted while waiting for zero (1 s in Istio).
     pub poll_interval: Duration,
+    /// How long an inbound HTTP/1.1 connection that was kept alive when the drain began
+    /// may stay idle before the proxy closes it (the HTTP connection manager's
+    /// `drain_timeout`, 5 s). Until then it is told to close by its next response.
+    pub drain_timeout: Duration,
 }
 
 impl Default for DrainSettings {
@@ -144,6 +148,7 @@ impl Default for DrainSettings {
             exit_on_zero_active_connections: false,
             minimum_drain_duration: Duration::from_secs(5),
             poll_interval: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(5),
         }
     }
 }

@@ -4,10 +4,12 @@
 //! flip it, the listeners and HTTP connections watch it. [`plan_shutdown`] is the
 //! pure decision of what a SIGTERM means, given what happened before.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::config::DrainSettings;
 
@@ -62,6 +64,7 @@ pub fn plan_shutdown(settings: &DrainSettings, drained_before: bool) -> Shutdown
 pub struct Control {
     phase: watch::Sender<Phase>,
     drained_before: AtomicBool,
+    draining_since: OnceLock<Instant>,
     sigterm: watch::Sender<bool>,
     quit: watch::Sender<bool>,
     exited: watch::Sender<bool>,
@@ -79,6 +82,7 @@ impl Control {
         Control {
             phase: watch::channel(Phase::Starting).0,
             drained_before: AtomicBool::new(false),
+            draining_since: OnceLock::new(),
             sigterm: watch::channel(false).0,
             quit: watch::channel(false).0,
             exited: watch::channel(false).0,
@@ -108,7 +112,14 @@ impl Control {
     /// Starts the inbound drain and remembers it, so SIGTERM later exits at once.
     pub fn drain(&self) {
         self.drained_before.store(true, Ordering::SeqCst);
+        // Set before the phase moves, so whoever sees `Draining` sees when it began.
+        self.draining_since.get_or_init(Instant::now);
         self.advance(Phase::Draining);
+    }
+
+    /// When the first drain request came, if one did.
+    pub fn draining_since(&self) -> Option<Instant> {
+        self.draining_since.get().copied()
     }
 
     /// Whether a drain was requested before.
@@ -206,5 +217,20 @@ mod tests {
         c.drain();
         assert_eq!(c.phase(), Phase::Terminating);
         assert!(!c.is_ready());
+    }
+
+    #[test]
+    fn the_drain_began_at_the_first_drain_request() {
+        let c = Control::new();
+        c.set_live();
+        assert_eq!(c.draining_since(), None);
+        c.drain();
+        let since = c.draining_since().expect("drain start");
+        c.drain();
+        assert_eq!(c.draining_since(), Some(since));
+        // Classic mode: SIGTERM without a drain before it.
+        let classic = Control::new();
+        classic.terminate();
+        assert_eq!(classic.draining_since(), None);
     }
 }

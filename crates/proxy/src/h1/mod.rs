@@ -68,14 +68,9 @@ pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
     let limits = &shared.config.limits;
     let mut phase = shared.control.subscribe();
     let inbound = conn.direction == Direction::Inbound;
-    // Only the inbound side drains (spec §5.5). A connection accepted while already
-    // draining is told to close through its responses; closing it while idle would
-    // race its first request, so that waits for SIGTERM.
-    let close_idle_at = if shared.control.phase() >= Phase::Draining {
-        Phase::Terminating
-    } else {
-        Phase::Draining
-    };
+    // Only the inbound side drains (spec §5.5), and never by closing a connection a
+    // client may be writing its next request on (see `drain_closes_idle`).
+    let accepted_draining = shared.control.phase() >= Phase::Draining;
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut ubuf = BytesMut::new();
     let mut out = Vec::with_capacity(1024);
@@ -113,7 +108,9 @@ pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
                     Ok(Ok(_)) => Idle::Read,
                     Err(_) => Idle::TimedOut,
                 },
-                _ = phase.wait_for(|p| *p >= close_idle_at), if inbound && idle => Idle::Drained,
+                () = drain_closes_idle(&mut phase, &shared, accepted_draining), if inbound && idle => {
+                    Idle::Drained
+                }
                 () = readable(upstream.as_ref()), if idle => Idle::UpstreamEvent,
             };
             match event {
@@ -153,6 +150,38 @@ pub async fn serve(mut stream: TcpStream, conn: Arc<HttpConn>) {
             return release(&conn, upstream);
         }
     }
+}
+
+/// Resolves when the drain closes an idle inbound connection.
+///
+/// Closing an idle keep-alive connection is a race with the client's next request:
+/// the request may already be on its way when the close goes out (the more so on a
+/// loaded host, where the close can wait in the network stack for milliseconds), and
+/// a request that reaches a closed socket is reset after the client sent it, which no
+/// proxy may safely send again. So the drain does what Envoy's HTTP connection
+/// manager does for HTTP/1.1 (Istio drains with `--drain-strategy immediate`): the
+/// next response on the connection says `Connection: close`, after which the client
+/// opens a new one, which the Service rules, updated meanwhile, send elsewhere; a
+/// connection that stays idle is closed only `drain_timeout` after the drain began,
+/// long after the endpoint left every Service. A connection accepted while already
+/// draining, and every one at SIGTERM, is closed then (in native mode SIGTERM comes
+/// once the app has exited, so nothing is left to serve).
+async fn drain_closes_idle(
+    phase: &mut tokio::sync::watch::Receiver<Phase>,
+    shared: &crate::proxy::Shared,
+    accepted_draining: bool,
+) {
+    if !accepted_draining && phase.wait_for(|p| *p >= Phase::Draining).await.is_ok() {
+        // A SIGTERM without a drain before it (classic mode) has no grace here.
+        if let Some(since) = shared.control.draining_since() {
+            let grace = tokio::time::sleep_until(since + shared.config.drain.drain_timeout);
+            tokio::select! {
+                () = grace => return,
+                _ = phase.wait_for(|p| *p >= Phase::Terminating) => return,
+            }
+        }
+    }
+    let _ = phase.wait_for(|p| *p >= Phase::Terminating).await;
 }
 
 /// Resolves when the kept upstream connection has something to say (or never).
