@@ -20,7 +20,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use podrun_net::dns::{ClusterDns, pod_files};
-use podrun_net::service::{ServiceConfig, Services, cleanup_rules};
+use podrun_net::service::{
+    DEFAULT_BRIDGE, DEFAULT_POD_CIDR, ServiceConfig, Services, cleanup_dead_instances,
+    cleanup_rules, instance_prefix,
+};
 use podrun_netplan::service::ProxyConfig;
 
 fn require_root() {
@@ -413,4 +416,93 @@ async fn pod_reaches_service_by_dns_name_and_cluster_ip_and_unready_pods_drop_ou
     let left = f.own_chains();
     assert!(left.is_empty(), "{left:#?}");
     let _ = Path::new("/");
+}
+
+/// A process id nothing runs under: what a SIGKILLed podrun's chains are named after.
+fn dead_pid() -> u32 {
+    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(32768);
+    (1..max)
+        .rev()
+        .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        .expect("a free pid")
+}
+
+/// The chains and jump rules a podrun with process id `pid` holds while it has a Service.
+fn leave_rules_of(template: &ProxyConfig, pid: u32) {
+    let dead = ProxyConfig {
+        prefix: instance_prefix(pid),
+        ..template.clone()
+    };
+    for jump in podrun_netplan::service::jump_rules(&dead) {
+        let target = jump.spec.last().cloned().unwrap_or_default();
+        let _ = Command::new("iptables")
+            .args(["-w", "-t", jump.table, "-N", &target])
+            .stderr(Stdio::null())
+            .status();
+        let mut insert = vec!["iptables", "-w", "-t", jump.table, "-I", jump.chain];
+        insert.extend(jump.spec.iter().map(String::as_str));
+        sh(&insert);
+    }
+}
+
+/// Podruns that start together after one was SIGKILLed with a Service all start, and
+/// the dead one's rules are removed once: each podrun removes a dead one's rules when it
+/// starts, and two removing the same jump rule used to fail the second, which ended
+/// that podrun before it ran a pod (a test waiting for its pod saw nothing for 30 s).
+/// In a network namespace of the test's own, whose tables hold only what it adds.
+#[test]
+fn podruns_starting_together_remove_a_dead_ones_rules_once_and_all_start() {
+    require_root();
+    let dead = dead_pid();
+    let outcome = std::thread::spawn(move || -> Result<(), String> {
+        // SAFETY: unshare(2) of this thread's network namespace; threads started from
+        // here, and the iptables they run, are in it too.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+        }
+        let template = ProxyConfig::new(
+            &instance_prefix(std::process::id()),
+            DEFAULT_POD_CIDR.parse().unwrap(),
+            DEFAULT_BRIDGE,
+        )
+        .unwrap();
+        for round in 0..5 {
+            leave_rules_of(&template, dead);
+            let starts: Vec<_> = (0..6)
+                .map(|_| {
+                    let template = template.clone();
+                    std::thread::spawn(move || {
+                        cleanup_dead_instances(&template).map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            let results: Vec<Result<Vec<String>, String>> =
+                starts.into_iter().map(|s| s.join().unwrap()).collect();
+            if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+                return Err(format!("round {round}: a podrun would not start: {e}"));
+            }
+            let removed = results.iter().flatten().flatten().count();
+            if removed != 1 {
+                return Err(format!(
+                    "round {round}: removed {removed} times: {results:?}"
+                ));
+            }
+            let out = Command::new("iptables-save").output().unwrap();
+            let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(&instance_prefix(dead)))
+                .map(str::to_string)
+                .collect();
+            if !left.is_empty() {
+                return Err(format!("round {round}: left behind {left:?}"));
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap();
+    outcome.unwrap();
 }

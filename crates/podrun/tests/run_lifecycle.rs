@@ -162,7 +162,7 @@ spec:
   - {name: web, image: nginx}
 "#;
     let mut child = podrun.spawn_run(manifest, &["--timeout", "5s"]);
-    wait_for("condition", || {
+    wait_for("pod nocmd waiting: has no command", || {
         stdout(&podrun.run(&["get", "pod", "nocmd", "-o", "json"])).contains("has no command")
     });
     let json = stdout(&podrun.run(&["get", "pod", "nocmd", "-o", "json"]));
@@ -207,7 +207,7 @@ spec:
   - {name: data, emptyDir: {}}
 "#;
     let mut child = podrun.spawn_run(manifest, &[]);
-    wait_for("condition", || {
+    wait_for("pod web 2/2 Running", || {
         stdout(&podrun.run(&["get", "pods"])).contains("2/2     Running")
     });
     let dir = podrun.pod_dir("web");
@@ -232,7 +232,7 @@ spec:
     command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 1 & wait $!; done"]
 "#;
     let mut child = podrun.spawn_run(manifest, &[]);
-    wait_for("condition", || {
+    wait_for("pod forever 1/1 Running", || {
         stdout(&podrun.run(&["get", "pods"])).contains("1/1     Running")
     });
     let started = Instant::now();
@@ -265,10 +265,14 @@ spec:
 "#
     );
     let mut child = podrun.spawn_run(&manifest, &[]);
-    wait_for("condition", || !processes_with(&marker).is_empty());
+    wait_for("the container process started", || {
+        !processes_with(&marker).is_empty()
+    });
     child.0.kill().unwrap();
     child.0.wait().unwrap();
-    wait_for("condition", || processes_with(&marker).is_empty());
+    wait_for("the container process gone with podrun", || {
+        processes_with(&marker).is_empty()
+    });
     // The next podrun on this state directory finds the pod and reports it.
     let out = podrun.run_manifest(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: next}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: busybox, command: [\"true\"]}\n",

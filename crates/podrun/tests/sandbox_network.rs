@@ -9,25 +9,7 @@ use std::time::{Duration, Instant};
 use common::{ChildGuard, Podrun, stderr, stdout, wait_for};
 
 fn spawn_run(podrun: &Podrun, manifest: &str) -> ChildGuard {
-    use std::io::Write;
-    let mut child = ChildGuard(
-        podrun
-            .command()
-            .args(["run", common::HOST_ROOTFS, "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("podrun runs"),
-    );
-    child
-        .0
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(manifest.as_bytes())
-        .expect("write manifest");
-    child
+    podrun.spawn_run(manifest, &[])
 }
 
 fn get_pod(podrun: &Podrun, name: &str) -> serde_json::Value {

@@ -33,6 +33,10 @@ pub const DEFAULT_SERVICE_CIDR: &str = "198.19.0.0/16";
 /// Host-wide directory where every podrun publishes its cluster DNS names.
 pub const DNS_SHARE_DIR: &str = "/run/podrun/dns";
 
+/// Host-wide lock under which podruns remove the rules of podruns that died, one at a
+/// time.
+pub const DEAD_RULES_LOCK: &str = "/run/podrun/service-rules.lock";
+
 /// The pod CIDR Services treat as "from a pod" by default (the sandbox's default).
 pub const DEFAULT_POD_CIDR: &str = "198.18.0.0/16";
 
@@ -151,8 +155,18 @@ impl Services {
         if this.config.apply_rules {
             // Our own prefix may hold rules of a dead process that had our pid.
             cleanup_rules(&this.config.proxy)?;
-            for line in cleanup_dead_instances(&this.config.proxy)? {
-                tracing::info!("{line}");
+            // Rules another podrun left are not this one's to fail over: the podrun that
+            // cannot remove them runs anyway, and the next one tries again.
+            match cleanup_dead_instances(&this.config.proxy) {
+                Ok(lines) => {
+                    for line in lines {
+                        tracing::info!("{line}");
+                    }
+                }
+                Err(e) => tracing::warn!(
+                    %e,
+                    "cannot remove the Service rules of podruns that are no longer running"
+                ),
             }
             if let Some(dir) = &this.config.dns_share {
                 remove_dead_dns_files(dir);
@@ -590,7 +604,13 @@ pub fn instance_prefix(pid: u32) -> String {
 /// Removes the Service rules of podrun instances that are no longer running (after a
 /// SIGKILL), found by their `PODRUN<pid>-SERVICES` chains. Returns one report line per
 /// instance cleaned.
+///
+/// Podruns that start at the same time take turns ([`DEAD_RULES_LOCK`]) and each reads
+/// the tables once it has its turn, so a dead instance's rules are removed by one of
+/// them and the others find nothing left. (Without the turns, two removed the same jump
+/// rule and the second `iptables -D` failed, which ended that podrun before it ran a pod.)
 pub fn cleanup_dead_instances(template: &ProxyConfig) -> Result<Vec<String>, Error> {
+    let _turn = dead_rules_turn();
     let mut pids = BTreeSet::new();
     for table in ["nat", "filter"] {
         let save = iptables_save(table)?;
@@ -627,6 +647,23 @@ pub fn cleanup_dead_instances(template: &ProxyConfig) -> Result<Vec<String>, Err
     Ok(reports)
 }
 
+/// Takes the host-wide [`DEAD_RULES_LOCK`], waiting for the podrun that holds it; `None`
+/// (no turns) if the lock file cannot be made.
+fn dead_rules_turn() -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    let path = Path::new(DEAD_RULES_LOCK);
+    std::fs::create_dir_all(path.parent()?).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; released when the file is dropped.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    (rc == 0).then_some(file)
+}
+
 /// Removes the DNS names published by podruns that are no longer running.
 pub fn remove_dead_dns_files(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -656,7 +693,13 @@ pub fn cleanup_rules(proxy: &ProxyConfig) -> Result<(), Error> {
             if !iptables(jump.table, "-C", jump.chain, &jump.spec)? {
                 break;
             }
-            iptables(jump.table, "-D", jump.chain, &jump.spec)?;
+            if let Err(e) = iptables(jump.table, "-D", jump.chain, &jump.spec) {
+                // Gone since the check (removed by someone else) is what was wanted.
+                if iptables(jump.table, "-C", jump.chain, &jump.spec)? {
+                    return Err(e);
+                }
+                break;
+            }
         }
     }
     let text = rules::cleanup_text(proxy, &nat, filter.contains(&proxy.services_chain()));

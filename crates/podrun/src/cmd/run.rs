@@ -339,8 +339,11 @@ async fn run_objects(
         let all_done = !start_done && awaited_pods.is_empty() && awaited_jobs.is_empty();
         if (all_done || exit.is_some()) && !stopping {
             stopping = true;
-            delete_cron_jobs(&node, &cron_jobs);
+            // The controllers stop first: a CronJob controller still running could
+            // create a Job after its CronJob's Jobs were listed, and it would outlive
+            // the run.
             node.delete_all_pods();
+            delete_cron_jobs(&node, &cron_jobs);
         }
         // Done when nothing is left running: after our own graceful stop, or because
         // every pod was deleted from another terminal.
@@ -489,8 +492,8 @@ fn create_cron_job(
     Ok((namespace, podrun_store::object::name(&created).to_string()))
 }
 
-/// Deletes the run's CronJobs and the Jobs they made, before the pods are stopped:
-/// nothing of them outlives the run.
+/// Deletes the run's CronJobs and the Jobs they made, once the controllers have
+/// stopped: nothing of them outlives the run.
 fn delete_cron_jobs(node: &Node, cron_jobs: &[(String, String)]) {
     use podrun_store::{DeleteOptions, ListOptions, ResourceType};
     let store = node.store().sqlite();

@@ -9,10 +9,54 @@ use std::process::{Command, Output, Stdio};
 /// itself). Tests of containers running from images leave it out.
 pub const HOST_ROOTFS: &str = "--host-rootfs";
 
-/// A temporary state directory and the podrun binary to run against it.
+/// A temporary state directory and the podrun binary to run against it. The stderr of
+/// every `podrun run` started in the background goes to a log beside it
+/// (`PODRUN_TEST_LOG` sets its `PODRUN_LOG` filter); when the test fails, both are kept
+/// and their paths printed with what the store says of each pod and the end of each log,
+/// so a failure that happens once in many runs can be read afterwards
+/// (`PODRUN_TEST_KEEP_LOGS` keeps the logs of passing tests too).
 pub struct Podrun {
     pub state: tempfile::TempDir,
+    logs: tempfile::TempDir,
     bin: SidecarBin,
+}
+
+impl Drop for Podrun {
+    fn drop(&mut self) {
+        if std::env::var_os("PODRUN_TEST_KEEP_LOGS").is_some() {
+            self.logs.disable_cleanup(true);
+        }
+        if !std::thread::panicking() {
+            return;
+        }
+        self.state.disable_cleanup(true);
+        self.logs.disable_cleanup(true);
+        // Unwinding already: nothing here may panic.
+        let pods = self
+            .command()
+            .args(["get", "pods", "-o", "yaml"])
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| format!("{}{}", stdout(&o), stderr(&o)))
+            .unwrap_or_else(|e| format!("podrun get pods: {e}\n"));
+        eprintln!(
+            "podrun state directory kept: {}\npodrun run logs kept: {}\n--- podrun get pods -o yaml\n{pods}",
+            self.state.path().display(),
+            self.logs.path().display(),
+        );
+        let mut logs: Vec<_> = std::fs::read_dir(self.logs.path())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        logs.sort();
+        for log in logs {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            eprintln!("--- {} (last {} lines)", log.display(), tail.len());
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
 }
 
 impl Podrun {
@@ -23,6 +67,10 @@ impl Podrun {
         );
         Self {
             state: tempfile::tempdir().expect("temp state dir"),
+            logs: tempfile::Builder::new()
+                .prefix("podrun-test-logs")
+                .tempdir()
+                .expect("temp log dir"),
             bin: SidecarBin {
                 path: PathBuf::from(env!("CARGO_BIN_EXE_podrun")),
                 _dir: None,
@@ -33,10 +81,9 @@ impl Podrun {
     /// Like [`Podrun::new`], running a podrun binary that injected `istio-proxy`
     /// containers (UID 1337) can execute: see [`sidecar_bin`].
     pub fn with_sidecars() -> Self {
-        Self {
-            bin: sidecar_bin(),
-            ..Self::new()
-        }
+        let mut podrun = Self::new();
+        podrun.bin = sidecar_bin();
+        podrun
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -180,9 +227,13 @@ impl Drop for ChildGuard {
 
 impl Podrun {
     /// Starts `podrun run -f - EXTRA…` in the background with `manifest` on stdin.
-    /// stdout is piped (read it from `.0.stdout`), stderr discarded.
+    /// stdout is piped (read it from `.0.stdout`), stderr goes to a log shown if the test
+    /// fails.
     pub fn spawn_run(&self, manifest: &str, extra: &[&str]) -> ChildGuard {
-        self.start_run(manifest, extra, Stdio::null())
+        let n = std::fs::read_dir(self.logs.path()).map_or(0, |d| d.count());
+        let log = std::fs::File::create(self.logs.path().join(format!("run-{n}.log")))
+            .expect("podrun run log");
+        self.start_run(manifest, extra, Stdio::from(log))
     }
 
     /// [`Podrun::spawn_run`] with stderr piped as well; [`finish`] collects both.
@@ -193,8 +244,12 @@ impl Podrun {
     /// `podrun run -f - EXTRA…` started with `manifest` on stdin, stdout piped.
     fn start_run(&self, manifest: &str, extra: &[&str], stderr: Stdio) -> ChildGuard {
         use std::io::Write;
+        let mut command = self.command();
+        if let Some(filter) = std::env::var_os("PODRUN_TEST_LOG") {
+            command.env("PODRUN_LOG", filter);
+        }
         let mut child = ChildGuard(
-            self.command()
+            command
                 .args(["run", HOST_ROOTFS, "-f", "-"])
                 .args(extra)
                 .stdin(Stdio::piped())
