@@ -6,10 +6,14 @@ Source: the JSON-schema rendering of Kubernetes' own OpenAPI document that the P
 schemas keep the `x-kubernetes-*` extensions (patch merge keys and strategies, list types and
 map keys, group-version-kind) that strategic merge patch and kubectl's validation read. They are
 turned back into OpenAPI v3 form (`#/components/schemas/...` references, a single `type`) and
-reduced to what the served kinds reach; descriptions are left out.
+reduced to what the served kinds reach. Descriptions are kept (upstream's text, which
+`kubectl explain` prints); a reference that carries one sits inside `allOf`, as the API server
+writes it. The result is written gzip-compressed (fixed header, so reruns give the same bytes):
+`zcat definitions.json.gz | python3 -m json.tool` reads it.
 
 Usage: python3 generate.py  (downloads kubernetes-validate==1.37.0 with pip into a temp dir)
 """
+import gzip
 import json
 import pathlib
 import subprocess
@@ -35,15 +39,13 @@ ROOTS = [
 
 
 def convert(node):
-    """JSON-schema draft form -> OpenAPI v3 form, without descriptions."""
+    """JSON-schema draft form -> OpenAPI v3 form."""
     if isinstance(node, list):
         return [convert(n) for n in node]
     if not isinstance(node, dict):
         return node
     out = {}
     for key, value in node.items():
-        if key == "description":
-            continue
         if key == "$ref":
             out[key] = "#/components/schemas/" + value.rsplit("/", 1)[-1]
         elif key == "type" and isinstance(value, list):
@@ -89,9 +91,10 @@ def main():
         refs(defs[name], found)
         todo.extend(found - keep)
     out = {name: convert(defs[name]) for name in sorted(keep)}
-    target = pathlib.Path(__file__).with_name("definitions.json")
-    target.write_text(json.dumps(out, sort_keys=True, separators=(",", ":")) + "\n")
-    print(f"{len(out)} schemas, {target.stat().st_size} bytes -> {target}")
+    text = json.dumps(out, sort_keys=True, separators=(",", ":")) + "\n"
+    target = pathlib.Path(__file__).with_name("definitions.json.gz")
+    target.write_bytes(gzip.compress(text.encode(), compresslevel=9, mtime=0))
+    print(f"{len(out)} schemas, {len(text)} bytes, {target.stat().st_size} compressed -> {target}")
 
 
 if __name__ == "__main__":

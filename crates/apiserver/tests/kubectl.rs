@@ -822,6 +822,92 @@ async fn delete_waits_through_a_watch_list() {
     );
 }
 
+/// `kubectl explain ARGS…` with its words joined back into one line each paragraph, so
+/// upstream's sentences can be looked for whatever width kubectl wrapped them to.
+async fn explain(h: &Harness, args: &[&str]) -> String {
+    let mut all = vec!["explain"];
+    all.extend_from_slice(args);
+    let out = kubectl(&h.kubeconfig, &all).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "explain {args:?}: {stderr}");
+    stdout
+}
+
+fn unwrapped(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_prints_upstream_descriptions_from_either_document() {
+    let h = start(vec![]).await;
+    let sidecar = "Additionally, setting the RestartPolicy as \"Always\" for the init container will \
+                   have the following effect: this init container will be continually restarted on exit \
+                   until all regular containers have terminated.";
+    // OpenAPI v3, kubectl's default.
+    let v3 = explain(&h, &["pods.spec.containers.restartPolicy"]).await;
+    assert!(v3.starts_with("KIND:       Pod\nVERSION:    v1\n"), "{v3}");
+    assert!(v3.contains("FIELD: restartPolicy <string>"), "{v3}");
+    assert!(!v3.contains("<empty>"), "{v3}");
+    let flat = unwrapped(&v3);
+    assert!(
+        flat.contains("DESCRIPTION: RestartPolicy defines the restart behavior of individual containers in a pod."),
+        "{v3}"
+    );
+    assert!(flat.contains(&unwrapped(sidecar)), "{v3}");
+    // A kind's own description and its fields' first sentences.
+    let spec = unwrapped(&explain(&h, &["pod.spec"]).await);
+    assert!(
+        spec.contains(
+            "FIELD: spec <PodSpec> DESCRIPTION: Specification of the desired behavior of the pod."
+        ),
+        "{spec}"
+    );
+    assert!(
+        spec.contains(" PodSpec is a description of a pod. FIELDS:"),
+        "{spec}"
+    );
+    assert!(
+        spec.contains(
+            "containers <[]Container> -required- List of containers belonging to the pod."
+        ),
+        "{spec}"
+    );
+    assert!(!spec.contains("<empty>"), "{spec}");
+    let recursive = explain(&h, &["pod.spec", "--recursive"]).await;
+    assert!(
+        recursive.contains("    PodSpec is a description of a pod.\n"),
+        "{recursive}"
+    );
+    assert!(
+        recursive.contains("    restartPolicy\t<string>"),
+        "{recursive}"
+    );
+    // Swagger 2.0 in protobuf carries the same text.
+    let v2 = explain(
+        &h,
+        &[
+            "pods.spec.containers.restartPolicy",
+            "--output=plaintext-openapiv2",
+        ],
+    )
+    .await;
+    assert!(v2.contains("FIELD:    restartPolicy <string>"), "{v2}");
+    let flat = unwrapped(&v2);
+    assert!(
+        flat.contains("DESCRIPTION: RestartPolicy defines the restart behavior of individual containers in a pod."),
+        "{v2}"
+    );
+    assert!(flat.contains(&unwrapped(sidecar)), "{v2}");
+    let deployment = unwrapped(&explain(&h, &["deployment", "--output=plaintext-openapiv2"]).await);
+    assert!(
+        deployment.contains(
+            "DESCRIPTION: Deployment enables declarative updates for Pods and ReplicaSets."
+        ),
+        "{deployment}"
+    );
+    assert!(h.fixture.seen.lock().unwrap().is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_reads_the_openapi_v2_protobuf_document() {
     let h = start(vec![]).await;

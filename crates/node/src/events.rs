@@ -14,6 +14,10 @@
 //!
 //! Both streams also go to the file named by [`write_all_pods_to`] (`podrun run
 //! --events FILE`). Writing is best effort: a full disk must not stop a pod.
+//!
+//! Each Event, once written, is also handed to the receivers [`subscribe`]d to the pods'
+//! directory: `podrun server` stores them as the kubelet posts its Events to the API
+//! server, learning of each one as it is recorded.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -39,6 +43,42 @@ pub fn write_all_pods_to(path: &Path) -> std::io::Result<()> {
     let file = File::create(path)?;
     let _ = ALL_PODS.set(Mutex::new(file));
     Ok(())
+}
+
+/// Receivers of the Events recorded for the pods under a directory, by that directory.
+type Subscribers = HashMap<PathBuf, Vec<std::sync::mpsc::Sender<Event>>>;
+
+static SUBSCRIBERS: Mutex<Option<Subscribers>> = Mutex::new(None);
+
+/// Every Event recorded from now on for a pod whose directory is in `pods_dir` (the
+/// node's `<state>/pods`), in the order written: a new Event with `count` 1, a repeat
+/// as the same Event with its `count` and `lastTimestamp` moved on. The receiver blocks
+/// until the next one; dropping it unsubscribes.
+pub fn subscribe(pods_dir: &Path) -> std::sync::mpsc::Receiver<Event> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    SUBSCRIBERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .entry(pods_dir.to_path_buf())
+        .or_default()
+        .push(tx);
+    rx
+}
+
+/// Hands `event` of a pod in `pods_dir` to its subscribers, forgetting the gone ones.
+fn notify(pods_dir: &Path, event: &Event) {
+    let mut subscribers = SUBSCRIBERS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(all) = subscribers.as_mut() else {
+        return;
+    };
+    let Some(receivers) = all.get_mut(pods_dir) else {
+        return;
+    };
+    receivers.retain(|tx| tx.send(event.clone()).is_ok());
+    if receivers.is_empty() {
+        all.remove(pods_dir);
+    }
 }
 
 /// The name of a pod's lifecycle record file in its directory.
@@ -227,6 +267,8 @@ struct Seen {
 /// One pod's recorder. See the module docs.
 pub(crate) struct Recorder {
     start: Instant,
+    /// The directory holding the pod's directory: what [`subscribe`] is keyed by.
+    pods_dir: PathBuf,
     pod: String,
     reference: ObjectReference,
     node: String,
@@ -288,6 +330,7 @@ impl Recorder {
         let node = spec.node_name.clone().unwrap_or_else(crate::node_name);
         let mut recorder = Self {
             start: Instant::now(),
+            pods_dir: pod_dir.parent().unwrap_or(pod_dir).to_path_buf(),
             pod: format!("{namespace}/{name}"),
             reference: ObjectReference {
                 api_version: Some("v1".into()),
@@ -691,6 +734,7 @@ impl Recorder {
         if let Ok(line) = serde_json::to_string(&event) {
             write_line(self.events.as_mut(), &line);
         }
+        notify(&self.pods_dir, &event);
     }
 }
 

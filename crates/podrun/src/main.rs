@@ -56,6 +56,8 @@ enum Command {
     Get(cmd::get::Args),
     /// Print a container's logs.
     Logs(cmd::logs::Args),
+    /// Run a command in a running container.
+    Exec(cmd::exec::Args),
     /// Delete a pod gracefully.
     Delete(cmd::delete::Args),
     /// Print manifests with the mesh sidecar injected.
@@ -105,6 +107,7 @@ fn main() -> ExitCode {
         Command::Server(args) => cmd::server::run(args, &cli.global),
         Command::Get(args) => cmd::get::run(args, &cli.global),
         Command::Logs(args) => cmd::logs::run(args, &cli.global),
+        Command::Exec(args) => cmd::exec::run(args, &cli.global),
         Command::Delete(args) => cmd::delete::run(args, &cli.global),
         Command::Inject(args) => cmd::inject::run(args, &cli.global),
         Command::Webhook(args) => cmd::webhook::run(args, &cli.global),

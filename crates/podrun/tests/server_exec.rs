@@ -4,7 +4,8 @@
 //! a terminal (kubectl given a pty by `script`) with its size, the kubelet's and kubectl's
 //! errors, the command killed when the client goes, and a container running from an image
 //! (the registry harness of `tests/registry`). Every kubectl runs with a fresh `HOME`,
-//! under `timeout`. Needs root: the pods get their own namespaces.
+//! under `timeout`. `podrun exec`, which starts the command from the state directory, is
+//! held to kubectl's words and codes. Needs root: the pods get their own namespaces.
 
 mod common;
 mod registry;
@@ -308,6 +309,201 @@ fn kubectl_exec_runs_commands_in_the_container() {
     server.ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
     let host = server.ok(&["exec", "deploy/web", "--", "hostname"]);
     assert!(host.starts_with("web-"), "{host}");
+}
+
+/// `podrun exec ARGS…` on the state directory, `stdin` piped in, under a 90 s timeout.
+fn podrun_exec(podrun: &common::Podrun, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new("timeout")
+        .arg("90")
+        .arg(env!("CARGO_BIN_EXE_podrun"))
+        .arg("--state-dir")
+        .arg(podrun.state_dir())
+        .arg("exec")
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("podrun exec starts");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn podrun_exec_runs_commands_in_the_container_from_the_state_directory() {
+    let podrun = common::Podrun::new();
+    let server = Server::start(podrun.state_dir(), &["--host-rootfs"]);
+    let out = server.kubectl(&["apply", "-f", "-"], Some(TWO_CONTAINERS));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    server.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/shell",
+        "--timeout=60s",
+    ]);
+
+    // As kubectl: stdout and stderr apart, the exit code passed on and said.
+    let out = podrun_exec(
+        &podrun,
+        &[
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        None,
+    );
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(
+        text(&out.stderr),
+        "err\ncommand terminated with exit code 3\n"
+    );
+    assert_eq!(out.status.code(), Some(3));
+
+    // The container's environment, working directory and PID namespace.
+    let out = podrun_exec(
+        &podrun,
+        &[
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "echo $GREETING; pwd; echo $$",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..2], ["hello-from-the-spec", "/tmp"], "{stdout}");
+    let pid: u32 = lines[2].parse().unwrap();
+    assert!(
+        pid > 1 && pid < 100,
+        "a PID of the container's namespace: {pid}"
+    );
+
+    // stdin piped through and closed at its end, so `cat` ends.
+    let input = "first line\nsecond line\n".repeat(2000);
+    let out = podrun_exec(
+        &podrun,
+        &["-i", "shell", "-c", "side", "--", "cat"],
+        Some(&input),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout) == input, "stdin comes back whole");
+
+    // kubectl's words for the container it picks and the ones it cannot use.
+    let out = podrun_exec(&podrun, &["shell", "--", "true"], None);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stderr),
+        "Defaulted container \"main\" out of: main, side, setup (init)\n"
+    );
+    let out = podrun_exec(&podrun, &["shell", "-c", "nope", "--", "true"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: container nope is not valid for pod shell out of: main, side, setup (init)\n"
+    );
+    let out = podrun_exec(&podrun, &["shell", "-c", "setup", "--", "true"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: unable to upgrade connection: container not found (\"setup\")\n"
+    );
+    let out = podrun_exec(
+        &podrun,
+        &["shell", "-c", "main", "--", "no-such-command"],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: Internal error occurred: error executing command in container: exec: \"no-such-command\": executable file not found in $PATH\n"
+    );
+    let out = podrun_exec(&podrun, &["nothere", "--", "true"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "Error from server (NotFound): pods \"nothere\" not found\n"
+    );
+
+    // A terminal: the container's own /dev/pts, this terminal's size, stdout and stderr
+    // merged, the exit code.
+    let line = format!(
+        "stty cols 101 rows 33; {} --state-dir {} exec -it shell -c main -- sh -c 'tty; stty size; echo $TERM; echo to-stderr >&2; exit 4'",
+        env!("CARGO_BIN_EXE_podrun"),
+        podrun.state_dir().display()
+    );
+    let out = Command::new("timeout")
+        .args(["90", "script", "-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script runs");
+    let screen = text(&out.stdout).replace('\0', "");
+    assert_eq!(out.status.code(), Some(4), "{screen}");
+    for want in [
+        "/dev/pts/0\r\n",
+        "33 101\r\n",
+        "xterm\r\n",
+        "to-stderr\r\n",
+        "command terminated with exit code 4",
+    ] {
+        assert!(screen.contains(want), "{want:?} in {screen:?}");
+    }
+    // -t without a terminal on stdin: kubectl's note, and no terminal.
+    let out = podrun_exec(
+        &podrun,
+        &[
+            "-it",
+            "shell",
+            "-c",
+            "main",
+            "--",
+            "sh",
+            "-c",
+            "tty || true",
+        ],
+        Some(""),
+    );
+    assert_eq!(text(&out.stdout), "not a tty\n");
+    assert_eq!(
+        text(&out.stderr),
+        "Unable to use a TTY - input is not a terminal or the right kind of file\n"
+    );
+
+    // A command whose client goes away is killed with it.
+    let mut exec = Command::new(env!("CARGO_BIN_EXE_podrun"))
+        .arg("--state-dir")
+        .arg(podrun.state_dir())
+        .args(["exec", "shell", "-c", "side", "--", "sleep", "4243"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the exec'd sleep runs", Duration::from_secs(20), || {
+        !processes(&["sleep", "4243"]).is_empty()
+    });
+    exec.kill().unwrap();
+    exec.wait().unwrap();
+    wait_for(
+        "the exec'd sleep is killed when podrun exec goes",
+        Duration::from_secs(10),
+        || processes(&["sleep", "4243"]).is_empty(),
+    );
 }
 
 #[test]

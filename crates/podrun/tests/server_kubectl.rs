@@ -938,3 +938,63 @@ fn cluster_ips_are_unique_across_the_server_and_other_podruns() {
     other.shutdown().unwrap();
     server.stop();
 }
+
+const UNREADY: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: unready
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: busybox
+    command: ["/bin/sleep", "infinity"]
+    readinessProbe:
+      exec:
+        command: ["/bin/false"]
+      periodSeconds: 1
+"#;
+
+#[test]
+fn events_are_stored_and_counted_as_recorded_and_the_server_stops_with_its_pods() {
+    let podrun = Podrun::new();
+    let server = Server::start(&podrun);
+    server.ok_in(&["apply", "-f", "-"], Some(UNREADY));
+    // Each failed probe moves the one Unhealthy Event on, as the kubelet's correlator
+    // counts it; describe shows the count.
+    let describe = server.until(
+        &["describe", "pod", "unready"],
+        Duration::from_secs(30),
+        |t| t.contains("(x3 over"),
+    );
+    let row = describe
+        .lines()
+        .find(|l| l.contains("Unhealthy"))
+        .unwrap_or_else(|| panic!("no Unhealthy row:\n{describe}"));
+    assert!(
+        row.contains("kubelet") && row.contains("spec.containers{app}: Readiness probe failed:"),
+        "{row}"
+    );
+    let events: serde_json::Value =
+        serde_json::from_str(&server.ok(&["get", "events", "-o", "json"])).unwrap();
+    let unhealthy: Vec<&serde_json::Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "Unhealthy")
+        .collect();
+    assert_eq!(unhealthy.len(), 1, "one Event, counted: {unhealthy:#?}");
+    assert!(unhealthy[0]["count"].as_i64().unwrap() >= 3);
+    assert_eq!(
+        unhealthy[0]["involvedObject"]["fieldPath"],
+        "spec.containers{app}"
+    );
+    // SIGTERM: the pod (grace 0) ends, and its end is what lets the server exit.
+    let start = Instant::now();
+    server.stop();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "stopped in {:?}",
+        start.elapsed()
+    );
+}

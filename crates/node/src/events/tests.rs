@@ -239,3 +239,46 @@ fn latest_events_keeps_the_last_line_of_each_name() {
     assert_eq!(events[0].count, Some(2));
     assert_eq!(events[1].count, Some(1));
 }
+
+#[test]
+fn subscribers_of_the_pods_directory_get_each_event_as_it_is_written() {
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting, ContainerStatus};
+    let pods = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let pod_dir = pods.path().join("default_p_u-1");
+    std::fs::create_dir(&pod_dir).unwrap();
+    let events = subscribe(pods.path());
+    let elsewhere = subscribe(other.path());
+    let gone = subscribe(pods.path());
+    drop(gone);
+    let mut r = Recorder::open(&pod_dir, &pod());
+    let back_off = |restart_count| PodStatus {
+        init_container_statuses: Some(vec![ContainerStatus {
+            name: "proxy".into(),
+            restart_count,
+            state: Some(ContainerState {
+                waiting: Some(ContainerStateWaiting {
+                    reason: Some("CrashLoopBackOff".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    r.handle_status(&back_off(1));
+    r.handle_status(&back_off(2));
+    let got: Vec<Event> = events.try_iter().collect();
+    let seen: Vec<(&str, i32)> = got
+        .iter()
+        .map(|e| (e.reason.as_deref().unwrap(), e.count.unwrap()))
+        .collect();
+    assert_eq!(seen, [("Scheduled", 1), ("BackOff", 1), ("BackOff", 2)]);
+    // The repeat is the same Event moved on, as the file's last line of that name.
+    assert_eq!(got[1].metadata.name, got[2].metadata.name);
+    let text = std::fs::read_to_string(pod_dir.join(EVENTS_FILE)).unwrap();
+    let as_json = |e: Option<&Event>| serde_json::to_value(e).unwrap();
+    assert_eq!(as_json(latest_events(&text).last()), as_json(got.last()));
+    assert!(elsewhere.try_recv().is_err());
+}

@@ -8,6 +8,12 @@
 //! in TTY mode (stdout and stderr merged, the command's controlling terminal, resized with
 //! `TIOCSWINSZ`). Dropping the [`ExecSession`] kills the command and its process group, so
 //! a client that goes away leaves nothing running.
+//!
+//! Another process on the same state directory (`podrun exec`) starts commands the same way
+//! from the [`ExecSpec`] the node writes beside each container instance's log when it
+//! starts (`<pod dir>/<container>/<restart count>.exec.json`, root-only: the environment
+//! may hold Secrets): [`RecordedContainer::open`] finds the instance's process again by
+//! pid and start time, so a recycled pid is never joined.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -24,6 +30,186 @@ use super::{
     ContainerProcess, ExecError, ExitInfo, KillOnDrop, SpawnError, build_plan, open_cgroup_procs,
     open_devnull, pidfd_of, pipe_pair, reap_failed, reap_pid, report_error, setup,
 };
+
+/// What a command started in a container takes from it: the process whose namespaces it
+/// joins and the container's process spec.
+pub(super) struct Host<'a> {
+    pidfd: RawFd,
+    pid: u32,
+    isolated: bool,
+    ns_flags: libc::c_int,
+    security: Option<&'a child::ChildSecurity>,
+    cgroup: &'a [std::path::PathBuf],
+    working_dir: Option<&'a std::path::Path>,
+}
+
+impl<'a> Host<'a> {
+    pub(super) fn of(c: &'a ContainerProcess) -> Self {
+        Host {
+            pidfd: c.pidfd(),
+            pid: c.pid(),
+            isolated: c.isolated,
+            ns_flags: c.ns_flags,
+            security: c.exec_security.as_ref(),
+            cgroup: &c.exec_cgroup,
+            working_dir: c.working_dir.as_deref(),
+        }
+    }
+}
+
+/// A container instance's process spec as the node records it at start, for commands
+/// started from another process (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExecSpec {
+    /// Host pid of the main process.
+    pub pid: u32,
+    /// Its start time (`/proc/<pid>/stat` field 22, clock ticks since boot): tells the
+    /// instance from a later process that got the same pid.
+    pub start_time: u64,
+    /// Whether the container has namespaces of its own.
+    pub isolated: bool,
+    /// The namespaces (`CLONE_NEW*` flags) a command joins.
+    pub ns_flags: i32,
+    /// The environment the main process was started with.
+    pub env: Vec<(String, String)>,
+    /// `workingDir`.
+    pub working_dir: Option<std::path::PathBuf>,
+    /// (uid, gid, supplementary groups).
+    pub credentials: Option<(u32, u32, Vec<u32>)>,
+    /// (bounding, permitted, effective, inheritable, ambient) capability masks.
+    pub capabilities: Option<[u64; 5]>,
+    /// `PR_SET_NO_NEW_PRIVS`.
+    pub no_new_privs: bool,
+    /// cgroup directories.
+    pub cgroup: Vec<std::path::PathBuf>,
+}
+
+/// Where the [`ExecSpec`] of the instance logging to `log_file` is kept.
+pub fn spec_file(log_file: &std::path::Path) -> std::path::PathBuf {
+    log_file.with_extension("exec.json")
+}
+
+/// The start time of process `pid` (clock ticks after boot), if it exists.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts with field 3 (state); the start time is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl ExecSpec {
+    /// The spec of a container just started.
+    pub(super) fn of(c: &ContainerProcess, env: &[(String, String)]) -> Option<Self> {
+        let security = c.exec_security.clone().unwrap_or_default();
+        Some(ExecSpec {
+            pid: c.pid(),
+            start_time: start_time(c.pid())?,
+            isolated: c.isolated,
+            ns_flags: c.ns_flags,
+            env: env.to_vec(),
+            working_dir: c.working_dir.clone(),
+            credentials: security.credentials,
+            capabilities: security.capabilities,
+            no_new_privs: security.no_new_privs,
+            cgroup: c.exec_cgroup.clone(),
+        })
+    }
+
+    /// Writes the spec to `path`, readable by its owner only.
+    pub(super) fn write(&self, path: &std::path::Path) -> io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let json = serde_json::to_vec(self).map_err(io::Error::other)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(&json)
+    }
+}
+
+/// A running container instance found from its [`ExecSpec`], in a process other than the
+/// one that started it.
+#[derive(Debug)]
+pub struct RecordedContainer {
+    spec: ExecSpec,
+    security: Option<child::ChildSecurity>,
+    pidfd: OwnedFd,
+}
+
+impl RecordedContainer {
+    /// The instance whose spec is in `path`: [`ExecError::NotRunning`] when there is none
+    /// or its process has ended.
+    pub fn open(path: &std::path::Path) -> Result<Self, ExecError> {
+        let text = std::fs::read(path).map_err(|_| ExecError::NotRunning)?;
+        let spec: ExecSpec = serde_json::from_slice(&text).map_err(|_| ExecError::NotRunning)?;
+        let pid = rustix::process::Pid::from_raw(spec.pid as i32).ok_or(ExecError::NotRunning)?;
+        let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .map_err(|_| ExecError::NotRunning)?;
+        // Checked with the pidfd held: the pid cannot be recycled under it from here on.
+        if start_time(spec.pid) != Some(spec.start_time) {
+            return Err(ExecError::NotRunning);
+        }
+        let security = (spec.credentials.is_some()
+            || spec.capabilities.is_some()
+            || spec.no_new_privs)
+            .then(|| child::ChildSecurity {
+                credentials: spec.credentials.clone(),
+                capabilities: spec.capabilities,
+                no_new_privs: spec.no_new_privs,
+            });
+        Ok(Self {
+            spec,
+            security,
+            pidfd,
+        })
+    }
+
+    /// The environment the container was started with.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.spec.env
+    }
+
+    /// Whether the main process still runs (no zombie: its pidfd not yet readable).
+    fn running(&self) -> bool {
+        let mut fd = libc::pollfd {
+            fd: self.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on our stack for an fd we own; no waiting.
+        unsafe { libc::poll(&mut fd, 1, 0) == 0 }
+    }
+
+    fn host(&self) -> Host<'_> {
+        Host {
+            pidfd: self.pidfd.as_raw_fd(),
+            pid: self.spec.pid,
+            isolated: self.spec.isolated,
+            ns_flags: self.spec.ns_flags,
+            security: self.security.as_ref(),
+            cgroup: &self.spec.cgroup,
+            working_dir: self.spec.working_dir.as_deref(),
+        }
+    }
+
+    /// Starts `argv` in the container with its environment and the streams asked for, as
+    /// [`exec_session`] does.
+    pub async fn exec_session(
+        &self,
+        argv: &[String],
+        streams: ExecStreams,
+        size: Option<TerminalSize>,
+    ) -> Result<ExecSession, ExecError> {
+        if !self.running() {
+            return Err(ExecError::NotRunning);
+        }
+        session(&self.host(), argv, &self.spec.env, streams, size).await
+    }
+}
 
 /// The running instance of a container that commands are started in: its process and the
 /// environment it was started with.
@@ -119,6 +305,16 @@ pub async fn exec_session(
     if container.try_wait().is_some() {
         return Err(ExecError::NotRunning);
     }
+    session(&Host::of(container), argv, env, streams, size).await
+}
+
+async fn session(
+    container: &Host<'_>,
+    argv: &[String],
+    env: &[(String, String)],
+    streams: ExecStreams,
+    size: Option<TerminalSize>,
+) -> Result<ExecSession, ExecError> {
     let devnull = open_devnull()?;
     let mut env = env.to_vec();
     if streams.tty {
@@ -129,16 +325,12 @@ pub async fn exec_session(
         // The terminal comes from the container's own devpts (its /dev/ptmx), so the
         // command sees its terminal under /dev/pts, as runc gives an exec its console.
         let ptmx = if container.isolated {
-            std::path::PathBuf::from(format!("/proc/{}/root/dev/ptmx", container.pid()))
+            std::path::PathBuf::from(format!("/proc/{}/root/dev/ptmx", container.pid))
         } else {
             std::path::PathBuf::from("/dev/ptmx")
         };
         let (master, slave) = open_pty(&ptmx, size)?;
-        if let Some((uid, gid, _)) = container
-            .exec_security
-            .as_ref()
-            .and_then(|s| s.credentials.as_ref())
-        {
+        if let Some((uid, gid, _)) = container.security.and_then(|s| s.credentials.as_ref()) {
             // The command's user owns its terminal.
             std::os::unix::fs::fchown(&slave, Some(*uid), Some(*gid))
                 .map_err(|e| setup("chown the terminal", e))?;
@@ -218,7 +410,7 @@ pub async fn exec_session(
 /// from `stdio`. With `ctty`, fd 0 is a terminal that becomes the command's controlling
 /// terminal.
 pub(super) fn spawn_in(
-    container: &ContainerProcess,
+    container: &Host<'_>,
     argv: &[String],
     env: &[(String, String)],
     stdio: [RawFd; 3],
@@ -226,20 +418,20 @@ pub(super) fn spawn_in(
 ) -> Result<ProcessHandle, ExecError> {
     let setns = container
         .isolated
-        .then_some((container.pidfd(), container.ns_flags));
+        .then_some((container.pidfd, container.ns_flags));
     let mut plan = build_plan(
         argv,
         env,
-        container.working_dir.as_deref(),
+        container.working_dir,
         stdio,
         Vec::new(),
         None,
         setns,
     )?;
-    plan.security = container.exec_security.clone();
+    plan.security = container.security.cloned();
     plan.controlling_terminal = ctty;
     // A cgroup already removed (the container is ending) just leaves the command outside.
-    plan.cgroup_procs = open_cgroup_procs(&container.exec_cgroup).unwrap_or_default();
+    plan.cgroup_procs = open_cgroup_procs(container.cgroup).unwrap_or_default();
     let argv0 = argv.first().cloned().unwrap_or_default();
     let cloned = child::run_on_spawner(move || child::clone_child(&plan, 0))
         .and_then(|r| r)
@@ -255,25 +447,13 @@ pub(super) fn spawn_in(
             if cloned.report.stage == Stage::Setns && cloned.report.errno == libc::ESRCH {
                 return Err(ExecError::NotRunning);
             }
-            return Err(report_error(
-                &cloned.report,
-                &argv0,
-                container.working_dir.as_deref(),
-                &[],
-            )
-            .into());
+            return Err(report_error(&cloned.report, &argv0, container.working_dir, &[]).into());
         }
         (pidfd_of(inner, "exec")?, inner)
     } else {
         if cloned.report.stage != Stage::None {
             reap_failed(&cloned.pidfd);
-            return Err(report_error(
-                &cloned.report,
-                &argv0,
-                container.working_dir.as_deref(),
-                &[],
-            )
-            .into());
+            return Err(report_error(&cloned.report, &argv0, container.working_dir, &[]).into());
         }
         (cloned.pidfd, cloned.pid)
     };

@@ -504,7 +504,7 @@ impl ContainerProcess {
             let _ = logs_tx.send(true);
         });
         tracing::debug!(pod = %launch.pod.name, container = %launch.container_name, pid, isolated, "container started");
-        Ok(ContainerProcess {
+        let container = ContainerProcess {
             proc,
             isolated,
             ns_flags: exec_flags,
@@ -516,7 +516,15 @@ impl ContainerProcess {
             started_at,
             name: launch.container_name.clone(),
             stop_signal: launch.stop_signal,
-        })
+        };
+        // For `podrun exec` from another process; best effort, as the log is.
+        let spec_file = exec::spec_file(&launch.log_path);
+        if let Some(spec) = exec::ExecSpec::of(&container, &env)
+            && let Err(e) = spec.write(&spec_file)
+        {
+            tracing::warn!(path = %spec_file.display(), %e, "cannot record the container's exec spec");
+        }
+        Ok(container)
     }
 
     /// The host pid of the container's main process.
@@ -620,7 +628,7 @@ pub async fn exec_in(
     let (out_r, out_w) = pipe_pair()?;
     let devnull = open_devnull()?;
     let stdio = [devnull.as_raw_fd(), out_w.as_raw_fd(), out_w.as_raw_fd()];
-    let proc = exec::spawn_in(container, argv, env, stdio, false)?;
+    let proc = exec::spawn_in(&exec::Host::of(container), argv, env, stdio, false)?;
     drop((out_w, devnull));
     let guard = KillOnDrop(Some(proc.clone()));
     let mut rx = pipe::Receiver::from_owned_fd(out_r).map_err(|e| setup("output pipe", e))?;

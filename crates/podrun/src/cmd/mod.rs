@@ -3,6 +3,7 @@
 
 pub mod delete;
 pub mod doctor;
+pub mod exec;
 pub mod get;
 pub mod images;
 pub mod inject;

@@ -55,6 +55,9 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Subscribed before the node opens, so no Event of a pod it takes up is missed.
+        let pods_dir = podrun_node::layout::Layout::new(&state).pods_dir();
+        let recorded = podrun_node::events::subscribe(&pods_dir);
         // Inside the runtime, the node starts its controllers and its watch of the store.
         let (node, recovery) = Node::open(&state)
             .map_err(|e| anyhow::anyhow!("opening the node on {}: {e}", state.display()))?;
@@ -76,11 +79,10 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             .lock()
             .seed_defaults(podrun_store_sqlite::stamp)
             .map_err(|e| anyhow::anyhow!("seeding the default namespaces: {}", e.message()))?;
-        let pods_dir = node.layout().pods_dir();
         let events_store = store.clone();
         std::thread::Builder::new()
             .name("events".into())
-            .spawn(move || publish_events(&events_store, &pods_dir))
+            .spawn(move || publish_events(&events_store, &pods_dir, &recorded))
             .context("starting the Event publisher")?;
         let layout = node.layout().clone();
         let log_dirs = Arc::new(move |pod: &Value| {
@@ -123,10 +125,20 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
             .context("serving the API")?;
         // Pods stop with the server; their Deployments, ReplicaSets and Jobs stay in the
         // store and start them again with the next server.
+        // Subscribed first: each pod that finishes wakes the count check below.
+        let mut changes = node.subscribe();
         node.delete_all_pods();
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
-        while node.running_pods() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let grace = tokio::time::sleep(STOP_GRACE);
+        tokio::pin!(grace);
+        while node.running_pods() > 0 {
+            tokio::select! {
+                () = &mut grace => break,
+                change = changes.recv() => {
+                    if let Err(tokio::sync::broadcast::error::RecvError::Closed) = change {
+                        break;
+                    }
+                }
+            }
         }
         if let Err(e) = cluster_ips.services.shutdown() {
             eprintln!("podrun server: withdrawing the Services' cluster IPs: {e}");
@@ -332,46 +344,39 @@ async fn shutdown() {
     }
 }
 
-/// How often the pods' `events.jsonl` files are looked at for new Events.
-const EVENT_SCAN: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// Publishes the Events the node records per pod (`<pod dir>/events.jsonl`, where a
-/// repeat is the same Event with its count moved on) into the store, so `kubectl get
-/// events` and `kubectl describe` list and watch them as a cluster's. Runs for the
-/// life of the process.
-fn publish_events(store: &SqliteStore, pods_dir: &std::path::Path) {
-    use std::collections::HashMap;
-    use std::io::{Read, Seek, SeekFrom};
-    let mut offsets: HashMap<std::path::PathBuf, u64> = HashMap::new();
-    loop {
-        std::thread::sleep(EVENT_SCAN);
-        let Ok(dirs) = std::fs::read_dir(pods_dir) else {
-            continue;
-        };
+/// Publishes the Events the node records into the store, so `kubectl get events` and
+/// `kubectl describe` list and watch them as a cluster's: first the latest state of each
+/// Event in the pods' `events.jsonl` files (those recorded before a restart, whose
+/// publishing a crash may have cut short), then each Event as the node records it (a
+/// repeat is the same Event with its count moved on). Runs for the life of the process.
+fn publish_events(
+    store: &SqliteStore,
+    pods_dir: &std::path::Path,
+    recorded: &std::sync::mpsc::Receiver<k8s_openapi::api::core::v1::Event>,
+) {
+    if let Ok(dirs) = std::fs::read_dir(pods_dir) {
         for dir in dirs.flatten() {
             let path = dir.path().join(podrun_node::events::EVENTS_FILE);
-            let offset = offsets.get(&path).copied().unwrap_or(0);
-            let Ok(mut file) = std::fs::File::open(&path) else {
+            let Ok(text) = std::fs::read_to_string(&path) else {
                 continue;
             };
-            let mut text = String::new();
-            if file.seek(SeekFrom::Start(offset)).is_err()
-                || file.read_to_string(&mut text).is_err()
-            {
-                continue;
-            }
-            // Whole lines only; a line being written is read next time.
+            // Whole lines only: one being written arrives through `recorded`.
             let Some(end) = text.rfind('\n') else {
                 continue;
             };
-            offsets.insert(path, offset + end as u64 + 1);
             for event in podrun_node::events::latest_events(&text[..=end]) {
-                let Ok(mut value) = serde_json::to_value(&event) else {
-                    continue;
-                };
-                upsert_event(store, &mut value);
+                publish(store, &event);
             }
         }
+    }
+    for event in recorded {
+        publish(store, &event);
+    }
+}
+
+fn publish(store: &SqliteStore, event: &k8s_openapi::api::core::v1::Event) {
+    if let Ok(mut value) = serde_json::to_value(event) {
+        upsert_event(store, &mut value);
     }
 }
 
@@ -393,8 +398,11 @@ fn upsert_event(store: &SqliteStore, event: &mut Value) {
     };
     match store.get(rt, Some(&ns), &name) {
         Ok(old) => {
-            if old.get("count") == event.get("count")
-                && old.get("lastTimestamp") == event.get("lastTimestamp")
+            // The stored one is this state or a later one (read from the file first).
+            let count = |e: &Value| e.get("count").and_then(Value::as_i64).unwrap_or(1);
+            if count(&old) > count(event)
+                || (count(&old) == count(event)
+                    && old.get("lastTimestamp") == event.get("lastTimestamp"))
             {
                 return;
             }
