@@ -141,3 +141,107 @@ async fn the_server_binds_an_address_no_interface_has_yet() {
     .expect("bound before the address exists");
     assert_eq!(server.local_addr(), addr);
 }
+
+#[tokio::test]
+async fn a_query_from_a_pod_whose_podrun_publishes_late_gets_the_owners_answer() {
+    // Two servers share the port. The owner (a live peer, pid 1, for this process's
+    // other server) lists its new pod 127.0.0.5 only after the pod's first query has
+    // already reached the other server, which has a Service of the same name with
+    // another ClusterIP and does not know `api` at all.
+    let peers = tempfile::tempdir().unwrap();
+    let other = DnsServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        view_with("web", Ipv4Addr::new(198, 19, 0, 1)),
+        "cluster.local",
+        &[],
+        Some(peers.path()),
+    )
+    .unwrap();
+    let addr = other.local_addr();
+    let owner_view = DnsView::parse(
+        "svc default web 198.19.9.9\nsvc default api 198.19.9.10\nclient 127.0.0.5\n",
+    );
+    let web = tokio::spawn(ask_from(
+        "127.0.0.5",
+        addr,
+        "web.default.svc.cluster.local.",
+    ));
+    let api = tokio::spawn(ask_from(
+        "127.0.0.5",
+        addr,
+        "api.default.svc.cluster.local.",
+    ));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The owner starts serving the same port and publishes its view (atomically).
+    let owner = DnsServer::bind(
+        addr,
+        Arc::new(RwLock::new(owner_view.clone())),
+        "cluster.local",
+        &[],
+        Some(peers.path()),
+    )
+    .unwrap();
+    let tmp = peers.path().join(".1.tmp");
+    std::fs::write(&tmp, owner_view.render()).unwrap();
+    std::fs::rename(&tmp, peers.path().join("1")).unwrap();
+    let web = web.await.unwrap().expect("an answer");
+    let api = api.await.unwrap().expect("an answer");
+    assert_eq!(web.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(first_address(&web), Some(Ipv4Addr::new(198, 19, 9, 9)));
+    assert_eq!(api.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(first_address(&api), Some(Ipv4Addr::new(198, 19, 9, 10)));
+    drop(owner);
+    drop(other);
+}
+
+#[test]
+fn the_server_answers_while_the_runtime_that_started_it_is_busy() {
+    // A single-threaded runtime that starts the server and then never runs again, as a
+    // podrun whose runtime is busy with hundreds of pods.
+    let busy = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The asking pod (127.0.0.6) is this podrun's own.
+    let view = view_with("web", Ipv4Addr::new(198, 19, 0, 1));
+    view.write()
+        .unwrap()
+        .clients
+        .insert(Ipv4Addr::new(127, 0, 0, 6));
+    let server = busy
+        .block_on(async {
+            DnsServer::start(
+                "127.0.0.1:0".parse().unwrap(),
+                view,
+                "cluster.local",
+                &[],
+                None,
+            )
+            .await
+        })
+        .unwrap();
+    let mut q = Message::new(9, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii("web.default.svc.cluster.local.").unwrap(),
+        RecordType::A,
+    ));
+    let sock = std::net::UdpSocket::bind("127.0.0.6:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    for _ in 0..20 {
+        let asked = std::time::Instant::now();
+        sock.send_to(&q.to_vec().unwrap(), server.local_addr())
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = sock
+            .recv(&mut buf)
+            .expect("an answer without the busy runtime");
+        let m = Message::from_vec(&buf[..n]).unwrap();
+        assert_eq!(first_address(&m), Some(Ipv4Addr::new(198, 19, 0, 1)));
+        assert!(
+            asked.elapsed() < Duration::from_millis(200),
+            "answered in {:?}",
+            asked.elapsed()
+        );
+    }
+    drop(server);
+}

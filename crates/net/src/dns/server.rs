@@ -4,12 +4,17 @@
 //!
 //! Forwarding relays the client's own bytes and the upstream's answer unchanged, so
 //! nothing the host resolver says (EDNS, DNSSEC bits, truncation) is lost or re-encoded.
+//!
+//! The server runs on a thread and a single-threaded Tokio runtime of its own, so a
+//! podrun busy with hundreds of pods still answers in milliseconds: a reply that waits
+//! for a busy runtime makes the pod's resolver wait its whole timeout (1 s or more).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::A;
@@ -19,7 +24,6 @@ use nix::sys::socket::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::task::JoinHandle;
 
 use super::{DnsView, Lookup};
 
@@ -32,10 +36,24 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest UDP message accepted (EDNS payloads are at most this in practice).
 const MAX_UDP: usize = 4096;
 
-/// A running DNS server; dropping it stops the listeners.
+/// How long a cluster name asked by a client that no podrun's view claims yet waits for
+/// one to claim it (its podrun publishing the view that lists the pod) before it is
+/// answered from the views at hand.
+const OWNER_WAIT: Duration = Duration::from_millis(500);
+
+/// How often the published views are read again during [`OWNER_WAIT`].
+const OWNER_POLL: Duration = Duration::from_millis(20);
+
+/// How long a client that waited [`OWNER_WAIT`] in vain (the host, a hostNetwork pod)
+/// is answered without waiting again.
+const UNOWNED_MEMORY: Duration = Duration::from_secs(30);
+
+/// A running DNS server; dropping it stops the listeners (the sockets are closed when
+/// the drop returns).
 pub struct DnsServer {
     addr: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// What the answering code shares across queries.
@@ -44,6 +62,8 @@ struct Shared {
     domain: String,
     upstreams: Vec<SocketAddr>,
     peers: Option<PathBuf>,
+    /// Clients no view claimed within [`OWNER_WAIT`], and when that was found.
+    unowned: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 // === impl DnsServer ===
@@ -65,8 +85,8 @@ impl DnsServer {
         Self::bind(addr, view, domain, upstreams, peers)
     }
 
-    /// [`DnsServer::start`] without awaiting: the sockets are bound when this returns
-    /// (it must be called within a Tokio runtime, which then serves them).
+    /// [`DnsServer::start`] without awaiting: the sockets are bound when this returns,
+    /// and served on a thread of the server's own (no runtime needed by the caller).
     ///
     /// Both sockets may be bound before the address exists on any interface (the bridge
     /// gets it with the first pod), so the server can answer from the first packet a pod
@@ -80,53 +100,44 @@ impl DnsServer {
         upstreams: &[SocketAddr],
         peers: Option<&Path>,
     ) -> std::io::Result<Self> {
-        let udp = shared_socket(addr, SockType::Datagram)?;
-        let udp = Arc::new(UdpSocket::from_std(std::net::UdpSocket::from(udp))?);
-        let addr = udp.local_addr()?;
-        let tcp = shared_socket(addr, SockType::Stream)?;
-        nix::sys::socket::listen(&tcp, Backlog::new(128).map_err(std::io::Error::from)?)
-            .map_err(std::io::Error::from)?;
-        let tcp = TcpListener::from_std(std::net::TcpListener::from(tcp))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (udp, tcp, addr) = {
+            let _inside = runtime.enter();
+            let udp = shared_socket(addr, SockType::Datagram)?;
+            let udp = Arc::new(UdpSocket::from_std(std::net::UdpSocket::from(udp))?);
+            let addr = udp.local_addr()?;
+            let tcp = shared_socket(addr, SockType::Stream)?;
+            nix::sys::socket::listen(&tcp, Backlog::new(128).map_err(std::io::Error::from)?)
+                .map_err(std::io::Error::from)?;
+            let tcp = TcpListener::from_std(std::net::TcpListener::from(tcp))?;
+            (udp, tcp, addr)
+        };
         let shared = Arc::new(Shared {
             view,
             domain: domain.to_string(),
             upstreams: upstreams.iter().copied().filter(|u| *u != addr).collect(),
             peers: peers.map(Path::to_path_buf),
+            unowned: Mutex::new(HashMap::new()),
         });
-        let udp_task = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; MAX_UDP];
-                loop {
-                    let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
-                        continue;
-                    };
-                    let query = buf[..n].to_vec();
-                    let shared = shared.clone();
-                    let udp = udp.clone();
-                    tokio::spawn(async move {
-                        if let Some(reply) = shared.answer(&query, false, peer).await {
-                            let _ = udp.send_to(&reply, peer).await;
-                        }
-                    });
-                }
-            })
-        };
-        let tcp_task = {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                loop {
-                    let Ok((stream, peer)) = tcp.accept().await else {
-                        continue;
-                    };
-                    tokio::spawn(serve_tcp(stream, peer, shared.clone()));
-                }
-            })
-        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("cluster-dns".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    tokio::spawn(serve_udp(udp, shared.clone()));
+                    tokio::spawn(accept_tcp(tcp, shared));
+                    let _ = stopped.await;
+                });
+                // Dropping the runtime ends every task and closes the sockets.
+                drop(runtime);
+            })?;
         tracing::info!(%addr, "cluster DNS listening");
         Ok(Self {
             addr,
-            tasks: vec![udp_task, tcp_task],
+            stop: Some(stop),
+            thread: Some(thread),
         })
     }
 
@@ -138,9 +149,44 @@ impl DnsServer {
 
 impl Drop for DnsServer {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
+        // Joined so the sockets are closed when the drop returns: the kernel then hands
+        // every query to the servers that remain.
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers UDP queries, each in a task of its own, until the runtime ends.
+async fn serve_udp(udp: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut buf = vec![0u8; MAX_UDP];
+    loop {
+        let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
+            continue;
+        };
+        let query = buf[..n].to_vec();
+        let shared = shared.clone();
+        let udp = udp.clone();
+        tokio::spawn(async move {
+            if let Some(reply) = shared.answer(&query, false, peer).await {
+                let _ = udp.send_to(&reply, peer).await;
+            }
+        });
+    }
+}
+
+/// Accepts TCP connections, each served in a task of its own, until the runtime ends.
+async fn accept_tcp(tcp: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, peer)) = tcp.accept().await else {
+            continue;
+        };
+        tokio::spawn(serve_tcp(stream, peer, shared.clone()));
     }
 }
 
@@ -219,7 +265,7 @@ impl Shared {
             return self.reply(&request, ResponseCode::NotImp, Vec::new());
         }
         let name = q.name().to_ascii();
-        let lookup = self.lookup(&name, client.ip());
+        let lookup = self.lookup(&name, client.ip()).await;
         match lookup {
             Lookup::Forward => self
                 .forward(query, tcp)
@@ -244,31 +290,63 @@ impl Shared {
     }
 
     /// What `name` is for a query from `client`: the view of the podrun whose pod asked
-    /// (this one's, or a live peer's published one), and for a client no podrun claims,
-    /// this view and then the first live peer that knows the name.
-    fn lookup(&self, name: &str, client: IpAddr) -> Lookup {
+    /// (this one's, or a live peer's published one). A client no view claims may be a pod
+    /// whose podrun has not published it yet: the views are read again for a short while
+    /// ([`OWNER_WAIT`]) rather than answer from a view that does not own it. A client
+    /// still unclaimed then (the host itself) gets this view and then the first live
+    /// peer that knows the name.
+    async fn lookup(&self, name: &str, client: IpAddr) -> Lookup {
+        let deadline = Instant::now() + OWNER_WAIT;
+        loop {
+            let fallback = match self.owned_lookup(name, client) {
+                Ok(answer) => return answer,
+                Err(fallback) => fallback,
+            };
+            if Instant::now() >= deadline || self.known_unowned(client) {
+                self.unowned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(client, Instant::now());
+                return fallback;
+            }
+            tokio::time::sleep(OWNER_POLL).await;
+        }
+    }
+
+    /// The answer from the view that owns `client` (any answer for a name outside the
+    /// cluster domain, where views do not matter), or `Err` with the answer for a client
+    /// no view owns.
+    fn owned_lookup(&self, name: &str, client: IpAddr) -> Result<Lookup, Lookup> {
         let (own, mine) = {
             let view = self.view.read().unwrap_or_else(|e| e.into_inner());
             let mine = matches!(client, IpAddr::V4(ip) if view.clients.contains(&ip));
             (view.lookup(name, &self.domain), mine)
         };
-        if mine {
-            return own;
+        if mine || own == Lookup::Forward {
+            return Ok(own);
         }
         let peers = self.peer_views();
         if let IpAddr::V4(ip) = client
             && let Some(owner) = peers.iter().find(|v| v.clients.contains(&ip))
         {
-            return owner.lookup(name, &self.domain);
+            return Ok(owner.lookup(name, &self.domain));
         }
-        match own {
+        Err(match own {
             Lookup::NxDomain => peers
                 .iter()
                 .map(|v| v.lookup(name, &self.domain))
                 .find(|l| matches!(l, Lookup::Found(_)))
                 .unwrap_or(Lookup::NxDomain),
             other => other,
-        }
+        })
+    }
+
+    /// Whether `client` waited in vain for an owner lately (entries older than
+    /// [`UNOWNED_MEMORY`] are forgotten).
+    fn known_unowned(&self, client: IpAddr) -> bool {
+        let mut unowned = self.unowned.lock().unwrap_or_else(|e| e.into_inner());
+        unowned.retain(|_, at| at.elapsed() < UNOWNED_MEMORY);
+        unowned.contains_key(&client)
     }
 
     /// The views live peers have published (a file left by a podrun that died says
