@@ -156,7 +156,13 @@ pub(crate) struct NodeShared {
     masquerade: Mutex<Option<sandbox::masquerade::Masquerade>>,
     /// Set once every pod is being deleted: controllers stop replacing pods.
     stopping: std::sync::atomic::AtomicBool,
+    /// Told the address of each pod sandbox with its own network, before the pod's
+    /// first container starts (the cluster DNS claims it as this node's client).
+    on_pod_address: std::sync::RwLock<Option<PodAddressHook>>,
 }
+
+/// What [`Node::on_pod_address`] calls.
+pub type PodAddressHook = Arc<dyn Fn(std::net::Ipv4Addr) + Send + Sync>;
 
 impl NodeShared {
     /// Where this node's pod workers write status and tell subscribers.
@@ -258,6 +264,7 @@ impl Node {
             network: std::sync::RwLock::new(Arc::new(sandbox::NetworkConfig::default())),
             masquerade: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            on_pod_address: std::sync::RwLock::new(None),
         });
         let node = Self {
             shared,
@@ -290,6 +297,18 @@ impl Node {
     /// Subscribes to node events.
     pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
         self.shared.events.subscribe()
+    }
+
+    /// Calls `hook` with the address of every pod sandbox with its own network that
+    /// this node makes from now on, once the sandbox has it and before the pod's first
+    /// container starts; the pod waits until the hook returns (it runs off the async
+    /// workers, so it may block briefly, e.g. to write a file).
+    pub fn on_pod_address(&self, hook: PodAddressHook) {
+        *self
+            .shared
+            .on_pod_address
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(hook);
     }
 
     /// Sets how pods created from now on are networked (pod CIDR, masquerading). With

@@ -88,6 +88,18 @@ pub(crate) async fn run_pod(
     {
         tracing::warn!(pod = ?pod.metadata.name, %e, "cannot write the pod's DNS files");
     }
+    // The cluster DNS learns the pod's address before the pod can ask it anything.
+    let hook = shared
+        .on_pod_address
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if sandbox.has_own_network()
+        && let IpAddr::V4(ip) = sandbox.pod_ip()
+        && let Some(hook) = hook
+    {
+        let _ = tokio::task::spawn_blocking(move || hook(ip)).await;
+    }
     let probe_ip = if sandbox.has_own_network() {
         sandbox.pod_ip()
     } else {

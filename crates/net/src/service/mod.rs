@@ -94,6 +94,9 @@ struct State {
     /// Our nat chains as the last restore left them, so later syncs need no
     /// `iptables-save`.
     chains: BTreeSet<String>,
+    /// Addresses of this node's pods claimed as DNS clients when their sandbox was
+    /// made, before the pod's status (and event) carries them.
+    claimed: BTreeSet<Ipv4Addr>,
 }
 
 /// The node's Services.
@@ -145,6 +148,7 @@ impl Services {
                 allocated,
                 applied: None,
                 chains: BTreeSet::new(),
+                claimed: BTreeSet::new(),
             }),
             dns: Arc::new(RwLock::new(DnsView::default())),
             dns_server: Mutex::new(None),
@@ -284,6 +288,18 @@ impl Services {
         self.sync(&mut st)
     }
 
+    /// Claims `ip`, the address of a pod sandbox this node just made, as a client of
+    /// this node's cluster DNS, and publishes that for the other podruns on the host
+    /// before returning. Called before the pod's first container starts, so whichever
+    /// podrun's server gets the pod's first query knows whose view answers it.
+    pub fn claim_dns_client(&self, ip: Ipv4Addr) -> Result<(), Error> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.claimed.insert(ip) {
+            self.sync(&mut st)?;
+        }
+        Ok(())
+    }
+
     /// Forgets a pod that finished (from [`PodChange::Finished`]).
     pub fn handle_pod_finished(&self, pod: &Pod) -> Result<(), Error> {
         let key = (
@@ -294,7 +310,8 @@ impl Services {
             pod.metadata.name.clone().unwrap_or_default(),
         );
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.pods.remove(&key).is_some() {
+        let released = pod_ipv4(pod).is_some_and(|ip| st.claimed.remove(&ip));
+        if st.pods.remove(&key).is_some() || released {
             self.sync(&mut st)?;
         }
         Ok(())
@@ -304,7 +321,7 @@ impl Services {
     /// events were lost: pods that finished or are gone stop being endpoints, pods
     /// whose readiness changed unseen are taken as they are now.
     pub fn resync_pods(&self, pods: Vec<Pod>) -> Result<(), Error> {
-        let pods = pods
+        let pods: BTreeMap<(String, String), Arc<Pod>> = pods
             .into_iter()
             .filter(|p| {
                 !matches!(
@@ -324,6 +341,9 @@ impl Services {
             })
             .collect();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Claims of pods that are gone (their end was among the lost events) lapse.
+        let running: BTreeSet<Ipv4Addr> = pods.values().filter_map(|p| pod_ipv4(p)).collect();
+        st.claimed.retain(|ip| running.contains(ip));
         st.pods = pods;
         self.sync(&mut st)
     }
@@ -545,7 +565,8 @@ impl Services {
     }
 
     fn sync(&self, st: &mut State) -> Result<(), Error> {
-        let plan = plan::plan(st.services.values(), st.pods.values().map(|p| p.as_ref()));
+        let mut plan = plan::plan(st.services.values(), st.pods.values().map(|p| p.as_ref()));
+        plan.dns.clients.extend(st.claimed.iter().copied());
         self.publish_dns(&plan.dns);
         *self.dns.write().unwrap_or_else(|e| e.into_inner()) = plan.dns;
         if !self.config.apply_rules {
@@ -662,6 +683,11 @@ fn dead_rules_turn() -> Option<std::fs::File> {
     // SAFETY: flock on a descriptor we own; released when the file is dropped.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
     (rc == 0).then_some(file)
+}
+
+/// The pod's IPv4 address from its status.
+fn pod_ipv4(pod: &Pod) -> Option<Ipv4Addr> {
+    pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
 }
 
 /// Removes the DNS names published by podruns that are no longer running.

@@ -296,3 +296,31 @@ async fn a_follower_that_falls_behind_lists_the_pods_again() {
     drop(tx);
     follower.await.unwrap();
 }
+
+#[test]
+fn a_claimed_pod_address_is_published_at_once_and_released_when_the_pod_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let share = dir.path().join("dns");
+    let mut config = offline_config(dir.path());
+    config.dns_share = Some(share.clone());
+    let services = super::Services::open(config).unwrap();
+    let published = || {
+        std::fs::read_to_string(share.join(std::process::id().to_string()))
+            .map(|text| crate::dns::DnsView::parse(&text))
+            .unwrap_or_default()
+    };
+    // Claimed before the pod's status (or any event) carries the address.
+    services
+        .claim_dns_client("198.18.0.7".parse().unwrap())
+        .unwrap();
+    assert!(published().clients.contains(&"198.18.0.7".parse().unwrap()));
+    // A pod event without the address does not take the claim away.
+    let mut early = pod("a", "198.18.0.7", false, None);
+    early.status.as_mut().unwrap().pod_ip = None;
+    services.handle_pod(std::sync::Arc::new(early)).unwrap();
+    assert!(published().clients.contains(&"198.18.0.7".parse().unwrap()));
+    services
+        .handle_pod_finished(&pod("a", "198.18.0.7", false, None))
+        .unwrap();
+    assert!(published().clients.is_empty());
+}

@@ -650,6 +650,12 @@ impl RunServices {
                 .filter_map(|v| serde_json::from_value(v).ok())
                 .collect()
         });
+        let claims = driver.clone();
+        node.on_pod_address(std::sync::Arc::new(move |ip| {
+            if let Err(e) = claims.claim_dns_client(ip) {
+                tracing::warn!(%ip, %e, "cannot publish the pod's address to the cluster DNS");
+            }
+        }));
         driver.clone().follow(node.subscribe(), dns, relist);
         Ok(Self {
             driver,
