@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::catalogue::Resource;
 use crate::patch::PatchType;
@@ -128,16 +129,23 @@ pub struct DeleteOptions {
 }
 
 /// A page of objects.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct ObjectList {
-    /// The objects, without `kind`/`apiVersion` needed.
-    pub items: Vec<Value>,
+    /// The objects as JSON text (each a JSON object; `kind`/`apiVersion` not needed), as
+    /// the store holds them: a list answer copies them without decoding them, and a
+    /// Table decodes only the fields its cells need.
+    pub items: Vec<Box<RawValue>>,
     /// The list's `resourceVersion`.
     pub resource_version: String,
     /// Token for the next page, if there is one.
     pub continue_token: Option<String>,
     /// How many objects the next pages hold, when known.
     pub remaining_item_count: Option<i64>,
+}
+
+/// `object` as JSON text, for an [`ObjectList`].
+pub fn encode_object(object: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(object).expect("JSON values serialise")
 }
 
 /// What a DELETE did.

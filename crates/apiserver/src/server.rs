@@ -382,64 +382,90 @@ fn render_object(
     }
 }
 
+/// A list's `metadata`, the fields in the order of their JSON names.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListMeta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#continue: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining_item_count: Option<i64>,
+    resource_version: &'a str,
+}
+
+/// A `<Kind>List` or `PartialObjectMetadataList`, serialised at once.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListBody<'a, T> {
+    api_version: &'a str,
+    items: T,
+    kind: &'a str,
+    metadata: ListMeta<'a>,
+}
+
+/// Only its `metadata`: an item of a `PartialObjectMetadataList`.
+#[derive(serde::Serialize)]
+struct MetadataItem<'a> {
+    metadata: &'a serde_json::value::RawValue,
+}
+
 fn render_list(
     req: &ResourceRequest,
     output: Output,
     list: crate::backend::ObjectList,
     now: Timestamp,
 ) -> Result<Response<Body>, ApiError> {
-    let mut metadata = json!({"resourceVersion": list.resource_version});
-    if let Some(c) = list.continue_token.as_ref().filter(|c| !c.is_empty()) {
-        metadata["continue"] = json!(c);
-    }
-    if let Some(n) = list.remaining_item_count {
-        metadata["remainingItemCount"] = json!(n);
-    }
+    let continue_token = list.continue_token.as_deref().filter(|c| !c.is_empty());
+    let metadata = ListMeta {
+        r#continue: continue_token,
+        remaining_item_count: list.remaining_item_count,
+        resource_version: &list.resource_version,
+    };
+    let serialised = |body: Result<Vec<u8>, serde_json::Error>| {
+        body.map_err(|e| ApiError::internal(format!("cannot encode the list: {e}")))
+    };
     match output {
+        // The items are copied as the store holds them.
         Output::Json => {
-            let mut body = json!({
-                "kind": format!("{}List", req.resource.gvk.kind),
-                "apiVersion": req.resource.gvk.api_version(),
-                "metadata": metadata,
-            });
-            // Moved in, not through `json!`, which would copy every item.
-            body["items"] = Value::Array(list.items);
-            Ok(json_response(StatusCode::OK, &body))
+            let body = serialised(serde_json::to_vec(&ListBody {
+                api_version: &req.resource.gvk.api_version(),
+                items: &list.items,
+                kind: &format!("{}List", req.resource.gvk.kind),
+                metadata,
+            }))?;
+            Ok(respond(StatusCode::OK, "application/json", body))
         }
-        Output::PartialObjectMetadata(v) => Ok(json_response(
-            StatusCode::OK,
-            &json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": format!("meta.k8s.io/{v}"),
-                "metadata": metadata,
-                "items": list.items.iter().map(|o| {
-                    let mut p = table::partial_object_metadata(o);
-                    p.as_object_mut().map(|m| m.remove("kind"));
-                    p.as_object_mut().map(|m| m.remove("apiVersion"));
-                    p
-                }).collect::<Vec<_>>(),
-            }),
-        )),
+        Output::PartialObjectMetadata(v) => {
+            let empty = serde_json::value::RawValue::from_string("{}".into())
+                .map_err(ApiError::internal)?;
+            let items = list
+                .items
+                .iter()
+                .map(|o| {
+                    Ok(MetadataItem {
+                        metadata: table::encoded_metadata(o)?.unwrap_or(&empty),
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            let body = serialised(serde_json::to_vec(&ListBody {
+                api_version: &format!("meta.k8s.io/{v}"),
+                items,
+                kind: "PartialObjectMetadataList",
+                metadata,
+            }))?;
+            Ok(respond(StatusCode::OK, "application/json", body))
+        }
         Output::Table(_) => {
             let include = IncludeObject::parse(req.query.include_object.as_deref())?;
-            let items: Vec<Value> = list
-                .items
-                .into_iter()
-                .map(|o| with_kind(req.resource, o))
-                .collect();
-            let t = table::table(
+            let body = table::table_encoded(
                 req.resource,
-                &items,
+                &list.items,
                 &list.resource_version,
-                list.continue_token.as_deref(),
+                continue_token,
                 include,
                 now,
             )?;
-            Ok(respond(
-                StatusCode::OK,
-                &output.content_type(),
-                serde_json::to_vec(&t).expect("serialises"),
-            ))
+            Ok(respond(StatusCode::OK, &output.content_type(), body))
         }
     }
 }

@@ -408,7 +408,7 @@ impl StoreBackend {
             items: list
                 .items
                 .iter()
-                .map(|o| convert(self, o))
+                .map(|o| convert(self, o).map(|v| encode_object(&v)))
                 .collect::<Result<_, _>>()?,
             resource_version: list.revision.to_string(),
             ..Default::default()
@@ -1089,7 +1089,11 @@ impl StoreBackend {
         Ok(Deleted::Object(out.object))
     }
 
-    fn do_list(&self, c: &CollectionRef, l: &ListOptions) -> Result<ObjectList, ApiError> {
+    /// The store's options of a list of `c`.
+    fn store_list_options(
+        c: &CollectionRef,
+        l: &ListOptions,
+    ) -> Result<(&'static ResourceType, podrun_store::ListOptions), ApiError> {
         let rt = rt_of(c.resource)?;
         let exact =
             match (
@@ -1107,9 +1111,15 @@ impl StoreBackend {
             continue_token: l.continue_token.clone().filter(|t| !t.is_empty()),
             exact_revision: exact,
         };
+        Ok((rt, opts))
+    }
+
+    /// A list of stored objects, left as the store's JSON text.
+    fn do_list(&self, c: &CollectionRef, l: &ListOptions) -> Result<ObjectList, ApiError> {
+        let (rt, opts) = Self::store_list_options(c, l)?;
         let list = self
             .store
-            .list(rt, c.namespace.as_deref(), &opts)
+            .list_encoded(rt, c.namespace.as_deref(), &opts)
             .map_err(from_store)?;
         Ok(ObjectList {
             items: list.items,
@@ -1162,7 +1172,7 @@ impl Backend for StoreBackend {
                         .nodes
                         .iter()
                         .filter(|n| filter.matches(&ResourceType::NAMESPACES, n))
-                        .cloned()
+                        .map(encode_object)
                         .collect(),
                     resource_version: rev.to_string(),
                     ..Default::default()
@@ -1229,7 +1239,7 @@ impl Backend for StoreBackend {
         options: DeleteOptions,
     ) -> BoxFuture<'_, Result<ObjectList, ApiError>> {
         self.blocking(move |b| {
-            let list = b.do_list(
+            let (rt, opts) = Self::store_list_options(
                 &collection,
                 &ListOptions {
                     limit: None,
@@ -1237,6 +1247,10 @@ impl Backend for StoreBackend {
                     ..selection
                 },
             )?;
+            let list = b
+                .store
+                .list(rt, collection.namespace.as_deref(), &opts)
+                .map_err(from_store)?;
             let mut items = Vec::new();
             for item in &list.items {
                 let o = ObjectRef {
@@ -1249,7 +1263,7 @@ impl Backend for StoreBackend {
                     subresource: None,
                 };
                 match b.do_delete(&o, &options) {
-                    Ok(Deleted::Object(v)) => items.push(v),
+                    Ok(Deleted::Object(v)) => items.push(encode_object(&v)),
                     Ok(Deleted::Gone { .. }) => {}
                     // Gone meanwhile.
                     Err(e) if e.code == 404 => {}
@@ -1258,7 +1272,7 @@ impl Backend for StoreBackend {
             }
             Ok(ObjectList {
                 items,
-                resource_version: list.resource_version,
+                resource_version: list.revision.to_string(),
                 continue_token: None,
                 remaining_item_count: None,
             })

@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobCondition};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Endpoints, Event, Namespace, Node, Pod, PodSpec, Secret, Service,
-    ServiceAccount,
+    ConfigMap, Container, Endpoints, Event, Namespace, Node, PodReadinessGate, PodSpec, PodStatus,
+    Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::catalogue::Resource;
@@ -47,20 +48,21 @@ impl IncludeObject {
     }
 }
 
-/// One column definition.
+/// One column definition. The fields are in the order of their JSON names, so a Table
+/// serialised at once reads as one built of JSON values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Column {
+    /// What the column shows.
+    pub description: &'static str,
+    /// `name` for the object name column, else empty.
+    pub format: &'static str,
     /// Display name (`Nominated Node`).
     pub name: &'static str,
+    /// 0 always shown, 1 only with `-o wide`.
+    pub priority: i32,
     /// `string` or `integer`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// `name` for the object name column, else empty.
-    pub format: &'static str,
-    /// What the column shows.
-    pub description: &'static str,
-    /// 0 always shown, 1 only with `-o wide`.
-    pub priority: i32,
 }
 
 const fn col(name: &'static str, description: &'static str) -> Column {
@@ -336,8 +338,34 @@ pub fn since(t: Option<&Time>, now: Timestamp) -> String {
     }
 }
 
-fn decode<T: DeserializeOwned>(object: &Value) -> Result<T, ApiError> {
-    T::deserialize(object).map_err(|e| ApiError::internal(format!("cannot print object: {e}")))
+fn cannot_print(e: serde_json::Error) -> ApiError {
+    ApiError::internal(format!("cannot print object: {e}"))
+}
+
+/// An object a row is printed from: a decoded JSON value (one object's GET or watch
+/// event) or JSON text (a list's items, as the store holds them). Each printer decodes
+/// the typed fields it needs straight from it.
+trait Source {
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError>;
+}
+
+impl Source for Value {
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        T::deserialize(self).map_err(cannot_print)
+    }
+}
+
+impl Source for RawValue {
+    fn decode<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_str(self.get()).map_err(cannot_print)
+    }
+}
+
+/// An object's `metadata` alone (the printers of kinds without columns of their own).
+#[derive(Deserialize)]
+struct MetadataOnly {
+    #[serde(default)]
+    metadata: Option<ObjectMeta>,
 }
 
 fn or_none(s: &str) -> String {
@@ -426,11 +454,53 @@ fn age(meta: &ObjectMeta, now: Timestamp) -> Value {
     json!(since(meta.creation_timestamp.as_ref(), now))
 }
 
-fn is_sidecar(spec: &PodSpec, name: &str) -> bool {
+/// The parts of a Pod its row reads, decoded without the rest (the containers' commands,
+/// env, probes and resources, `managedFields`, …): a list of pods decodes only these.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct PrintedPod {
+    metadata: PrintedPodMeta,
+    spec: Option<PrintedPodSpec>,
+    status: Option<PodStatus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct PrintedPodMeta {
+    name: Option<String>,
+    creation_timestamp: Option<Time>,
+    deletion_timestamp: Option<Time>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct PrintedPodSpec {
+    /// Only counted.
+    containers: Option<Vec<IgnoredAny>>,
+    init_containers: Option<Vec<PrintedInitContainer>>,
+    node_name: Option<String>,
+    readiness_gates: Option<Vec<PodReadinessGate>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct PrintedInitContainer {
+    name: String,
+    restart_policy: Option<String>,
+}
+
+impl PrintedInitContainer {
+    /// A native sidecar, as `podrun_model::is_sidecar` tells: `restartPolicy: Always`.
+    fn is_sidecar(&self) -> bool {
+        self.restart_policy.as_deref() == Some("Always")
+    }
+}
+
+fn is_sidecar(spec: &PrintedPodSpec, name: &str) -> bool {
     spec.init_containers
         .iter()
         .flatten()
-        .any(|c| c.name == name && podrun_model::is_sidecar(c))
+        .any(|c| c.name == name && c.is_sidecar())
 }
 
 fn later(a: Option<Timestamp>, b: Option<&Time>) -> Option<Timestamp> {
@@ -440,10 +510,10 @@ fn later(a: Option<Timestamp>, b: Option<&Time>) -> Option<Timestamp> {
     }
 }
 
-fn pod_row(pod: &Pod, now: Timestamp) -> Row {
-    let default_spec = PodSpec::default();
-    let spec = pod.spec.as_ref().unwrap_or(&default_spec);
-    let status = pod.status.clone().unwrap_or_default();
+fn pod_row(pod: PrintedPod, now: Timestamp) -> Row {
+    let spec = pod.spec.unwrap_or_default();
+    let spec = &spec;
+    let status = pod.status.unwrap_or_default();
     let phase = status.phase.clone().unwrap_or_default();
     let mut reason = status
         .reason
@@ -467,12 +537,12 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
         _ => None,
     };
     let init_count = spec.init_containers.as_ref().map_or(0, Vec::len);
-    let total = spec.containers.len()
+    let total = spec.containers.as_ref().map_or(0, Vec::len)
         + spec
             .init_containers
             .iter()
             .flatten()
-            .filter(|c| podrun_model::is_sidecar(c))
+            .filter(|c| c.is_sidecar())
             .count();
     let mut ready = 0usize;
     let mut restarts: i64 = 0;
@@ -603,11 +673,11 @@ fn pod_row(pod: &Pod, now: Timestamp) -> Row {
     };
     Row {
         cells: vec![
-            name_of(&pod.metadata),
+            json!(pod.metadata.name.unwrap_or_default()),
             json!(format!("{ready}/{total}")),
             json!(reason),
             json!(restarts_cell),
-            age(&pod.metadata, now),
+            json!(since(pod.metadata.creation_timestamp.as_ref(), now)),
             json!(or_none(&ip)),
             json!(or_none(spec.node_name.as_deref().unwrap_or(""))),
             json!(or_none(status.nominated_node_name.as_deref().unwrap_or(""))),
@@ -945,11 +1015,15 @@ fn node_row(node: &Node, now: Timestamp) -> Row {
     ])
 }
 
-fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, ApiError> {
+fn row_for<S: Source + ?Sized>(
+    resource: &Resource,
+    object: &S,
+    now: Timestamp,
+) -> Result<Row, ApiError> {
     Ok(match (resource.gvk.group, resource.gvk.kind) {
-        ("", "Pod") => pod_row(&decode::<Pod>(object)?, now),
+        ("", "Pod") => pod_row(object.decode::<PrintedPod>()?, now),
         ("", "Namespace") => {
-            let ns: Namespace = decode(object)?;
+            let ns: Namespace = object.decode()?;
             let phase = ns
                 .status
                 .as_ref()
@@ -961,9 +1035,9 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
                 age(&ns.metadata, now),
             ])
         }
-        ("", "Service") => service_row(&decode(object)?, now),
+        ("", "Service") => service_row(&object.decode()?, now),
         ("", "Endpoints") => {
-            let ep: Endpoints = decode(object)?;
+            let ep: Endpoints = object.decode()?;
             plain(vec![
                 name_of(&ep.metadata),
                 json!(endpoints_cell(&ep)),
@@ -971,7 +1045,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             ])
         }
         ("discovery.k8s.io", "EndpointSlice") => {
-            let s: EndpointSlice = decode(object)?;
+            let s: EndpointSlice = object.decode()?;
             let max = 3;
             let mut ports = Vec::new();
             let mut pcount = 0;
@@ -1004,7 +1078,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             ])
         }
         ("", "ConfigMap") => {
-            let cm: ConfigMap = decode(object)?;
+            let cm: ConfigMap = object.decode()?;
             let n = cm.data.as_ref().map_or(0, BTreeMap::len)
                 + cm.binary_data.as_ref().map_or(0, BTreeMap::len);
             plain(vec![
@@ -1014,7 +1088,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             ])
         }
         ("", "Secret") => {
-            let s: Secret = decode(object)?;
+            let s: Secret = object.decode()?;
             plain(vec![
                 name_of(&s.metadata),
                 json!(s.type_.clone().unwrap_or_else(|| "Opaque".into())),
@@ -1023,17 +1097,20 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             ])
         }
         ("", "ServiceAccount") => {
-            let sa: ServiceAccount = decode(object)?;
+            let sa: ServiceAccount = object.decode()?;
             plain(vec![
                 name_of(&sa.metadata),
                 json!(sa.secrets.as_ref().map_or(0, Vec::len)),
                 age(&sa.metadata, now),
             ])
         }
-        ("", "Event") => event_row(&decode(object)?, now),
-        ("events.k8s.io", "Event") => event_row(&decode(&events_v1_as_core(object))?, now),
+        ("", "Event") => event_row(&object.decode()?, now),
+        ("events.k8s.io", "Event") => {
+            let core = events_v1_as_core(&object.decode::<Value>()?);
+            event_row(&core.decode()?, now)
+        }
         ("apps", "Deployment") => {
-            let d: Deployment = decode(object)?;
+            let d: Deployment = object.decode()?;
             let spec = d.spec.clone();
             let status = d.status.clone().unwrap_or_default();
             let (names, images) = container_cells(spec.template.spec.as_ref());
@@ -1053,7 +1130,7 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
             ])
         }
         ("apps", "ReplicaSet") => {
-            let rs: ReplicaSet = decode(object)?;
+            let rs: ReplicaSet = object.decode()?;
             let spec = rs.spec.clone();
             let status = rs.status.clone().unwrap_or_default();
             let (names, images) =
@@ -1069,9 +1146,9 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
                 json!(format_label_selector(Some(&spec.selector))),
             ])
         }
-        ("batch", "Job") => job_row(&decode(object)?, now),
+        ("batch", "Job") => job_row(&object.decode()?, now),
         ("batch", "CronJob") => {
-            let cj: CronJob = decode(object)?;
+            let cj: CronJob = object.decode()?;
             let spec = cj.spec.clone();
             let status = cj.status.clone().unwrap_or_default();
             let job_spec = spec.job_template.spec.clone().unwrap_or_default();
@@ -1097,9 +1174,12 @@ fn row_for(resource: &Resource, object: &Value, now: Timestamp) -> Result<Row, A
                 json!(selector),
             ])
         }
-        ("", "Node") => node_row(&decode(object)?, now),
+        ("", "Node") => node_row(&object.decode()?, now),
         _ => {
-            let meta: ObjectMeta = decode(object.get("metadata").unwrap_or(&Value::Null))?;
+            let meta = object
+                .decode::<MetadataOnly>()?
+                .metadata
+                .unwrap_or_default();
             plain(vec![name_of(&meta), age(&meta, now)])
         }
     })
@@ -1196,4 +1276,149 @@ pub fn watch_event(
         t["columnDefinitions"] = Value::Null;
     }
     Ok(json!({"type": event_type, "object": t}))
+}
+
+/// The `metadata` of an object given as JSON text, left as text (`None` without one).
+pub fn encoded_metadata(object: &RawValue) -> Result<Option<&RawValue>, ApiError> {
+    #[derive(Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow, default)]
+        metadata: Option<&'a RawValue>,
+    }
+    let m: Metadata<'_> = serde_json::from_str(object.get()).map_err(cannot_print)?;
+    Ok(m.metadata)
+}
+
+/// `object` (JSON text) with `kind` and `apiVersion` filled in from `resource` where it
+/// lacks them, as a row's whole object carries them.
+pub fn encoded_with_kind(
+    resource: &Resource,
+    object: &RawValue,
+) -> Result<Box<RawValue>, ApiError> {
+    let mut top: BTreeMap<String, &RawValue> =
+        serde_json::from_str(object.get()).map_err(cannot_print)?;
+    if top.contains_key("kind") && top.contains_key("apiVersion") {
+        return Ok(object.to_owned());
+    }
+    let kind = serde_json::value::to_raw_value(resource.gvk.kind).map_err(cannot_print)?;
+    let api_version =
+        serde_json::value::to_raw_value(&resource.gvk.api_version()).map_err(cannot_print)?;
+    top.entry("kind".into()).or_insert(&kind);
+    top.entry("apiVersion".into()).or_insert(&api_version);
+    serde_json::value::to_raw_value(&top).map_err(cannot_print)
+}
+
+/// A `PartialObjectMetadata` over `metadata` given as JSON text (`{}` without one).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncodedPartialObjectMetadata<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a RawValue,
+}
+
+impl<'a> EncodedPartialObjectMetadata<'a> {
+    /// The `PartialObjectMetadata` of `metadata`.
+    pub fn new(metadata: Option<&'a RawValue>) -> Self {
+        Self {
+            api_version: "meta.k8s.io/v1",
+            kind: "PartialObjectMetadata",
+            metadata: metadata.unwrap_or(empty_object()),
+        }
+    }
+}
+
+fn empty_object() -> &'static RawValue {
+    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| RawValue::from_string("{}".into()).expect("valid JSON"))
+}
+
+/// List metadata of a Table: `continue` and `resourceVersion` when there are.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TableMeta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#continue: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource_version: Option<&'a str>,
+}
+
+/// What a row of an encoded Table carries as its object.
+enum EncodedRowObject<'a> {
+    None,
+    Object(Box<RawValue>),
+    Metadata(EncodedPartialObjectMetadata<'a>),
+}
+
+impl Serialize for EncodedRowObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::None => s.serialize_unit(),
+            Self::Object(o) => o.serialize(s),
+            Self::Metadata(m) => m.serialize(s),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EncodedRow<'a> {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conditions: Option<Value>,
+    object: EncodedRowObject<'a>,
+}
+
+/// The fields in the order of their JSON names, as [`table`]'s `Value` has them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EncodedTable<'a> {
+    api_version: &'static str,
+    column_definitions: Vec<Column>,
+    kind: &'static str,
+    metadata: TableMeta<'a>,
+    rows: Vec<EncodedRow<'a>>,
+}
+
+/// [`table`] of objects given as JSON text (a list's items as the store holds them),
+/// serialised: each printer decodes only its typed fields from the text, a row's
+/// `PartialObjectMetadata` copies the object's `metadata` text, and the answer is written
+/// once into one buffer. A row's whole object (`includeObject=Object`) carries `kind`
+/// and `apiVersion`, filled in from `resource` where the text lacks them.
+pub fn table_encoded(
+    resource: &Resource,
+    objects: &[Box<RawValue>],
+    resource_version: &str,
+    continue_token: Option<&str>,
+    include: IncludeObject,
+    now: Timestamp,
+) -> Result<Vec<u8>, ApiError> {
+    let rows = objects
+        .iter()
+        .map(|o| {
+            let r = row_for(resource, o.as_ref(), now)?;
+            let object = match include {
+                IncludeObject::None => EncodedRowObject::None,
+                IncludeObject::Object => EncodedRowObject::Object(encoded_with_kind(resource, o)?),
+                IncludeObject::Metadata => EncodedRowObject::Metadata(
+                    EncodedPartialObjectMetadata::new(encoded_metadata(o)?),
+                ),
+            };
+            Ok(EncodedRow {
+                cells: r.cells,
+                conditions: r.conditions,
+                object,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let t = EncodedTable {
+        api_version: "meta.k8s.io/v1",
+        column_definitions: columns(resource),
+        kind: "Table",
+        metadata: TableMeta {
+            r#continue: continue_token.filter(|c| !c.is_empty()),
+            resource_version: Some(resource_version).filter(|rv| !rv.is_empty()),
+        },
+        rows,
+    };
+    serde_json::to_vec(&t).map_err(cannot_print)
 }

@@ -72,7 +72,7 @@ impl Backend for Fixture {
                         .as_deref()
                         .is_none_or(|ns| o["metadata"]["namespace"] == ns)
             })
-            .map(|(_, o)| o.clone())
+            .map(|(_, o)| encode_object(o))
             .collect();
         async move {
             Ok(ObjectList {

@@ -2,6 +2,7 @@
 //! Kubernetes API server's printers compute them, at a fixed `now`.
 
 use k8s_openapi::jiff::Timestamp;
+use podrun_apiserver::backend::encode_object;
 use podrun_apiserver::catalogue::lookup;
 use podrun_apiserver::table::{self, IncludeObject};
 use serde_json::{Value, json};
@@ -21,6 +22,17 @@ fn meta(name: &str) -> Value {
 fn render(group: &str, plural: &str, objects: &[Value]) -> String {
     let r = lookup(group, "v1", plural).unwrap();
     let t = table::table(r, objects, "42", None, IncludeObject::Metadata, now()).unwrap();
+    // A list's Table, printed from the objects' JSON text, is the same answer byte for byte.
+    let encoded: Vec<_> = objects.iter().map(encode_object).collect();
+    for include in [IncludeObject::Metadata, IncludeObject::None] {
+        let want = table::table(r, objects, "42", Some("c"), include, now()).unwrap();
+        let got = table::table_encoded(r, &encoded, "42", Some("c"), include, now()).unwrap();
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            serde_json::to_string(&want).unwrap(),
+            "{plural} with {include:?}"
+        );
+    }
     let mut out = String::new();
     let header: Vec<String> = t["columnDefinitions"]
         .as_array()
@@ -246,6 +258,42 @@ fn include_object_and_watch_rows() {
     )
     .unwrap();
     assert_eq!(t["rows"][0]["object"], pod);
+    // From JSON text, a whole object lacking them gets `kind` and `apiVersion`.
+    let mut bare = pod.clone();
+    bare.as_object_mut().unwrap().remove("kind");
+    bare.as_object_mut().unwrap().remove("apiVersion");
+    let t: Value = serde_json::from_slice(
+        &table::table_encoded(
+            pods,
+            &[encode_object(&bare)],
+            "42",
+            None,
+            IncludeObject::Object,
+            now(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(t["rows"][0]["object"], pod);
+    // A list's PartialObjectMetadata without metadata is an empty one.
+    let t: Value = serde_json::from_slice(
+        &table::table_encoded(
+            pods,
+            &[encode_object(&json!({"spec": {"containers": []}}))],
+            "",
+            None,
+            IncludeObject::Metadata,
+            now(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(t["metadata"], json!({}));
+    assert_eq!(
+        t["rows"][0]["object"],
+        json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {}})
+    );
+    assert_eq!(t["rows"][0]["cells"][1], "0/0");
     let t = table::table(
         pods,
         std::slice::from_ref(&pod),

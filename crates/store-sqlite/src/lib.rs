@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use podrun_store::{
-    ApiError, DeleteOptions, Deleted, List, ListOptions, ResourceType, Row, Stamp, Storage, Store,
-    Watch, WatchEvent, WatchOptions,
+    ApiError, DeleteOptions, Deleted, EncodedList, List, ListOptions, ResourceType, Row, Stamp,
+    Storage, Store, Watch, WatchEvent, WatchOptions,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
@@ -227,6 +227,17 @@ impl SqliteStore {
         opts: &ListOptions,
     ) -> Result<List, ApiError> {
         self.lock().list(rt, namespace, opts)
+    }
+
+    /// Lists a collection at one revision, each item the stored JSON with its
+    /// `resourceVersion` (see [`Store::list_encoded`]).
+    pub fn list_encoded(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList, ApiError> {
+        self.lock().list_encoded(rt, namespace, opts)
     }
 
     /// Compacts history, keeping the newest `keep` revisions watchable.

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use podrun_store::{AppendError, Row, Storage, Write};
+use podrun_store::{AppendError, EncodedRow, Row, Storage, Write};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 /// The schema this podrun writes.
@@ -256,13 +256,45 @@ impl SqliteStorage {
     }
 
     fn query(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<Row>, Error> {
+        self.query_raw(sql, params)?
+            .into_iter()
+            .map(|r| self.decode(r))
+            .collect()
+    }
+
+    fn query_raw(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<RawRow>, Error> {
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
-        let raws = stmt
-            .query_map(params, |r| self.row(r))
+        stmt.query_map(params, |r| self.row(r))
             .map_err(|e| self.err(e))?
             .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.err(e))?;
-        raws.into_iter().map(|r| self.decode(r)).collect()
+            .map_err(|e| self.err(e))
+    }
+
+    /// The live rows of a range, undecoded. SQLite takes a bare column of a MAX()
+    /// aggregate from the row that has the maximum, so `deleted` is the newest row's: the
+    /// group scan runs in index order and stops after `limit` live keys.
+    fn range_raw(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        revision: u64,
+        limit: usize,
+    ) -> Result<Vec<RawRow>, Error> {
+        let sql = "SELECT l.revision, l.key, l.created, l.deleted, l.prev_revision, l.value, NULL
+             FROM (SELECT key, MAX(revision) AS rev, deleted FROM log
+                   WHERE key >= ?1 AND key < ?2 AND key > ?3 AND revision <= ?4
+                   GROUP BY key HAVING deleted = 0 ORDER BY key LIMIT ?5) m
+             JOIN log l ON l.revision = m.rev ORDER BY m.key";
+        self.query_raw(
+            sql,
+            params![
+                prefix,
+                prefix_end(prefix),
+                start_after,
+                revision as i64,
+                limit.min(i64::MAX as usize) as i64
+            ],
+        )
     }
 }
 
@@ -315,24 +347,28 @@ impl Storage for SqliteStorage {
         revision: u64,
         limit: usize,
     ) -> Result<Vec<Row>, Error> {
-        // SQLite takes a bare column of a MAX() aggregate from the row that has the
-        // maximum, so `deleted` is the newest row's: the group scan runs in index order
-        // and stops after `limit` live keys.
-        let sql = "SELECT l.revision, l.key, l.created, l.deleted, l.prev_revision, l.value, NULL
-             FROM (SELECT key, MAX(revision) AS rev, deleted FROM log
-                   WHERE key >= ?1 AND key < ?2 AND key > ?3 AND revision <= ?4
-                   GROUP BY key HAVING deleted = 0 ORDER BY key LIMIT ?5) m
-             JOIN log l ON l.revision = m.rev ORDER BY m.key";
-        self.query(
-            sql,
-            params![
-                prefix,
-                prefix_end(prefix),
-                start_after,
-                revision as i64,
-                limit.min(i64::MAX as usize) as i64
-            ],
-        )
+        self.range_raw(prefix, start_after, revision, limit)?
+            .into_iter()
+            .map(|r| self.decode(r))
+            .collect()
+    }
+
+    fn range_encoded(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        revision: u64,
+        limit: usize,
+    ) -> Result<Vec<EncodedRow>, Error> {
+        Ok(self
+            .range_raw(prefix, start_after, revision, limit)?
+            .into_iter()
+            .map(|r| EncodedRow {
+                revision: r.revision,
+                key: r.key,
+                value: r.value,
+            })
+            .collect())
     }
 
     fn append(&mut self, write: Write) -> Result<u64, AppendError<Error>> {

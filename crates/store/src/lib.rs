@@ -61,6 +61,8 @@ pub mod watch;
 pub use error::{ApiError, FieldError, Result};
 pub use resource::ResourceType;
 pub use selector::{FieldSelector, Filter, LabelSelector};
-pub use storage::{AppendError, MemoryStorage, Row, Storage, Write};
-pub use store::{DeleteOptions, Deleted, List, ListOptions, Propagation, Stamp, Store};
+pub use storage::{AppendError, EncodedRow, MemoryStorage, Row, Storage, Write};
+pub use store::{
+    DeleteOptions, Deleted, EncodedList, List, ListOptions, Propagation, Stamp, Store,
+};
 pub use watch::{EventType, INITIAL_EVENTS_END, Watch, WatchEvent, WatchOptions};

@@ -441,6 +441,11 @@ impl FieldSelector {
         })
     }
 
+    /// Does it select everything (no requirements)?
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The value a `metadata.name=` requirement pins, if any (a list can then read one key).
     pub fn name(&self) -> Option<&str> {
         self.0
@@ -487,6 +492,11 @@ impl Filter {
     /// Does the object pass both selectors?
     pub fn matches(&self, rt: &ResourceType, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(rt, obj)
+    }
+
+    /// Does it select everything (neither selector has a requirement)?
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
     }
 }
 

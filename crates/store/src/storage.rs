@@ -33,6 +33,18 @@ pub struct Row {
     pub prev_value: Option<Value>,
 }
 
+/// A live object as stored, left encoded: what a list reads when it answers JSON as it is
+/// (see [`Storage::range_encoded`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedRow {
+    /// The revision of the object's latest write.
+    pub revision: u64,
+    /// The object's key.
+    pub key: String,
+    /// The object's JSON as stored (one JSON object).
+    pub value: Vec<u8>,
+}
+
 /// A write to append: the backend gives it the next revision.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Write {
@@ -86,6 +98,26 @@ pub trait Storage {
         revision: u64,
         limit: usize,
     ) -> Result<Vec<Row>, Self::Error>;
+
+    /// [`Storage::range`] with each value left as the stored JSON. A backend that stores
+    /// JSON answers it without decoding; the default encodes [`Storage::range`]'s values.
+    fn range_encoded(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        revision: u64,
+        limit: usize,
+    ) -> Result<Vec<EncodedRow>, Self::Error> {
+        Ok(self
+            .range(prefix, start_after, revision, limit)?
+            .into_iter()
+            .map(|row| EncodedRow {
+                revision: row.revision,
+                key: row.key,
+                value: serde_json::to_vec(&row.value).expect("JSON values serialise"),
+            })
+            .collect())
+    }
 
     /// Appends the write if the key's latest live revision is `write.prev_revision`,
     /// and returns its revision. Durable when it returns.

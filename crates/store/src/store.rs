@@ -9,7 +9,7 @@ use crate::error::{ApiError, FieldError, Result};
 use crate::object::{self, meta_mut, meta_str};
 use crate::resource::ResourceType;
 use crate::selector::Filter;
-use crate::storage::{AppendError, Row, Storage, Write};
+use crate::storage::{AppendError, EncodedRow, Row, Storage, Write};
 use crate::validate;
 
 /// What the server stamps on a new object: the time and the uid it chose. The core
@@ -98,6 +98,34 @@ impl List {
             "metadata": meta,
             "items": self.items,
         })
+    }
+}
+
+/// A list at one revision whose items are JSON text ([`Store::list_encoded`]).
+#[derive(Clone, Debug)]
+pub struct EncodedList {
+    /// The revision every item was read at (the list's `resourceVersion`).
+    pub revision: u64,
+    /// The items, in key order, each one JSON object with its own `resourceVersion`.
+    pub items: Vec<Box<serde_json::value::RawValue>>,
+    /// `metadata.continue`, when there is more.
+    pub continue_token: Option<String>,
+}
+
+/// A row read by a list: its key orders the pages.
+trait Keyed {
+    fn key(&self) -> &String;
+}
+
+impl Keyed for Row {
+    fn key(&self) -> &String {
+        &self.key
+    }
+}
+
+impl Keyed for EncodedRow {
+    fn key(&self) -> &String {
+        &self.key
     }
 }
 
@@ -720,92 +748,160 @@ impl<S: Storage> Store<S> {
         namespace: Option<&str>,
         opts: &ListOptions,
     ) -> Result<List> {
-        Store::<S>::check_path(rt, namespace, None)?;
-        let namespace = Store::<S>::ns(rt, namespace);
-        let prefix = rt.prefix(namespace);
-        let (revision, mut start_after) = match &opts.continue_token {
-            Some(token) => {
-                let (rev, start) = decode_continue(token)?;
-                (rev, format!("{prefix}{start}"))
-            }
-            None => {
-                let current = self.revision()?;
-                match opts.exact_revision {
-                    Some(r) if r > current => {
-                        return Err(ApiError::too_large(r, current));
-                    }
-                    Some(r) => (r, String::new()),
-                    None => (current, String::new()),
-                }
-            }
-        };
-        let compacted = self.compacted()?;
-        if revision < compacted && (opts.continue_token.is_some() || opts.exact_revision.is_some())
-        {
-            return Err(if opts.continue_token.is_some() {
-                ApiError::expired(CONTINUE_TOO_OLD)
-            } else {
-                ApiError::too_old(revision, compacted)
-            });
-        }
-        let want = if opts.limit == 0 {
-            usize::MAX
-        } else {
-            opts.limit
-        };
-        let chunk = if opts.limit == 0 {
-            1024
-        } else {
-            opts.limit.clamp(64, 1024)
-        };
-        let mut items = Vec::new();
-        let mut last_key = String::new();
-        let mut more = false;
-        'read: loop {
-            let rows = self
-                .storage
-                .range(&prefix, &start_after, revision, chunk)
-                .map_err(storage_err)?;
-            let done = rows.len() < chunk;
-            for row in rows {
-                start_after.clone_from(&row.key);
-                if !opts.filter.matches(rt, &row.value) {
-                    continue;
-                }
-                if items.len() == want {
-                    more = true;
-                    break 'read;
-                }
-                last_key.clone_from(&row.key);
+        let (revision, items, continue_token) = self.list_rows(
+            rt,
+            namespace,
+            opts,
+            |s, prefix, after, revision, limit| s.range(prefix, after, revision, limit),
+            |row: &Row| Ok(opts.filter.matches(rt, &row.value)),
+            |row: Row| {
                 let mut obj = row.value;
                 object::set_revision(&mut obj, row.revision);
-                items.push(obj);
-            }
-            if done {
-                break;
-            }
-        }
-        // Another process may have compacted history while this one read: the pages
-        // could then mix revisions. A fresh list reads again at the new head; a
-        // continued or exact one cannot, and is refused.
-        let compacted = self.compacted()?;
-        if revision < compacted {
-            if opts.continue_token.is_none() && opts.exact_revision.is_none() {
-                return self.list(rt, namespace, opts);
-            }
-            return Err(ApiError::too_old(revision, compacted));
-        }
-        let continue_token = more.then(|| {
-            encode_continue(
-                revision,
-                last_key.strip_prefix(&prefix).unwrap_or(&last_key),
-            )
-        });
+                Ok(obj)
+            },
+        )?;
         Ok(List {
             revision,
             items,
             continue_token,
         })
+    }
+
+    /// [`Store::list`] with each item left as JSON text: the stored JSON with its
+    /// `resourceVersion` set, never decoded into a tree (only to match selectors, when
+    /// there are any). What an API answer that copies the objects as they are reads.
+    pub fn list_encoded(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+    ) -> Result<EncodedList> {
+        let everything = opts.filter.is_empty();
+        let corrupt = |row: &EncodedRow, e: serde_json::Error| {
+            ApiError::internal(format!(
+                "stored object {} at revision {} is not valid JSON: {e}",
+                row.key, row.revision
+            ))
+        };
+        let (revision, items, continue_token) = self.list_rows(
+            rt,
+            namespace,
+            opts,
+            |s, prefix, after, revision, limit| s.range_encoded(prefix, after, revision, limit),
+            |row: &EncodedRow| {
+                if everything {
+                    return Ok(true);
+                }
+                let value: Value =
+                    serde_json::from_slice(&row.value).map_err(|e| corrupt(row, e))?;
+                Ok(opts.filter.matches(rt, &value))
+            },
+            |row: EncodedRow| {
+                object::encoded_with_revision(&row.value, row.revision)
+                    .map_err(|e| corrupt(&row, e))
+            },
+        )?;
+        Ok(EncodedList {
+            revision,
+            items,
+            continue_token,
+        })
+    }
+
+    /// The paging of [`Store::list`] over rows that `read` reads from the storage: keeps
+    /// the rows `keep` selects and makes each an item with `item`. Answers the list's
+    /// revision, the items and the continue token.
+    fn list_rows<R: Keyed, T>(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        opts: &ListOptions,
+        read: impl Fn(&S, &str, &str, u64, usize) -> std::result::Result<Vec<R>, S::Error>,
+        keep: impl Fn(&R) -> Result<bool>,
+        item: impl Fn(R) -> Result<T>,
+    ) -> Result<(u64, Vec<T>, Option<String>)> {
+        Store::<S>::check_path(rt, namespace, None)?;
+        let namespace = Store::<S>::ns(rt, namespace);
+        let prefix = rt.prefix(namespace);
+        // A fresh list that met a compaction starts again at the new head.
+        loop {
+            let (revision, mut start_after) = match &opts.continue_token {
+                Some(token) => {
+                    let (rev, start) = decode_continue(token)?;
+                    (rev, format!("{prefix}{start}"))
+                }
+                None => {
+                    let current = self.revision()?;
+                    match opts.exact_revision {
+                        Some(r) if r > current => {
+                            return Err(ApiError::too_large(r, current));
+                        }
+                        Some(r) => (r, String::new()),
+                        None => (current, String::new()),
+                    }
+                }
+            };
+            let compacted = self.compacted()?;
+            if revision < compacted
+                && (opts.continue_token.is_some() || opts.exact_revision.is_some())
+            {
+                return Err(if opts.continue_token.is_some() {
+                    ApiError::expired(CONTINUE_TOO_OLD)
+                } else {
+                    ApiError::too_old(revision, compacted)
+                });
+            }
+            let want = if opts.limit == 0 {
+                usize::MAX
+            } else {
+                opts.limit
+            };
+            let chunk = if opts.limit == 0 {
+                1024
+            } else {
+                opts.limit.clamp(64, 1024)
+            };
+            let mut items = Vec::new();
+            let mut last_key = String::new();
+            let mut more = false;
+            'read: loop {
+                let rows = read(&self.storage, &prefix, &start_after, revision, chunk)
+                    .map_err(storage_err)?;
+                let done = rows.len() < chunk;
+                for row in rows {
+                    start_after.clone_from(row.key());
+                    if !keep(&row)? {
+                        continue;
+                    }
+                    if items.len() == want {
+                        more = true;
+                        break 'read;
+                    }
+                    last_key.clone_from(row.key());
+                    items.push(item(row)?);
+                }
+                if done {
+                    break;
+                }
+            }
+            // Another process may have compacted history while this one read: the pages
+            // could then mix revisions. A fresh list reads again at the new head; a
+            // continued or exact one cannot, and is refused.
+            let compacted = self.compacted()?;
+            if revision < compacted {
+                if opts.continue_token.is_none() && opts.exact_revision.is_none() {
+                    continue;
+                }
+                return Err(ApiError::too_old(revision, compacted));
+            }
+            let continue_token = more.then(|| {
+                encode_continue(
+                    revision,
+                    last_key.strip_prefix(&prefix).unwrap_or(&last_key),
+                )
+            });
+            return Ok((revision, items, continue_token));
+        }
     }
 
     /// Creates what a new cluster starts with, as the API server does at its first

@@ -12,7 +12,7 @@ use crate::gc::{self, GcAction};
 use crate::resource::ResourceType as R;
 use crate::selector::Filter;
 use crate::storage::Storage;
-use crate::store::{DeleteOptions, ListOptions, Propagation, Stamp, Store};
+use crate::store::{DeleteOptions, List, ListOptions, Propagation, Stamp, Store};
 use crate::watch::{EventType, INITIAL_EVENTS_END, WatchOptions};
 
 /// Runs every rule of the suite as its own test, over storages made by `$make`.
@@ -89,16 +89,32 @@ fn names(items: &[Value]) -> Vec<&str> {
 
 fn list<S: Storage>(s: &Store<S>, rt: &R, labels: &str, fields: &str) -> Vec<Value> {
     let filter = Filter::parse(rt, labels, fields).expect("selector");
-    s.list(
-        rt,
-        Some("default"),
-        &ListOptions {
-            filter,
-            ..ListOptions::default()
-        },
-    )
-    .expect("list")
-    .items
+    let opts = ListOptions {
+        filter,
+        ..ListOptions::default()
+    };
+    let list = s.list(rt, Some("default"), &opts).expect("list");
+    same_encoded(s, rt, Some("default"), &opts, &list);
+    list.items
+}
+
+/// [`Store::list_encoded`] answers the same page as [`Store::list`], as JSON text.
+fn same_encoded<S: Storage>(
+    s: &Store<S>,
+    rt: &R,
+    namespace: Option<&str>,
+    opts: &ListOptions,
+    list: &List,
+) {
+    let encoded = s.list_encoded(rt, namespace, opts).expect("encoded list");
+    assert_eq!(encoded.revision, list.revision);
+    assert_eq!(encoded.continue_token, list.continue_token);
+    let items: Vec<Value> = encoded
+        .items
+        .iter()
+        .map(|i| serde_json::from_str(i.get()).expect("JSON"))
+        .collect();
+    assert_eq!(items, list.items);
 }
 
 pub fn create_stamps_server_fields<S: Storage>(storage: S) {
@@ -837,6 +853,7 @@ pub fn list_pages_at_one_revision<S: Storage>(storage: S) {
     };
     let first = s.list(&R::PODS, Some("default"), &opts).expect("page 1");
     assert_eq!(names(&first.items), ["p0", "p1", "p2", "p3"]);
+    same_encoded(&s, &R::PODS, Some("default"), &opts, &first);
     let token = first.continue_token.clone().expect("more");
     // Writes between pages do not show: every page is read at the first's revision.
     s.delete(
@@ -849,17 +866,13 @@ pub fn list_pages_at_one_revision<S: Storage>(storage: S) {
     .expect("delete");
     s.create(&R::PODS, Some("default"), pod("p45"), &stamp(77))
         .expect("create");
-    let second = s
-        .list(
-            &R::PODS,
-            Some("default"),
-            &ListOptions {
-                limit: 4,
-                continue_token: Some(token),
-                ..ListOptions::default()
-            },
-        )
-        .expect("page 2");
+    let opts = ListOptions {
+        limit: 4,
+        continue_token: Some(token),
+        ..ListOptions::default()
+    };
+    let second = s.list(&R::PODS, Some("default"), &opts).expect("page 2");
+    same_encoded(&s, &R::PODS, Some("default"), &opts, &second);
     assert_eq!(second.revision, first.revision);
     assert_eq!(names(&second.items), ["p4", "p5", "p6", "p7"]);
     let third = s
@@ -881,18 +894,14 @@ pub fn list_pages_at_one_revision<S: Storage>(storage: S) {
         .expect("all");
     assert_eq!(all.items.len(), 11);
     let filter = Filter::parse(&R::PODS, "", "metadata.name!=p0").expect("filter");
-    let page = s
-        .list(
-            &R::PODS,
-            None,
-            &ListOptions {
-                filter,
-                limit: 2,
-                ..ListOptions::default()
-            },
-        )
-        .expect("page");
+    let opts = ListOptions {
+        filter,
+        limit: 2,
+        ..ListOptions::default()
+    };
+    let page = s.list(&R::PODS, None, &opts).expect("page");
     assert_eq!(names(&page.items), ["p1", "p2"]);
+    same_encoded(&s, &R::PODS, None, &opts, &page);
     let json = page.to_json(&R::PODS);
     assert_eq!(json["kind"], "PodList");
     assert!(json["metadata"]["continue"].is_string());
