@@ -56,13 +56,21 @@ pub fn handler(rt: &ResourceType, informers: &Informers, queue: &WorkQueue) -> H
             let Some(cache) = informers.of(dep_rt) else {
                 continue;
             };
-            for dep in cache.list() {
-                if owners(&dep).iter().any(|o| o.uid == uid) {
-                    queue.add(&gc_key(dep_rt, &dep));
-                }
+            for dep in cache.select(|dep| names_owner(dep, uid)) {
+                queue.add(&gc_key(dep_rt, &dep));
             }
         }
     })
+}
+
+/// Whether `dep` names the object `uid` among its owners.
+fn names_owner(dep: &Value, uid: &str) -> bool {
+    dep.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+        })
 }
 
 /// Whether the store confirms that the owner `uid` (of `kind`, `name`, in the
@@ -109,10 +117,15 @@ impl Reconciler for GarbageCollector {
         if !object::is_deleting(&obj) && refs.iter().any(|r| kind(&r.kind).is_none()) {
             return Ok(Action::Done);
         }
+        // What the decision reads: the object's owners and its dependents; copying only
+        // those keeps a reconcile from copying the whole cache.
+        let uid = object::uid(&obj);
         let live: Vec<Value> = COLLECTED
             .iter()
             .filter_map(|rt| ctx.informers.of(rt))
-            .flat_map(|c| c.list())
+            .flat_map(|c| {
+                c.select(|o| refs.iter().any(|r| r.uid == object::uid(o)) || names_owner(o, uid))
+            })
             .collect();
         let (namespace, name) = split_key(rest);
         let retry = Action::RequeueAfter(Duration::from_millis(100));
@@ -173,10 +186,7 @@ impl Reconciler for GarbageCollector {
                     let Some(cache) = ctx.informers.of(dep_rt) else {
                         continue;
                     };
-                    for dep in cache.list() {
-                        if !dependents.iter().any(|u| u == object::uid(&dep)) {
-                            continue;
-                        }
+                    for dep in cache.select(|d| dependents.iter().any(|u| u == object::uid(d))) {
                         let mut updated = dep.clone();
                         if let Some(list) = updated
                             .pointer_mut("/metadata/ownerReferences")

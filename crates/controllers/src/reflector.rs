@@ -110,6 +110,11 @@ impl Reflector {
         self.read().values().cloned().collect()
     }
 
+    /// The objects of the cache `pick` chooses, in key order; only those are copied.
+    pub fn select(&self, pick: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.read().values().filter(|o| pick(o)).cloned().collect()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Value>> {
         self.inner
             .cache
