@@ -323,7 +323,12 @@ impl<R: PodRuntime> Worker<R> {
                         }
                         Input::Probe { id, restart_count, probe, result, output } => {
                             timeline.record("probe", Some(id), &format!("{probe:?} {result:?}"));
-                            recorder.handle_probe(id, restart_count, probe, result, &output);
+                            // A probe that was under way when its container exited failed
+                            // for that reason alone: no Unhealthy Event for it (the kubelet
+                            // probes running containers only).
+                            if runtime.runs(id, restart_count) {
+                                recorder.handle_probe(id, restart_count, probe, result, &output);
+                            }
                             machine.handle_probe_result(id, restart_count, probe, result, now);
                         }
                         Input::Pulled { id, restart_count, pulled } => {
