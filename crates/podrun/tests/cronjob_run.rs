@@ -19,6 +19,7 @@ kind: CronJob
 metadata: {name: tick}
 spec:
   schedule: "@every 1s"
+  timeZone: Europe/Berlin
   jobTemplate:
     spec:
       template:
@@ -86,22 +87,7 @@ spec:
 #[test]
 fn a_cron_job_runs_its_jobs_until_the_run_ends_and_leaves_nothing() {
     let podrun = Podrun::new();
-    let manifest = r#"
-apiVersion: batch/v1
-kind: CronJob
-metadata: {name: tick}
-spec:
-  schedule: "@every 1s"
-  timeZone: Europe/Berlin
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          restartPolicy: Never
-          containers:
-          - {name: main, image: busybox, command: ["sh", "-c", "echo tick"]}
-"#;
-    let child = podrun.spawn_run(manifest, &[]);
+    let child = podrun.spawn_run(TICK, &[]);
     // The first Job is created a second after the CronJob, named after its minute.
     wait_for("a Job of the CronJob completes", || {
         stdout(&podrun.run(&["get", "jobs"]))
