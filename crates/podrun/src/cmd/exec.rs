@@ -11,6 +11,7 @@ use std::io::IsTerminal;
 use std::os::fd::AsFd;
 
 use k8s_openapi::api::core::v1::Pod;
+use podrun_model::PodPhase;
 use podrun_node::layout::Layout;
 use podrun_node::objects::{ObjectKey, Resource, Store};
 use podrun_node::runtime::ExecError;
@@ -55,12 +56,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<u8> {
         );
         return Ok(1);
     };
-    let phase = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or_default();
-    if matches!(phase, "Succeeded" | "Failed") {
+    if let Some(phase) = PodPhase::of(&pod).filter(|p| p.is_terminal()) {
         eprintln!(
             "error: cannot exec into a container in a completed pod; current phase is {phase}"
         );
